@@ -1,0 +1,63 @@
+# Two commands for a fresh Debian machine: `make demo` and `make test` (see README.md).
+# Every target installs what it needs and is safe to run again.
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcurl4-openssl-dev \
+	openssh-server openssh-client python3-dev python3-venv util-linux procps iproute2 \
+	valgrind tmux rsync
+NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
+MODULE_STAMP := $(VENV)/.stamp-module
+
+.PHONY: all deps venv build scm-server test test-fast test-sanitize demo bench clean
+
+all: build
+
+# Debian packages: install only what is missing (apt-get needs root; sudo is used when present).
+$(VENV)/.stamp-debian: Makefile
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+deps: $(VENV)/.stamp-debian
+
+$(VPY): $(VENV)/.stamp-debian
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel
+
+$(VENV)/.stamp-pip: $(VPY) requirements-dev.txt
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.stamp-pip
+
+$(MODULE_STAMP): $(VENV)/.stamp-pip $(NATIVE_SOURCES) setup.py
+	WEBAPP_WERROR=1 $(VPY) setup.py -q build_ext --inplace
+	touch $@
+
+scm-server: $(VENV)/.stamp-debian
+	$(MAKE) -s -C sandbox/scm
+
+build: $(MODULE_STAMP) scm-server
+
+test: build
+	$(VPY) -m pytest tests
+
+# The engine's tests again against an ASan+UBSan build of the module (run by .ci/run).
+test-sanitize: build
+	$(VPY) tests/sanitize.py
+
+demo: build
+	$(VPY) -m sandbox.demo
+
+bench: build
+	$(VPY) -m bench
+
+clean:
+	rm -rf build .build-* azext_webapp/*.so $(MODULE_STAMP)
+	$(MAKE) -s -C sandbox/scm clean

@@ -1,0 +1,6 @@
+"""Shared pytest set-up: each area keeps its fixtures in its own plugin module."""
+pytest_plugins = [
+    "tests.fixtures_engine",
+    "tests.fixtures_sandbox",
+    "tests.fixtures_az",
+]
