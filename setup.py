@@ -12,7 +12,8 @@ import sys
 
 from setuptools import Extension, find_packages, setup
 
-VERSION = "0.1.0"
+# WEBAPP_VERSION overrides it for test builds (tools/build_index.py builds newer versions for `az extension update`).
+VERSION = os.environ.get("WEBAPP_VERSION", "0.1.0")
 
 # pkg-config name -> the Debian package that provides it
 NATIVE_DEPENDENCIES = {

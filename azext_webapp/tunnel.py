@@ -1,0 +1,401 @@
+"""The tunnel: a local TCP listener whose every connection is relayed over its own WebSocket to
+``wss://{scm-host}/AppServiceTunnel/Tunnel.ashx`` (Contract 1 in docs/ARCHITECTURE.md).
+
+The work is done by the native engine ``azext_webapp._tunnel`` on its own thread with the GIL
+released; this module reads the environment the way ``az`` does (CA bundle, verification switch,
+proxy), turns native errors into typed exceptions and runs the standalone entry point::
+
+    python -m azext_webapp.tunnel https://<scm-host>[:port] [--port N] [--bind ADDR]
+                                  [--instance NAME] [--target-port N]
+
+with credentials from ``WEBAPP_SCM_USER`` + ``WEBAPP_SCM_PASSWORD`` (Basic) or ``WEBAPP_SCM_TOKEN``
+(Bearer). The Authorization value is never logged, shown in ``repr`` or put into an exception.
+"""
+import base64
+import collections
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+
+import azext_webapp
+
+# Test hook (tests/sanitize.py): load the native module from another build directory, e.g. the
+# ASan+UBSan build in .build-asan/azext_webapp. Only the directory is taken from the environment.
+if os.environ.get("WEBAPP_TUNNEL_NATIVE_DIR"):
+    azext_webapp.__path__.insert(0, os.environ["WEBAPP_TUNNEL_NATIVE_DIR"])
+from azext_webapp import _tunnel  # noqa: E402  pylint: disable=wrong-import-position
+
+logger = logging.getLogger(__name__)
+
+TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
+
+TunnelEvent = collections.namedtuple("TunnelEvent", "kind conn_id peer bytes_up bytes_down message")
+ScmStatus = collections.namedtuple("ScmStatus", "state can_reach_port port msg")
+
+
+class TunnelError(Exception):
+    """Base of every tunnel failure: ``kind``, ``status`` (int or None), ``host``."""
+    kind = "internal"
+
+    def __init__(self, message, status=None, host=None):
+        super().__init__(message)
+        self.status = status
+        self.host = host
+
+
+class AuthenticationError(TunnelError):
+    kind = "auth"
+
+
+class HTTPStatusError(TunnelError):
+    kind = "http"
+
+
+class CertificateError(TunnelError):
+    kind = "tls"
+
+
+class NameResolutionError(TunnelError):
+    kind = "dns"
+
+
+class ProxyError(TunnelError):
+    kind = "proxy"
+
+
+class ConnectionFailedError(TunnelError):
+    kind = "connect"
+
+
+class PortInUseError(TunnelError):
+    kind = "bind"
+
+
+class TunnelTimeout(TunnelError):
+    kind = "timeout"
+
+
+class TunnelClosedError(TunnelError):
+    kind = "closed"
+
+
+_ERRORS = {cls.kind: cls for cls in (AuthenticationError, HTTPStatusError, CertificateError,
+                                     NameResolutionError, ProxyError, ConnectionFailedError,
+                                     PortInUseError, TunnelTimeout, TunnelClosedError)}
+
+
+def _typed(native_error, host):
+    kind, status, message = native_error.args
+    return _ERRORS.get(kind, TunnelError)(message, status=status or None, host=host)
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings from the environment, as az reads them
+
+
+def _parse_scm_url(scm_url):
+    parts = urllib.parse.urlsplit(scm_url if "://" in scm_url else "https://" + scm_url)
+    if parts.scheme != "https":
+        raise ValueError(f"the SCM URL must start with https:// (got {scm_url!r})")
+    if not parts.hostname:
+        raise ValueError(f"the SCM URL has no host name (got {scm_url!r})")
+    return parts.hostname, parts.port or 443
+
+
+def _tls_settings():
+    """(ca_file or None, verify) from REQUESTS_CA_BUNDLE / AZURE_CLI_DISABLE_CONNECTION_VERIFICATION."""
+    if os.environ.get("AZURE_CLI_DISABLE_CONNECTION_VERIFICATION"):
+        logger.warning("Certificate verification is disabled (AZURE_CLI_DISABLE_CONNECTION_VERIFICATION "
+                       "is set): the tunnel cannot tell the real SCM site from an impostor.")
+        return None, False
+    ca_file = os.environ.get("REQUESTS_CA_BUNDLE") or None
+    if ca_file and not os.path.isfile(ca_file):
+        raise CertificateError(f"REQUESTS_CA_BUNDLE names {ca_file}, which is not a readable file")
+    return ca_file, True
+
+
+def _env(*names):
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _no_proxy_matches(host, port, no_proxy):
+    """requests/curl semantics: '*', exact names, domain suffixes ('.x.com' or 'x.com'), IPs/CIDRs."""
+    host = host.lower().strip("[]")
+    try:
+        host_ip = ipaddress.ip_address(host)
+    except ValueError:
+        host_ip = None
+    for entry in no_proxy.replace(" ", "").split(","):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        entry = entry.lower()
+        name, _, eport = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if eport and eport.isdigit() and int(eport) != port:
+            continue
+        if host_ip is not None:
+            try:
+                if host_ip in ipaddress.ip_network(name.strip("[]"), strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name = name.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def _proxy_for(host, port):
+    """'host:port' (optionally 'user:pass@host:port') of the HTTPS proxy for host, or None."""
+    proxy = _env("HTTPS_PROXY", "https_proxy")
+    if not proxy:
+        return None
+    no_proxy = _env("NO_PROXY", "no_proxy")
+    if no_proxy and _no_proxy_matches(host, port, no_proxy):
+        return None
+    parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    if parts.scheme not in ("http", ""):
+        raise ProxyError(f"only http:// proxies are supported for the tunnel (HTTPS_PROXY is {parts.scheme}://...)")
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    netloc = f"{netloc}:{parts.port or 80}"
+    if parts.username:
+        netloc = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}@{netloc}"
+    return netloc
+
+
+def _scheme_of(authorization):
+    return "Bearer" if authorization[:6].lower() == "bearer" else "Basic"
+
+
+# ---------------------------------------------------------------------------------------------
+# The tunnel
+
+
+class Tunnel:
+    """A local listener relaying every connection to the SCM tunnel endpoint (see module doc)."""
+
+    def __init__(self, scm_url, authorization, bind="127.0.0.1", port=0, instance=None,
+                 target_port=None, ping_interval=30.0, on_event=None):
+        self.host, self.scm_port = _parse_scm_url(scm_url)
+        self.scm_url = f"https://{self.host}" + ("" if self.scm_port == 443 else f":{self.scm_port}")
+        self.bind = bind or "127.0.0.1"
+        self.instance = instance
+        self.target_port = target_port
+        self.on_event = on_event
+        self.auth_scheme = _scheme_of(authorization)
+        ca_file, verify = _tls_settings()
+        proxy = _proxy_for(self.host, self.scm_port)
+        try:
+            self._engine = _tunnel.Engine(self.host, self.scm_port, authorization, bind=self.bind,
+                                          bind_port=int(port or 0), instance=instance,
+                                          target_port=int(target_port or 0),
+                                          ping_interval=float(ping_interval), ca_file=ca_file,
+                                          verify=verify, proxy=proxy)
+        except _tunnel.Error as err:
+            raise _typed(err, self.host) from None
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopped = False
+        self.port = None
+
+    def __repr__(self):
+        return (f"<Tunnel {self.bind}:{self.port} -> {self.scm_url}{TUNNEL_PATH} "
+                f"auth={self.auth_scheme} started={self._started} stopped={self._stopped}>")
+
+    def __enter__(self):
+        if not self._started:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        """Bind (a busy port raises PortInUseError) and start the native service thread."""
+        with self._lock:
+            if self._started:
+                return self.port
+            try:
+                self.port = self._engine.start()
+            except _tunnel.Error as err:
+                raise _typed(err, self.host) from None
+            self._started = True
+            return self.port
+
+    def check(self, timeout=15.0):
+        """One real WebSocket handshake with the endpoint, then closed; raises a typed error."""
+        try:
+            self._engine.check(float(timeout))
+        except _tunnel.Error as err:
+            raise _typed(err, self.host) from None
+
+    def stop(self):
+        """Close every connection and join the native thread. Idempotent."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._engine.stop()
+        self._deliver(self.poll_events())
+
+    def stats(self):
+        """{'open', 'total', 'bytes_up', 'bytes_down', 'failures'}; never blocks."""
+        return self._engine.stats()
+
+    @property
+    def running(self):
+        return self._engine.running()
+
+    def poll_events(self):
+        return [TunnelEvent(*ev) for ev in self._engine.poll_events()]
+
+    def _deliver(self, events):
+        if not self.on_event:
+            return
+        for ev in events:
+            try:
+                self.on_event(ev)
+            except Exception:  # pylint: disable=broad-except
+                logger.exception("on_event callback failed")
+
+    def serve(self, timeout=None):
+        """Block, delivering events to on_event, until stop() or the timeout. Signal handlers
+        (Ctrl+C -> KeyboardInterrupt) run promptly: the native wait returns on any signal."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._engine.running():
+            slice_ = 0.5
+            if deadline is not None:
+                slice_ = min(slice_, deadline - time.monotonic())
+                if slice_ <= 0:
+                    break
+            self._engine.wait(slice_)
+            self._deliver(self.poll_events())
+        self._deliver(self.poll_events())
+
+
+# ---------------------------------------------------------------------------------------------
+# Probes (libcurl, GIL released, same TLS and proxy settings)
+
+
+def _probe(scm_url, path, authorization, instance, timeout):
+    host, port = _parse_scm_url(scm_url)
+    base = f"https://{host}" + ("" if port == 443 else f":{port}")
+    ca_file, verify = _tls_settings()
+    try:
+        status, body = _tunnel.http_get(base + path, authorization, instance=instance, ca_file=ca_file,
+                                        verify=verify, proxy=_proxy_for(host, port), timeout=float(timeout))
+    except _tunnel.Error as err:
+        raise _typed(err, host) from None
+    if status in (401, 403):
+        scheme = _scheme_of(authorization)
+        hint = " - Basic auth may be disabled for this app; try a Bearer token" if scheme == "Basic" else ""
+        raise AuthenticationError(f"{host} refused the credentials (HTTP {status}); {scheme} authentication "
+                                  f"was used{hint}", status=status, host=host)
+    if status != 200:
+        raise HTTPStatusError(f"{host} answered HTTP {status} to {path.split('?')[0]}", status=status, host=host)
+    return host, body
+
+
+def get_status(scm_url, authorization, instance=None, timeout=30.0):
+    """GetStatus v2 -> ScmStatus(state, can_reach_port, port, msg)."""
+    host, body = _probe(scm_url, TUNNEL_PATH + "?GetStatus&GetStatusAPIVer=2", authorization, instance,
+                        timeout)
+    try:
+        doc = json.loads(body.decode("utf-8"))
+        return ScmStatus(str(doc.get("state", "")), bool(doc.get("canReachPort", False)),
+                         int(doc["port"]) if doc.get("port") is not None else None, str(doc.get("msg", "")))
+    except (ValueError, KeyError, AttributeError, TypeError):
+        raise HTTPStatusError(f"{host} answered GetStatus with something that is not its JSON",
+                              status=200, host=host) from None
+
+
+def warm_up(scm_url, authorization, timeout=30.0):
+    """GET /api/settings: wakes the SCM site, as the reference client does."""
+    _probe(scm_url, "/api/settings", authorization, None, timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Standalone entry point
+
+
+def _authorization_from_env():
+    token = os.environ.get("WEBAPP_SCM_TOKEN")
+    user, password = os.environ.get("WEBAPP_SCM_USER"), os.environ.get("WEBAPP_SCM_PASSWORD")
+    if token:
+        return "Bearer " + token
+    if user and password is not None:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    return None
+
+
+class _Terminated(Exception):
+    pass
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="python -m azext_webapp.tunnel",
+        description="Open a local port tunnelled to an App Service SCM site. Credentials come from the "
+                    "environment: WEBAPP_SCM_USER + WEBAPP_SCM_PASSWORD (Basic) or WEBAPP_SCM_TOKEN (Bearer).")
+    parser.add_argument("scm_url", help="https://<scm-host>[:port]")
+    parser.add_argument("--port", type=int, default=0, help="local port (default: a free one)")
+    parser.add_argument("--bind", default="127.0.0.1", help="local address (default 127.0.0.1)")
+    parser.add_argument("--instance", help="instance name (ARRAffinity cookie)")
+    parser.add_argument("--target-port", type=int, help="container port (AppsvcTunnelPort)")
+    parser.add_argument("--ping-interval", type=float, default=30.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+
+    authorization = _authorization_from_env()
+    if not authorization:
+        print("error: set WEBAPP_SCM_USER and WEBAPP_SCM_PASSWORD (Basic) or WEBAPP_SCM_TOKEN (Bearer)",
+              file=sys.stderr)
+        return 2
+
+    def on_event(ev):
+        if ev.kind == "failed":
+            print(f"connection {ev.conn_id} from {ev.peer} failed: {ev.message}", file=sys.stderr, flush=True)
+
+    def terminate(signum, frame):
+        raise _Terminated()
+
+    tunnel = None
+    try:
+        tunnel = Tunnel(args.scm_url, authorization, bind=args.bind, port=args.port, instance=args.instance,
+                        target_port=args.target_port, ping_interval=args.ping_interval, on_event=on_event)
+        del authorization
+        tunnel.start()
+        tunnel.check()
+        signal.signal(signal.SIGTERM, terminate)
+        print(f"Port {tunnel.port} is open", flush=True)
+        tunnel.serve()
+    except (KeyboardInterrupt, _Terminated):
+        pass
+    except (TunnelError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if tunnel is not None:
+            started = time.monotonic()
+            tunnel.stop()
+            logger.info("stopped in %.3f s", time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

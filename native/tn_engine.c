@@ -1,0 +1,363 @@
+/*
+ * tn_engine.c - lifecycle of the tunnel engine: the lws context, the one
+ * service thread, the protocol callback that routes every lws event, and
+ * the cross-thread requests (stop, check).
+ *
+ * lws is single-threaded per context: the only call made on it from other
+ * threads is lws_cancel_service(), under eng->mu while eng->ctx is alive.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tn_engine.h"
+
+const char *tn_kind_name(enum tn_kind kind)
+{
+	switch (kind) {
+	case TN_OK: return "ok";
+	case TN_E_AUTH: return "auth";
+	case TN_E_HTTP: return "http";
+	case TN_E_TLS: return "tls";
+	case TN_E_DNS: return "dns";
+	case TN_E_PROXY: return "proxy";
+	case TN_E_CONNECT: return "connect";
+	case TN_E_BIND: return "bind";
+	case TN_E_TIMEOUT: return "timeout";
+	case TN_E_CLOSED: return "closed";
+	case TN_E_INTERNAL: break;
+	}
+	return "internal";
+}
+
+static int tn_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
+			  void *user, void *in, size_t len);
+
+/* protocols[0] also receives WSI_DESTROY, TLS verification and
+ * EVENT_WAIT_CANCELLED; one callback routes them all. */
+static const struct lws_protocols tn_protocols[] = {
+	{ "tunnel-ws", tn_protocol_cb, 0, TN_WS_RX_CHUNK, 0, NULL, 0 },
+	{ "tunnel-local", tn_protocol_cb, 0, 0, 0, NULL, 0 },
+	{ "tunnel-listen", tn_protocol_cb, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+void tn_config_free(struct tn_config *cfg)
+{
+	if (cfg->authorization) {
+		/* the credential must not linger in freed heap memory */
+		explicit_bzero(cfg->authorization, strlen(cfg->authorization));
+		free(cfg->authorization);
+	}
+	free(cfg->host);
+	free(cfg->bind_addr);
+	free(cfg->instance);
+	free(cfg->ca_file);
+	free(cfg->proxy);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+/* lws sizes its fd table from RLIMIT_NOFILE; 1,000 tunnelled connections
+ * need two fds each, so raise the soft limit to the hard one (capped: the
+ * table is allocated up front). Returns the limit to give lws. */
+static int tn_raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+
+		if (want == RLIM_INFINITY || want > 65536)
+			want = rl.rlim_cur > 65536 ? rl.rlim_cur : 65536;
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return rl.rlim_cur > 65536 ? 65536 : (int)rl.rlim_cur;
+}
+
+int tn_engine_create(struct tn_engine **out, struct tn_config *cfg, struct tn_err *err)
+{
+	struct lws_context_creation_info info;
+	struct tn_engine *eng;
+	int ping = cfg->ping_secs > 0 ? cfg->ping_secs : 30;
+
+	*out = NULL;
+	eng = calloc(1, sizeof(*eng));
+	if (!eng)
+		return tn_err_set(err, TN_E_INTERNAL, 0, "out of memory");
+	eng->cfg = *cfg;	/* takes ownership of the strings */
+	memset(cfg, 0, sizeof(*cfg));
+	eng->listen_fd = -1;
+	if (ping > 30000)
+		ping = 30000;
+	eng->retry.secs_since_valid_ping = (uint16_t)ping;
+	/* Generous hang-up: a WebSocket paused by back-pressure cannot read
+	 * its pong, and a stalled local reader must not kill the session. */
+	eng->retry.secs_since_valid_hangup = (uint16_t)(ping + (ping < 300 ? 300 : ping));
+
+	if (tn_events_init(&eng->events)) {
+		free(eng);
+		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create the event queue");
+	}
+	if (pthread_mutex_init(&eng->mu, NULL) || pthread_cond_init(&eng->cv, NULL)) {
+		tn_events_destroy(&eng->events);
+		free(eng);
+		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create a mutex");
+	}
+	eng->txbuf = malloc(LWS_PRE + TN_FRAME_MAX);
+	if (!eng->txbuf) {
+		tn_engine_free(eng);
+		return tn_err_set(err, TN_E_INTERNAL, 0, "out of memory");
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+		       LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.fd_limit_per_thread = (unsigned int)tn_raise_fd_limit();
+	info.pt_serv_buf_size = TN_LOCAL_CHUNK;	/* raw read size, handshake room */
+	info.count_threads = 1;
+	info.timeout_secs = 20;
+	info.user = eng;
+	eng->ctx = lws_create_context(&info);
+	if (!eng->ctx) {
+		tn_engine_free(eng);
+		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create the libwebsockets context");
+	}
+
+	info.vhost_name = "tunnel";
+	info.protocols = tn_protocols;
+	if (eng->cfg.ca_file) {
+		/* like requests: REQUESTS_CA_BUNDLE replaces the system store */
+		info.client_ssl_ca_filepath = eng->cfg.ca_file;
+		info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+	}
+	if (eng->cfg.proxy)
+		info.http_proxy_address = eng->cfg.proxy;
+	eng->vh = lws_create_vhost(eng->ctx, &info);
+	if (!eng->vh) {
+		tn_engine_free(eng);
+		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create the libwebsockets vhost");
+	}
+	/* lws reads $http_proxy by itself when no proxy is given; the caller
+	 * already decided (HTTPS_PROXY / NO_PROXY), so force "no proxy". */
+	if (!eng->cfg.proxy)
+		lws_set_proxy(eng->vh, "0.0.0.0:0");
+	*out = eng;
+	return 0;
+}
+
+static void tn_check_fail_locked(struct tn_engine *eng, enum tn_kind kind, const char *why)
+{
+	if (eng->check_done)
+		return;
+	tn_err_set(&eng->check_err, kind, 0, "%s", why);
+	eng->check_done = 1;
+	eng->check_requested = 0;
+	pthread_cond_broadcast(&eng->cv);
+}
+
+static void *tn_service_main(void *arg)
+{
+	struct tn_engine *eng = arg;
+
+	while (!atomic_load(&eng->stopping))
+		if (lws_service(eng->ctx, 0) < 0)
+			break;
+
+	/* Destroying the context closes every connection (their close
+	 * callbacks free the relays). Hide ctx from lws_cancel_service first. */
+	atomic_store(&eng->stopping, 1);
+	pthread_mutex_lock(&eng->mu);
+	{
+		struct lws_context *ctx = eng->ctx;
+
+		eng->ctx = NULL;
+		pthread_mutex_unlock(&eng->mu);
+		lws_context_destroy(ctx);
+	}
+	pthread_mutex_lock(&eng->mu);
+	tn_check_fail_locked(eng, TN_E_CLOSED, "the tunnel was stopped");
+	pthread_mutex_unlock(&eng->mu);
+	atomic_store(&eng->running, 0);
+	tn_events_wake(&eng->events);
+	return NULL;
+}
+
+int tn_engine_start(struct tn_engine *eng, struct tn_err *err)
+{
+	lws_sock_file_fd_type fd;
+	sigset_t all, old;
+	struct lws *lw;
+
+	if (eng->thread_started || !eng->ctx)
+		return tn_err_set(err, TN_E_CLOSED, 0, "the tunnel was already started");
+	if (tn_listen_open(eng->cfg.bind_addr, eng->cfg.bind_port,
+			   &eng->listen_fd, &eng->port, err))
+		return -1;
+
+	/* our own socket (precise bind errors, port 0) runs in the lws loop */
+	fd.filefd = eng->listen_fd;
+	lw = lws_adopt_descriptor_vhost(eng->vh, LWS_ADOPT_RAW_FILE_DESC, fd,
+					"tunnel-listen", NULL);
+	if (!lw) {
+		close(eng->listen_fd);
+		eng->listen_fd = -1;
+		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot watch the listening socket");
+	}
+	/* lws owns and closes the fd from here on */
+
+	/* Signals belong to Python's main thread: the service thread blocks
+	 * them all, so Ctrl+C interrupts the main thread's wait. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	atomic_store(&eng->running, 1);
+	if (pthread_create(&eng->thread, NULL, tn_service_main, eng)) {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		atomic_store(&eng->running, 0);
+		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot start the service thread");
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	eng->thread_started = 1;
+	return 0;
+}
+
+static void tn_wake_locked(struct tn_engine *eng)
+{
+	if (eng->ctx)
+		lws_cancel_service(eng->ctx);
+}
+
+void tn_engine_stop(struct tn_engine *eng)
+{
+	if (!eng->thread_started)
+		return;
+	atomic_store(&eng->stopping, 1);
+	pthread_mutex_lock(&eng->mu);
+	tn_wake_locked(eng);
+	pthread_mutex_unlock(&eng->mu);
+	pthread_join(eng->thread, NULL);
+	eng->thread_started = 0;
+}
+
+int tn_engine_check(struct tn_engine *eng, int timeout_ms, struct tn_err *err)
+{
+	struct timespec deadline;
+	uint64_t gen;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+
+	pthread_mutex_lock(&eng->mu);
+	if (!eng->ctx || atomic_load(&eng->stopping)) {
+		pthread_mutex_unlock(&eng->mu);
+		return tn_err_set(err, TN_E_CLOSED, 0, "the tunnel is not running");
+	}
+	gen = ++eng->check_gen;
+	eng->check_requested = 1;
+	eng->check_done = 0;
+	tn_err_clear(&eng->check_err);
+	tn_wake_locked(eng);
+	while (!eng->check_done && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&eng->cv, &eng->mu, &deadline);
+	if (!eng->check_done) {
+		eng->check_gen++;	/* a late answer is for nobody */
+		eng->check_requested = 0;
+		pthread_mutex_unlock(&eng->mu);
+		return tn_err_set(err, TN_E_TIMEOUT, 0,
+				  "no answer from %s within %d ms", eng->cfg.host, timeout_ms);
+	}
+	(void)gen;
+	*err = eng->check_err;
+	pthread_mutex_unlock(&eng->mu);
+	return err->kind == TN_OK ? 0 : -1;
+}
+
+/* Service thread: a check() request is waiting; launch its WebSocket. */
+static void tn_launch_check(struct tn_engine *eng)
+{
+	struct tn_relay *r;
+	uint64_t gen;
+
+	pthread_mutex_lock(&eng->mu);
+	if (!eng->check_requested) {
+		pthread_mutex_unlock(&eng->mu);
+		return;
+	}
+	eng->check_requested = 0;
+	gen = eng->check_gen;
+	pthread_mutex_unlock(&eng->mu);
+
+	r = tn_relay_new(eng);
+	if (!r) {
+		pthread_mutex_lock(&eng->mu);
+		if (gen == eng->check_gen)
+			tn_check_fail_locked(eng, TN_E_INTERNAL, "out of memory");
+		pthread_mutex_unlock(&eng->mu);
+		return;
+	}
+	r->is_check = 1;
+	r->check_gen = gen;
+	tn_relay_connect(r);	/* failures are reported through the relay */
+}
+
+static int tn_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
+			  void *user, void *in, size_t len)
+{
+	struct tn_engine *eng = lws_context_user(lws_get_context(wsi));
+	struct tn_relay *r = lws_get_opaque_user_data(wsi);
+
+	(void)user;
+	switch (reason) {
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		/* broadcast to every protocol: the request flag makes it once */
+		if (!atomic_load(&eng->stopping))
+			tn_launch_check(eng);
+		return 0;
+
+	case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+		return tn_tls_verify(eng, r, user, (int)len);
+
+	case LWS_CALLBACK_RAW_RX_FILE:
+		return tn_listen_accept(eng);
+
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		return 0;
+
+	default:
+		break;
+	}
+	if (!r)
+		return 0;	/* adoption in progress, or not ours */
+	return tn_relay_callback(wsi, reason, r, in, len);
+}
+
+void tn_engine_free(struct tn_engine *eng)
+{
+	if (!eng)
+		return;
+	tn_engine_stop(eng);
+	if (eng->ctx) {	/* created but never started */
+		lws_context_destroy(eng->ctx);
+		eng->ctx = NULL;
+	}
+	pthread_cond_destroy(&eng->cv);
+	pthread_mutex_destroy(&eng->mu);
+	tn_events_destroy(&eng->events);
+	free(eng->txbuf);
+	tn_config_free(&eng->cfg);
+	free(eng);
+}

@@ -1,0 +1,46 @@
+/*
+ * tn_events.h - bounded queue of per-connection events (opened / closed /
+ * failed) from the service thread to Python.
+ *
+ * The producer never blocks and never allocates: when the queue is full the
+ * event is counted as dropped. An eventfd wakes a Python thread waiting in
+ * tn_events_wait(); it also wakes on EINTR so Ctrl+C is seen at once.
+ */
+#ifndef TN_EVENTS_H
+#define TN_EVENTS_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define TN_EVENTS_MAX 4096
+
+enum tn_event_kind { TN_EV_OPENED = 1, TN_EV_CLOSED, TN_EV_FAILED };
+
+struct tn_event {
+	enum tn_event_kind kind;
+	uint64_t conn_id;
+	uint64_t bytes_up, bytes_down;
+	char peer[64];
+	char message[320];
+};
+
+struct tn_events {
+	pthread_mutex_t mu;
+	struct tn_event *q;	/* TN_EVENTS_MAX slots */
+	unsigned head, len;
+	uint64_t dropped;
+	int wake_fd;		/* eventfd */
+};
+
+int tn_events_init(struct tn_events *ev);
+void tn_events_destroy(struct tn_events *ev);
+void tn_events_push(struct tn_events *ev, const struct tn_event *e);
+/* Copies up to max events into out; returns the count. */
+unsigned tn_events_drain(struct tn_events *ev, struct tn_event *out, unsigned max);
+/* Wakes any waiter (used on stop too). */
+void tn_events_wake(struct tn_events *ev);
+/* Blocks up to timeout_ms (-1: forever) until woken or a signal arrives.
+ * Returns 1 woken, 0 timed out, -1 interrupted by a signal. */
+int tn_events_wait(struct tn_events *ev, int timeout_ms);
+
+#endif

@@ -1,0 +1,366 @@
+/*
+ * tn_module.c - the CPython binding: azext_webapp._tunnel.
+ *
+ * Stable ABI only (Py_LIMITED_API 3.10): a heap type from a spec, module
+ * state for the type and the exception, multi-phase init (xxlimited.c).
+ * Every blocking call runs with the GIL released; native errors (tn_err)
+ * become exceptions only after the GIL is back. Used only by tunnel.py.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "tn_engine.h"
+#include "tn_probe.h"
+
+typedef struct {
+	PyObject *engine_type;
+	PyObject *error;	/* _tunnel.Error(kind, status, message) */
+} tn_state;
+
+typedef struct {
+	PyObject_HEAD
+	struct tn_engine *eng;
+} EngineObject;
+
+static tn_state *tn_state_of_type(PyTypeObject *tp)
+{
+	return PyType_GetModuleState(tp);
+}
+
+static PyObject *tn_raise(tn_state *st, const struct tn_err *e)
+{
+	PyObject *args = Py_BuildValue("(sis)", tn_kind_name(e->kind), e->status, e->msg);
+
+	if (args) {
+		PyErr_SetObject(st->error, args);
+		Py_DECREF(args);
+	}
+	return NULL;
+}
+
+static char *tn_dup_opt(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "host", "port", "authorization", "bind", "bind_port",
+				  "instance", "target_port", "ping_interval", "ca_file",
+				  "verify", "proxy", NULL };
+	const char *host, *auth, *bind = "127.0.0.1", *instance = NULL, *ca = NULL, *proxy = NULL;
+	int port, bind_port = 0, target_port = 0, verify = 1, rc;
+	double ping = 30.0;
+	struct tn_config cfg;
+	struct tn_err err;
+	EngineObject *self;
+	allocfunc alloc;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "sis|sizidzpz", kwlist, &host, &port, &auth,
+					 &bind, &bind_port, &instance, &target_port, &ping,
+					 &ca, &verify, &proxy))
+		return NULL;
+	if (port <= 0 || port > 65535 || bind_port < 0 || bind_port > 65535 ||
+	    target_port < 0 || target_port > 65535) {
+		PyErr_SetString(PyExc_ValueError, "port out of range");
+		return NULL;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.host = strdup(host);
+	cfg.authorization = strdup(auth);
+	cfg.bind_addr = strdup(bind);
+	cfg.instance = tn_dup_opt(instance);
+	cfg.ca_file = tn_dup_opt(ca);
+	cfg.proxy = tn_dup_opt(proxy);
+	cfg.port = port;
+	cfg.bind_port = bind_port;
+	cfg.target_port = target_port;
+	cfg.ping_secs = ping < 1.0 ? 1 : (int)(ping + 0.5);
+	cfg.verify = verify;
+	if (!cfg.host || !cfg.authorization || !cfg.bind_addr || (instance && !cfg.instance) ||
+	    (ca && !cfg.ca_file) || (proxy && !cfg.proxy)) {
+		tn_config_free(&cfg);
+		return PyErr_NoMemory();
+	}
+
+	alloc = (allocfunc)PyType_GetSlot(tp, Py_tp_alloc);
+	self = (EngineObject *)alloc(tp, 0);
+	if (!self) {
+		tn_config_free(&cfg);
+		return NULL;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	rc = tn_engine_create(&self->eng, &cfg, &err);
+	Py_END_ALLOW_THREADS
+	if (rc) {
+		tn_config_free(&cfg);
+		Py_DECREF(self);
+		return tn_raise(tn_state_of_type(tp), &err);
+	}
+	return (PyObject *)self;
+}
+
+static void Engine_dealloc(EngineObject *self)
+{
+	PyTypeObject *tp = Py_TYPE(self);
+	freefunc tfree = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+	struct tn_engine *eng = self->eng;
+
+	self->eng = NULL;
+	if (eng) {
+		Py_BEGIN_ALLOW_THREADS
+		tn_engine_free(eng);	/* stops and joins the service thread */
+		Py_END_ALLOW_THREADS
+	}
+	tfree(self);
+	Py_DECREF(tp);
+}
+
+static PyObject *Engine_start(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+	struct tn_err err;
+	int rc;
+
+	Py_BEGIN_ALLOW_THREADS
+	rc = tn_engine_start(self->eng, &err);
+	Py_END_ALLOW_THREADS
+	if (rc)
+		return tn_raise(tn_state_of_type(Py_TYPE(self)), &err);
+	return PyLong_FromLong(self->eng->port);
+}
+
+static PyObject *Engine_check(EngineObject *self, PyObject *args)
+{
+	double timeout = 15.0;
+	struct tn_err err;
+	int rc, ms;
+
+	if (!PyArg_ParseTuple(args, "|d", &timeout))
+		return NULL;
+	ms = timeout <= 0 ? 1 : timeout > 3600 ? 3600000 : (int)(timeout * 1000);
+	Py_BEGIN_ALLOW_THREADS
+	rc = tn_engine_check(self->eng, ms, &err);
+	Py_END_ALLOW_THREADS
+	if (rc)
+		return tn_raise(tn_state_of_type(Py_TYPE(self)), &err);
+	Py_RETURN_NONE;
+}
+
+static PyObject *Engine_stop(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+	Py_BEGIN_ALLOW_THREADS
+	tn_engine_stop(self->eng);
+	Py_END_ALLOW_THREADS
+	Py_RETURN_NONE;
+}
+
+static PyObject *Engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+	struct tn_stats *s = &self->eng->stats;
+
+	/* atomics only: never blocks on the service thread */
+	return Py_BuildValue("{sKsKsKsKsK}",
+			     "open", (unsigned long long)atomic_load(&s->open),
+			     "total", (unsigned long long)atomic_load(&s->total),
+			     "bytes_up", (unsigned long long)atomic_load(&s->bytes_up),
+			     "bytes_down", (unsigned long long)atomic_load(&s->bytes_down),
+			     "failures", (unsigned long long)atomic_load(&s->failures));
+}
+
+static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+	enum { BATCH = 256 };
+	struct tn_event *evs = malloc(BATCH * sizeof(*evs));
+	static const char *names[] = { "", "opened", "closed", "failed" };
+	PyObject *list = PyList_New(0);
+	unsigned n, i;
+
+	if (!evs || !list) {
+		free(evs);
+		Py_XDECREF(list);
+		return PyErr_NoMemory();
+	}
+	do {
+		Py_BEGIN_ALLOW_THREADS
+		n = tn_events_drain(&self->eng->events, evs, BATCH);
+		Py_END_ALLOW_THREADS
+		for (i = 0; i < n; i++) {
+			PyObject *t = Py_BuildValue("(sKsKKs)", names[evs[i].kind],
+						    (unsigned long long)evs[i].conn_id, evs[i].peer,
+						    (unsigned long long)evs[i].bytes_up,
+						    (unsigned long long)evs[i].bytes_down,
+						    evs[i].message);
+
+			if (!t || PyList_Append(list, t)) {
+				Py_XDECREF(t);
+				Py_DECREF(list);
+				free(evs);
+				return NULL;
+			}
+			Py_DECREF(t);
+		}
+	} while (n == BATCH);
+	free(evs);
+	return list;
+}
+
+/* wait(timeout) -> True when woken (events or stop), False on timeout.
+ * A signal interrupts the wait so Python's handler (Ctrl+C) runs now. */
+static PyObject *Engine_wait(EngineObject *self, PyObject *args)
+{
+	double timeout = -1;
+	int rc, ms;
+
+	if (!PyArg_ParseTuple(args, "|d", &timeout))
+		return NULL;
+	ms = timeout < 0 ? -1 : timeout > 86400 ? 86400000 : (int)(timeout * 1000);
+	Py_BEGIN_ALLOW_THREADS
+	rc = tn_events_wait(&self->eng->events, ms);
+	Py_END_ALLOW_THREADS
+	if (rc < 0) {
+		if (PyErr_CheckSignals())
+			return NULL;
+		rc = 0;
+	}
+	return PyBool_FromLong(rc > 0);
+}
+
+static PyObject *Engine_running(EngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+	return PyBool_FromLong(atomic_load(&self->eng->running) &&
+			       !atomic_load(&self->eng->stopping));
+}
+
+static PyMethodDef Engine_methods[] = {
+	{ "start", (PyCFunction)Engine_start, METH_NOARGS, "Bind, listen, start the service thread; returns the port." },
+	{ "check", (PyCFunction)Engine_check, METH_VARARGS, "One WebSocket handshake to the endpoint, then close." },
+	{ "stop", (PyCFunction)Engine_stop, METH_NOARGS, "Close every connection and join the thread." },
+	{ "stats", (PyCFunction)Engine_stats, METH_NOARGS, "Live counters (never blocks)." },
+	{ "poll_events", (PyCFunction)Engine_poll_events, METH_NOARGS, "Drain the event queue." },
+	{ "wait", (PyCFunction)Engine_wait, METH_VARARGS, "Wait for events or stop, interruptible." },
+	{ "running", (PyCFunction)Engine_running, METH_NOARGS, "Whether the service thread runs." },
+	{ NULL, NULL, 0, NULL }
+};
+
+static PyType_Slot Engine_slots[] = {
+	{ Py_tp_new, Engine_new },
+	{ Py_tp_dealloc, Engine_dealloc },
+	{ Py_tp_methods, Engine_methods },
+	{ Py_tp_doc, "Native tunnel engine (use azext_webapp.tunnel.Tunnel)." },
+	{ 0, NULL }
+};
+
+static PyType_Spec Engine_spec = {
+	"azext_webapp._tunnel.Engine", sizeof(EngineObject), 0,
+	Py_TPFLAGS_DEFAULT, Engine_slots
+};
+
+static PyObject *tn_http_get(PyObject *module, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "url", "authorization", "instance", "ca_file", "verify",
+				  "proxy", "timeout", NULL };
+	struct tn_probe_req q;
+	struct tn_probe_resp resp;
+	struct tn_err err;
+	double timeout = 30.0;
+	PyObject *ret;
+	int rc;
+
+	memset(&q, 0, sizeof(q));
+	q.verify = 1;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zzpzd", kwlist, &q.url, &q.authorization,
+					 &q.instance, &q.ca_file, &q.verify, &q.proxy, &timeout))
+		return NULL;
+	q.timeout_ms = timeout <= 0 ? 1 : (long)(timeout * 1000);
+	Py_BEGIN_ALLOW_THREADS
+	rc = tn_probe_get(&q, &resp, &err);
+	Py_END_ALLOW_THREADS
+	if (rc)
+		return tn_raise(PyModule_GetState(module), &err);
+	ret = Py_BuildValue("(ly#)", resp.status, resp.body, (Py_ssize_t)resp.body_len);
+	free(resp.body);
+	return ret;
+}
+
+static PyMethodDef tn_functions[] = {
+	{ "http_get", (PyCFunction)(void (*)(void))tn_http_get, METH_VARARGS | METH_KEYWORDS,
+	  "GET url with libcurl; returns (status, body)." },
+	{ NULL, NULL, 0, NULL }
+};
+
+static int lws_log_wanted = -1;
+
+/* lws logs go nowhere unless WEBAPP_TUNNEL_DEBUG is set (lws never logs
+ * header values at the levels enabled here). */
+static void tn_lws_log(int level, const char *line)
+{
+	(void)level;
+	if (lws_log_wanted)
+		fputs(line, stderr);
+}
+
+static int tn_exec(PyObject *m)
+{
+	tn_state *st = PyModule_GetState(m);
+
+	lws_log_wanted = getenv("WEBAPP_TUNNEL_DEBUG") != NULL;
+	lws_set_log_level(lws_log_wanted ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, tn_lws_log);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		PyErr_SetString(PyExc_ImportError, "libcurl failed to initialise");
+		return -1;
+	}
+	st->error = PyErr_NewException("azext_webapp._tunnel.Error", NULL, NULL);
+	if (!st->error || PyModule_AddObjectRef(m, "Error", st->error))
+		return -1;
+	st->engine_type = PyType_FromModuleAndSpec(m, &Engine_spec, NULL);
+	if (!st->engine_type || PyModule_AddObjectRef(m, "Engine", st->engine_type))
+		return -1;
+	if (PyModule_AddIntConstant(m, "RING_CAP", TN_RING_CAP) ||
+	    PyModule_AddIntConstant(m, "FRAME_MAX", TN_FRAME_MAX))
+		return -1;
+	return 0;
+}
+
+static int tn_traverse(PyObject *m, visitproc visit, void *arg)
+{
+	tn_state *st = PyModule_GetState(m);
+
+	Py_VISIT(st->engine_type);
+	Py_VISIT(st->error);
+	return 0;
+}
+
+static int tn_clear(PyObject *m)
+{
+	tn_state *st = PyModule_GetState(m);
+
+	Py_CLEAR(st->engine_type);
+	Py_CLEAR(st->error);
+	return 0;
+}
+
+static void tn_free(void *m)
+{
+	tn_clear(m);
+}
+
+static PyModuleDef_Slot tn_slots[] = {
+	{ Py_mod_exec, tn_exec },
+	{ 0, NULL }
+};
+
+static struct PyModuleDef tn_module = {
+	PyModuleDef_HEAD_INIT, "_tunnel",
+	"Native tunnel engine: local listener -> one WebSocket per connection.",
+	sizeof(tn_state), tn_functions, tn_slots, tn_traverse, tn_clear, tn_free
+};
+
+PyMODINIT_FUNC PyInit__tunnel(void)
+{
+	return PyModuleDef_Init(&tn_module);
+}

@@ -1,0 +1,164 @@
+"""Fixtures for the engine tests: a real sandbox SCM server (sandbox/scm/scm-server, Contract 2)
+with certificates from sandbox.pki, in front of the targets of tests/engine_targets.py."""
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import engine_targets
+
+ROOT = Path(__file__).resolve().parent.parent
+SCM_SERVER = ROOT / "sandbox" / "scm" / "scm-server"
+
+BASIC_USER, BASIC_PASSWORD = "$engine-site", "publishing-password"
+BEARER_TOKEN = "engine-token"
+ECHO_PORT, STREAM_PORT, CLOSER_PORT, DEAD_PORT = 2222, 3000, 4000, 5000
+
+
+def basic_auth(user=BASIC_USER, password=BASIC_PASSWORD):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ScmServer:
+    """A running scm-server; .url(site) is its https URL, .ca_file the CA to trust."""
+
+    def __init__(self, workdir, ca_file, sites):
+        self.workdir = Path(workdir)
+        self.ca_file = str(ca_file)
+        self.config_path = self.workdir / "scm-config.json"
+        self.ready_path = self.workdir / "scm-ready.json"
+        self.config = {"listen": "127.0.0.1", "ready_file": str(self.ready_path),
+                       "keepalive_seconds": 15, "keepalive_kind": "ping", "sites": sites}
+        self.config_path.write_text(json.dumps(self.config))
+        self.log = open(self.workdir / "scm-server.log", "wb")
+        self.proc = subprocess.Popen([str(SCM_SERVER), str(self.config_path)], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while not self.ready_path.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("scm-server did not start; see " + str(self.workdir / "scm-server.log"))
+            time.sleep(0.05)
+        self.ports = {name: v["port"] for name, v in json.loads(self.ready_path.read_text())["sites"].items()}
+
+    def url(self, site="engine-site", host="localhost"):
+        return f"https://{host}:{self.ports[site]}"
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def engine_targets_running():
+    servers = {"echo": engine_targets.EchoServer(), "stream": engine_targets.StreamServer(),
+               "closer": engine_targets.CloserServer()}
+    yield servers
+    for server in servers.values():
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def scm(tmp_path_factory, engine_targets_running):
+    from sandbox import pki
+    if not SCM_SERVER.exists():
+        subprocess.run(["make", "-s", "-C", str(SCM_SERVER.parent)], check=True)
+    work = tmp_path_factory.mktemp("engine-scm")
+    ca = pki.make_ca(work / "pki")
+    untrusted = pki.make_untrusted_ca(work / "pki-untrusted")
+    site_cert = ca.issue(work / "pki", "engine-site")
+    wrong_cert = ca.issue_wrong_host(work / "pki", "wronghost-site")
+    untrusted_cert = untrusted.issue(work / "pki-untrusted", "untrusted-site")
+    t = engine_targets_running
+    ports = {str(ECHO_PORT): t["echo"].port, str(STREAM_PORT): t["stream"].port,
+             str(CLOSER_PORT): t["closer"].port, str(DEAD_PORT): free_port()}
+
+    def site(name, cert, fault=None):
+        return {"name": name, "cert": str(cert[0]), "key": str(cert[1]),
+                "basic": [BASIC_USER, BASIC_PASSWORD], "bearer": [BEARER_TOKEN], "state": "STARTED",
+                "starting_until": 0, "default_port": ECHO_PORT,
+                "instances": [{"name": name + "-i0", "ports": ports}], "fault": fault}
+
+    server = ScmServer(work, ca.cert_path, [
+        site("engine-site", site_cert),
+        site("wronghost-site", wrong_cert),
+        site("untrusted-site", untrusted_cert),
+        site("refuse-site", site_cert, {"refuse": 502}),
+    ])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def engine_env(scm, monkeypatch):
+    """The environment az would have: trust the sandbox CA, no proxy."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", scm.ca_file)
+    for name in ("AZURE_CLI_DISABLE_CONNECTION_VERIFICATION", "HTTPS_PROXY", "https_proxy",
+                 "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return scm
+
+
+@pytest.fixture
+def make_tunnel(engine_env):
+    """Tunnel factory; every tunnel made is stopped at teardown."""
+    from azext_webapp import tunnel
+    made = []
+
+    def make(site="engine-site", authorization=None, **kw):
+        t = tunnel.Tunnel(engine_env.url(site), authorization or basic_auth(), **kw)
+        made.append(t)
+        return t
+    yield make
+    for t in made:
+        t.stop()
+
+
+def cli_env(scm, **extra):
+    env = dict(os.environ)
+    env.update({"REQUESTS_CA_BUNDLE": scm.ca_file, "WEBAPP_SCM_USER": BASIC_USER,
+                "WEBAPP_SCM_PASSWORD": BASIC_PASSWORD, "PYTHONPATH": str(ROOT)})
+    env.pop("WEBAPP_SCM_TOKEN", None)
+    env.update(extra)
+    return env
+
+
+class CliTunnel:
+    """`python -m azext_webapp.tunnel` as a child process, with its port once it is open."""
+
+    def __init__(self, scm, *args, prefix=(), env=None, site="engine-site"):
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "azext_webapp.tunnel", scm.url(site), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                                     env=env or cli_env(scm))
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("Port "):
+            self.proc.kill()
+            raise RuntimeError(f"tunnel did not open: {line!r} {self.proc.stderr.read().decode()}")
+        self.port = int(line.split()[1])
+
+    def rss_kib(self):
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self, sig=signal.SIGINT, timeout=30):
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out.decode(), err.decode()
