@@ -6,7 +6,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcurl4-openssl-dev \
 	openssh-server openssh-client python3-dev python3-venv util-linux procps iproute2 \
-	valgrind tmux rsync
+	valgrind tmux rsync openssl curl
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
 MODULE_STAMP := $(VENV)/.stamp-module
 

@@ -1,0 +1,542 @@
+"""The local App Service sandbox (docs/ARCHITECTURE.md, Contract 3).
+
+    from sandbox import Sandbox
+    with Sandbox(workdir) as sb:
+        sb.app("linux-app").scm_url
+
+Starts identity + ARM (HTTPS, sandbox/arm.py, a thread of this process), the C SCM server
+(sandbox/scm_process.py) and, as root, a real sshd per instance (sandbox/sshd.py), all on
+127.0.0.1 with ports picked at run time. `stop()` (also on leaving the `with`, at exit, and
+when this process dies: PR_SET_PDEATHSIG) ends every process it started.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+import atexit
+from dataclasses import dataclass
+
+from . import arm, catalogue, procs, sshd
+from .catalogue import APPS, APPS_BY_NAME, RESOURCE_GROUP
+
+__all__ = ["Sandbox", "AppInfo", "InstanceInfo", "APPS", "sshd_unavailable_reason"]
+
+sshd_unavailable_reason = sshd.sshd_unavailable_reason
+CLOUD_NAME = "Sandbox"
+AZ_CORE_VERSION = "2.91.0"
+WRONG_HOST = catalogue.WRONG_HOST
+
+
+class InstanceInfo(str):
+    """An instance: its name (this str: the ARRAffinity value, ARM's instance name and the
+    sshd's hostname) plus `.ports` (container port -> loopback port) and `.has_sshd`.
+
+    A str so that `app.instances[1]` can be passed wherever an instance name is expected."""
+
+    def __new__(cls, name: str, ports: dict, has_sshd: bool):
+        self = super().__new__(cls, name)
+        self.ports = dict(ports)
+        self.has_sshd = has_sshd
+        return self
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    @property
+    def ssh_port(self) -> int | None:
+        return self.ports.get(catalogue.SSH_PORT)
+
+    def __repr__(self):
+        return f"InstanceInfo({str(self)!r}, ports={self.ports!r}, has_sshd={self.has_sshd})"
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    name: str                     # the app (also for a slot)
+    slot: str | None
+    site: str                     # SCM site name: app, or app-slot
+    scm_host: str                 # 127.0.0.1:<port>
+    scm_url: str                  # https://127.0.0.1:<port>
+    basic_user: str
+    basic_password: str
+    basic_allowed: bool           # basic-auth policy (bearer-app: False; SCM refuses Basic)
+    instances: tuple              # InstanceInfo, in routing order (first = default)
+    default_port: int             # the SCM's default target port (2222, debug-app 9229)
+    linux: bool
+    state: str                    # ARM properties.state
+    remote_debugging: bool
+    cert: str                     # good | untrusted | wronghost
+    what: str
+
+    @property
+    def instance_names(self) -> list:
+        return [i.name for i in self.instances]
+
+    @property
+    def basic_authorization(self) -> str:
+        import base64
+        raw = f"{self.basic_user}:{self.basic_password}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+
+class Sandbox:
+    """Identity + ARM, the SCM server and the container sshds. See the module docstring."""
+
+    def __init__(self, workdir: str | None = None, *, sshd: bool | None = None,
+                 starting_seconds: float | None = None, keepalive_seconds: int = 15,
+                 keepalive_kind: str = "ping"):
+        """workdir: where configs, keys, certs and logs go (created; a temp dir if None).
+        sshd: start per-instance sshd (default: when possible, i.e. as root).
+        starting_seconds: override starting-app's initial STARTING period."""
+        self._own_workdir = workdir is None
+        self.workdir = os.path.abspath(workdir or tempfile.mkdtemp(prefix="sandbox-"))
+        self._want_sshd = sshd
+        self._starting_seconds = starting_seconds
+        self._keepalive = (keepalive_seconds, keepalive_kind)
+        self.tenant = str(uuid.uuid4())
+        self.subscription = str(uuid.uuid4())
+        self.sp_id = str(uuid.uuid4())
+        self.sp_secret = "sb" + secrets.token_urlsafe(24)     # never starts with "-" (az argv)
+        self.resource_group = RESOURCE_GROUP
+        self.cloud_name = CLOUD_NAME
+        self.bearer_token = ""
+        self.ca_file = self.untrusted_ca_file = None    # set by start()
+        self.sshd_available = False
+        self.sshd_unavailable_reason: str | None = None
+        self.arm = None                 # arm.ArmServer
+        self.scm = None                 # scm_process.ScmServer
+        self._sshds: dict = {}          # instance name -> sshd.SshdInstance
+        self._aux: list = []            # Debugger / DeadPort objects
+        self._apps: dict = {}           # (app, slot) -> AppInfo
+        self._scm_sites: dict = {}      # site name -> Contract 2 site dict
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopped = False
+        self._keep_workdir = False
+        self.started_at = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self) -> "Sandbox":
+        if self._started:
+            return self
+        self._started = True
+        _live_sandboxes.add(self)
+        try:
+            self._start()
+        except BaseException:
+            self._keep_workdir = True       # its logs say what went wrong
+            self.stop()
+            raise
+        return self
+
+    def _start(self):
+        for sub in ("logs", "certs", "instances", "extensions"):
+            os.makedirs(os.path.join(self.workdir, sub), exist_ok=True)
+        os.chmod(os.path.join(self.workdir, "instances"), 0o700)
+        self._make_certs()
+
+        model = arm.ArmModel(tenant=self.tenant, subscription=self.subscription,
+                             sp_id=self.sp_id, sp_secret=self.sp_secret, token="",
+                             extension_dir=self.extension_dir)
+        self.arm = arm.ArmServer(model, self._arm_cert, self._arm_key,
+                                 log_file=os.path.join(self.workdir, "logs", "arm.log")).start()
+        model.token = self.bearer_token = arm.make_token(self.tenant, self.sp_id, self.arm.base_url)
+
+        instances = self._start_containers()
+        self._start_scm(instances)
+        for (app, slot), info in self._apps.items():
+            model.sites[(app, slot)] = arm.SiteView(
+                spec=APPS_BY_NAME[app], slot=slot, scm_host=info.scm_host,
+                instances=info.instance_names, basic_user=info.basic_user,
+                basic_password=info.basic_password)
+        forbidden = [a for a in APPS if not a.scm]
+        for spec in forbidden:     # ARM answers 403 before looking at these
+            model.sites[(spec.name, None)] = arm.SiteView(spec, None, "127.0.0.1:0", [],
+                                                          f"${spec.name}", "")
+        self._write_summary_files()
+
+    def _make_certs(self):
+        from . import pki
+        certs = os.path.join(self.workdir, "certs")
+        self._ca = pki.make_ca(certs)
+        self._other_ca = pki.make_untrusted_ca(certs)
+        self.ca_file = str(self._ca.cert_path)
+        self.untrusted_ca_file = str(self._other_ca.cert_path)
+        crt, key = self._ca.issue(certs, "arm")
+        self._arm_cert, self._arm_key = str(crt), str(key)
+
+    def _site_cert(self, spec: catalogue.AppSpec, site: str):
+        certs = os.path.join(self.workdir, "certs")
+        if spec.cert == "untrusted":
+            crt, key = self._other_ca.issue(certs, f"scm-{site}")
+        elif spec.cert == "wronghost":
+            crt, key = self._ca.issue_wrong_host(certs, f"scm-{site}", WRONG_HOST)
+        else:
+            crt, key = self._ca.issue(certs, f"scm-{site}")
+        return str(crt), str(key)
+
+    def _start_containers(self) -> dict:
+        """Start what serves each instance's container ports; returns site -> [InstanceInfo]."""
+        reason = sshd.sshd_unavailable_reason()
+        if self._want_sshd is False:
+            reason = "sshd disabled (Sandbox(sshd=False))"
+        self.sshd_available = reason is None
+        self.sshd_unavailable_reason = reason
+        shadow = os.path.join(self.workdir, "instances", "shadow")
+        if self.sshd_available:
+            sshd.write_shadow(shadow)
+        elif self._want_sshd:
+            raise RuntimeError(f"Sandbox(sshd=True) but {reason}")
+
+        plan = {}      # site -> list of (instance name, {port: serve kind})
+        for spec in APPS:
+            if not spec.scm:
+                continue
+            for slot in (None,) + spec.slots:
+                site = catalogue.site_name(spec.name, slot)
+                plan[site] = (spec, slot, catalogue.instance_names(spec.name, spec.instances, slot))
+        # sshds first, all at once (each waits only for its own readiness)
+        pending = []
+        for site, (spec, slot, names) in plan.items():
+            for name in names:
+                if spec.serves.get(catalogue.SSH_PORT) == catalogue.SERVE_SSHD and self.sshd_available:
+                    motd = (f"\nApp Service sandbox: instance {name} of {site}"
+                            f" (not a real container; loopback only)\n\n")
+                    inst = sshd.SshdInstance(name, self.workdir, shadow, motd)
+                    inst.spawn()
+                    self._sshds[name] = inst
+                    pending.append(inst)
+        for inst in pending:
+            if not inst.wait_ready():
+                inst.stop()
+                inst.start()       # retries with a fresh port
+        result = {}
+        for site, (spec, slot, names) in plan.items():
+            infos = []
+            for name in names:
+                ports, has_sshd = {}, False
+                for cport, kind in spec.serves.items():
+                    if kind == catalogue.SERVE_SSHD and name in self._sshds:
+                        ports[cport], has_sshd = self._sshds[name].port, True
+                    elif kind == catalogue.SERVE_SHARED_SSHD:
+                        other = catalogue.instance_names(spec.shared_sshd_of, 1)[0]
+                        if other in self._sshds:
+                            ports[cport], has_sshd = self._sshds[other].port, True
+                        else:
+                            ports[cport] = self._dead_port()
+                    elif kind == catalogue.SERVE_DEBUGGER:
+                        dbg = sshd.Debugger(name)
+                        self._aux.append(dbg)
+                        ports[cport] = dbg.port
+                    else:
+                        ports[cport] = self._dead_port()
+                infos.append(InstanceInfo(name, ports, has_sshd))
+            result[site] = (spec, slot, infos)
+        return result
+
+    def _dead_port(self) -> int:
+        d = sshd.DeadPort()
+        self._aux.append(d)
+        return d.port
+
+    def _start_scm(self, instances: dict):
+        from . import scm_process
+        now = time.time()
+        self.started_at = now
+        sites = []
+        creds = {}
+        for site, (spec, slot, infos) in instances.items():
+            cert, key = self._site_cert(spec, site)
+            user, password = f"${site}", secrets.token_urlsafe(32)
+            creds[site] = (user, password)
+            starting = self._starting_seconds if (self._starting_seconds is not None
+                                                   and spec.starting_seconds) else spec.starting_seconds
+            sites.append({
+                "name": site, "cert": cert, "key": key,
+                "basic": [user, password] if spec.basic_allowed else None,
+                "bearer": [self.bearer_token],
+                "state": spec.scm_state,
+                "starting_until": now + starting if starting else 0,
+                "default_port": spec.default_port,
+                "instances": [{"name": i.name, "ports": {str(k): v for k, v in i.ports.items()}}
+                              for i in infos],
+                "fault": None,
+            })
+            self._scm_sites[site] = sites[-1]
+        self.scm = scm_process.ScmServer(
+            self.workdir, sites, keepalive_seconds=self._keepalive[0],
+            keepalive_kind=self._keepalive[1],
+            log_path=os.path.join(self.workdir, "logs", "scm-server.log"))
+        self.scm.start()
+        for site, (spec, slot, infos) in instances.items():
+            port = self.scm.port(site)
+            user, password = creds[site]
+            self._apps[(spec.name, slot)] = AppInfo(
+                name=spec.name, slot=slot, site=site, scm_host=f"127.0.0.1:{port}",
+                scm_url=f"https://127.0.0.1:{port}", basic_user=user, basic_password=password,
+                basic_allowed=spec.basic_allowed, instances=tuple(infos),
+                default_port=spec.default_port, linux=spec.linux, state=spec.state,
+                remote_debugging=spec.remote_debugging, cert=spec.cert, what=spec.what)
+
+    def stop(self):
+        """Stop everything this sandbox started; idempotent, safe after a failed start."""
+        with self._lock:
+            if self._stopped or not self._started:
+                self._stopped = True
+                return
+            self._stopped = True
+        errors = []
+        for step in ([lambda: self.scm and self.scm.stop()]
+                     + [i.stop for i in self._sshds.values()]
+                     + [a.stop for a in self._aux]
+                     + [lambda: self.arm and self.arm.stop()]):
+            try:
+                step()
+            except Exception as e:      # keep stopping the rest
+                errors.append(e)
+        _live_sandboxes.discard(self)
+        if self._own_workdir and not errors and not self._keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if errors:
+            raise errors[0]
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stopped
+
+    def pids(self) -> list:
+        """Every process the sandbox runs now (scm-server, unshare + sshd + sessions)."""
+        out = []
+        if self.scm is not None and getattr(self.scm, "pid", None):
+            out += procs.descendants(self.scm.pid)
+        for inst in self._sshds.values():
+            out += inst.pids()
+        return out
+
+    # -- look-ups -------------------------------------------------------------------------
+    @property
+    def arm_url(self) -> str:
+        return self.arm.base_url
+
+    @property
+    def login_url(self) -> str:
+        return self.arm.base_url
+
+    @property
+    def extension_dir(self) -> str:
+        return os.path.join(self.workdir, "extensions")
+
+    @property
+    def extension_index_url(self) -> str:
+        return f"{self.arm.base_url}extensions/index.json"
+
+    def extension_url(self, filename: str) -> str:
+        return f"{self.arm.base_url}extensions/{filename}"
+
+    @property
+    def app_names(self) -> list:
+        return [a.name for a in APPS]
+
+    def app(self, name: str, slot: str | None = None) -> AppInfo:
+        try:
+            return self._apps[(name, slot)]
+        except KeyError:
+            raise KeyError(f"no sandbox app {name!r}" + (f" slot {slot!r}" if slot else "")
+                           + f"; apps: {', '.join(self.app_names)}") from None
+
+    def apps(self) -> list:
+        return list(self._apps.values())
+
+    def site_id(self, name: str, slot: str | None = None) -> str:
+        sid = (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+               f"/providers/Microsoft.Web/sites/{name}")
+        return f"{sid}/slots/{slot}" if slot else sid
+
+    def sshd_instance(self, instance: str):
+        return self._sshds.get(instance)
+
+    # -- faults and states (rewrite the SCM config + SIGHUP) ------------------------------
+    def _update(self, name: str, slot: str | None, **fields):
+        site = self.app(name, slot).site
+        self._scm_sites[site].update(fields)
+        self.scm.update_site(site, **fields)
+
+    def set_fault(self, name: str, fault: dict | None, slot: str | None = None):
+        """fault: None, {"refuse": 401|403|502}, {"drop_after_bytes": N}, {"stall_after_bytes": N}."""
+        if fault is not None:
+            if len(fault) != 1 or next(iter(fault)) not in ("refuse", "drop_after_bytes",
+                                                             "stall_after_bytes"):
+                raise ValueError(f"unknown fault {fault!r}")
+        self._update(name, slot, fault=fault)
+
+    def hold_starting(self, name: str, seconds: float, slot: str | None = None):
+        """GetStatus reads STARTING for the next `seconds` seconds."""
+        self._update(name, slot, starting_until=time.time() + seconds)
+
+    def set_state(self, name: str, state: str, slot: str | None = None):
+        """SCM state: STARTED, STOPPED or STARTING (ARM's properties.state is unchanged)."""
+        if state not in ("STARTED", "STOPPED", "STARTING"):
+            raise ValueError(state)
+        self._update(name, slot, state=state)
+
+    def set_basic(self, name: str, allowed: bool, slot: str | None = None):
+        """Accept (or refuse) Basic auth at the SCM site; ARM's policy reads the same."""
+        info = self.app(name, slot)
+        self._update(name, slot, basic=[info.basic_user, info.basic_password] if allowed else None)
+
+    # -- az -------------------------------------------------------------------------------
+    def az_env(self, config_dir: str, base: dict | None = None) -> dict:
+        """Environment for running the real az against this sandbox with AZURE_CONFIG_DIR."""
+        env = dict(os.environ if base is None else base)
+        for k in ("CURL_CA_BUNDLE", "SSL_CERT_FILE", "AZURE_CLI_DISABLE_CONNECTION_VERIFICATION",
+                  "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                  "all_proxy", "AZURE_EXTENSION_DIR", "AZURE_ACCESS_TOKEN_FILE"):
+            env.pop(k, None)
+        env.update({
+            "AZURE_CONFIG_DIR": os.path.abspath(config_dir),
+            "REQUESTS_CA_BUNDLE": self.ca_file,
+            "AZURE_CORE_COLLECT_TELEMETRY": "false",
+            "AZURE_CORE_INSTANCE_DISCOVERY": "false",
+            "AZURE_CORE_SURVEY_MESSAGE": "false",
+            "AZURE_CORE_NO_COLOR": "true",
+            "AZURE_EXTENSION_INDEX_URL": self.extension_index_url,
+            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+        })
+        return env
+
+    def register_commands(self) -> list:
+        """argv lists (after `az`) that register and select the sandbox cloud, then sign in."""
+        base = self.arm.base_url
+        return [
+            ["cloud", "register", "--name", self.cloud_name,
+             "--endpoint-resource-manager", base,
+             "--endpoint-active-directory", base.rstrip("/"),
+             "--endpoint-active-directory-resource-id", arm.ARM_RESOURCE,
+             "--endpoint-active-directory-graph-resource-id", "https://graph.windows.net/"],
+            ["cloud", "set", "--name", self.cloud_name],
+            ["login", "--service-principal", "-u", self.sp_id, "-p", self.sp_secret,
+             "--tenant", self.tenant, "--output", "none"],
+        ]
+
+    def az_login(self, config_dir: str, az: str | None = None, timeout: float = 120):
+        """Seed config_dir, register + select the cloud, sign in as the service principal."""
+        az = az or default_az()
+        os.makedirs(config_dir, exist_ok=True)
+        seed_az_config(config_dir)
+        env = self.az_env(config_dir)
+        for argv in self.register_commands():
+            r = subprocess.run([az] + argv, env=env, capture_output=True, text=True,
+                               timeout=timeout, stdin=subprocess.DEVNULL)
+            if r.returncode != 0:
+                shown = [("***" if a == self.sp_secret else a) for a in argv]
+                raise RuntimeError(f"az {' '.join(shown)} failed ({r.returncode}):\n{r.stderr}")
+        return env
+
+    # -- human summary --------------------------------------------------------------------
+    def summary(self, config_dir: str | None = None) -> str:
+        config_dir = config_dir or os.path.join(self.workdir, "az")
+        lines = [f"App Service sandbox in {self.workdir}",
+                 f"  ARM + identity: {self.arm_url}   CA: {self.ca_file}",
+                 f"  tenant {self.tenant}  subscription {self.subscription}",
+                 f"  service principal {self.sp_id}  secret {self.sp_secret}",
+                 f"  resource group {self.resource_group}",
+                 f"  extension index: {self.extension_index_url} (files in {self.extension_dir})",
+                 "  sshd: " + ("one real sshd per instance, root password 'Docker!'"
+                               if self.sshd_available else f"NOT RUNNING: {self.sshd_unavailable_reason}"),
+                 "", "Apps:"]
+        for spec in APPS:
+            if not spec.scm:
+                lines.append(f"  {spec.name:<17} (no SCM site) {spec.what}")
+                continue
+            for slot in (None,) + spec.slots:
+                info = self.app(spec.name, slot)
+                label = f"{spec.name}/{slot}" if slot else spec.name
+                inst = ", ".join(f"{i.name}" + (f" ssh 127.0.0.1:{i.ssh_port}" if i.has_sshd else "")
+                                 for i in info.instances)
+                lines.append(f"  {label:<17} {info.scm_url}  {spec.what}")
+                lines.append(f"  {'':<17} Basic {info.basic_user}:{info.basic_password}"
+                             + ("" if info.basic_allowed else " (refused: Basic auth disabled)")
+                             + f"; instances: {inst}")
+        env = self.az_env(config_dir, base={})
+        lines += ["", "Use it from a shell:"]
+        lines += [f"  export {k}={_shq(v)}" for k, v in sorted(env.items())
+                  if k.startswith(("AZURE_", "REQUESTS_"))]
+        lines.append(f"  mkdir -p $AZURE_CONFIG_DIR && echo '{_version_check_json()}' "
+                     f"> $AZURE_CONFIG_DIR/versionCheck.json")
+        for argv in self.register_commands():
+            lines.append("  az " + " ".join(_shq(a) for a in argv))
+        lines.append(f"  az webapp show -g {self.resource_group} -n linux-app "
+                     f"--query hostNameSslStates")
+        return "\n".join(lines)
+
+    def _write_summary_files(self):
+        info = {"arm_url": self.arm_url, "login_url": self.login_url, "ca_file": self.ca_file,
+                "tenant": self.tenant, "subscription": self.subscription, "sp_id": self.sp_id,
+                "sp_secret": self.sp_secret, "resource_group": self.resource_group,
+                "bearer_token": self.bearer_token, "extension_index_url": self.extension_index_url,
+                "sshd": self.sshd_available,
+                "apps": {f"{a.name}/{a.slot}" if a.slot else a.name:
+                         {"scm_url": a.scm_url, "basic_user": a.basic_user,
+                          "basic_password": a.basic_password, "basic_allowed": a.basic_allowed,
+                          "instances": [{"name": i.name, "ports": i.ports} for i in a.instances]}
+                         for a in self._apps.values()}}
+        path = os.path.join(self.workdir, "sandbox.json")
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f, indent=2)
+        os.replace(path + ".tmp", path)
+
+
+def default_az() -> str:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    venv_az = os.path.join(here, ".venv", "bin", "az")
+    return venv_az if os.path.exists(venv_az) else (shutil.which("az") or "az")
+
+
+def _version_check_json() -> str:
+    try:
+        from importlib.metadata import version
+        core = version("azure-cli-core")
+    except Exception:           # not running in az's environment: the version we test with
+        core = AZ_CORE_VERSION
+    return json.dumps({"versions": {"core": {"local": core}}, "update_time": ""})
+
+
+def seed_az_config(config_dir: str):
+    """versionCheck.json so az skips its first-run version check (no network)."""
+    path = os.path.join(config_dir, "versionCheck.json")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(_version_check_json())
+
+
+def _shq(s: str) -> str:
+    import shlex
+    return shlex.quote(s)
+
+
+_live_sandboxes: "weakref.WeakSet[Sandbox]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_sandboxes():
+    for sb in list(_live_sandboxes):
+        try:
+            sb.stop()
+        except Exception:
+            pass

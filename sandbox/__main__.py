@@ -1,0 +1,62 @@
+"""`python -m sandbox [--workdir D]`: start the sandbox, print how to use it, run until Ctrl+C."""
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import os
+import signal
+import sys
+import time
+
+from . import Sandbox
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    parser.add_argument("--workdir", help="where configs, certificates and logs go "
+                                          "(default: a new temporary directory, removed on exit)")
+    parser.add_argument("--no-sshd", action="store_true",
+                        help="do not start sshd instances (they need root)")
+    parser.add_argument("--login", action="store_true",
+                        help="also sign the real az in, into <workdir>/az (AZURE_CONFIG_DIR)")
+    args = parser.parse_args(argv)
+
+    # SIGINT (also when inherited as ignored, e.g. started with `&` from a script), SIGTERM and
+    # SIGHUP all end the run the same way: through the finally below.
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, terminate)
+    faulthandler.register(signal.SIGUSR1)      # `kill -USR1 <pid>`: dump every thread's stack
+
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
+    sb = Sandbox(args.workdir, sshd=False if args.no_sshd else None)
+    try:
+        t0 = time.monotonic()
+        sb.start()
+        config_dir = os.path.join(sb.workdir, "az")
+        if args.login:
+            sb.az_login(config_dir)
+        print(sb.summary(config_dir))
+        print(f"\nStarted in {time.monotonic() - t0:.1f} s"
+              + (f"; az is signed in (AZURE_CONFIG_DIR={config_dir})" if args.login else "")
+              + f".\nLogs: {os.path.join(sb.workdir, 'logs')}; the same facts as JSON: "
+              + f"{os.path.join(sb.workdir, 'sandbox.json')}.\nCtrl+C stops everything.",
+              flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nStopping the sandbox...", file=sys.stderr, flush=True)
+        return 0
+    except Exception as e:          # a clear line, not a traceback; logs stay in the workdir
+        print(f"sandbox failed to start: {e}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)           # a second Ctrl+C must not cut teardown
+        sb.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The sandbox's apps (docs/ARCHITECTURE.md, Contract 3): what each one is and how it behaves.
+
+Pure data: nothing here starts a process. `Sandbox` turns each `AppSpec` into ARM bodies
+(sandbox/arm.py), an SCM site per app and per slot (sandbox/scm_process.py) and an sshd per
+instance (sandbox/sshd.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+RESOURCE_GROUP = "sandbox-rg"
+LOCATION = "Sandbox"
+PLAN = "sandbox-plan"
+
+WRONG_HOST = "wrong.sandbox.invalid"   # what wronghost-app's SCM certificate names
+SSH_PORT = 2222          # the container's sshd port (PROTOCOL.md section 3)
+DEBUG_PORT = 9229        # the container's debugger port for debug-app
+
+# What an instance's container port is served by.
+SERVE_SSHD = "sshd"          # a real OpenSSH sshd (root only)
+SERVE_DEBUGGER = "debugger"  # a tiny TCP server that greets with a banner
+SERVE_NOTHING = "nothing"    # a reserved loopback port that refuses connections
+SERVE_SHARED_SSHD = "shared-sshd"   # reuse the sshd of another app's first instance
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """One site (an app, or one slot of an app) of the sandbox."""
+    name: str
+    what: str                                # one line for the summary
+    linux: bool = True                       # properties.reserved / kind
+    state: str = "Running"                   # ARM properties.state: Running | Stopped
+    instances: int = 1
+    basic_allowed: bool = True               # basicPublishingCredentialsPolicies/scm allow
+    remote_debugging: bool = False           # config/web remoteDebuggingEnabled
+    starting_seconds: float = 0.0            # GetStatus reads STARTING this long after start
+    serves: dict = field(default_factory=lambda: {SSH_PORT: SERVE_SSHD})
+    shared_sshd_of: str | None = None        # for SERVE_SHARED_SSHD: whose sshd
+    slots: tuple = ()                        # slot names; each slot is its own site (same spec)
+    forbidden: bool = False                  # every ARM read answers 403 AuthorizationFailed
+    cert: str = "good"                       # SCM certificate: good | untrusted | wronghost
+    scm: bool = True                         # has an SCM site at all
+
+    @property
+    def default_port(self) -> int:
+        return DEBUG_PORT if self.remote_debugging else SSH_PORT
+
+    @property
+    def scm_state(self) -> str:
+        return "STOPPED" if self.state == "Stopped" else "STARTED"
+
+
+APPS: tuple[AppSpec, ...] = (
+    AppSpec("linux-app", "running Linux app, one instance"),
+    AppSpec("windows-app", "Windows app (reserved: false): refused by the command",
+            linux=False, serves={SSH_PORT: SERVE_NOTHING}),
+    AppSpec("stopped-app", "state Stopped; GetStatus STOPPED",
+            state="Stopped", serves={SSH_PORT: SERVE_NOTHING}),
+    AppSpec("starting-app", "GetStatus STARTING for the first 5 s (hold_starting() for more)",
+            starting_seconds=5.0),
+    AppSpec("slot-app", "production plus slot 'staging', each its own SCM host and sshd",
+            slots=("staging",)),
+    AppSpec("scaled-app", "two instances, each its own sshd (hostname tells them apart)",
+            instances=2),
+    AppSpec("bearer-app", "basic-auth policy allow: false; SCM accepts only Bearer",
+            basic_allowed=False),
+    AppSpec("debug-app", "remoteDebuggingEnabled: true; default tunnel port 9229 (debugger)",
+            remote_debugging=True,
+            serves={SSH_PORT: SERVE_SSHD, DEBUG_PORT: SERVE_DEBUGGER}),
+    AppSpec("nossh-app", "container has no sshd: GetStatus canReachPort false",
+            serves={SSH_PORT: SERVE_NOTHING}),
+    AppSpec("forbidden-app", "every ARM read answers 403 AuthorizationFailed",
+            forbidden=True, serves={}, scm=False),
+    AppSpec("badcert-app", "SCM certificate issued by an untrusted second CA",
+            cert="untrusted", serves={SSH_PORT: SERVE_SHARED_SSHD}, shared_sshd_of="linux-app"),
+    AppSpec("wronghost-app", "SCM certificate names another host (wrong.sandbox.invalid)",
+            cert="wronghost", serves={SSH_PORT: SERVE_SHARED_SSHD}, shared_sshd_of="linux-app"),
+)
+
+APPS_BY_NAME = {a.name: a for a in APPS}
+
+
+def site_name(app: str, slot: str | None = None) -> str:
+    """The SCM site name of an app or slot (Azure's `{app}-{slot}` SCM host naming)."""
+    return f"{app}-{slot}" if slot else app
+
+
+def instance_names(app: str, count: int, slot: str | None = None) -> list[str]:
+    """Instance names: `{site}-i0`, `{site}-i1`, ... (also the sshd's hostname)."""
+    return [f"{site_name(app, slot)}-i{i}" for i in range(count)]
