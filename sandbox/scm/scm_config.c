@@ -1,0 +1,458 @@
+/*
+ * scm_config.c - the config file of Contract 2: load, reload (SIGHUP), and
+ * the look-ups requests need (route by ARRAffinity, container port mapping,
+ * effective state).
+ *
+ * Sites live in one array for the process lifetime: listeners and open
+ * relays point at them, so a reload swaps field values in place instead of
+ * replacing the array.
+ */
+#include "scm.h"
+#include "scm_json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#define CONFIG_MAX_BYTES (4 * 1024 * 1024)
+
+static char *
+config_strdup(const struct json *j, const char *what, char *err, size_t errlen)
+{
+	char *s;
+
+	if (!j || j->type != JSON_STRING) {
+		snprintf(err, errlen, "%s: expected a string", what);
+		return NULL;
+	}
+	s = strdup(j->string);
+	if (!s)
+		snprintf(err, errlen, "%s: out of memory", what);
+	return s;
+}
+
+static int
+config_int(const struct json *j, const char *what, long long lo, long long hi,
+	   long long *out, char *err, size_t errlen)
+{
+	if (!j || j->type != JSON_NUMBER || j->number != floor(j->number) ||
+	    j->number < (double)lo || j->number > (double)hi) {
+		snprintf(err, errlen, "%s: expected an integer in [%lld, %lld]",
+			 what, lo, hi);
+		return -1;
+	}
+	*out = (long long)j->number;
+	return 0;
+}
+
+static void
+config_free_instances(struct scm_instance *in, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(in[i].name);
+		free(in[i].container_ports);
+		free(in[i].loopback_ports);
+	}
+	free(in);
+}
+
+static void
+config_free_site(struct scm_site *s)
+{
+	size_t i;
+
+	free(s->name);
+	free(s->cert);
+	free(s->key);
+	free(s->basic_user);
+	free(s->basic_password);
+	for (i = 0; i < s->nbearer; i++)
+		free(s->bearer[i]);
+	free(s->bearer);
+	free(s->state);
+	config_free_instances(s->instances, s->ninstances);
+	memset(s, 0, sizeof(*s));
+}
+
+static int
+config_fault(const struct json *j, struct scm_fault *f, char *err,
+	     size_t errlen)
+{
+	const struct json *v;
+	long long n;
+
+	memset(f, 0, sizeof(*f));
+	if (!j || j->type == JSON_NULL)
+		return 0;
+	if (j->type != JSON_OBJECT || j->count != 1) {
+		snprintf(err, errlen, "fault: expected null or an object with "
+			 "one of refuse, drop_after_bytes, stall_after_bytes");
+		return -1;
+	}
+	if ((v = json_get(j, "refuse"))) {
+		if (config_int(v, "fault.refuse", 100, 599, &n, err, errlen))
+			return -1;
+		f->kind = SCM_FAULT_REFUSE;
+	} else if ((v = json_get(j, "drop_after_bytes"))) {
+		if (config_int(v, "fault.drop_after_bytes", 0, 1LL << 52, &n,
+			       err, errlen))
+			return -1;
+		f->kind = SCM_FAULT_DROP;
+	} else if ((v = json_get(j, "stall_after_bytes"))) {
+		if (config_int(v, "fault.stall_after_bytes", 0, 1LL << 52, &n,
+			       err, errlen))
+			return -1;
+		f->kind = SCM_FAULT_STALL;
+	} else {
+		snprintf(err, errlen, "fault: unknown kind '%s'", j->keys[0]);
+		return -1;
+	}
+	f->value = n;
+	return 0;
+}
+
+static int
+config_instances(const struct json *j, struct scm_site *s, char *err,
+		 size_t errlen)
+{
+	size_t i, k;
+	long long n;
+
+	if (!j || j->type != JSON_ARRAY || !j->count) {
+		snprintf(err, errlen, "site %s: instances: expected a "
+			 "non-empty array", s->name);
+		return -1;
+	}
+	s->instances = calloc(j->count, sizeof(*s->instances));
+	if (!s->instances)
+		goto oom;
+	s->ninstances = j->count;
+	for (i = 0; i < j->count; i++) {
+		const struct json *inst = j->items[i];
+		const struct json *ports = json_get(inst, "ports");
+		struct scm_instance *d = &s->instances[i];
+
+		d->name = config_strdup(json_get(inst, "name"),
+					"instances[].name", err, errlen);
+		if (!d->name)
+			return -1;
+		if (!ports || ports->type != JSON_OBJECT) {
+			snprintf(err, errlen, "instance %s: ports: expected "
+				 "an object", d->name);
+			return -1;
+		}
+		d->nports = ports->count;
+		d->container_ports = calloc(ports->count + 1, sizeof(int));
+		d->loopback_ports = calloc(ports->count + 1, sizeof(int));
+		if (!d->container_ports || !d->loopback_ports)
+			goto oom;
+		for (k = 0; k < ports->count; k++) {
+			char *endp;
+			long cp = strtol(ports->keys[k], &endp, 10);
+
+			if (*endp || cp < 1 || cp > 65535) {
+				snprintf(err, errlen, "instance %s: bad "
+					 "container port '%s'", d->name,
+					 ports->keys[k]);
+				return -1;
+			}
+			if (config_int(ports->items[k], "instances[].ports[]",
+				       1, 65535, &n, err, errlen))
+				return -1;
+			d->container_ports[k] = (int)cp;
+			d->loopback_ports[k] = (int)n;
+		}
+	}
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+static int
+config_site(const struct json *j, struct scm_site *s, char *err,
+	    size_t errlen)
+{
+	const struct json *v;
+	long long n;
+	size_t i;
+
+	if (!j || j->type != JSON_OBJECT) {
+		snprintf(err, errlen, "sites[]: expected an object");
+		return -1;
+	}
+	s->name = config_strdup(json_get(j, "name"), "sites[].name", err,
+				errlen);
+	if (!s->name)
+		return -1;
+	if (!(s->cert = config_strdup(json_get(j, "cert"), "cert", err,
+				      errlen)) ||
+	    !(s->key = config_strdup(json_get(j, "key"), "key", err, errlen)))
+		return -1;
+
+	v = json_get(j, "basic");
+	if (v && v->type != JSON_NULL) {
+		if (v->type != JSON_ARRAY || v->count != 2) {
+			snprintf(err, errlen, "site %s: basic: expected null "
+				 "or [user, password]", s->name);
+			return -1;
+		}
+		if (!(s->basic_user = config_strdup(v->items[0], "basic[0]",
+						    err, errlen)) ||
+		    !(s->basic_password = config_strdup(v->items[1],
+							"basic[1]", err,
+							errlen)))
+			return -1;
+	}
+
+	v = json_get(j, "bearer");
+	if (v && v->type != JSON_NULL) {
+		if (v->type != JSON_ARRAY) {
+			snprintf(err, errlen, "site %s: bearer: expected an "
+				 "array", s->name);
+			return -1;
+		}
+		s->bearer = calloc(v->count + 1, sizeof(char *));
+		if (!s->bearer) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		for (i = 0; i < v->count; i++) {
+			s->bearer[i] = config_strdup(v->items[i], "bearer[]",
+						     err, errlen);
+			if (!s->bearer[i])
+				return -1;
+			s->nbearer++;
+		}
+	}
+
+	v = json_get(j, "state");
+	s->state = v ? config_strdup(v, "state", err, errlen)
+		     : strdup("STARTED");
+	if (!s->state)
+		return -1;
+	if (strcmp(s->state, "STARTED") && strcmp(s->state, "STOPPED") &&
+	    strcmp(s->state, "STARTING")) {
+		snprintf(err, errlen, "site %s: state must be STARTED, STOPPED "
+			 "or STARTING", s->name);
+		return -1;
+	}
+
+	v = json_get(j, "starting_until");
+	if (v && v->type != JSON_NULL) {
+		if (v->type != JSON_NUMBER) {
+			snprintf(err, errlen, "site %s: starting_until: "
+				 "expected a number", s->name);
+			return -1;
+		}
+		s->starting_until = v->number;
+	}
+
+	v = json_get(j, "default_port");
+	s->default_port = 2222;
+	if (v) {
+		if (config_int(v, "default_port", 1, 65535, &n, err, errlen))
+			return -1;
+		s->default_port = (int)n;
+	}
+
+	if (config_instances(json_get(j, "instances"), s, err, errlen))
+		return -1;
+	return config_fault(json_get(j, "fault"), &s->fault, err, errlen);
+}
+
+static int
+config_parse(const char *text, size_t len, struct scm_config *cfg, char *err,
+	     size_t errlen)
+{
+	const struct json *v, *sites;
+	char jerr[200];
+	struct json *root;
+	long long n;
+	size_t i, k;
+	int rc = -1;
+
+	memset(cfg, 0, sizeof(*cfg));
+	root = json_parse(text, len, jerr, sizeof(jerr));
+	if (!root) {
+		snprintf(err, errlen, "bad JSON: %s", jerr);
+		return -1;
+	}
+	v = json_get(root, "listen");
+	cfg->listen = v ? config_strdup(v, "listen", err, errlen)
+			: strdup("127.0.0.1");
+	if (!cfg->listen)
+		goto done;
+	if (!(cfg->ready_file = config_strdup(json_get(root, "ready_file"),
+					      "ready_file", err, errlen)))
+		goto done;
+	cfg->keepalive_seconds = 15;
+	if ((v = json_get(root, "keepalive_seconds"))) {
+		if (config_int(v, "keepalive_seconds", 0, 86400, &n, err,
+			       errlen))
+			goto done;
+		cfg->keepalive_seconds = (int)n;
+	}
+	if ((v = json_get(root, "keepalive_kind"))) {
+		if (v->type != JSON_STRING || (strcmp(v->string, "ping") &&
+					       strcmp(v->string, "pong"))) {
+			snprintf(err, errlen, "keepalive_kind: \"ping\" or "
+				 "\"pong\"");
+			goto done;
+		}
+		cfg->keepalive_pong = !strcmp(v->string, "pong");
+	}
+	sites = json_get(root, "sites");
+	if (!sites || sites->type != JSON_ARRAY || !sites->count) {
+		snprintf(err, errlen, "sites: expected a non-empty array");
+		goto done;
+	}
+	cfg->sites = calloc(sites->count, sizeof(*cfg->sites));
+	if (!cfg->sites) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	cfg->nsites = sites->count;
+	for (i = 0; i < sites->count; i++) {
+		if (config_site(sites->items[i], &cfg->sites[i], err, errlen))
+			goto done;
+		for (k = 0; k < i; k++)
+			if (!strcmp(cfg->sites[k].name, cfg->sites[i].name)) {
+				snprintf(err, errlen, "duplicate site %s",
+					 cfg->sites[i].name);
+				goto done;
+			}
+	}
+	rc = 0;
+done:
+	json_free(root);
+	if (rc)
+		config_free(cfg);
+	return rc;
+}
+
+int
+config_load(const char *path, struct scm_config *cfg, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	text = malloc(CONFIG_MAX_BYTES);
+	if (!text) {
+		fclose(f);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	len = fread(text, 1, CONFIG_MAX_BYTES, f);
+	if (ferror(f) || len == CONFIG_MAX_BYTES) {
+		snprintf(err, errlen, "%s: read error or file too large", path);
+		fclose(f);
+		free(text);
+		return -1;
+	}
+	fclose(f);
+	rc = config_parse(text, len, cfg, err, errlen);
+	free(text);
+	return rc;
+}
+
+#define CONFIG_SWAP(a, b) do { __typeof__(a) t_ = (a); (a) = (b); (b) = t_; } \
+	while (0)
+
+int
+config_reload(struct scm_config *cur, const char *path, char *err,
+	      size_t errlen)
+{
+	struct scm_config next;
+	size_t i, k;
+
+	if (config_load(path, &next, err, errlen))
+		return -1;
+	for (i = 0; i < cur->nsites; i++) {
+		struct scm_site *a = &cur->sites[i], *b = NULL;
+
+		for (k = 0; k < next.nsites; k++)
+			if (!strcmp(next.sites[k].name, a->name))
+				b = &next.sites[k];
+		if (!b) {
+			lwsl_warn("reload: site %s missing, kept as is\n",
+				  a->name);
+			continue;
+		}
+		/* Swap so that freeing `next` frees the old values. */
+		CONFIG_SWAP(a->basic_user, b->basic_user);
+		CONFIG_SWAP(a->basic_password, b->basic_password);
+		CONFIG_SWAP(a->bearer, b->bearer);
+		CONFIG_SWAP(a->nbearer, b->nbearer);
+		CONFIG_SWAP(a->state, b->state);
+		a->starting_until = b->starting_until;
+		a->fault = b->fault;
+		a->default_port = b->default_port;
+		CONFIG_SWAP(a->instances, b->instances);
+		CONFIG_SWAP(a->ninstances, b->ninstances);
+	}
+	cur->keepalive_seconds = next.keepalive_seconds;
+	cur->keepalive_pong = next.keepalive_pong;
+	config_free(&next);
+	return 0;
+}
+
+void
+config_free(struct scm_config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nsites; i++)
+		config_free_site(&cfg->sites[i]);
+	free(cfg->sites);
+	free(cfg->listen);
+	free(cfg->ready_file);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+const struct scm_instance *
+config_route(const struct scm_site *site, const char *affinity)
+{
+	size_t i;
+
+	if (affinity)
+		for (i = 0; i < site->ninstances; i++)
+			if (!strcmp(site->instances[i].name, affinity))
+				return &site->instances[i];
+	return &site->instances[0];
+}
+
+int
+config_loopback_port(const struct scm_instance *inst, int container_port)
+{
+	size_t i;
+
+	for (i = 0; i < inst->nports; i++)
+		if (inst->container_ports[i] == container_port)
+			return inst->loopback_ports[i];
+	return -1;
+}
+
+const char *
+config_state(const struct scm_site *site)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	if ((double)tv.tv_sec + (double)tv.tv_usec / 1e6 < site->starting_until)
+		return "STARTING";
+	return site->state;
+}

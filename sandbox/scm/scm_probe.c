@@ -1,0 +1,48 @@
+/*
+ * scm_probe.c - GetStatus's "canReachPort": a real TCP connect to the
+ * routed instance's loopback port, as the real SCM does to the container.
+ *
+ * Blocking on purpose but bounded: loopback answers at once (accept or
+ * RST); the timeout only covers a listener whose backlog is full.
+ */
+#include "scm.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* 1: connected; 0: refused, timed out or no such port. */
+int
+probe_tcp(int port, int timeout_ms)
+{
+	struct sockaddr_in sa;
+	struct pollfd pfd;
+	socklen_t elen = sizeof(int);
+	int fd, e = 0, ok = 0;
+
+	if (port < 1 || port > 65535)
+		return 0;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		ok = 1;
+	} else if (errno == EINPROGRESS) {
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		if (poll(&pfd, 1, timeout_ms) == 1 &&
+		    !getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) && !e)
+			ok = 1;
+	}
+	close(fd);
+	return ok;
+}
