@@ -26,17 +26,18 @@ $(VENV)/.stamp-debian: Makefile
 
 deps: $(VENV)/.stamp-debian
 
-$(VPY): $(VENV)/.stamp-debian
+# Order-only (|): a newer Makefile re-checks Debian packages but never rebuilds the venv.
+$(VPY): | $(VENV)/.stamp-debian
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
 
-$(VENV)/.stamp-pip: $(VPY) requirements-dev.txt
+$(VENV)/.stamp-pip: requirements-dev.txt | $(VPY)
 	$(VPY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.stamp-pip
 
-$(MODULE_STAMP): $(VENV)/.stamp-pip $(NATIVE_SOURCES) setup.py
+$(MODULE_STAMP): $(NATIVE_SOURCES) setup.py | $(VENV)/.stamp-pip
 	WEBAPP_WERROR=1 $(VPY) setup.py -q build_ext --inplace
 	touch $@
 
