@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures_engine",
     "tests.fixtures_sandbox",
     "tests.fixtures_az",
+    "tests.fixtures_command",
 ]

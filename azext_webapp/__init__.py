@@ -1,0 +1,25 @@
+"""The ``webapp`` Azure CLI extension: ``az webapp remote-connection``."""
+
+from azure.cli.core import AzCommandsLoader
+
+from azext_webapp._help import helps  # pylint: disable=unused-import
+
+
+class WebappCommandsLoader(AzCommandsLoader):
+
+    def __init__(self, cli_ctx=None):
+        from azure.cli.core.commands import CliCommandType
+        webapp_custom = CliCommandType(operations_tmpl='azext_webapp.custom#{}')
+        super().__init__(cli_ctx=cli_ctx, custom_command_type=webapp_custom)
+
+    def load_command_table(self, args):
+        from azext_webapp.commands import load_command_table
+        load_command_table(self, args)
+        return self.command_table
+
+    def load_arguments(self, command):
+        from azext_webapp._params import load_arguments
+        load_arguments(self, command)
+
+
+COMMAND_LOADER_CLS = WebappCommandsLoader

@@ -1,0 +1,8 @@
+"""Command table: ``az webapp remote-connection``."""
+
+from azext_webapp._validators import validate_remote_connection_create
+
+
+def load_command_table(self, _):
+    with self.command_group('webapp remote-connection') as g:
+        g.custom_command('create', 'create_remote_connection', validator=validate_remote_connection_create)
