@@ -39,10 +39,12 @@ def show(argv, background=False):
     say("   $ " + " ".join(shlex.quote(a) for a in argv) + (" &" if background else ""))
 
 
-def run(argv, env, **kw):
+def run(argv, env, cwd):
+    # az runs `python -m azure.cli`, which puts the working directory first on sys.path: run it
+    # away from the source tree so that it loads the installed extension, as a user's az does.
     show(argv)
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                            timeout=kw.pop("timeout", 300), **kw)
+    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=300)
     for line in (result.stdout + result.stderr).strip().splitlines():
         say("     " + line)
     if result.returncode != 0:
@@ -116,22 +118,22 @@ def main():
             say(f"   az cloud register + az login done; AZURE_CONFIG_DIR={config_dir}")
 
             step(4, "Add the extension by name, as the docs say (from the sandbox's extension index)")
-            run([AZ, "extension", "add", "--name", "webapp", "--yes"], env)
-            run([AZ, "extension", "list", "--query", "[].{name:name, version:version}", "-o", "table"], env)
+            run([AZ, "extension", "add", "--name", "webapp", "--yes"], env, workdir)
+            run([AZ, "extension", "list", "--query", "[].{name:name, version:version}", "-o", "table"], env, workdir)
 
             step(5, "Open the remote connection in the background")
             port = free_port()
             argv = [AZ, "webapp", "remote-connection", "create", "--resource-group", sb.resource_group,
                     "-n", APP, "-p", str(port)]
             show(argv, background=True)
-            tunnel = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            tunnel = subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, text=True, start_new_session=True)
             port = wait_for_tunnel(tunnel)
 
             sshenv = ssh_env(workdir)
             step(6, "Connect the real ssh client through the tunnel and run a command in the container")
             run(["ssh", "-p", str(port), *ssh_options(workdir), "root@127.0.0.1",
-                 "echo \"hello from $(hostname), logged in as $(whoami)\"; uname -sr"], sshenv)
+                 "echo \"hello from $(hostname), logged in as $(whoami)\"; uname -sr"], sshenv, workdir)
 
             step(7, "Copy a file into the container with scp and check it arrived intact")
             src = os.path.join(workdir, "payload.bin")
@@ -140,9 +142,9 @@ def main():
             with open(src, "rb") as f:
                 local_digest = hashlib.sha256(f.read()).hexdigest()
             remote = os.path.join(workdir, "copied-into-container.bin")
-            run(["scp", "-P", str(port), *ssh_options(workdir), src, f"root@127.0.0.1:{remote}"], sshenv)
+            run(["scp", "-P", str(port), *ssh_options(workdir), src, f"root@127.0.0.1:{remote}"], sshenv, workdir)
             result = run(["ssh", "-p", str(port), *ssh_options(workdir), "root@127.0.0.1",
-                          f"sha256sum {shlex.quote(remote)}"], sshenv)
+                          f"sha256sum {shlex.quote(remote)}"], sshenv, workdir)
             remote_digest = result.stdout.split()[0]
             if remote_digest != local_digest:
                 raise SystemExit("demo failed: the copied file differs from the original")
