@@ -14,6 +14,10 @@ stop() (also on leaving the `with`, and at interpreter exit) sends SIGTERM and
 kills after a timeout.  The server runs in its own session so a terminal's
 Ctrl+C reaches this process first and the shutdown stays orderly.
 
+SCM_SERVER_BINARY in the environment runs another build instead of the default
+one (e.g. an ASan build: make -C sandbox/scm SANITIZE=address,undefined in a
+copy of the directory).
+
 update_site() rewrites the config and sends SIGHUP, then waits until the
 ready file's "generation" moves past the value seen before: the reload is
 applied when it returns (or it raises with the server's reason).
@@ -130,7 +134,7 @@ class ScmServer:
     def start(self) -> "ScmServer":
         if self.proc is not None:
             raise ScmServerError("already started")
-        binary = self.binary or build()
+        binary = self.binary or os.environ.get("SCM_SERVER_BINARY") or build()
         self._fill_certs()
         self._write_config()
         try:

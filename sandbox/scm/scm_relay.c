@@ -27,9 +27,15 @@
 
 struct relay_chunk {
 	struct relay_chunk *next;
-	size_t len;
-	unsigned char buf[];	/* LWS_PRE headroom, then len bytes */
+	size_t len, cap;
+	unsigned char buf[];	/* LWS_PRE headroom, then cap bytes */
 };
+
+/*
+ * Client frames arrive in pieces as small as a TLS record; the up queue packs
+ * them into chunks of this size so the container gets few, large writes.
+ */
+#define RELAY_UP_CHUNK (64 * 1024)
 
 struct relay_queue {
 	struct relay_chunk *head, *tail;
@@ -84,15 +90,36 @@ relay_queue_clear(struct relay_queue *q)
 	memset(q, 0, sizeof(*q));
 }
 
+/*
+ * Appends len bytes.  pack: fill the tail chunk first (up direction, a byte
+ * stream); otherwise one chunk per call (down: one WS message per read).
+ */
 static int
-relay_queue_push(struct relay_queue *q, const void *data, size_t len)
+relay_queue_push(struct relay_queue *q, const unsigned char *data, size_t len,
+		 int pack)
 {
-	struct relay_chunk *c = malloc(sizeof(*c) + LWS_PRE + len);
+	struct relay_chunk *c = q->tail;
+	size_t room, cap;
 
+	if (pack && c) {
+		room = c->cap - c->len;
+		if (room > len)
+			room = len;
+		memcpy(c->buf + LWS_PRE + c->len, data, room);
+		c->len += room;
+		q->bytes += room;
+		data += room;
+		len -= room;
+	}
+	if (!len)
+		return 0;
+	cap = pack && len < RELAY_UP_CHUNK ? RELAY_UP_CHUNK : len;
+	c = malloc(sizeof(*c) + LWS_PRE + cap);
 	if (!c)
 		return -1;
 	c->next = NULL;
 	c->len = len;
+	c->cap = cap;
 	memcpy(c->buf + LWS_PRE, data, len);
 	if (q->tail)
 		q->tail->next = c;
@@ -271,7 +298,7 @@ relay_ws_receive(struct relay *r, const void *in, size_t len)
 
 	if (!n || r->ending)
 		return 0;	/* discarded: faulted or target gone */
-	if (relay_queue_push(&r->up, in, n))
+	if (relay_queue_push(&r->up, in, n, 1))
 		return -1;
 	if (r->up.bytes >= r->high)
 		relay_flow(r, RELAY_WS, 0);
@@ -391,7 +418,7 @@ relay_target_rx(struct relay *r, const unsigned char *in, size_t len)
 	/* One WS message per read of read_size (AppsvcTunnelBuffer). */
 	for (off = 0; off < n; off += part) {
 		part = n - off < r->read_size ? n - off : r->read_size;
-		if (relay_queue_push(&r->down, in + off, part))
+		if (relay_queue_push(&r->down, in + off, part, 0))
 			return -1;
 	}
 	if (r->down.bytes >= r->high)
