@@ -7,7 +7,7 @@ VPY := $(VENV)/bin/python
 DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcurl4-openssl-dev \
 	openssh-server openssh-client python3-dev python3-venv util-linux procps iproute2 \
 	valgrind tmux rsync openssl curl
-NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
+NATIVE_SOURCES := $(wildcard native/*.c native/*.h) azext_webapp/_native/lws_stdio.c
 MODULE_STAMP := $(VENV)/.stamp-module
 
 .PHONY: all deps venv build scm-server test test-fast test-sanitize demo bench clean
@@ -60,5 +60,5 @@ bench: build
 	$(VPY) -m bench
 
 clean:
-	rm -rf build .build-* azext_webapp/*.so $(MODULE_STAMP)
+	rm -rf build .build-* azext_webapp/*.so azext_webapp/_native/*/ $(MODULE_STAMP)
 	$(MAKE) -s -C sandbox/scm clean

@@ -3,14 +3,28 @@
 The tunnel engine is a C extension (``azext_webapp._tunnel``) built from ``native/`` against
 the system's libwebsockets, OpenSSL and libcurl, located with pkg-config.  It uses only
 CPython's stable ABI, so one binary loads in every CPython version ``az`` may bundle.
+libwebsockets is linked in statically (users need no libwebsockets package); OpenSSL and libcurl
+stay the system's shared libraries.
+
+The compiled file goes to ``azext_webapp/_native/<platform>/_tunnel.abi3.so`` (``<platform>`` as
+``azext_webapp/_native/__init__.py`` computes it, e.g. ``linux_x86_64_gnu``), both in place
+(``build_ext --inplace``) and in the wheel, which is universal (``py3-none-any``): ``az extension
+add --name`` installs no other kind. The loader there loads the file only on a matching platform.
 """
 import glob
+import importlib.util
 import os
 import shlex
 import subprocess
 import sys
 
 from setuptools import Extension, find_packages, setup
+from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Local stdin/stdout/stderr for the statically linked libwebsockets (see the file).
+LWS_STDIO = "azext_webapp/_native/lws_stdio.c"
 
 # WEBAPP_VERSION overrides it for test builds (tools/build_index.py builds newer versions for `az extension update`).
 VERSION = os.environ.get("WEBAPP_VERSION", "0.1.0")
@@ -24,6 +38,15 @@ NATIVE_DEPENDENCIES = {
 
 # The oldest CPython the current azure-cli supports (its Requires-Python is >=3.10).
 LIMITED_API = "0x030A0000"
+
+
+def _native_loader():
+    """azext_webapp/_native/__init__.py on its own (importing azext_webapp would need azure-cli)."""
+    path = os.path.join(HERE, "azext_webapp", "_native", "__init__.py")
+    spec = importlib.util.spec_from_file_location("_webapp_native_loader", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _pkg_config(*args):
@@ -40,7 +63,23 @@ def _native_flags():
     if missing:
         sys.exit("error: missing native libraries; install them with: apt-get install " + " ".join(missing))
     names = list(NATIVE_DEPENDENCIES)
-    return _pkg_config("--cflags", *names), _pkg_config("--libs", *names)
+    shared = [name for name in names if name != "libwebsockets"]
+    return _pkg_config("--cflags", *names), _static_libwebsockets() + _pkg_config("--libs", *shared)
+
+
+def _static_libwebsockets():
+    """Link flags for libwebsockets.a (Debian's is PIC) and what it needs from the system.
+
+    Its pkg-config --static private libraries (-lcap), plus zlib (deflate*) and libdl, which it
+    uses without declaring. --exclude-libs keeps its symbols out of the module's dynamic table."""
+    libdir = _pkg_config("--variable=libdir", "libwebsockets")
+    archive = os.path.join(libdir[0] if libdir else "/usr/lib", "libwebsockets.a")
+    if not os.path.isfile(archive):
+        sys.exit(f"error: {archive} not found (the static libwebsockets library); install it with: "
+                 "apt-get install libwebsockets-dev")
+    private = [flag for flag in _pkg_config("--libs", "--static", "libwebsockets")
+               if flag.startswith("-l") and flag != "-lwebsockets"]
+    return ["-Wl,--as-needed", archive, "-Wl,--exclude-libs,ALL"] + private + ["-lz", "-ldl"]
 
 
 def _extensions():
@@ -53,15 +92,37 @@ def _extensions():
     if sanitize:
         extra_compile += ["-fsanitize=" + sanitize, "-fno-omit-frame-pointer", "-O1", "-g"]
         extra_link += ["-fsanitize=" + sanitize]
+    # Built as azext_webapp/_native/<platform>/_tunnel.abi3.so; loaded as azext_webapp._tunnel.
     return [Extension(
-        "azext_webapp._tunnel",
-        sources=sorted(glob.glob("native/*.c")),
+        "azext_webapp._native." + _native_loader().platform_tag() + "._tunnel",
+        sources=sorted(glob.glob("native/*.c")) + [LWS_STDIO],
         include_dirs=["native"],
         define_macros=[("Py_LIMITED_API", LIMITED_API), ("_GNU_SOURCE", None)],
         extra_compile_args=extra_compile,
         extra_link_args=extra_link,
         py_limited_api=True,
     )]
+
+
+class BuildExt(build_ext):
+    """build_ext whose --inplace also creates azext_webapp/_native/<platform>/ (not a package)."""
+
+    def copy_extensions_to_source(self):
+        for ext in self.extensions:
+            self.mkpath(os.path.dirname(self.get_ext_fullpath(ext.name)))
+        super().copy_extensions_to_source()
+
+
+class UniversalWheel(bdist_wheel):
+    """A ``py3-none-any`` wheel although it carries the compiled engine.
+
+    The engine's platform is in its directory name and checked when it is loaded, and it uses only
+    the stable ABI, so the wheel's tags need not (and, for `az extension add --name`, must not)
+    say either. The wheel stays "Root-Is-Purelib: false" (it holds a binary): installers put it in
+    platlib, which for az's `pip install --target` is the same directory."""
+
+    def get_tag(self):
+        return "py3", "none", "any"
 
 
 setup(
@@ -81,5 +142,6 @@ setup(
     packages=find_packages(include=["azext_webapp", "azext_webapp.*"]),
     package_data={"azext_webapp": ["azext_metadata.json"]},
     ext_modules=_extensions() if not os.environ.get("WEBAPP_NO_NATIVE") else [],
+    cmdclass={"build_ext": BuildExt, "bdist_wheel": UniversalWheel},
     install_requires=[],
 )

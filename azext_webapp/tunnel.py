@@ -23,13 +23,13 @@ import threading
 import time
 import urllib.parse
 
-import azext_webapp
+from azext_webapp import _native
 
-# Test hook (tests/sanitize.py): load the native module from another build directory, e.g. the
-# ASan+UBSan build in .build-asan/azext_webapp. Only the directory is taken from the environment.
-if os.environ.get("WEBAPP_TUNNEL_NATIVE_DIR"):
-    azext_webapp.__path__.insert(0, os.environ["WEBAPP_TUNNEL_NATIVE_DIR"])
-from azext_webapp import _tunnel  # noqa: E402  pylint: disable=wrong-import-position
+# The build for the running platform (azext_webapp/_native/<platform>/), or EngineUnavailableError
+# (an ImportError) with one line to show. Test hook (tests/sanitize.py): WEBAPP_TUNNEL_NATIVE_DIR
+# names the azext_webapp directory of another build tree, e.g. the ASan+UBSan one in
+# .build-asan/azext_webapp. Only the directory is taken from the environment.
+_tunnel = _native.load_engine(os.environ.get("WEBAPP_TUNNEL_NATIVE_DIR") or None)
 
 logger = logging.getLogger(__name__)
 

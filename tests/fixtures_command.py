@@ -179,7 +179,8 @@ def free_port():
 
 @pytest.fixture(scope='session')
 def webapp_wheel(tmp_path_factory):
-    """The extension wheel as setup.py builds it (native module included)."""
+    """The extension wheel as setup.py builds it: universal (py3-none-any), with the native engine
+    for this platform in azext_webapp/_native/<platform>/."""
     out = str(tmp_path_factory.mktemp('wheel'))
     return build_index.build_wheel(out)
 

@@ -2,17 +2,14 @@
 
     python tools/build_index.py --out DIR [--version X.Y.Z] [--base-url http://host:port/]
 
-The wheel is built by ``setup.py`` (native module included, tagged ``cp310-abi3-<platform>``) into
-DIR, and DIR/index.json lists every wheel in DIR in the format ``az extension add --name`` reads
-(``extension.index_url``): ``{"extensions": {"webapp": [{"downloadUrl", "sha256Digest", "filename",
-"metadata"}]}}``. Building a higher ``--version`` into the same DIR adds it to the index, which is
+The wheel is built by ``setup.py`` into DIR: one universal wheel, ``webapp-<version>-py3-none-any.whl``
+(the only kind the Azure CLI's index resolver and ``az extension add --name`` accept), carrying the
+native engine built on this machine under ``azext_webapp/_native/<platform>/`` (loaded only on a
+matching platform; see azext_webapp/_native/__init__.py). DIR/index.json lists every wheel in DIR
+in the format ``az extension add --name`` reads (``extension.index_url``): ``{"extensions":
+{"webapp": [{"downloadUrl", "sha256Digest", "filename", "metadata"}]}}``, ``filename`` being the
+wheel's real name. Building a higher ``--version`` into the same DIR adds it to the index, which is
 what ``az extension update --name webapp`` picks up.
-
-The Azure CLI's index resolver only considers entries whose ``filename`` is a universal wheel
-(``-none-any.whl``). Until the project builds a universal wheel (issue 9), each entry's ``filename``
-is the universal-looking alias ``webapp-<version>-py3-none-any.whl`` while ``downloadUrl`` names the
-real, correctly tagged platform wheel: pip (which az runs to install it) still checks the real tags,
-so the wheel is refused on a platform it was not built for instead of failing at import time.
 """
 import argparse
 import email.parser
@@ -27,7 +24,7 @@ import zipfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXTENSION = 'webapp'
 PACKAGE = 'azext_webapp'
-LIMITED_API_TAG = 'cp310'   # setup.py's Py_LIMITED_API 0x030A0000
+UNIVERSAL_SUFFIX = '-py3-none-any.whl'
 
 
 def build_wheel(out_dir, version=None, native=True, quiet=True, reuse_objects=False):
@@ -51,8 +48,6 @@ def build_wheel(out_dir, version=None, native=True, quiet=True, reuse_objects=Fa
         'egg_info', '--egg-base', work,
         'build', '--build-base', os.path.join(work, 'build'),
         'bdist_wheel', '--bdist-dir', os.path.join(work, 'bdist'), '--dist-dir', out_dir]
-    if native:
-        argv.append('--py-limited-api=' + LIMITED_API_TAG)
     os.makedirs(work, exist_ok=True)
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=quiet, text=True)
     if proc.returncode != 0:
@@ -66,11 +61,14 @@ def build_wheel(out_dir, version=None, native=True, quiet=True, reuse_objects=Fa
                  if name.endswith('.whl') and _wheel_version(name) == expected]
     if len(built) != 1:
         raise SystemExit(f'error: expected one new wheel in {out_dir}, found {built}')
+    if not built[0].endswith(UNIVERSAL_SUFFIX):
+        raise SystemExit(f'error: {built[0]} is not a universal wheel (*{UNIVERSAL_SUFFIX}); '
+                         'az extension add --name would never pick it')
     return os.path.join(out_dir, built[0])
 
 
 def index_entry(wheel_path, base_url=None):
-    """One index entry for a wheel: download URL, sha256 digest, universal alias name, metadata."""
+    """One index entry for a wheel: download URL, sha256 digest, file name, metadata."""
     name = os.path.basename(wheel_path)
     with open(wheel_path, 'rb') as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()
@@ -95,14 +93,15 @@ def index_entry(wheel_path, base_url=None):
     return {
         'downloadUrl': download_url,
         'sha256Digest': digest,
-        'filename': f'{EXTENSION}-{version}-py3-none-any.whl',
+        'filename': name,
         'metadata': metadata,
     }
 
 
 def write_index(out_dir, base_url=None):
     """Write out_dir/index.json listing every webapp wheel in out_dir, oldest first."""
-    wheels = sorted((n for n in os.listdir(out_dir) if n.startswith(EXTENSION + '-') and n.endswith('.whl')),
+    wheels = sorted((n for n in os.listdir(out_dir)
+                     if n.startswith(EXTENSION + '-') and n.endswith(UNIVERSAL_SUFFIX)),
                     key=lambda n: _version_key(_wheel_version(n)))
     entries = [index_entry(os.path.join(out_dir, n), base_url) for n in wheels]
     index = {'formatVersion': '1', 'extensions': {EXTENSION: entries}}
