@@ -49,7 +49,7 @@ build: $(MODULE_STAMP) scm-server
 test: build
 	$(VPY) -m pytest tests
 
-# The engine's tests again against an ASan+UBSan build of the module (run by .ci/run).
+# The engine's tests again against ASan+UBSan and TSan builds of the module (run by .ci/run).
 test-sanitize: build
 	$(VPY) tests/sanitize.py
 

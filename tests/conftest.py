@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures_sandbox",
     "tests.fixtures_az",
     "tests.fixtures_command",
+    "tests.fixtures_hardening",
 ]

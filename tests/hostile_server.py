@@ -1,0 +1,215 @@
+"""A hostile "SCM" endpoint for the hardening tests: a TLS server (ssl + socket) that answers the
+tunnel's WebSocket upgrade the way a broken or malicious server might.
+
+Each accepted TCP connection takes the next behaviour from a queue (`push(name)`); with the
+queue empty it is relayed byte for byte (no TLS termination) to `upstream` -- the real sandbox
+SCM server -- so that one tunnel pointed at this server can be shown to keep serving good
+connections while hostile ones are cut.
+
+Behaviours (BEHAVIOURS):
+- huge_headers: "101 Switching Protocols" followed by 1 MiB of header lines, never a blank line
+- huge_status: a 1 MiB status line with no CRLF
+- bad_opcode / reserved_bits / masked_frame / len_2_63 / len_2_63_minus_1 / bad_control:
+  a correct 101 (valid Sec-WebSocket-Accept), then one invalid frame
+- oversize_message: a correct 101, then a data frame announcing 1 GiB and sending it
+- no_http_answer: TLS completes, the request is read, nothing is ever answered
+- partial_101: half of a 101 answer, then nothing
+- no_tls: TCP accepted, the TLS handshake never started by the server
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import queue
+import socket
+import ssl
+import struct
+import threading
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+FRAME_BEHAVIOURS = {
+    # opcode 0x3 is reserved for further non-control frames (RFC 6455 5.2)
+    "bad_opcode": bytes([0x83, 0x04]) + b"evil",
+    # RSV1 set, no extension negotiated
+    "reserved_bits": bytes([0xC2, 0x04]) + b"evil",
+    # a server must not mask its frames (RFC 6455 5.1)
+    "masked_frame": bytes([0x82, 0x84]) + b"\x01\x02\x03\x04" + bytes(c ^ k for c, k in zip(b"evil", b"\x01\x02\x03\x04")),
+    # 64-bit length with the most significant bit set: 2^63 (RFC 6455: MSB MUST be 0)
+    "len_2_63": bytes([0x82, 0x7F]) + struct.pack(">Q", 1 << 63) + b"evil",
+    # the largest legal 64-bit length, then a few bytes
+    "len_2_63_minus_1": bytes([0x82, 0x7F]) + struct.pack(">Q", (1 << 63) - 1) + b"evil" * 1024,
+    # a control frame (ping) longer than 125 bytes and fragmented
+    "bad_control": bytes([0x09, 0x7E]) + struct.pack(">H", 300) + b"p" * 300,
+}
+BEHAVIOURS = ("huge_headers", "huge_status", "oversize_message", "no_http_answer", "partial_101",
+              "no_tls", *FRAME_BEHAVIOURS)
+
+
+def _accept_value(key: bytes) -> str:
+    return base64.b64encode(hashlib.sha1(key + GUID).digest()).decode()
+
+
+def _read_request(conn) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise ConnectionError("client closed during the request")
+        data += chunk
+        if len(data) > 65536:
+            break
+    return data
+
+
+def _ws_key(request: bytes) -> bytes:
+    for line in request.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"sec-websocket-key":
+            return value.strip()
+    return b""
+
+
+def _good_101(request: bytes) -> bytes:
+    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + _accept_value(_ws_key(request)).encode() + b"\r\n\r\n")
+
+
+class HostileServer:
+    """TLS on 127.0.0.1:<port> with cert/key; see the module docstring."""
+
+    def __init__(self, cert: str, key: str, upstream_port: int):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.upstream_port = upstream_port
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self.port = self.sock.getsockname()[1]
+        self._queue: queue.Queue = queue.Queue()
+        self.served: list = []            # (behaviour, outcome) per hostile connection
+        self.requests: list = []          # the raw upgrade requests the hostile paths read
+        self._stop = threading.Event()
+        self._conns: list = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def push(self, *behaviours):
+        for b in behaviours:
+            if b not in BEHAVIOURS:
+                raise ValueError(b)
+            self._queue.put(b)
+
+    def close(self):
+        self._stop.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        with self._lock:
+            for c in self._conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+    # -- internals ---------------------------------------------------------------------------
+    def _accept_loop(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(conn)
+            try:
+                behaviour = self._queue.get_nowait()
+            except queue.Empty:
+                behaviour = None
+            target = self._relay if behaviour is None else self._hostile
+            threading.Thread(target=target, args=(conn, behaviour), daemon=True).start()
+
+    def _relay(self, conn, _):
+        try:
+            up = socket.create_connection(("127.0.0.1", self.upstream_port))
+        except OSError:
+            conn.close()
+            return
+        with self._lock:
+            self._conns.append(up)
+
+        def pump(src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        t = threading.Thread(target=pump, args=(up, conn), daemon=True)
+        t.start()
+        pump(conn, up)
+        t.join()
+        conn.close()
+        up.close()
+
+    def _hostile(self, conn, behaviour):
+        outcome = "done"
+        try:
+            if behaviour == "no_tls":
+                self._hold(conn)
+                return
+            tls = self.ctx.wrap_socket(conn, server_side=True)
+            with self._lock:
+                self._conns.append(tls)
+            request = _read_request(tls)
+            self.requests.append(request)
+            if behaviour == "no_http_answer":
+                self._hold(tls)
+            elif behaviour == "partial_101":
+                tls.sendall(b"HTTP/1.1 101 Switching Pro")
+                self._hold(tls)
+            elif behaviour == "huge_headers":
+                tls.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n")
+                line = b"X-Hostile: " + b"h" * 1000 + b"\r\n"
+                for _ in range(1024):            # ~1 MiB of headers, no end
+                    tls.sendall(line)
+                self._hold(tls)
+            elif behaviour == "huge_status":
+                tls.sendall(b"HTTP/1.1 101 " + b"s" * (1 << 20))
+                self._hold(tls)
+            elif behaviour == "oversize_message":
+                tls.sendall(_good_101(request))
+                tls.sendall(bytes([0x82, 0x7F]) + struct.pack(">Q", 1 << 30))
+                block = b"o" * 65536
+                for _ in range((1 << 30) // len(block)):
+                    tls.sendall(block)
+                self._hold(tls)
+            else:
+                tls.sendall(_good_101(request))
+                tls.sendall(FRAME_BEHAVIOURS[behaviour])
+                self._hold(tls)
+        except (OSError, ConnectionError, ssl.SSLError) as e:
+            outcome = f"client ended: {type(e).__name__}"
+        finally:
+            self.served.append((behaviour, outcome))
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _hold(self, conn):
+        """Keep the connection open, reading and discarding, until the client leaves."""
+        conn.settimeout(1.0)
+        while not self._stop.is_set():
+            try:
+                if not conn.recv(65536):
+                    return
+            except socket.timeout:
+                continue
