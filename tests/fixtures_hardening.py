@@ -1,7 +1,10 @@
 """Fixtures for the hardening tests (issue 8).
 
 `netem_path` (module scope): two network namespaces joined by a veth pair with `tc netem` on
-both ends (40 ms each way = 80 ms RTT, 1 % loss, 10 Mbit/s):
+both ends (40 ms each way = 80 ms RTT, 1 % loss, 10 Mbit/s). Kernels without sch_netem get the
+same profile from parts they have: tbf 10 Mbit/s, nftables 1 % loss on each veth end and a 40 ms
+per-direction delay line in FrontEnd (see _shape). The fixture prints which one it applied, and at
+teardown how many packets nftables dropped:
 
     ns "client" 10.231.0.1                         ns "scm" 10.231.0.2
     python -m azext_webapp.tunnel  ==veth+netem==> FrontEnd (TCP relay, optional idle cut)
@@ -21,11 +24,13 @@ and with `idle_cut` set it resets connections that carried no byte either way fo
 (Azure's load balancer drops idle flows after ~4 minutes; the sandbox scm-server has no idle
 time-out of its own, see tests/test_hardening_netem.py).
 
-Skips with the reason when not root, without `ip`/`tc` (Debian: iproute2), without netem
-(kernel module sch_netem) or without sshd.
+Skips with the reason when not root, without `ip`/`tc` (Debian: iproute2), without any qdisc
+to shape with, or without sshd. Without `nft` (Debian: nftables) and netem the path has no loss,
+and says so.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 import shutil
@@ -42,7 +47,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_IP, SCM_IP = "10.231.0.1", "10.231.0.2"
-NETEM = ["delay", "40ms", "loss", "1%", "rate", "10mbit"]
+DELAY_MS, LOSS_PERCENT = 40, 1     # each way: 80 ms round trip, 1 % loss per direction
+NETEM = ["delay", f"{DELAY_MS}ms", "loss", f"{LOSS_PERCENT}%", "rate", "10mbit"]
 CLONE_NEWNET = 0x40000000
 ECHO_PORT = 7000          # container port of the echo target (the SCM maps it)
 USER, PASSWORD = "$netem-site", "netem-publishing-password"
@@ -98,8 +104,9 @@ class FrontEnd:
     """TCP relay on SCM_IP:<port> in the scm namespace (see the module docstring). Construct it
     on the namespace's thread (its socket and threads are created there)."""
 
-    def __init__(self, upstream_port: int):
+    def __init__(self, upstream_port: int, delay: float = 0.0):
         self.upstream_port = upstream_port
+        self.delay = delay        # one-way delay line per direction (seconds; 0 = plain relay)
         self.idle_cut = None
         self.cuts = 0
         self._stop = threading.Event()
@@ -130,15 +137,22 @@ class FrontEnd:
             self._pairs.append(pair)
 
         def pump(src, dst):
+            line = _DelayLine(dst, self.delay) if self.delay else None
             try:
                 while True:
                     data = src.recv(65536)
                     if not data:
                         break
                     pair["last"] = time.monotonic()
-                    dst.sendall(data)
+                    if line:
+                        line.put(data)
+                    else:
+                        dst.sendall(data)
             except OSError:
                 pass
+            if line:
+                line.finish()      # shuts dst's write side once everything before it went out
+                return
             try:
                 dst.shutdown(socket.SHUT_WR)
             except OSError:
@@ -175,6 +189,72 @@ class FrontEnd:
                 _reset(p["up"])
 
 
+class _DelayLine:
+    """One direction of the relay as a delay line: each chunk read at time t is sent to `dst` no
+    earlier than t + delay, in order. The reading thread only queues (it never sleeps per chunk);
+    a sender thread releases chunks when due, so throughput is not limited -- up to `limit` bytes
+    may be in the line (then the reader waits: ordinary back-pressure)."""
+
+    def __init__(self, dst, delay, limit=8 << 20):
+        self.dst, self.delay, self.limit = dst, delay, limit
+        self._q = collections.deque()
+        self._bytes = 0
+        self._dead = False
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def put(self, data):
+        with self._cv:
+            while self._bytes >= self.limit and not self._dead:
+                self._cv.wait()
+            if self._dead:
+                raise OSError("delay line: peer gone")
+            self._q.append((time.monotonic() + self.delay, data))
+            self._bytes += len(data)
+            self._cv.notify_all()
+
+    def finish(self):
+        """EOF from the source: after the queued chunks, shut the write side; wait for that."""
+        with self._cv:
+            self._q.append((time.monotonic() + self.delay, None))
+            self._cv.notify_all()
+        self._thread.join()
+
+    def _run(self):
+        while True:
+            with self._cv:
+                while not self._q:
+                    self._cv.wait()
+                due, data = self._q[0]
+                now = time.monotonic()
+                if due > now:
+                    self._cv.wait(due - now)    # woken early only by new chunks (queued behind)
+                    continue
+                self._q.popleft()
+            if data is None:
+                try:
+                    self.dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return
+            try:
+                self.dst.sendall(data)
+            except OSError:
+                with self._cv:
+                    self._dead = True          # put() now raises: the reader stops
+                    self._cv.notify_all()
+                while True:        # drop what is queued up to finish()'s end marker (maybe queued)
+                    with self._cv:
+                        while not self._q:
+                            self._cv.wait()
+                        if self._q.popleft()[1] is None:
+                            return
+            with self._cv:
+                self._bytes -= len(data)
+                self._cv.notify_all()
+
+
 def _reset(sock):
     """Close with RST (SO_LINGER 0), as a load balancer dropping a flow does."""
     try:
@@ -188,16 +268,70 @@ def _reset(sock):
         pass
 
 
-def _shape(ns, dev):
-    """netem (delay, loss, rate) on dev; where the kernel has no sch_netem (some CI VMs), the
-    10 Mbit/s rate alone with tbf. Returns what was applied (printed by the tests)."""
-    r = _sh("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", *NETEM, check=False)
-    if r.returncode == 0:
-        return "netem " + " ".join(NETEM)
-    _sh("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", "10mbit", "burst", "32kbit",
-        "latency", "400ms")
-    return (f"tbf rate 10mbit only -- NO delay and NO loss: this kernel has no netem qdisc "
-            f"({r.stderr.strip()})")
+NFT_TABLE = "webapp_loss"
+
+
+def _nft_loss(ns, dev):
+    """1 % loss of the TCP packets arriving on `dev` in namespace `ns` (nftables, numgen random);
+    loopback inside the namespace is untouched. The table lives in the namespace, so deleting
+    the namespace deletes it."""
+    rules = f"""table inet {NFT_TABLE} {{
+    chain input {{
+        type filter hook input priority -10; policy accept;
+        iifname "{dev}" meta l4proto tcp counter
+        iifname "{dev}" meta l4proto tcp numgen random mod 100 < {LOSS_PERCENT} counter drop
+    }}
+}}
+"""
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, capture_output=True,
+                   text=True, check=True)
+
+
+def nft_loss_counters(ns):
+    """(tcp packets seen on the veth, dropped) in namespace `ns`, or None without the table."""
+    r = _sh("ip", "netns", "exec", ns, "nft", "list", "table", "inet", NFT_TABLE, check=False)
+    counts = [int(line.split("counter packets")[1].split()[0])
+              for line in r.stdout.splitlines() if "counter packets" in line]
+    return tuple(counts) if r.returncode == 0 and len(counts) == 2 else None
+
+
+def _shape(client_ns, scm_ns, devs):
+    """Shape the veth path. Returns (description, one-way relay delay in seconds).
+
+    First choice: netem (delay 40 ms, 1 % loss, 10 Mbit/s) on both ends. Where the kernel has no
+    sch_netem (CONFIG_NET_SCH_NETEM unset, as on this project's CI VMs), the same path from parts
+    the kernel does have: tbf 10 Mbit/s on both ends; 1 % loss per direction by nftables on the
+    veth's input in each namespace (real dropped packets, TCP retransmits them); and 40 ms each
+    way by a userspace delay line in the FrontEnd relay. That delay is on the byte stream, not on
+    packets: the tunnel's application round trip (TLS and WebSocket handshakes, pings, SSH
+    exchanges) sees 80 ms more, but the kernel TCP of the veth leg still sees a sub-millisecond
+    RTT, so losses are recovered at LAN speed (unlike netem, where loss and 80 ms RTT compound)."""
+    pairs = ((client_ns, devs[0]), (scm_ns, devs[1]))
+    r = None
+    for ns, dev in pairs:
+        r = _sh("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", *NETEM, check=False)
+        if r.returncode != 0:
+            break
+    else:
+        return "netem " + " ".join(NETEM) + " on both veth ends (kernel qdisc)", 0.0
+    no_netem = r.stderr.strip()
+    for ns, dev in pairs:
+        _sh("tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", "10mbit",
+            "burst", "32kbit", "latency", "400ms")
+    parts = [f"no netem qdisc in this kernel ({no_netem}); instead: tbf rate 10mbit on both veth ends"]
+    if shutil.which("nft"):
+        for ns, dev in pairs:
+            _nft_loss(ns, dev)
+        parts.append(f"nftables loss {LOSS_PERCENT}% of TCP packets arriving on each veth end "
+                     f"(`numgen random mod 100 < {LOSS_PERCENT} drop`, table inet {NFT_TABLE})")
+    else:
+        parts.append("NO loss (`nft` not found: Debian package nftables)")
+    parts.append(f"delay {DELAY_MS} ms each way (80 ms round trip) by a userspace delay line in the "
+                 f"front-end relay (byte stream; the veth's kernel TCP RTT stays < 1 ms)")
+    cc = _sh("ip", "netns", "exec", client_ns, "sysctl", "-n", "net.ipv4.tcp_congestion_control",
+             check=False).stdout.strip()
+    parts.append(f"TCP congestion control {cc or '?'}")
+    return "; ".join(parts), DELAY_MS / 1000
 
 
 class NetemPath:
@@ -225,8 +359,8 @@ class NetemPath:
             _sh("ip", "-n", ns.name, "link", "set", "lo", "up")
             _sh("ip", "-n", ns.name, "addr", "add", f"{ip}/24", "dev", dev)
             _sh("ip", "-n", ns.name, "link", "set", dev, "up")
-            self.shaping = _shape(ns.name, dev)
         self.devs = (va, vb)
+        self.shaping, self.relay_delay = _shape(self.client.name, self.scm_ns.name, self.devs)
         print(f"netem path: {self.client.name} {CLIENT_IP} <-> {self.scm_ns.name} {SCM_IP}: {self.shaping}")
         self.scm_ns.call(self._start_scm_side)
 
@@ -246,7 +380,7 @@ class NetemPath:
         self.cert = self.ca.issue(self.workdir / "pki", "scm-netem", dns_names=("localhost",),
                                   ip_addresses=(SCM_IP,))
         self._start_scm_server()
-        self.front = FrontEnd(self.scm_proc.port("netem-site"))
+        self.front = FrontEnd(self.scm_proc.port("netem-site"), delay=self.relay_delay)
 
     def _start_scm_server(self):
         from sandbox import scm_process
@@ -280,7 +414,24 @@ class NetemPath:
         """`python -m azext_webapp.tunnel` in the client namespace -> TunnelProcess."""
         return TunnelProcess(self, *args)
 
+    def loss_report(self):
+        """'dropped a/b, c/d' (client end, scm end) when nftables makes the loss, else None."""
+        if not (self.client and self.scm_ns):
+            return None
+        counts = [nft_loss_counters(ns.name) for ns in (self.client, self.scm_ns)]
+        if None in counts:
+            return None
+        return ", ".join(f"{ns.name} dropped {d} of {n} TCP packets in"
+                         for ns, (n, d) in zip((self.client, self.scm_ns), counts))
+
     def close(self):
+        report = None
+        try:
+            report = self.loss_report()
+        except Exception as e:
+            report = f"could not read the nft counters: {e!r}"
+        if report:
+            print(f"\nnetem path loss (nftables): {report}")
         for step in (lambda: self.front and self.front.close(),
                      lambda: self.scm_proc and self.scm_ns and self.scm_ns.call(self.scm_proc.stop),
                      lambda: self.sshd and self.scm_ns.call(self.sshd.stop),
