@@ -137,7 +137,7 @@ int tn_conn_finish(struct tn_relay *r)
 	close(fd);
 	/* O_NONBLOCK travels with the file; FD_CLOEXEC is per fd, dup2 drops it */
 	fcntl(r->ws_fd, F_SETFD, FD_CLOEXEC);
-	lws_callback_on_writable(r->ws);
+	tn_link_want_write(r);
 	return 0;
 }
 

@@ -113,7 +113,8 @@ struct tn_relay {
 	unsigned is_check:1, ws_up:1, ws_gone:1, local_gone:1,
 		 local_paused:1, ws_paused:1, reported:1, fail_counted:1,
 		 rx_seen:1, rx_kick:1, ping_due:1, pong_due:1, peer_closed:1,
-		 close_sent:1, hs_sent:1;
+		 close_sent:1, hs_sent:1, in_wcb:1, rearm_due:1;
+	lws_sorted_usec_list_t rearm;	/* re-requests WRITEABLE (tn_link_want_write) */
 	uint16_t idle_secs;	/* keep-alive: seconds without anything received */
 	uint8_t pong_len;
 	unsigned char pong[125];
@@ -164,6 +165,9 @@ int tn_link_callback(struct lws *wsi, enum lws_callback_reasons reason,
 ssize_t tn_link_send_direct(struct tn_relay *r, const unsigned char *p, size_t n);
 /* The relay made room in the down ring: read again. */
 void tn_link_resume(struct tn_relay *r);
+/* Ask for RAW_WRITEABLE_FILE on the link (see tn_link.c for why not
+ * lws_callback_on_writable directly). */
+void tn_link_want_write(struct tn_relay *r);
 /* Frees what the link holds (TLS, addresses, buffers); the fd is lws'. */
 void tn_link_free(struct tn_relay *r);
 /* tn_ws.c hands complete control frames here */

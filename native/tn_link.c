@@ -26,6 +26,30 @@
 #define TN_CLOSE_WAIT_SECS	5	/* for the server's answer to our close */
 #define TN_RX_ROUNDS		16	/* SSL_reads per callback: others get a turn */
 
+static void tn_link_rearm_cb(lws_sorted_usec_list_t *sul)
+{
+	struct tn_relay *r = lws_container_of(sul, struct tn_relay, rearm);
+
+	if (r->ws)
+		lws_callback_on_writable(r->ws);
+}
+
+/*
+ * lws' raw-file role clears POLLOUT right *after* the WRITEABLE callback
+ * returns, so a request made inside that callback would be lost (a stall
+ * until the timeout). Such requests are re-made from a zero-delay timer
+ * on the next loop turn instead.
+ */
+void tn_link_want_write(struct tn_relay *r)
+{
+	if (!r->ws)
+		return;
+	if (r->in_wcb)
+		r->rearm_due = 1;
+	else
+		lws_callback_on_writable(r->ws);
+}
+
 static void tn_link_set_close(struct tn_relay *r, unsigned code)
 {
 	r->close_code[0] = (unsigned char)(code >> 8);
@@ -55,7 +79,7 @@ static int tn_link_write(struct tn_relay *r, const unsigned char *p, size_t n)
 	memcpy(r->tx_pend, p + off, n - off);
 	r->tx_len = n - off;
 	r->tx_off = 0;
-	lws_callback_on_writable(r->ws);
+	tn_link_want_write(r);
 	return 0;
 }
 
@@ -68,7 +92,7 @@ static int tn_link_flush(struct tn_relay *r)
 		if (w < 0)
 			return -1;
 		if (!w) {
-			lws_callback_on_writable(r->ws);
+			tn_link_want_write(r);
 			return 1;
 		}
 		r->tx_off += (size_t)w;
@@ -120,7 +144,7 @@ int tn_link_open(struct tn_relay *r)
 	lws_set_opaque_user_data(r->ws, r);
 	r->phase = TN_PH_TCP;
 	lws_set_timeout(r->ws, PENDING_TIMEOUT_SENT_CLIENT_HANDSHAKE, TN_HS_SECS);
-	lws_callback_on_writable(r->ws);	/* POLLOUT: the connect finished */
+	tn_link_want_write(r);	/* POLLOUT: the connect finished */
 	return 0;
 }
 
@@ -158,7 +182,7 @@ static void tn_link_established(struct tn_relay *r)
 	if (r->is_check) {
 		tn_relay_report_check(r);
 		tn_link_set_close(r, LWS_CLOSE_STATUS_NORMAL);
-		lws_callback_on_writable(r->ws);	/* say goodbye */
+		tn_link_want_write(r);	/* say goodbye */
 		return;
 	}
 	lws_set_timer_usecs(r->ws, (lws_usec_t)r->eng->retry.secs_since_valid_ping *
@@ -211,7 +235,7 @@ static int tn_link_drain(struct tn_relay *r)
 	}
 	/* turn used up: OpenSSL may hold read-ahead bytes poll() cannot see */
 	r->rx_kick = 1;
-	lws_callback_on_writable(r->ws);
+	tn_link_want_write(r);
 	return 0;
 }
 
@@ -220,7 +244,7 @@ void tn_link_resume(struct tn_relay *r)
 	if (!r->ws || r->phase != TN_PH_OPEN)
 		return;
 	r->rx_kick = 1;	/* read-ahead bytes may be waiting inside OpenSSL */
-	lws_callback_on_writable(r->ws);
+	tn_link_want_write(r);
 }
 
 int tn_link_control(struct tn_relay *r, int opcode, const unsigned char *p, size_t n)
@@ -242,7 +266,7 @@ int tn_link_control(struct tn_relay *r, int opcode, const unsigned char *p, size
 	default:		/* unsolicited pongs are keep-alives */
 		return 0;
 	}
-	lws_callback_on_writable(r->ws);
+	tn_link_want_write(r);
 	return 0;
 }
 
@@ -304,7 +328,7 @@ static int tn_link_writeable_open(struct tn_relay *r)
 	}
 	tn_relay_up_drained(r);
 	if (tn_ring_used(&r->up))
-		lws_callback_on_writable(r->ws);
+		tn_link_want_write(r);
 	else if (r->local_gone && !r->tx_pend)
 		return tn_link_send_close(r);	/* local EOF, everything sent */
 	return 0;
@@ -382,7 +406,7 @@ static int tn_link_timer(struct tn_relay *r)
 	tn_ring_trim(&r->down);
 	if (!r->close_sent && !r->peer_closed) {
 		r->ping_due = 1;
-		lws_callback_on_writable(r->ws);
+		tn_link_want_write(r);
 	}
 	lws_set_timer_usecs(r->ws, (lws_usec_t)rt->secs_since_valid_ping * LWS_US_PER_SEC);
 	return 0;
@@ -392,8 +416,17 @@ int tn_link_callback(struct lws *wsi, enum lws_callback_reasons reason, struct t
 {
 	(void)wsi;
 	switch (reason) {
-	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
-		return tn_link_writeable(r);
+	case LWS_CALLBACK_RAW_WRITEABLE_FILE: {
+		int rc;
+
+		r->in_wcb = 1;
+		rc = tn_link_writeable(r);
+		r->in_wcb = 0;
+		if (!rc && r->rearm_due)
+			lws_sul_schedule(lws_get_context(r->ws), 0, &r->rearm, tn_link_rearm_cb, 1);
+		r->rearm_due = 0;
+		return rc;
+	}
 	case LWS_CALLBACK_RAW_RX_FILE:
 		return tn_link_readable(r);
 	case LWS_CALLBACK_TIMER:
@@ -405,6 +438,7 @@ int tn_link_callback(struct lws *wsi, enum lws_callback_reasons reason, struct t
 
 void tn_link_free(struct tn_relay *r)
 {
+	lws_sul_cancel(&r->rearm);
 	tn_tls_free(r);
 	if (r->ai)
 		freeaddrinfo(r->ai);

@@ -144,7 +144,7 @@ static int tn_relay_local_rx(struct tn_relay *r, struct lws *wsi, unsigned char 
 		r->local_paused = 1;
 	}
 	if (r->ws && r->ws_up)
-		lws_callback_on_writable(r->ws);
+		tn_link_want_write(r);
 	return 0;
 }
 
@@ -160,7 +160,7 @@ void tn_relay_ws_opened(struct tn_relay *r)
 {
 	tn_relay_emit(r, TN_EV_OPENED);
 	if (tn_ring_used(&r->up) || r->local_gone)
-		lws_callback_on_writable(r->ws);
+		tn_link_want_write(r);
 }
 
 /* Data payload from the server: straight to the local socket when nothing
@@ -250,7 +250,7 @@ static void tn_relay_detach(struct tn_relay *r, struct lws *wsi)
 		r->local = NULL;
 		r->local_gone = 1;
 		if (live && r->ws && r->ws_up)
-			lws_callback_on_writable(r->ws);	/* flush, then close */
+			tn_link_want_write(r);	/* flush, then close */
 	} else {
 		r->ws = NULL;
 		r->ws_gone = 1;

@@ -134,7 +134,7 @@ int tn_tls_handshake(struct tn_relay *r)
 	if (e == SSL_ERROR_WANT_READ)
 		return 0;	/* POLLIN is always on for the link */
 	if (e == SSL_ERROR_WANT_WRITE) {
-		lws_callback_on_writable(r->ws);
+		tn_link_want_write(r);
 		return 0;
 	}
 	vr = SSL_get_verify_result(r->ssl);
@@ -157,7 +157,7 @@ ssize_t tn_tls_read(struct tn_relay *r, unsigned char *buf, size_t cap)
 		return 0;
 	if (e == SSL_ERROR_WANT_WRITE) {	/* a key update wants to go out first */
 		r->rx_kick = 1;
-		lws_callback_on_writable(r->ws);
+		tn_link_want_write(r);
 		return 0;
 	}
 	ERR_clear_error();
