@@ -190,6 +190,28 @@ static void tn_link_established(struct tn_relay *r)
 	tn_relay_ws_opened(r);
 }
 
+/* Received bytes: the 101 first (once), then frames. -1 closes. */
+static int tn_link_rx(struct tn_relay *r, unsigned char *buf, size_t n)
+{
+	r->rx_seen = 1;
+	if (r->phase == TN_PH_UPGRADE) {
+		ssize_t used = tn_ws_handshake_rx(r, buf, n);
+
+		if (used <= 0)
+			return (int)used;
+		tn_link_established(r);
+		if (r->is_check)
+			return 0;
+		buf += used;	/* frames right behind the 101 */
+		n -= (size_t)used;
+	}
+	if (!r->peer_closed && n && tn_ws_parse(r, buf, n))
+		return -1;
+	if (r->peer_closed && r->close_sent)
+		return -1;	/* the close handshake is complete */
+	return 0;
+}
+
 /* Read and parse until TLS has nothing more, the relay is full, or this
  * link had its turn. -1 closes the link. */
 static int tn_link_drain(struct tn_relay *r)
@@ -199,39 +221,34 @@ static int tn_link_drain(struct tn_relay *r)
 
 	r->rx_kick = 0;
 	for (i = 0; i < TN_RX_ROUNDS; i++) {
-		ssize_t n;
+		size_t n = 0;
+		ssize_t k = 0;
 
 		if (r->ws_paused)
 			return 0;	/* tn_link_resume() reads on */
-		n = tn_tls_read(r, buf, TN_TLS_READ);
-		if (!n)
-			return 0;
-		if (n < 0) {
+		/* SSL_read gives one record (16 KiB) per call: gather up to
+		 * 64 KiB first, so the local socket gets one send() per 64 KiB */
+		while (n < TN_TLS_READ && r->phase != TN_PH_TCP) {
+			k = tn_tls_read(r, buf + n, TN_TLS_READ - n);
+			if (k <= 0)
+				break;
+			n += (size_t)k;
+			if (r->phase == TN_PH_UPGRADE)
+				break;	/* the 101 may change what follows */
+		}
+		if (n && tn_link_rx(r, buf, n))
+			return -1;
+		if (r->is_check && r->ws_up)
+			return 0;	/* only the goodbye is left */
+		if (k < 0) {
 			if (r->phase == TN_PH_UPGRADE && r->err.kind == TN_OK)
 				tn_err_set(&r->err, TN_E_CONNECT, 0,
 					   "%s closed the connection during the handshake",
 					   r->eng->cfg.host);
 			return -1;	/* the server went away: the relay sees EOF */
 		}
-		r->rx_seen = 1;
-		if (r->phase == TN_PH_UPGRADE) {
-			ssize_t used = tn_ws_handshake_rx(r, buf, (size_t)n);
-
-			if (used < 0)
-				return -1;
-			if (!used)
-				continue;
-			tn_link_established(r);
-			buf += used;	/* frames right behind the 101 */
-			n -= used;
-			if (r->is_check)
-				return 0;
-		}
-		if (!r->peer_closed && n && tn_ws_parse(r, buf, (size_t)n))
-			return -1;
-		buf = r->eng->rxbuf;
-		if (r->peer_closed && r->close_sent)
-			return -1;	/* the close handshake is complete */
+		if (!k && n < TN_TLS_READ)
+			return 0;	/* TLS wants more from the socket: poll() will say */
 	}
 	/* turn used up: OpenSSL may hold read-ahead bytes poll() cannot see */
 	r->rx_kick = 1;
