@@ -7,7 +7,6 @@
  * server may listen on 127.0.0.1 only.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -110,16 +109,15 @@ int tn_conn_start(struct tn_relay *r)
 
 /*
  * The socket became writable: connected, or this address failed. On a
- * failure the next address is connected on a new socket that is dup2()'d
- * onto the same fd number, so the lws wsi watching it stays valid (lws
- * polls with poll(), which holds no per-file state). Returns 1 when
- * connected, 0 while trying the next address, -1 (r->err set) when none
- * is left.
+ * failure the next address is tried on a new socket (r->ws_fd), which the
+ * caller adopts as a new wsi: lws closes the old one (its poll result may
+ * carry POLLHUP). Returns 1 when connected, 0 when r->ws_fd is a new
+ * socket in flight, -1 (r->err set) when no address is left.
  */
 int tn_conn_finish(struct tn_relay *r)
 {
 	socklen_t sl = sizeof(int);
-	int soerr = 0, fd;
+	int soerr = 0;
 
 	if (getsockopt(r->ws_fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
 		soerr = errno;
@@ -128,16 +126,8 @@ int tn_conn_finish(struct tn_relay *r)
 		r->ai = r->ai_next = NULL;
 		return 1;
 	}
-	if (tn_conn_next(r, &fd))
+	if (tn_conn_next(r, &r->ws_fd))
 		return tn_conn_failed(r, 0);
-	if (dup2(fd, r->ws_fd) < 0) {
-		close(fd);
-		return tn_conn_failed(r, 0);
-	}
-	close(fd);
-	/* O_NONBLOCK travels with the file; FD_CLOEXEC is per fd, dup2 drops it */
-	fcntl(r->ws_fd, F_SETFD, FD_CLOEXEC);
-	tn_link_want_write(r);
 	return 0;
 }
 

@@ -124,14 +124,12 @@ static int tn_link_send_close(struct tn_relay *r)
 	return tn_link_send_frame(r, TN_WS_OP_CLOSE, r->close_code, 2);
 }
 
-int tn_link_open(struct tn_relay *r)
+/* Watch r->ws_fd (connecting) in the lws loop as r->ws. */
+static int tn_link_adopt(struct tn_relay *r)
 {
 	struct tn_engine *eng = r->eng;
 	lws_sock_file_fd_type fd;
 
-	r->ws_fd = -1;
-	if (tn_conn_start(r))
-		return -1;
 	fd.filefd = r->ws_fd;
 	r->ws = lws_adopt_descriptor_vhost(eng->vh, LWS_ADOPT_RAW_FILE_DESC, fd,
 					   "tunnel-ws", NULL);
@@ -144,8 +142,18 @@ int tn_link_open(struct tn_relay *r)
 	lws_set_opaque_user_data(r->ws, r);
 	r->phase = TN_PH_TCP;
 	lws_set_timeout(r->ws, PENDING_TIMEOUT_SENT_CLIENT_HANDSHAKE, TN_HS_SECS);
-	tn_link_want_write(r);	/* POLLOUT: the connect finished */
+	/* POLLOUT: the connect finished. A new wsi, so asking directly is
+	 * safe even inside the old one's WRITEABLE callback */
+	lws_callback_on_writable(r->ws);
 	return 0;
+}
+
+int tn_link_open(struct tn_relay *r)
+{
+	r->ws_fd = -1;
+	if (tn_conn_start(r))
+		return -1;
+	return tn_link_adopt(r);
 }
 
 static int tn_link_start_tls(struct tn_relay *r)
@@ -358,8 +366,16 @@ static int tn_link_writeable(struct tn_relay *r)
 	switch (r->phase) {
 	case TN_PH_TCP:
 		rc = tn_conn_finish(r);
-		if (rc <= 0)
-			return rc;
+		if (rc < 0)
+			return -1;
+		if (!rc) {	/* next address on a new socket: swap wsi */
+			struct lws *old = r->ws;
+
+			r->ws = NULL;
+			if (tn_link_adopt(r))
+				r->ws = old;	/* its close reports the failure */
+			return -1;	/* else the old wsi closes unnoticed */
+		}
 		if (r->eng->cfg.proxy) {
 			r->phase = TN_PH_PROXY;
 			return tn_conn_proxy_send(r);

@@ -251,7 +251,7 @@ static void tn_relay_detach(struct tn_relay *r, struct lws *wsi)
 		r->local_gone = 1;
 		if (live && r->ws && r->ws_up)
 			tn_link_want_write(r);	/* flush, then close */
-	} else {
+	} else if (wsi == r->ws) {
 		r->ws = NULL;
 		r->ws_gone = 1;
 		if (!r->ws_up) {	/* it never opened: a failure, with a reason */
@@ -265,6 +265,8 @@ static void tn_relay_detach(struct tn_relay *r, struct lws *wsi)
 		tn_link_free(r);	/* TLS state of a socket lws has closed */
 		if (live && r->local)
 			lws_callback_on_writable(r->local);	/* flush, then EOF */
+	} else {
+		return;	/* a wsi the link replaced (tn_conn_finish): not the relay's */
 	}
 	if (!r->local && !r->ws)
 		tn_relay_finish(r);
