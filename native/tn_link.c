@@ -24,7 +24,8 @@
 #include "tn_engine.h"
 
 #define TN_CLOSE_WAIT_SECS	5	/* for the server's answer to our close */
-#define TN_RX_ROUNDS		16	/* SSL_reads per callback: others get a turn */
+#define TN_RX_ROUNDS		16	/* 64 KiB reads per callback: others get a turn */
+#define TN_SMALL_READ		(16 * 1024)	/* less than one full TLS record */
 
 static void tn_link_rearm_cb(lws_sorted_usec_list_t *sul)
 {
@@ -243,6 +244,14 @@ static int tn_link_drain(struct tn_relay *r)
 			n += (size_t)k;
 			if (r->phase == TN_PH_UPGRADE)
 				break;	/* the 101 may change what follows */
+			if (n < TN_SMALL_READ && !SSL_has_pending(r->ssl)) {
+				/* a small message and OpenSSL holds nothing more:
+				 * skip the recv() that would most likely say EAGAIN
+				 * (one syscall per round trip); poll() reports what
+				 * the kernel still has. Bulk reads go on. */
+				k = 0;
+				break;
+			}
 		}
 		if (n && tn_link_rx(r, buf, n))
 			return -1;
