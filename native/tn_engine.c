@@ -37,10 +37,10 @@ const char *tn_kind_name(enum tn_kind kind)
 static int tn_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
 			  void *user, void *in, size_t len);
 
-/* protocols[0] also receives WSI_DESTROY, TLS verification and
- * EVENT_WAIT_CANCELLED; one callback routes them all. */
+/* protocols[0] also receives WSI_DESTROY and EVENT_WAIT_CANCELLED; one
+ * callback routes them all. */
 static const struct lws_protocols tn_protocols[] = {
-	{ "tunnel-ws", tn_protocol_cb, 0, TN_WS_RX_CHUNK, 0, NULL, 0 },
+	{ "tunnel-ws", tn_protocol_cb, 0, 0, 0, NULL, 0 },
 	{ "tunnel-local", tn_protocol_cb, 0, 0, 0, NULL, 0 },
 	{ "tunnel-listen", tn_protocol_cb, 0, 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
@@ -111,15 +111,21 @@ int tn_engine_create(struct tn_engine **out, struct tn_config *cfg, struct tn_er
 		free(eng);
 		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create a mutex");
 	}
-	eng->txbuf = malloc(LWS_PRE + TN_FRAME_MAX);
-	if (!eng->txbuf) {
+	tn_ws_seed(eng);
+	eng->txbuf = malloc(TN_WS_HDR_MAX + TN_FRAME_MAX);
+	eng->rxbuf = malloc(TN_TLS_READ);
+	if (!eng->txbuf || !eng->rxbuf) {
 		tn_engine_free(eng);
 		return tn_err_set(err, TN_E_INTERNAL, 0, "out of memory");
 	}
+	if (tn_tls_ctx_init(eng, err)) {
+		tn_engine_free(eng);
+		return -1;
+	}
 
 	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-		       LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	/* lws does no TLS for us (tn_tls.c does), so no SSL init here */
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.fd_limit_per_thread = (unsigned int)tn_raise_fd_limit();
 	info.pt_serv_buf_size = TN_LOCAL_CHUNK;	/* raw read size, handshake room */
@@ -134,22 +140,11 @@ int tn_engine_create(struct tn_engine **out, struct tn_config *cfg, struct tn_er
 
 	info.vhost_name = "tunnel";
 	info.protocols = tn_protocols;
-	if (eng->cfg.ca_file) {
-		/* like requests: REQUESTS_CA_BUNDLE replaces the system store */
-		info.client_ssl_ca_filepath = eng->cfg.ca_file;
-		info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-	}
-	if (eng->cfg.proxy)
-		info.http_proxy_address = eng->cfg.proxy;
 	eng->vh = lws_create_vhost(eng->ctx, &info);
 	if (!eng->vh) {
 		tn_engine_free(eng);
 		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create the libwebsockets vhost");
 	}
-	/* lws reads $http_proxy by itself when no proxy is given; the caller
-	 * already decided (HTTPS_PROXY / NO_PROXY), so force "no proxy". */
-	if (!eng->cfg.proxy)
-		lws_set_proxy(eng->vh, "0.0.0.0:0");
 	*out = eng;
 	return 0;
 }
@@ -328,14 +323,10 @@ static int tn_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
 			tn_launch_check(eng);
 		return 0;
 
-	case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
-		return tn_tls_verify(eng, r, user, (int)len);
-
 	case LWS_CALLBACK_RAW_RX_FILE:
-		return tn_listen_accept(eng);
-
-	case LWS_CALLBACK_RAW_CLOSE_FILE:
-		return 0;
+		if (!r)		/* the listener; a relay's link has r */
+			return tn_listen_accept(eng);
+		break;
 
 	default:
 		break;
@@ -358,6 +349,8 @@ void tn_engine_free(struct tn_engine *eng)
 	pthread_mutex_destroy(&eng->mu);
 	tn_events_destroy(&eng->events);
 	free(eng->txbuf);
+	free(eng->rxbuf);
+	tn_tls_ctx_free(eng);
 	tn_config_free(&eng->cfg);
 	free(eng);
 }

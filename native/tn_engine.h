@@ -8,9 +8,11 @@
 #ifndef TN_ENGINE_H
 #define TN_ENGINE_H
 
+#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <libwebsockets.h>
 
@@ -20,8 +22,11 @@
 
 #define TN_RING_CAP	(256 * 1024)	/* per direction, per connection */
 #define TN_LOCAL_CHUNK	(64 * 1024)	/* lws raw read size (pt_serv_buf_size) */
-#define TN_WS_RX_CHUNK	(16 * 1024)	/* ws rx buffer: kept per connection, so small */
+#define TN_TLS_READ	(64 * 1024)	/* one SSL_read into the engine's rx buffer */
 #define TN_FRAME_MAX	(64 * 1024)	/* largest binary message we send */
+#define TN_WS_HDR_MAX	14		/* longest client frame header */
+#define TN_HS_MAX	8192		/* longest proxy / upgrade answer we accept */
+#define TN_HS_SECS	20		/* connect + proxy + TLS + upgrade deadline */
 #define TN_TUNNEL_PATH	"/AppServiceTunnel/Tunnel.ashx"
 
 struct tn_config {
@@ -56,7 +61,11 @@ struct tn_engine {
 	struct tn_stats stats;
 	uint64_t next_id;	/* service thread only */
 	struct tn_events events;
-	unsigned char *txbuf;	/* LWS_PRE + TN_FRAME_MAX scratch, service thread only */
+	struct ssl_ctx_st *ssl_ctx;	/* TLS settings shared by every WebSocket */
+	/* scratch, service thread only: nothing stays in them between calls */
+	unsigned char *txbuf;	/* TN_WS_HDR_MAX + TN_FRAME_MAX: one outgoing frame */
+	unsigned char *rxbuf;	/* TN_TLS_READ: one SSL_read */
+	uint64_t mask_seed;	/* WebSocket mask keys */
 
 	/* the one outstanding check() request, guarded by mu */
 	pthread_mutex_t mu;
@@ -67,20 +76,55 @@ struct tn_engine {
 	struct tn_err check_err;
 };
 
+/* Receive state of one WebSocket (tn_ws.c). */
+struct tn_wsp {
+	uint64_t remain;	/* payload bytes left in the current frame */
+	uint8_t hdr[14];	/* header being collected */
+	uint8_t hlen, need;	/* need: header length expected, 0 in payload */
+	uint8_t opcode, masked, phase, ctl_len;
+	unsigned char key[4];
+	unsigned char ctl[125];	/* control frame payload */
+};
+
+/* Where the WebSocket's own connection is (tn_link.c). */
+enum tn_phase {
+	TN_PH_TCP,		/* non-blocking connect in flight */
+	TN_PH_PROXY,		/* CONNECT sent, collecting the proxy's answer */
+	TN_PH_TLS,		/* TLS handshake */
+	TN_PH_UPGRADE,		/* upgrade request sent, collecting the 101 */
+	TN_PH_OPEN,		/* relaying frames */
+};
+
 /* A relay: one accepted local socket and its WebSocket. Shared by both
  * wsi (their opaque user data); freed by whichever side is destroyed last. */
 struct tn_relay {
 	struct tn_engine *eng;
 	struct lws *local;	/* raw adopted socket, NULL once destroyed */
-	struct lws *ws;		/* client WebSocket, NULL once destroyed */
+	struct lws *ws;		/* the WebSocket's socket (raw file), NULL once destroyed */
+	struct ssl_st *ssl;	/* our TLS on that socket, NULL until TN_PH_TLS */
+	int ws_fd;
+	enum tn_phase phase;
+	struct addrinfo *ai, *ai_next;	/* addresses left to try while connecting */
 	uint64_t id;
 	uint64_t check_gen;	/* is_check: which request this answers */
 	struct tn_ring up;	/* local -> ws */
 	struct tn_ring down;	/* ws -> local */
 	uint64_t bytes_up, bytes_down;
 	unsigned is_check:1, ws_up:1, ws_gone:1, local_gone:1,
-		 local_paused:1, ws_paused:1, in_connect:1, finish_pending:1,
-		 reported:1;
+		 local_paused:1, ws_paused:1, reported:1, fail_counted:1,
+		 rx_seen:1, rx_kick:1, ping_due:1, pong_due:1, peer_closed:1,
+		 close_sent:1, hs_sent:1, in_wcb:1, rearm_due:1;
+	lws_sorted_usec_list_t rearm;	/* re-requests WRITEABLE (tn_link_want_write) */
+	uint16_t idle_secs;	/* keep-alive: seconds without anything received */
+	uint8_t pong_len;
+	unsigned char pong[125];
+	unsigned char close_code[2];	/* what our close frame says */
+	char *hs_buf;		/* proxy or 101 answer being collected, then freed */
+	size_t hs_len;
+	char *ws_accept;	/* expected Sec-WebSocket-Accept, until the 101 */
+	unsigned char *tx_pend;	/* masked bytes TLS has not taken yet */
+	size_t tx_len, tx_off;
+	struct tn_wsp wsp;
 	char peer[64];
 	struct tn_err err;	/* why the WebSocket failed, if it did */
 };
@@ -104,11 +148,60 @@ int tn_relay_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		      struct tn_relay *r, void *in, size_t len);
 /* Both sides are gone (or never came): report and free. */
 void tn_relay_finish(struct tn_relay *r);
+/* check(): hand the outcome to the waiting thread, once. */
+void tn_relay_report_check(struct tn_relay *r);
+/* tn_link.c hands over: the WebSocket is open; received data payload;
+ * the up ring drained below the low mark. */
+void tn_relay_ws_opened(struct tn_relay *r);
+int tn_relay_ws_payload(struct tn_relay *r, unsigned char *p, size_t n);
+void tn_relay_up_drained(struct tn_relay *r);
+
+/* tn_link.c: the WebSocket's connection (TCP, proxy, TLS, upgrade, frames) */
+int tn_link_open(struct tn_relay *r);
+int tn_link_callback(struct lws *wsi, enum lws_callback_reasons reason,
+		     struct tn_relay *r);
+/* Local data while the link is idle: frame and send it now. Returns bytes
+ * taken (the rest goes to the up ring), or -1 when the link failed. */
+ssize_t tn_link_send_direct(struct tn_relay *r, const unsigned char *p, size_t n);
+/* The relay made room in the down ring: read again. */
+void tn_link_resume(struct tn_relay *r);
+/* Ask for RAW_WRITEABLE_FILE on the link (see tn_link.c for why not
+ * lws_callback_on_writable directly). */
+void tn_link_want_write(struct tn_relay *r);
+/* Frees what the link holds (TLS, addresses, buffers); the fd is lws'. */
+void tn_link_free(struct tn_relay *r);
+/* tn_ws.c hands complete control frames here */
+int tn_link_control(struct tn_relay *r, int opcode, const unsigned char *p, size_t n);
+
+/* tn_conn.c: TCP connect (direct or to the proxy) and HTTP CONNECT */
+int tn_conn_start(struct tn_relay *r);
+int tn_conn_finish(struct tn_relay *r);
+int tn_conn_proxy_send(struct tn_relay *r);
+int tn_conn_proxy_rx(struct tn_relay *r);
 
 /* tn_tls.c */
-int tn_tls_verify(struct tn_engine *eng, struct tn_relay *r, void *x509_ctx, int preverify_ok);
-void tn_classify_connect_error(struct tn_engine *eng, struct tn_relay *r, struct lws *wsi,
-			       const char *why);
-void tn_classify_sync_failure(struct tn_engine *eng, struct tn_relay *r);
+int tn_tls_ctx_init(struct tn_engine *eng, struct tn_err *err);
+void tn_tls_ctx_free(struct tn_engine *eng);
+int tn_tls_start(struct tn_relay *r);
+int tn_tls_handshake(struct tn_relay *r);
+ssize_t tn_tls_read(struct tn_relay *r, unsigned char *buf, size_t cap);
+ssize_t tn_tls_write(struct tn_relay *r, const unsigned char *p, size_t n);
+void tn_tls_free(struct tn_relay *r);
+void tn_classify_http_status(struct tn_engine *eng, struct tn_relay *r, unsigned int status);
+
+/* tn_ws.c */
+void tn_ws_seed(struct tn_engine *eng);
+int tn_ws_request(struct tn_relay *r, char *buf, size_t cap);
+ssize_t tn_ws_handshake_rx(struct tn_relay *r, const unsigned char *in, size_t len);
+/* Builds one masked frame in eng->txbuf from src (may be NULL when the
+ * payload is already at txbuf + TN_WS_HDR_MAX); *out points at it. */
+size_t tn_ws_frame(struct tn_engine *eng, int opcode, const unsigned char *src, size_t n,
+		   unsigned char **out);
+int tn_ws_parse(struct tn_relay *r, unsigned char *in, size_t len);
+
+#define TN_WS_OP_BINARY	0x2
+#define TN_WS_OP_CLOSE	0x8
+#define TN_WS_OP_PING	0x9
+#define TN_WS_OP_PONG	0xa
 
 #endif

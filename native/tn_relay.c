@@ -6,6 +6,8 @@
  * when its ring nears full (back-pressure instead of buffering), writes
  * only from WRITEABLE callbacks, and the side destroyed last frees.
  *
+ * The WebSocket's connection itself is tn_link.c.
+ *
  * Ends: the WebSocket going away (any close, 1011 included) flushes what
  * is buffered to the local client and then closes it, so it sees EOF; the
  * local client going away flushes the up ring and closes the WebSocket
@@ -18,9 +20,10 @@
 
 #include "tn_engine.h"
 
-/* pause a reader while less than two of its reads still fit */
+/* pause a reader while less than two of its reads still fit (a local
+ * read is at most pt_serv_buf_size, a link read one SSL_read) */
 #define TN_UP_LOW	(2 * TN_LOCAL_CHUNK)
-#define TN_DOWN_LOW	(4 * TN_WS_RX_CHUNK)
+#define TN_DOWN_LOW	(2 * TN_TLS_READ)
 
 struct tn_relay *tn_relay_new(struct tn_engine *eng)
 {
@@ -53,8 +56,7 @@ static void tn_relay_emit(struct tn_relay *r, enum tn_event_kind kind)
 	tn_events_push(&r->eng->events, &ev);
 }
 
-/* check(): hand the outcome to the waiting thread, once. */
-static void tn_relay_report_check(struct tn_relay *r)
+void tn_relay_report_check(struct tn_relay *r)
 {
 	struct tn_engine *eng = r->eng;
 
@@ -77,10 +79,6 @@ void tn_relay_finish(struct tn_relay *r)
 {
 	struct tn_engine *eng = r->eng;
 
-	if (r->in_connect) {	/* lws_client_connect_via_info is still on the stack */
-		r->finish_pending = 1;
-		return;
-	}
 	if (r->is_check) {
 		tn_relay_report_check(r);
 	} else {
@@ -89,102 +87,53 @@ void tn_relay_finish(struct tn_relay *r)
 			tn_relay_emit(r, r->err.kind != TN_OK && !r->ws_up ? TN_EV_FAILED :
 					 TN_EV_CLOSED);
 	}
+	tn_link_free(r);
 	tn_ring_free(&r->up);
 	tn_ring_free(&r->down);
 	free(r);
 }
 
+/* Count a WebSocket that never opened as a failure, once. */
+static void tn_relay_ws_failed(struct tn_relay *r)
+{
+	if (!r->fail_counted && !r->is_check)
+		atomic_fetch_add(&r->eng->stats.failures, 1);
+	r->fail_counted = 1;
+}
+
 int tn_relay_connect(struct tn_relay *r)
 {
-	struct tn_engine *eng = r->eng;
-	struct lws_client_connect_info ci;
-	char hostport[300];
-	struct lws *wsi;
-
-	if (eng->cfg.port == 443)
-		snprintf(hostport, sizeof(hostport), "%s", eng->cfg.host);
-	else
-		snprintf(hostport, sizeof(hostport), "%s:%d", eng->cfg.host, eng->cfg.port);
-
-	memset(&ci, 0, sizeof(ci));
-	ci.context = eng->ctx;
-	ci.vhost = eng->vh;
-	ci.address = eng->cfg.host;
-	ci.port = eng->cfg.port;
-	ci.host = hostport;	/* Host header; lws strips the port for TLS checks */
-	ci.origin = hostport;
-	ci.path = TN_TUNNEL_PATH;
-	ci.local_protocol_name = "tunnel-ws";
-	ci.ietf_version_or_minus_one = -1;
-	ci.ssl_connection = LCCSCF_USE_SSL;
-	if (!eng->cfg.verify)
-		ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_ALLOW_EXPIRED |
-				     LCCSCF_ALLOW_INSECURE | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
-	ci.retry_and_idle_policy = &eng->retry;
-	ci.opaque_user_data = r;
-	ci.pwsi = &r->ws;
-
-	/* lws may fail (and destroy the wsi) before returning: defer any free */
-	r->in_connect = 1;
-	wsi = lws_client_connect_via_info(&ci);
-	r->in_connect = 0;
-	if (wsi && !r->ws_gone) {
-		r->ws = wsi;
+	r->wsp.need = 2;	/* expecting a frame header */
+	if (!tn_link_open(r))
 		return 0;
-	}
-	r->ws = NULL;
-	/* lws suppresses CONNECTION_ERROR for failures inside the call (DNS,
-	 * a refusal on loopback): work out the reason ourselves */
-	if (r->err.kind == TN_OK)
-		tn_classify_sync_failure(eng, r);
-	if (!r->ws_gone) {
-		r->ws_gone = 1;
-		if (!r->is_check)
-			atomic_fetch_add(&eng->stats.failures, 1);
-	}
+	/* failed before any wsi existed (DNS, refused at once): r->err says why */
+	r->ws_gone = 1;
+	tn_relay_ws_failed(r);
 	if (r->local)
 		lws_callback_on_writable(r->local);	/* -> close: EOF */
-	if (!r->local || r->finish_pending) {
-		r->finish_pending = 0;
-		if (!r->local)
-			tn_relay_finish(r);
-	}
+	else
+		tn_relay_finish(r);
 	return -1;
 }
 
-static int tn_relay_headers(struct tn_relay *r, struct lws *wsi, void *in, size_t len)
+static int tn_relay_local_rx(struct tn_relay *r, struct lws *wsi, unsigned char *in, size_t len)
 {
-	const struct tn_config *c = &r->eng->cfg;
-	unsigned char **p = in, *end = *p + len;
-	char v[320];
-	int n;
-
-	if (lws_add_http_header_by_name(wsi, (const unsigned char *)"Authorization:",
-					(const unsigned char *)c->authorization,
-					(int)strlen(c->authorization), p, end))
-		return -1;
-	if (c->instance) {
-		n = snprintf(v, sizeof(v), "ARRAffinity=%s", c->instance);
-		if (n < 0 || (size_t)n >= sizeof(v) ||
-		    lws_add_http_header_by_name(wsi, (const unsigned char *)"Cookie:",
-						(const unsigned char *)v, n, p, end))
-			return -1;
-	}
-	if (c->target_port) {
-		n = snprintf(v, sizeof(v), "%d", c->target_port);
-		if (lws_add_http_header_by_name(wsi, (const unsigned char *)"AppsvcTunnelPort:",
-						(const unsigned char *)v, n, p, end))
-			return -1;
-	}
-	return 0;
-}
-
-static int tn_relay_local_rx(struct tn_relay *r, struct lws *wsi, void *in, size_t len)
-{
+	ssize_t sent = 0;
 	size_t n;
 
 	if (r->ws_gone)
 		return 0;	/* nowhere to send it; the local side is being closed */
+	if (!tn_ring_used(&r->up)) {	/* nothing queued before it: frame it now */
+		sent = tn_link_send_direct(r, in, len);
+		if (sent < 0)
+			return 0;	/* the link failed; its close ends the local side */
+		r->bytes_up += (uint64_t)sent;
+		atomic_fetch_add(&r->eng->stats.bytes_up, (uint64_t)sent);
+		in += sent;
+		len -= (size_t)sent;
+		if (!len)
+			return 0;
+	}
 	n = tn_ring_write(&r->up, in, len);
 	if (n != len) {
 		tn_err_set(&r->err, TN_E_INTERNAL, 0, "relay buffer exhausted");
@@ -195,53 +144,59 @@ static int tn_relay_local_rx(struct tn_relay *r, struct lws *wsi, void *in, size
 		r->local_paused = 1;
 	}
 	if (r->ws && r->ws_up)
-		lws_callback_on_writable(r->ws);
+		tn_link_want_write(r);
 	return 0;
 }
 
-static int tn_relay_ws_writeable(struct tn_relay *r, struct lws *wsi)
+void tn_relay_up_drained(struct tn_relay *r)
+{
+	if (r->local_paused && r->local && tn_ring_space(&r->up) >= TN_UP_LOW) {
+		lws_rx_flow_control(r->local, 1);
+		r->local_paused = 0;
+	}
+}
+
+void tn_relay_ws_opened(struct tn_relay *r)
+{
+	tn_relay_emit(r, TN_EV_OPENED);
+	if (tn_ring_used(&r->up) || r->local_gone)
+		tn_link_want_write(r);
+}
+
+/* Data payload from the server: straight to the local socket when nothing
+ * is queued before it, the rest into the ring. */
+int tn_relay_ws_payload(struct tn_relay *r, unsigned char *p, size_t len)
 {
 	struct tn_engine *eng = r->eng;
 	size_t n;
 
-	if (r->is_check) {	/* handshake proven; close politely */
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-		return -1;
-	}
-	n = tn_ring_copyout(&r->up, eng->txbuf + LWS_PRE, TN_FRAME_MAX);
-	if (n) {
-		if (lws_write(wsi, eng->txbuf + LWS_PRE, n, LWS_WRITE_BINARY) < 0)
-			return -1;
-		tn_ring_consume(&r->up, n);
-		r->bytes_up += n;
-		atomic_fetch_add(&eng->stats.bytes_up, n);
-		if (r->local_paused && r->local && tn_ring_space(&r->up) >= TN_UP_LOW) {
-			lws_rx_flow_control(r->local, 1);
-			r->local_paused = 0;
-		}
-	}
-	if (tn_ring_used(&r->up)) {
-		lws_callback_on_writable(wsi);
-	} else if (r->local_gone) {
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-		return -1;
-	}
-	return 0;
-}
-
-static int tn_relay_ws_rx(struct tn_relay *r, struct lws *wsi, void *in, size_t len)
-{
-	size_t n;
-
 	if (r->local_gone || !len)
 		return 0;	/* the WebSocket is being closed behind it */
-	n = tn_ring_write(&r->down, in, len);
+	if (!tn_ring_used(&r->down) && r->local) {
+		ssize_t s = send((int)lws_get_socket_fd(r->local), p, len,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (s < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			/* the local client is gone; its wsi notices on its own */
+			lws_callback_on_writable(r->local);
+			return 0;
+		}
+		if (s > 0) {
+			r->bytes_down += (uint64_t)s;
+			atomic_fetch_add(&eng->stats.bytes_down, (uint64_t)s);
+			p += s;
+			len -= (size_t)s;
+		}
+		if (!len)
+			return 0;
+	}
+	n = tn_ring_write(&r->down, p, len);
 	if (n != len) {
 		tn_err_set(&r->err, TN_E_INTERNAL, 0, "relay buffer exhausted");
 		return -1;
 	}
-	if (!r->ws_paused && tn_ring_space(&r->down) < TN_DOWN_LOW) {
-		lws_rx_flow_control(wsi, 0);
+	if (!r->ws_paused && r->ws && tn_ring_space(&r->down) < TN_DOWN_LOW) {
+		lws_rx_flow_control(r->ws, 0);
 		r->ws_paused = 1;
 	}
 	if (r->local)
@@ -277,6 +232,7 @@ static int tn_relay_local_writeable(struct tn_relay *r, struct lws *wsi)
 	if (r->ws_paused && r->ws && tn_ring_space(&r->down) >= TN_DOWN_LOW) {
 		lws_rx_flow_control(r->ws, 1);
 		r->ws_paused = 0;
+		tn_link_resume(r);
 	}
 	if (tn_ring_used(&r->down))
 		lws_callback_on_writable(wsi);
@@ -294,12 +250,23 @@ static void tn_relay_detach(struct tn_relay *r, struct lws *wsi)
 		r->local = NULL;
 		r->local_gone = 1;
 		if (live && r->ws && r->ws_up)
-			lws_callback_on_writable(r->ws);	/* flush, then close */
-	} else {
+			tn_link_want_write(r);	/* flush, then close */
+	} else if (wsi == r->ws) {
 		r->ws = NULL;
 		r->ws_gone = 1;
+		if (!r->ws_up) {	/* it never opened: a failure, with a reason */
+			if (r->err.kind == TN_OK)
+				tn_err_set(&r->err, TN_E_CONNECT, 0,
+					   "%s closed the connection during the handshake",
+					   r->eng->cfg.host);
+			tn_relay_ws_failed(r);
+			tn_relay_report_check(r);
+		}
+		tn_link_free(r);	/* TLS state of a socket lws has closed */
 		if (live && r->local)
 			lws_callback_on_writable(r->local);	/* flush, then EOF */
+	} else {
+		return;	/* a wsi the link replaced (tn_conn_finish): not the relay's */
 	}
 	if (!r->local && !r->ws)
 		tn_relay_finish(r);
@@ -308,36 +275,10 @@ static void tn_relay_detach(struct tn_relay *r, struct lws *wsi)
 int tn_relay_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		      struct tn_relay *r, void *in, size_t len)
 {
+	if (wsi != r->local && wsi == r->ws && reason != LWS_CALLBACK_WSI_DESTROY)
+		return tn_link_callback(wsi, reason, r);
+
 	switch (reason) {
-	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-		return tn_relay_headers(r, wsi, in, len);
-
-	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-		tn_classify_connect_error(r->eng, r, wsi, in);
-		if (!r->is_check)
-			atomic_fetch_add(&r->eng->stats.failures, 1);
-		r->ws_gone = 1;
-		tn_relay_report_check(r);
-		return 0;
-
-	case LWS_CALLBACK_CLIENT_ESTABLISHED:
-		r->ws_up = 1;
-		if (r->is_check) {
-			tn_relay_report_check(r);
-			lws_callback_on_writable(wsi);
-			return 0;
-		}
-		tn_relay_emit(r, TN_EV_OPENED);
-		if (tn_ring_used(&r->up) || r->local_gone)
-			lws_callback_on_writable(wsi);
-		return 0;
-
-	case LWS_CALLBACK_CLIENT_RECEIVE:
-		return tn_relay_ws_rx(r, wsi, in, len);
-
-	case LWS_CALLBACK_CLIENT_WRITEABLE:
-		return tn_relay_ws_writeable(r, wsi);
-
 	case LWS_CALLBACK_RAW_RX:
 		return tn_relay_local_rx(r, wsi, in, len);
 
@@ -349,8 +290,6 @@ int tn_relay_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 
 	default:
-		/* server pings are answered by lws; unsolicited pongs and the
-		 * server's 1011 close are normal and need nothing from us */
 		return 0;
 	}
 }

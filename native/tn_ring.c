@@ -1,5 +1,5 @@
 /*
- * tn_ring.c - bounded byte ring, lazily allocated, released when empty.
+ * tn_ring.c - bounded byte ring, lazily allocated, released by trim when empty.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +75,13 @@ void tn_ring_consume(struct tn_ring *r, size_t n)
 	r->head = (r->head + n) % r->cap;
 	r->len -= n;
 	if (!r->len)
-		tn_ring_free(r);	/* idle connections keep no buffer */
+		r->head = 0;	/* small exchanges keep reusing the first pages */
+}
+
+void tn_ring_trim(struct tn_ring *r)
+{
+	if (!r->len)
+		tn_ring_free(r);
 }
 
 void tn_ring_free(struct tn_ring *r)

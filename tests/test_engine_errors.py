@@ -1,5 +1,7 @@
 """Every failure becomes a typed, actionable exception without the credential in it."""
 import socket
+import threading
+import time
 
 import pytest
 
@@ -177,3 +179,68 @@ def test_lowercase_http_proxy_is_not_used_by_the_websocket(engine_env, monkeypat
 ])
 def test_no_proxy_matching(host, no_proxy, expected):
     assert tunnel._no_proxy_matches(host, 443, no_proxy) is expected
+
+
+class _ConnectProxy(threading.Thread):
+    """A one-shot HTTP CONNECT proxy on loopback: answers `status`; on 200 relays both ways."""
+
+    def __init__(self, status):
+        super().__init__(daemon=True)
+        self.status = status
+        self.requests = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+
+    def run(self):
+        with self.listener:
+            conn, _ = self.listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            self.requests.append(head.decode("latin-1"))
+            if self.status != 200:
+                conn.sendall(b"HTTP/1.1 %d Forbidden\r\nContent-Length: 0\r\n\r\n" % self.status)
+                return
+            target = head.split()[1].decode()
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as up:
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                for a, b in ((conn, up), (up, conn)):
+                    threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+                time.sleep(3)
+
+
+def _pipe(src, dst):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+
+
+@pytest.mark.parametrize("status", [200, 403])
+def test_proxy_connect_is_used_and_a_refusal_is_proxy_error(engine_env, monkeypatch, status):
+    proxy = _ConnectProxy(status)
+    proxy.start()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    t = tunnel.Tunnel(engine_env.url(), basic_auth())
+    try:
+        t.start()
+        if status == 200:
+            t.check()
+        else:
+            with pytest.raises(tunnel.ProxyError) as info:
+                t.check()
+            assert "refused" in str(info.value) and "403" in str(info.value)
+    finally:
+        t.stop()
+    assert proxy.requests and proxy.requests[0].startswith("CONNECT localhost:")

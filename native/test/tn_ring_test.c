@@ -49,8 +49,16 @@ int main(void)
 			rseq += got;
 		}
 		CHECK(wseq - rseq == tn_ring_used(&r));
-		if (!tn_ring_used(&r))
-			CHECK(r.buf == NULL);	/* released when drained */
+		if (!tn_ring_used(&r)) {
+			CHECK(r.head == 0);	/* drained: restarts at the front */
+			if (rand() % 2) {	/* kept until trimmed */
+				tn_ring_trim(&r);
+				CHECK(r.buf == NULL);
+			}
+		} else {
+			tn_ring_trim(&r);	/* never drops held bytes */
+			CHECK(r.buf != NULL);
+		}
 	}
 	tn_ring_free(&r);
 	printf("ring ok: %llu bytes\n", wseq);
