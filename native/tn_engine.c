@@ -29,6 +29,7 @@ const char *tn_kind_name(enum tn_kind kind)
 	case TN_E_BIND: return "bind";
 	case TN_E_TIMEOUT: return "timeout";
 	case TN_E_CLOSED: return "closed";
+	case TN_E_PROTOCOL: return "protocol";
 	case TN_E_INTERNAL: break;
 	}
 	return "internal";
@@ -95,6 +96,7 @@ int tn_engine_create(struct tn_engine **out, struct tn_config *cfg, struct tn_er
 	eng->cfg = *cfg;	/* takes ownership of the strings */
 	memset(cfg, 0, sizeof(*cfg));
 	eng->listen_fd = -1;
+	eng->adopt_fd = -1;
 	if (ping > 30000)
 		ping = 30000;
 	eng->retry.secs_since_valid_ping = (uint16_t)ping;
@@ -180,6 +182,10 @@ static void *tn_service_main(void *arg)
 	}
 	pthread_mutex_lock(&eng->mu);
 	tn_check_fail_locked(eng, TN_E_CLOSED, "the tunnel was stopped");
+	if (eng->adopt_fd >= 0) {	/* posted, never taken */
+		close(eng->adopt_fd);
+		eng->adopt_fd = -1;
+	}
 	pthread_mutex_unlock(&eng->mu);
 	atomic_store(&eng->running, 0);
 	tn_events_wake(&eng->events);
@@ -194,20 +200,22 @@ int tn_engine_start(struct tn_engine *eng, struct tn_err *err)
 
 	if (eng->thread_started || !eng->ctx)
 		return tn_err_set(err, TN_E_CLOSED, 0, "the tunnel was already started");
-	if (tn_listen_open(eng->cfg.bind_addr, eng->cfg.bind_port,
-			   &eng->listen_fd, &eng->port, err))
-		return -1;
+	if (eng->cfg.bind_addr) {
+		if (tn_listen_open(eng->cfg.bind_addr, eng->cfg.bind_port,
+				   &eng->listen_fd, &eng->port, err))
+			return -1;
 
-	/* our own socket (precise bind errors, port 0) runs in the lws loop */
-	fd.filefd = eng->listen_fd;
-	lw = lws_adopt_descriptor_vhost(eng->vh, LWS_ADOPT_RAW_FILE_DESC, fd,
-					"tunnel-listen", NULL);
-	if (!lw) {
-		close(eng->listen_fd);
-		eng->listen_fd = -1;
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot watch the listening socket");
+		/* our own socket (precise bind errors, port 0) runs in the lws loop */
+		fd.filefd = eng->listen_fd;
+		lw = lws_adopt_descriptor_vhost(eng->vh, LWS_ADOPT_RAW_FILE_DESC, fd,
+						"tunnel-listen", NULL);
+		if (!lw) {
+			close(eng->listen_fd);
+			eng->listen_fd = -1;
+			return tn_err_set(err, TN_E_INTERNAL, 0, "cannot watch the listening socket");
+		}
+		/* lws owns and closes the fd from here on */
 	}
-	/* lws owns and closes the fd from here on */
 
 	/* Signals belong to Python's main thread: the service thread blocks
 	 * them all, so Ctrl+C interrupts the main thread's wait. */
@@ -281,6 +289,38 @@ int tn_engine_check(struct tn_engine *eng, int timeout_ms, struct tn_err *err)
 	return err->kind == TN_OK ? 0 : -1;
 }
 
+int tn_engine_adopt(struct tn_engine *eng, int fd, struct tn_err *err)
+{
+	pthread_mutex_lock(&eng->mu);
+	if (!eng->ctx || atomic_load(&eng->stopping) || !eng->thread_started) {
+		pthread_mutex_unlock(&eng->mu);
+		close(fd);
+		return tn_err_set(err, TN_E_CLOSED, 0, "the tunnel is not running");
+	}
+	if (eng->adopt_fd >= 0) {
+		pthread_mutex_unlock(&eng->mu);
+		close(fd);
+		return tn_err_set(err, TN_E_INTERNAL, 0, "another connection is being adopted");
+	}
+	eng->adopt_fd = fd;	/* taken by the service thread, as an accept would be */
+	tn_wake_locked(eng);
+	pthread_mutex_unlock(&eng->mu);
+	return 0;
+}
+
+/* Service thread: a socket posted by tn_engine_adopt() becomes a relay. */
+static void tn_launch_adopt(struct tn_engine *eng)
+{
+	int fd;
+
+	pthread_mutex_lock(&eng->mu);
+	fd = eng->adopt_fd;
+	eng->adopt_fd = -1;
+	pthread_mutex_unlock(&eng->mu);
+	if (fd >= 0)
+		tn_listen_relay_fd(eng, fd, "stdio");
+}
+
 /* Service thread: a check() request is waiting; launch its WebSocket. */
 static void tn_launch_check(struct tn_engine *eng)
 {
@@ -319,8 +359,10 @@ static int tn_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
 	switch (reason) {
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		/* broadcast to every protocol: the request flag makes it once */
-		if (!atomic_load(&eng->stopping))
+		if (!atomic_load(&eng->stopping)) {
 			tn_launch_check(eng);
+			tn_launch_adopt(eng);
+		}
 		return 0;
 
 	case LWS_CALLBACK_RAW_RX_FILE:

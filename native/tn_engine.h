@@ -26,6 +26,10 @@
 #define TN_FRAME_MAX	(64 * 1024)	/* largest binary message we send */
 #define TN_WS_HDR_MAX	14		/* longest client frame header */
 #define TN_HS_MAX	8192		/* longest proxy / upgrade answer we accept */
+/* Largest frame we accept from the server. Kudu sends one message per read
+ * of AppsvcTunnelBuffer bytes (64 KiB by default); anything far beyond that
+ * is a broken or hostile peer, not a bigger buffer. */
+#define TN_RX_FRAME_MAX	(16u << 20)
 #define TN_HS_SECS	20		/* connect + proxy + TLS + upgrade deadline */
 #define TN_TUNNEL_PATH	"/AppServiceTunnel/Tunnel.ashx"
 
@@ -33,7 +37,7 @@ struct tn_config {
 	char *host;		/* SCM host name (no port) */
 	int port;		/* SCM port (443) */
 	char *authorization;	/* full header value; wiped on free */
-	char *bind_addr;	/* local listen address */
+	char *bind_addr;	/* local listen address; NULL: no listener (tn_engine_adopt only) */
 	int bind_port;		/* 0: the kernel picks */
 	char *instance;		/* ARRAffinity cookie value, or NULL */
 	int target_port;	/* AppsvcTunnelPort, or 0 */
@@ -53,7 +57,7 @@ struct tn_engine {
 	struct lws_vhost *vh;
 	lws_retry_bo_t retry;	/* keep-alive policy for the WebSockets */
 	int listen_fd;
-	int port;		/* bound local port */
+	int port;		/* bound local port (0 without a listener) */
 	pthread_t thread;
 	int thread_started;
 	atomic_int stopping;	/* set by tn_engine_stop */
@@ -74,15 +78,15 @@ struct tn_engine {
 	int check_requested;	/* service thread should launch one */
 	int check_done;		/* result below is for check_gen */
 	struct tn_err check_err;
+	int adopt_fd;		/* tn_engine_adopt: a connected socket to relay, or -1 */
 };
 
 /* Receive state of one WebSocket (tn_ws.c). */
 struct tn_wsp {
 	uint64_t remain;	/* payload bytes left in the current frame */
-	uint8_t hdr[14];	/* header being collected */
+	uint8_t hdr[10];	/* header being collected (servers never mask) */
 	uint8_t hlen, need;	/* need: header length expected, 0 in payload */
-	uint8_t opcode, masked, phase, ctl_len;
-	unsigned char key[4];
+	uint8_t opcode, ctl_len;
 	unsigned char ctl[125];	/* control frame payload */
 };
 
@@ -119,6 +123,7 @@ struct tn_relay {
 	uint8_t pong_len;
 	unsigned char pong[125];
 	unsigned char close_code[2];	/* what our close frame says */
+	lws_usec_t hs_started;	/* when the first connect began (handshake deadline) */
 	char *hs_buf;		/* proxy or 101 answer being collected, then freed */
 	size_t hs_len;
 	char *ws_accept;	/* expected Sec-WebSocket-Accept, until the 101 */
@@ -134,12 +139,15 @@ int tn_engine_create(struct tn_engine **out, struct tn_config *cfg, struct tn_er
 int tn_engine_start(struct tn_engine *eng, struct tn_err *err);
 int tn_engine_check(struct tn_engine *eng, int timeout_ms, struct tn_err *err);
 void tn_engine_stop(struct tn_engine *eng);
+/* Relay an already-connected socket (the engine owns fd from here on, even on failure). */
+int tn_engine_adopt(struct tn_engine *eng, int fd, struct tn_err *err);
 void tn_engine_free(struct tn_engine *eng);
 void tn_config_free(struct tn_config *cfg);
 
 /* tn_listen.c */
 int tn_listen_open(const char *addr, int port, int *fd_out, int *port_out, struct tn_err *err);
 int tn_listen_accept(struct tn_engine *eng);
+void tn_listen_relay_fd(struct tn_engine *eng, int fd, const char *peer);
 
 /* tn_relay.c */
 struct tn_relay *tn_relay_new(struct tn_engine *eng);

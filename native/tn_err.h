@@ -24,6 +24,7 @@ enum tn_kind {
 	TN_E_BIND,	/* local port busy or address unusable */
 	TN_E_TIMEOUT,	/* deadline passed */
 	TN_E_CLOSED,	/* the engine is not running */
+	TN_E_PROTOCOL,	/* the server broke RFC 6455 after the upgrade */
 	TN_E_INTERNAL,	/* out of memory, library failure */
 };
 

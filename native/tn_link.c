@@ -142,6 +142,8 @@ static int tn_link_adopt(struct tn_relay *r)
 	/* lws owns and closes the fd from here on */
 	lws_set_opaque_user_data(r->ws, r);
 	r->phase = TN_PH_TCP;
+	if (!r->hs_started)	/* the deadline covers every address tried */
+		r->hs_started = lws_now_usecs();
 	lws_set_timeout(r->ws, PENDING_TIMEOUT_SENT_CLIENT_HANDSHAKE, TN_HS_SECS);
 	/* POLLOUT: the connect finished. A new wsi, so asking directly is
 	 * safe even inside the old one's WRITEABLE callback */

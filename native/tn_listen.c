@@ -85,6 +85,36 @@ static void tn_peer_name(const struct sockaddr_storage *ss, char *out, size_t ou
 	snprintf(out, outlen, "%s:%d", host, port);
 }
 
+/* Service thread: relay one connected local socket (accepted, or adopted
+ * through tn_engine_adopt). fd is ours: closed on every failure. */
+void tn_listen_relay_fd(struct tn_engine *eng, int fd, const char *peer)
+{
+	lws_sock_file_fd_type sfd;
+	struct tn_relay *r;
+
+	r = tn_relay_new(eng);
+	if (!r) {
+		close(fd);
+		atomic_fetch_add(&eng->stats.failures, 1);
+		return;
+	}
+	snprintf(r->peer, sizeof(r->peer), "%s", peer);
+	atomic_fetch_add(&eng->stats.open, 1);
+	atomic_fetch_add(&eng->stats.total, 1);
+
+	sfd.sockfd = fd;
+	r->local = lws_adopt_descriptor_vhost(eng->vh, LWS_ADOPT_SOCKET, sfd, "tunnel-local", NULL);
+	if (!r->local) {	/* lws closed fd */
+		tn_err_set(&r->err, TN_E_INTERNAL, 0, "cannot adopt the local connection");
+		r->local_gone = 1;
+		r->ws_gone = 1;
+		tn_relay_finish(r);
+		return;
+	}
+	lws_set_opaque_user_data(r->local, r);
+	tn_relay_connect(r);
+}
+
 /* Service thread, listener readable: accept everything pending. Failures
  * of one accept never stop the listener. */
 int tn_listen_accept(struct tn_engine *eng)
@@ -92,8 +122,7 @@ int tn_listen_accept(struct tn_engine *eng)
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		lws_sock_file_fd_type sfd;
-		struct tn_relay *r;
+		char peer[64];
 		int one = 1, fd;
 
 		fd = accept4(eng->listen_fd, (struct sockaddr *)&ss, &sl,
@@ -105,28 +134,7 @@ int tn_listen_accept(struct tn_engine *eng)
 			return 0;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-
-		r = tn_relay_new(eng);
-		if (!r) {
-			close(fd);
-			atomic_fetch_add(&eng->stats.failures, 1);
-			continue;
-		}
-		tn_peer_name(&ss, r->peer, sizeof(r->peer));
-		atomic_fetch_add(&eng->stats.open, 1);
-		atomic_fetch_add(&eng->stats.total, 1);
-
-		sfd.sockfd = fd;
-		r->local = lws_adopt_descriptor_vhost(eng->vh, LWS_ADOPT_SOCKET, sfd,
-						      "tunnel-local", NULL);
-		if (!r->local) {	/* lws closed fd */
-			tn_err_set(&r->err, TN_E_INTERNAL, 0, "cannot adopt the local connection");
-			r->local_gone = 1;
-			r->ws_gone = 1;
-			tn_relay_finish(r);
-			continue;
-		}
-		lws_set_opaque_user_data(r->local, r);
-		tn_relay_connect(r);
+		tn_peer_name(&ss, peer, sizeof(peer));
+		tn_listen_relay_fd(eng, fd, peer);
 	}
 }

@@ -11,14 +11,17 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "tn_engine.h"
 #include "tn_probe.h"
+#include "tn_pump.h"
 
 typedef struct {
 	PyObject *engine_type;
+	PyObject *pump_type;
 	PyObject *error;	/* _tunnel.Error(kind, status, message) */
 } tn_state;
 
@@ -52,18 +55,18 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "host", "port", "authorization", "bind", "bind_port",
 				  "instance", "target_port", "ping_interval", "ca_file",
-				  "verify", "proxy", NULL };
+				  "verify", "proxy", "listen", NULL };
 	const char *host, *auth, *bind = "127.0.0.1", *instance = NULL, *ca = NULL, *proxy = NULL;
-	int port, bind_port = 0, target_port = 0, verify = 1, rc;
+	int port, bind_port = 0, target_port = 0, verify = 1, listen = 1, rc;
 	double ping = 30.0;
 	struct tn_config cfg;
 	struct tn_err err;
 	EngineObject *self;
 	allocfunc alloc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "sis|sizidzpz", kwlist, &host, &port, &auth,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "sis|sizidzpzp", kwlist, &host, &port, &auth,
 					 &bind, &bind_port, &instance, &target_port, &ping,
-					 &ca, &verify, &proxy))
+					 &ca, &verify, &proxy, &listen))
 		return NULL;
 	if (port <= 0 || port > 65535 || bind_port < 0 || bind_port > 65535 ||
 	    target_port < 0 || target_port > 65535) {
@@ -73,7 +76,7 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.host = strdup(host);
 	cfg.authorization = strdup(auth);
-	cfg.bind_addr = strdup(bind);
+	cfg.bind_addr = listen ? strdup(bind) : NULL;	/* NULL: adopt() only */
 	cfg.instance = tn_dup_opt(instance);
 	cfg.ca_file = tn_dup_opt(ca);
 	cfg.proxy = tn_dup_opt(proxy);
@@ -82,7 +85,7 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	cfg.target_port = target_port;
 	cfg.ping_secs = ping < 1.0 ? 1 : (int)(ping + 0.5);
 	cfg.verify = verify;
-	if (!cfg.host || !cfg.authorization || !cfg.bind_addr || (instance && !cfg.instance) ||
+	if (!cfg.host || !cfg.authorization || (listen && !cfg.bind_addr) || (instance && !cfg.instance) ||
 	    (ca && !cfg.ca_file) || (proxy && !cfg.proxy)) {
 		tn_config_free(&cfg);
 		return PyErr_NoMemory();
@@ -230,6 +233,25 @@ static PyObject *Engine_wait(EngineObject *self, PyObject *args)
 	return PyBool_FromLong(rc > 0);
 }
 
+static PyObject *Engine_adopt(EngineObject *self, PyObject *args)
+{
+	struct tn_err err;
+	int fd, rc;
+
+	if (!PyArg_ParseTuple(args, "i", &fd))
+		return NULL;
+	if (fd < 0) {
+		PyErr_SetString(PyExc_ValueError, "adopt() needs an open file descriptor");
+		return NULL;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	rc = tn_engine_adopt(self->eng, fd, &err);	/* owns fd from here on */
+	Py_END_ALLOW_THREADS
+	if (rc)
+		return tn_raise(tn_state_of_type(Py_TYPE(self)), &err);
+	Py_RETURN_NONE;
+}
+
 static PyObject *Engine_running(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
 	return PyBool_FromLong(atomic_load(&self->eng->running) &&
@@ -244,6 +266,7 @@ static PyMethodDef Engine_methods[] = {
 	{ "poll_events", (PyCFunction)Engine_poll_events, METH_NOARGS, "Drain the event queue." },
 	{ "wait", (PyCFunction)Engine_wait, METH_VARARGS, "Wait for events or stop, interruptible." },
 	{ "running", (PyCFunction)Engine_running, METH_NOARGS, "Whether the service thread runs." },
+	{ "adopt", (PyCFunction)Engine_adopt, METH_VARARGS, "Relay a connected socket (the engine owns the fd)." },
 	{ NULL, NULL, 0, NULL }
 };
 
@@ -258,6 +281,143 @@ static PyType_Slot Engine_slots[] = {
 static PyType_Spec Engine_spec = {
 	"azext_webapp._tunnel.Engine", sizeof(EngineObject), 0,
 	Py_TPFLAGS_DEFAULT, Engine_slots
+};
+
+/* Pump(in_fd, out_fd): stdio mode (tn_pump.c). */
+typedef struct {
+	PyObject_HEAD
+	struct tn_pump *pump;
+	int peer_fd;		/* until take_peer() */
+} PumpObject;
+
+static PyObject *Pump_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "in_fd", "out_fd", NULL };
+	struct tn_err err;
+	PumpObject *self;
+	allocfunc alloc;
+	int in_fd, out_fd, rc;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "ii", kwlist, &in_fd, &out_fd))
+		return NULL;
+	alloc = (allocfunc)PyType_GetSlot(tp, Py_tp_alloc);
+	self = (PumpObject *)alloc(tp, 0);
+	if (!self)
+		return NULL;
+	self->peer_fd = -1;
+	rc = tn_pump_start(&self->pump, in_fd, out_fd, &self->peer_fd, &err);
+	if (rc) {
+		Py_DECREF(self);
+		return tn_raise(tn_state_of_type(tp), &err);
+	}
+	return (PyObject *)self;
+}
+
+static void Pump_close_native(PumpObject *self)
+{
+	struct tn_pump *pump = self->pump;
+
+	self->pump = NULL;
+	if (self->peer_fd >= 0) {
+		close(self->peer_fd);
+		self->peer_fd = -1;
+	}
+	if (pump) {
+		Py_BEGIN_ALLOW_THREADS
+		tn_pump_free(pump);	/* wakes and joins the thread */
+		Py_END_ALLOW_THREADS
+	}
+}
+
+static void Pump_dealloc(PumpObject *self)
+{
+	PyTypeObject *tp = Py_TYPE(self);
+	freefunc tfree = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+
+	Pump_close_native(self);
+	tfree(self);
+	Py_DECREF(tp);
+}
+
+static PyObject *Pump_take_peer(PumpObject *self, PyObject *Py_UNUSED(ignored))
+{
+	int fd = self->peer_fd;
+
+	if (fd < 0) {
+		PyErr_SetString(PyExc_RuntimeError, "the peer descriptor was already taken");
+		return NULL;
+	}
+	self->peer_fd = -1;
+	return PyLong_FromLong(fd);
+}
+
+/* wait(timeout) -> True once both directions ended. Short native waits
+ * so that Python's signal handlers (Ctrl+C, SIGTERM) run in between. */
+static PyObject *Pump_wait(PumpObject *self, PyObject *args)
+{
+	double timeout = 0.5;
+	int done, ms;
+
+	if (!PyArg_ParseTuple(args, "|d", &timeout))
+		return NULL;
+	if (!self->pump)
+		Py_RETURN_TRUE;
+	ms = timeout <= 0 ? 0 : timeout > 3600 ? 3600000 : (int)(timeout * 1000);
+	Py_BEGIN_ALLOW_THREADS
+	done = tn_pump_wait(self->pump, ms);
+	Py_END_ALLOW_THREADS
+	if (PyErr_CheckSignals())
+		return NULL;
+	return PyBool_FromLong(done);
+}
+
+static PyObject *Pump_counts(PumpObject *self, PyObject *Py_UNUSED(ignored))
+{
+	uint64_t in = 0, out = 0;
+
+	if (self->pump)
+		tn_pump_counts(self->pump, &in, &out);
+	return Py_BuildValue("(KK)", (unsigned long long)in, (unsigned long long)out);
+}
+
+static PyObject *Pump_error(PumpObject *self, PyObject *Py_UNUSED(ignored))
+{
+	struct tn_err err;
+
+	if (!self->pump)
+		Py_RETURN_NONE;
+	tn_pump_error(self->pump, &err);
+	if (err.kind == TN_OK)
+		Py_RETURN_NONE;
+	return Py_BuildValue("(sis)", tn_kind_name(err.kind), err.status, err.msg);
+}
+
+static PyObject *Pump_close(PumpObject *self, PyObject *Py_UNUSED(ignored))
+{
+	Pump_close_native(self);
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef Pump_methods[] = {
+	{ "take_peer", (PyCFunction)Pump_take_peer, METH_NOARGS, "The socket for Engine.adopt(); once." },
+	{ "wait", (PyCFunction)Pump_wait, METH_VARARGS, "Wait for the end; True when both directions ended." },
+	{ "counts", (PyCFunction)Pump_counts, METH_NOARGS, "(bytes read from in_fd, bytes written to out_fd)." },
+	{ "error", (PyCFunction)Pump_error, METH_NOARGS, "None, or (kind, status, message) of an early end." },
+	{ "close", (PyCFunction)Pump_close, METH_NOARGS, "Stop the thread (from any state) and free; idempotent." },
+	{ NULL, NULL, 0, NULL }
+};
+
+static PyType_Slot Pump_slots[] = {
+	{ Py_tp_new, Pump_new },
+	{ Py_tp_dealloc, Pump_dealloc },
+	{ Py_tp_methods, Pump_methods },
+	{ Py_tp_doc, "stdin/stdout <-> a socketpair, on a native thread (use Tunnel.relay_stdio)." },
+	{ 0, NULL }
+};
+
+static PyType_Spec Pump_spec = {
+	"azext_webapp._tunnel.Pump", sizeof(PumpObject), 0,
+	Py_TPFLAGS_DEFAULT, Pump_slots
 };
 
 static PyObject *tn_http_get(PyObject *module, PyObject *args, PyObject *kw)
@@ -320,6 +480,9 @@ static int tn_exec(PyObject *m)
 	st->engine_type = PyType_FromModuleAndSpec(m, &Engine_spec, NULL);
 	if (!st->engine_type || PyModule_AddObjectRef(m, "Engine", st->engine_type))
 		return -1;
+	st->pump_type = PyType_FromModuleAndSpec(m, &Pump_spec, NULL);
+	if (!st->pump_type || PyModule_AddObjectRef(m, "Pump", st->pump_type))
+		return -1;
 	if (PyModule_AddIntConstant(m, "RING_CAP", TN_RING_CAP) ||
 	    PyModule_AddIntConstant(m, "FRAME_MAX", TN_FRAME_MAX))
 		return -1;
@@ -331,6 +494,7 @@ static int tn_traverse(PyObject *m, visitproc visit, void *arg)
 	tn_state *st = PyModule_GetState(m);
 
 	Py_VISIT(st->engine_type);
+	Py_VISIT(st->pump_type);
 	Py_VISIT(st->error);
 	return 0;
 }
@@ -340,6 +504,7 @@ static int tn_clear(PyObject *m)
 	tn_state *st = PyModule_GetState(m);
 
 	Py_CLEAR(st->engine_type);
+	Py_CLEAR(st->pump_type);
 	Py_CLEAR(st->error);
 	return 0;
 }

@@ -83,9 +83,12 @@ void tn_relay_finish(struct tn_relay *r)
 		tn_relay_report_check(r);
 	} else {
 		atomic_fetch_sub(&eng->stats.open, 1);
+		/* an error recorded after the upgrade (a protocol violation, a
+		 * TLS failure mid-stream) is a failure the user is told about */
+		if (r->err.kind != TN_OK && !r->fail_counted)
+			atomic_fetch_add(&eng->stats.failures, 1);
 		if (!atomic_load(&eng->stopping))
-			tn_relay_emit(r, r->err.kind != TN_OK && !r->ws_up ? TN_EV_FAILED :
-					 TN_EV_CLOSED);
+			tn_relay_emit(r, r->err.kind != TN_OK ? TN_EV_FAILED : TN_EV_CLOSED);
 	}
 	tn_link_free(r);
 	tn_ring_free(&r->up);
@@ -241,6 +244,26 @@ static int tn_relay_local_writeable(struct tn_relay *r, struct lws *wsi)
 	return 0;
 }
 
+/* The WebSocket went away before it opened and nothing said why: either
+ * lws' handshake deadline fired (the server stayed silent) or the peer hung up. */
+static void tn_relay_note_handshake_end(struct tn_relay *r)
+{
+	static const char *const step[] = {
+		[TN_PH_TCP] = "the TCP connection", [TN_PH_PROXY] = "the proxy's CONNECT",
+		[TN_PH_TLS] = "the TLS handshake", [TN_PH_UPGRADE] = "the WebSocket upgrade",
+		[TN_PH_OPEN] = "the WebSocket upgrade",
+	};
+
+	if (r->err.kind != TN_OK)
+		return;
+	if (r->hs_started && lws_now_usecs() - r->hs_started >= (lws_usec_t)TN_HS_SECS * LWS_US_PER_SEC)
+		tn_err_set(&r->err, TN_E_TIMEOUT, 0, "%s did not complete %s within %d s",
+			   r->eng->cfg.host, step[r->phase], TN_HS_SECS);
+	else
+		tn_err_set(&r->err, TN_E_CONNECT, 0, "%s closed the connection during %s",
+			   r->eng->cfg.host, step[r->phase]);
+}
+
 /* WSI_DESTROY: the last callback a wsi gets; the relay forgets it here. */
 static void tn_relay_detach(struct tn_relay *r, struct lws *wsi)
 {
@@ -255,10 +278,7 @@ static void tn_relay_detach(struct tn_relay *r, struct lws *wsi)
 		r->ws = NULL;
 		r->ws_gone = 1;
 		if (!r->ws_up) {	/* it never opened: a failure, with a reason */
-			if (r->err.kind == TN_OK)
-				tn_err_set(&r->err, TN_E_CONNECT, 0,
-					   "%s closed the connection during the handshake",
-					   r->eng->cfg.host);
+			tn_relay_note_handshake_end(r);
 			tn_relay_ws_failed(r);
 			tn_relay_report_check(r);
 		}

@@ -239,6 +239,12 @@ size_t tn_ws_frame(struct tn_engine *eng, int opcode, const unsigned char *src, 
 	return h + n;
 }
 
+/* continuation, text, binary, close, ping, pong: the rest are reserved */
+static int tn_ws_opcode_known(unsigned op)
+{
+	return op <= 2 || (op >= 8 && op <= 10);
+}
+
 /*
  * Parses WebSocket bytes from the server: data payload runs go to
  * tn_relay_ws_payload() as they are (no copy); control frames are
@@ -258,50 +264,53 @@ int tn_ws_parse(struct tn_relay *r, unsigned char *in, size_t len)
 				unsigned l7 = p->hdr[1] & 0x7f;
 
 				if (p->hdr[0] & 0x70)
-					return tn_err_set(&r->err, TN_E_CLOSED, 0,
-							  "%s sent a frame with reserved bits",
+					return tn_err_set(&r->err, TN_E_PROTOCOL, 0,
+							  "%s sent a frame with reserved bits set",
 							  r->eng->cfg.host);
-				want = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) +
-				       (p->hdr[1] & 0x80 ? 4 : 0);
+				/* RFC 6455 5.1: a client must close on a masked frame */
+				if (p->hdr[1] & 0x80)
+					return tn_err_set(&r->err, TN_E_PROTOCOL, 0,
+							  "%s sent a masked frame (servers never mask)",
+							  r->eng->cfg.host);
+				if (!tn_ws_opcode_known(p->hdr[0] & 0x0f))
+					return tn_err_set(&r->err, TN_E_PROTOCOL, 0,
+							  "%s sent a frame with unknown opcode %u",
+							  r->eng->cfg.host, p->hdr[0] & 0x0fu);
+				want = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
 				p->need = (uint8_t)want;
 			}
 			if (p->hlen < p->need)
 				continue;
 			/* header complete */
 			{
-				unsigned l7 = p->hdr[1] & 0x7f, i, o = 2;
+				unsigned l7 = p->hdr[1] & 0x7f, i;
 				uint64_t plen = l7;
 
 				if (l7 == 126) {
 					plen = ((uint64_t)p->hdr[2] << 8) | p->hdr[3];
-					o = 4;
 				} else if (l7 == 127) {
 					plen = 0;
 					for (i = 0; i < 8; i++)
 						plen = (plen << 8) | p->hdr[2 + i];
-					o = 10;
 				}
-				p->masked = !!(p->hdr[1] & 0x80);
-				if (p->masked)
-					memcpy(p->key, p->hdr + o, 4);
-				p->phase = 0;
 				p->opcode = p->hdr[0] & 0x0f;
 				p->remain = plen;
 				p->ctl_len = 0;
 				if (p->opcode >= 8 && (plen > sizeof(p->ctl) || !(p->hdr[0] & 0x80)))
-					return tn_err_set(&r->err, TN_E_CLOSED, 0,
+					return tn_err_set(&r->err, TN_E_PROTOCOL, 0,
 							  "%s sent an invalid control frame",
 							  r->eng->cfg.host);
+				if (plen > TN_RX_FRAME_MAX)
+					return tn_err_set(&r->err, TN_E_PROTOCOL, 0,
+							  "%s sent a frame of %llu bytes (at most %u accepted)",
+							  r->eng->cfg.host, (unsigned long long)plen,
+							  TN_RX_FRAME_MAX);
 				p->need = 0;
 				p->hlen = 0;
 			}
 		} else {
 			size_t n = p->remain < len ? (size_t)p->remain : len;
 
-			if (p->masked) {	/* servers never mask; tolerate it */
-				tn_ws_mask(in, in, n, p->key, p->phase);
-				p->phase = (p->phase + n) & 3;
-			}
 			if (p->opcode >= 8) {
 				memcpy(p->ctl + p->ctl_len, in, n);
 				p->ctl_len = (uint8_t)(p->ctl_len + n);
