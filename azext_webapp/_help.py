@@ -40,4 +40,65 @@ examples:
   - name: Tunnel to another port in the container, listening on all local IPv4 addresses.
     text: |
         az webapp remote-connection create -g MyResourceGroup -n MyWebApp --target-port 9229 --bind 0.0.0.0 -p 9229
+  - name: Relay standard input and output instead of a port, as OpenSSH's ProxyCommand (ssh-config writes this line).
+    text: |
+        ssh -o ProxyCommand="az webapp remote-connection create -g MyResourceGroup -n MyWebApp --stdio" root@MyWebApp
+"""
+
+helps['webapp remote-connection ssh'] = """
+type: command
+short-summary: Open an SSH session to the container of a Linux web app in one step.
+long-summary: >
+    Opens a tunnel on a free loopback port and runs the system OpenSSH client (ssh, OpenSSH 8.4 or
+    later) through it. ssh owns the terminal: Ctrl+C goes to the remote program and Ctrl+D (or
+    `exit`) ends the session; the tunnel closes when ssh exits, and the exit status is ssh's.
+    Arguments after `--` are passed to ssh: options (-L, -R, -v, -i ...) and a remote command.
+    The container's password (`Docker!` on the built-in images) is supplied through SSH_ASKPASS,
+    never on a command line, unless you pass an identity of your own with -i.
+    Host keys are checked: the first connection records the container's key under a HostKeyAlias
+    for the app in AZURE_CONFIG_DIR/webapp/known_hosts, and a changed key is refused (remove it with
+    the `ssh-keygen -R` line the error shows when you know why it changed).
+examples:
+  - name: Open an interactive shell in the container.
+    text: |
+        az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp
+  - name: Run one command; its output and exit status are the command's.
+    text: |
+        az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp -- cat /home/LogFiles/docker.log
+  - name: Forward local port 8080 to port 80 in the container while the session lasts.
+    text: |
+        az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp -- -L 8080:localhost:80
+  - name: Connect to a slot, or to one instance of a scaled-out app.
+    text: |
+        az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp --slot staging
+        az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp --instance INSTANCE_NAME
+  - name: Sign in with your own key (its public key must be in the container's authorized_keys).
+    text: |
+        az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp -- -i ~/.ssh/id_ed25519
+"""
+
+helps['webapp remote-connection ssh-config'] = """
+type: command
+short-summary: Write an ssh_config Host block so that `ssh APP`, scp, sftp, rsync and editors reach the app.
+long-summary: >
+    The block runs `az webapp remote-connection create --stdio` as its ProxyCommand (through this
+    az's Python, so it works from any directory and needs no local port), logs in as root and pins
+    the container's host key exactly as `az webapp remote-connection ssh` does (same HostKeyAlias and
+    known_hosts file). The block does not hold a password: type `Docker!` when asked (built-in images),
+    set SSH_ASKPASS yourself, or add an IdentityFile line for a key in the container's authorized_keys.
+    With --file the block is added to the file, or replaced in place when it is already there, so
+    running the command again is safe.
+examples:
+  - name: Print the block for an app.
+    text: |
+        az webapp remote-connection ssh-config -g MyResourceGroup -n MyWebApp
+  - name: Add it to your ssh configuration, then use ssh, scp and rsync by the app's name.
+    text: |
+        az webapp remote-connection ssh-config -g MyResourceGroup -n MyWebApp --file ~/.ssh/config
+        ssh MyWebApp
+        scp ./app.log MyWebApp:/home/
+        rsync -a -e ssh ./site/ MyWebApp:/home/site/wwwroot/
+  - name: A block for a slot under a name of your choice.
+    text: |
+        az webapp remote-connection ssh-config -g MyResourceGroup -n MyWebApp --slot staging --host myapp-staging --file ~/.ssh/config
 """

@@ -1,20 +1,22 @@
-"""Arguments of ``az webapp remote-connection create``."""
+"""Arguments of ``az webapp remote-connection create``, ``ssh`` and ``ssh-config``."""
 
-from azure.cli.core.commands.parameters import resource_group_name_type
+from azure.cli.core.commands.parameters import get_three_state_flag, resource_group_name_type
 
 
 def load_arguments(self, _):
-    with self.argument_context('webapp remote-connection create') as c:
+    with self.argument_context('webapp remote-connection') as c:
         c.argument('resource_group_name', resource_group_name_type)
         c.argument('name', options_list=['--name', '-n'], id_part='name',
                    help='Name of the web app.')
         c.argument('slot', options_list=['--slot', '-s'],
                    help='Name of the deployment slot. Default: the production slot.')
-        c.argument('port', options_list=['--port', '-p'], type=int,
-                   help='Local port to listen on. Default: a free port chosen by the system.')
         c.argument('instance', options_list=['--instance', '-i'],
                    help='Instance of a scaled-out app to connect to (see `az webapp list-instances`). '
                         'Default: the instance the front end picks.')
+
+    with self.argument_context('webapp remote-connection create') as c:
+        c.argument('port', options_list=['--port', '-p'], type=int,
+                   help='Local port to listen on. Default: a free port chosen by the system.')
         c.argument('timeout', options_list=['--timeout', '-t'], type=int,
                    help='Close the tunnel after this many seconds. Default: run until Ctrl+C.')
         c.argument('bind', options_list=['--bind'],
@@ -23,3 +25,19 @@ def load_arguments(self, _):
         c.argument('target_port', options_list=['--target-port'], type=int,
                    help="Port in the app's container to connect to. Default: 2222 (SSH), or the "
                         "remote debugger's port when remote debugging is enabled.")
+        c.argument('stdio', options_list=['--stdio'], arg_type=get_three_state_flag(),
+                   help="Relay standard input and output through one WebSocket instead of listening on a port: "
+                        "for OpenSSH's ProxyCommand (see `az webapp remote-connection ssh-config`). Only tunnel "
+                        "bytes go to standard output; warnings and errors go to standard error.")
+
+    with self.argument_context('webapp remote-connection ssh') as c:
+        c.positional('ssh_args', nargs='*',
+                     help='Arguments for ssh after `--`: options such as -L or -v, then a remote command.')
+
+    with self.argument_context('webapp remote-connection ssh-config') as c:
+        c.argument('host', options_list=['--host'],
+                   help='Name for the Host block (what you type after `ssh`). Default: the app name, '
+                        'or APP-SLOT for a slot.')
+        c.argument('file', options_list=['--file', '-f'],
+                   help='ssh_config file to add the block to (replaced in place when it is already there), '
+                        'e.g. ~/.ssh/config. Default: print the block.')

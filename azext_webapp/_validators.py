@@ -1,4 +1,4 @@
-"""Argument checks for ``az webapp remote-connection create``; each error says what to do next."""
+"""Argument checks for ``az webapp remote-connection``; each error says what to do next."""
 
 import ipaddress
 
@@ -14,13 +14,43 @@ def validate_remote_connection_create(namespace):
     _validate_port(namespace.port, '--port', allow_zero=True)
     _validate_port(namespace.target_port, '--target-port', allow_zero=False)
     _validate_timeout(namespace)
+    _validate_stdio(namespace)
     _validate_bind(namespace)
+    _validate_instance_and_slot(namespace)
+
+
+def validate_remote_connection_ssh(namespace):
+    _validate_instance_and_slot(namespace)
+
+
+def validate_remote_connection_ssh_config(namespace):
+    _validate_instance_and_slot(namespace)
+    if namespace.host is not None and (not namespace.host.strip() or any(c.isspace() or c in '*?!,#"'
+                                                                         for c in namespace.host)):
+        raise InvalidArgumentValueError(
+            f'--host {namespace.host!r} cannot name an ssh_config Host. Use one word without spaces, '
+            'wildcards (* ? !), commas or quotes, such as my-app.')
+
+
+def _validate_instance_and_slot(namespace):
     if namespace.instance is not None and not namespace.instance.strip():
         raise InvalidArgumentValueError(
             '--instance is empty. List the instance names with `az webapp list-instances`, or leave it out.')
     if namespace.slot is not None and not namespace.slot.strip():
         raise InvalidArgumentValueError(
             '--slot is empty. List the slots with `az webapp deployment slot list`, or leave it out.')
+
+
+def _validate_stdio(namespace):
+    if not namespace.stdio:
+        return
+    given = [option for option, value in (('--port', namespace.port), ('--timeout', namespace.timeout),
+                                          ('--bind', None if namespace.bind == DEFAULT_BIND else namespace.bind))
+             if value is not None]
+    if given:
+        raise InvalidArgumentValueError(
+            f'--stdio relays standard input and output and opens no local port, so {", ".join(given)} '
+            'cannot be used with it. Leave them out, or leave out --stdio to listen on a port.')
 
 
 def _validate_port(value, option, allow_zero):

@@ -1,8 +1,12 @@
 """Command table: ``az webapp remote-connection``."""
 
-from azext_webapp._validators import validate_remote_connection_create
+from azext_webapp._validators import (validate_remote_connection_create, validate_remote_connection_ssh,
+                                      validate_remote_connection_ssh_config)
 
 
 def load_command_table(self, _):
     with self.command_group('webapp remote-connection') as g:
         g.custom_command('create', 'create_remote_connection', validator=validate_remote_connection_create)
+        g.custom_command('ssh', 'ssh_remote_connection', validator=validate_remote_connection_ssh)
+        g.custom_command('ssh-config', 'ssh_config_remote_connection',
+                         validator=validate_remote_connection_ssh_config)

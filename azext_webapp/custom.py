@@ -7,13 +7,17 @@ logged, not shown under --debug and not passed to any other program.
 """
 
 import base64
+import contextlib
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections import namedtuple
 
 from azure.cli.core.azclierror import (AzureConnectionError, AzureResponseError, CLIInternalError, ForbiddenError,
                                        InvalidArgumentValueError, ResourceNotFoundError, UnauthorizedError,
-                                       ValidationError)
+                                       UnclassifiedUserFault, ValidationError)
 from knack.log import get_logger
 
 logger = get_logger(__name__)
@@ -37,63 +41,41 @@ _Target = namedtuple('_Target', 'resource_group name slot')
 
 
 class _Terminated(Exception):
-    """Raised from the SIGTERM handler so that the main thread leaves ``serve()``."""
+    """Raised from the SIGTERM handler (and SIGHUP's, with --stdio) so that the main thread leaves the wait."""
 
 
 def create_remote_connection(cmd, resource_group_name, name, port=None, slot=None, instance=None,
-                             timeout=None, bind='127.0.0.1', target_port=None):
-    def on_sigterm(signum, frame):  # pylint: disable=unused-argument
+                             timeout=None, bind='127.0.0.1', target_port=None, stdio=False):
+    target = _Target(resource_group_name, name, slot)
+    if stdio:
+        _stdio_connection(cmd, target, instance, target_port)
+        return
+    with _sigterm_raises():
+        try:
+            _remote_connection(cmd, target, port, instance, timeout, bind, target_port)
+        except KeyboardInterrupt:
+            logger.warning('Closed (Ctrl+C).')
+        except _Terminated:
+            logger.warning('Closed (SIGTERM).')
+
+
+@contextlib.contextmanager
+def _sigterm_raises(signals=(signal.SIGTERM,)):
+    def on_signal(signum, frame):  # pylint: disable=unused-argument
         raise _Terminated()
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
     try:
-        _remote_connection(cmd, _Target(resource_group_name, name, slot), port, instance, timeout, bind,
-                           target_port)
-    except KeyboardInterrupt:
-        logger.warning('Closed (Ctrl+C).')
-    except _Terminated:
-        logger.warning('Closed (SIGTERM).')
+        yield
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def _remote_connection(cmd, target, port, instance, timeout, bind, target_port):
-    tunnel = _load_engine()
-    client = _web_client(cmd.cli_ctx)
-    site = _arm(target, None, _site_op(client, 'get', target))
-    if not site.reserved:
-        raise ValidationError(
-            f"{_describe(target, True)} runs on a Windows App Service plan; remote connections need App Service "
-            "on Linux (Only Linux App Service Plans supported). For a Windows app use the Kudu console of "
-            "its SCM site instead.")
-    if (site.state or '').lower() == 'stopped':
-        raise ValidationError(_stopped_message(target))
-    scm_url = _scm_url(site, target)
-
-    if instance is not None:
-        _check_instance(client, target, instance)
-
-    config = _arm(target, 'read the configuration of', _site_op(client, 'get_configuration', target))
-    debugging = bool(getattr(config, 'remote_debugging_enabled', False))
-
-    authorization, auth_kind = _scm_authorization(cmd.cli_ctx, client, target)
-    logger.info('Authenticating to the SCM site %s with %s auth', scm_url, auth_kind)
-
-    engine = None
-    try:
-        try:
-            engine = tunnel.Tunnel(scm_url=scm_url, authorization=authorization, bind=bind, port=port or 0,
-                                   instance=instance, target_port=target_port, on_event=_log_event)
-            engine.start()  # binds now: a busy --port fails before any waiting
-            logger.info('Listening on %s port %d', bind, engine.port)
-            _wake_scm(tunnel, scm_url, authorization, target)
-            remote_port = _wait_until_ready(tunnel, scm_url, authorization, target, instance, target_port,
-                                            debugging)
-            del authorization
-            engine.check(timeout=PROBE_TIMEOUT)
-        except tunnel.TunnelError as err:
-            raise _tunnel_error(err, auth_kind, target, scm_url) from None
-        _print_ready(engine.port, bind, debugging, target_port, remote_port)
+    endpoint = _resolve(cmd, target, instance, target_port)
+    with _open_tunnel(endpoint, bind=bind, port=port) as (engine, remote_port):
+        _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port)
         # Returns on --timeout; Ctrl+C (KeyboardInterrupt) and SIGTERM (_Terminated) leave it by exception.
         serving_since = time.monotonic()
         engine.serve(timeout=timeout)
@@ -102,18 +84,211 @@ def _remote_connection(cmd, target, port, instance, timeout, bind, target_port):
         else:
             raise CLIInternalError('The tunnel stopped unexpectedly. Run the command again; add --debug to see '
                                    'why, and report it if it happens again.')
+
+
+# ---------------------------------------------------------------------------------------------
+# The flow every command shares: app -> SCM URL and credentials (ARM), then a started engine whose
+# endpoint answers (GetStatus ready, one handshake).
+
+
+class _Endpoint:  # pylint: disable=too-few-public-methods
+    """Everything needed to open tunnels to one app. ``authorization`` is dropped once the engine
+    holds it; ``repr`` never shows it."""
+
+    def __init__(self, tunnel, target, scm_url, authorization, auth_kind, instance, target_port, debugging):
+        self.tunnel = tunnel
+        self.target = target
+        self.scm_url = scm_url
+        self.authorization = authorization
+        self.auth_kind = auth_kind
+        self.instance = instance
+        self.target_port = target_port
+        self.debugging = debugging
+
+    def __repr__(self):
+        return f'<_Endpoint {self.scm_url} auth={self.auth_kind} instance={self.instance}>'
+
+
+def _resolve(cmd, target, instance=None, target_port=None):
+    """ARM: the Linux app's SCM URL, the instance check, remote debugging, the SCM credentials."""
+    tunnel = _load_engine()
+    client = _web_client(cmd.cli_ctx)
+    scm_url = _locate(client, target, instance)
+    config = _arm(target, 'read the configuration of', _site_op(client, 'get_configuration', target))
+    debugging = bool(getattr(config, 'remote_debugging_enabled', False))
+    authorization, auth_kind = _scm_authorization(cmd.cli_ctx, client, target)
+    logger.info('Authenticating to the SCM site %s with %s auth', scm_url, auth_kind)
+    return _Endpoint(tunnel, target, scm_url, authorization, auth_kind, instance, target_port, debugging)
+
+
+def _locate(client, target, instance):
+    """The SCM URL of a Linux app that is not stopped (the checks the reference makes first), and
+    the check that --instance names one of its instances."""
+    scm_url = _linux_scm_url(client, target)
+    if instance is not None:
+        _check_instance(client, target, instance)
+    return scm_url
+
+
+def _linux_scm_url(client, target):
+    site = _arm(target, None, _site_op(client, 'get', target))
+    if not site.reserved:
+        raise ValidationError(
+            f"{_describe(target, True)} runs on a Windows App Service plan; remote connections need App Service "
+            "on Linux (Only Linux App Service Plans supported). For a Windows app use the Kudu console of "
+            "its SCM site instead.")
+    if (site.state or '').lower() == 'stopped':
+        raise ValidationError(_stopped_message(target))
+    return _scm_url(site, target)
+
+
+@contextlib.contextmanager
+def _open_tunnel(endpoint, bind='127.0.0.1', port=None, listen=True):
+    """Start the engine (a busy --port fails before any waiting), wake the SCM site, wait until
+    GetStatus is ready, make one real handshake; yield (engine, container port); always stop."""
+    tunnel, target = endpoint.tunnel, endpoint.target
+    engine = None
+    try:
+        try:
+            options = {'bind': bind, 'port': port or 0} if listen else {'listen': False}
+            engine = tunnel.Tunnel(scm_url=endpoint.scm_url, authorization=endpoint.authorization,
+                                   instance=endpoint.instance, target_port=endpoint.target_port,
+                                   on_event=_log_event, **options)
+            engine.start()
+            if listen:
+                logger.info('Listening on %s port %d', bind, engine.port)
+            _wake_scm(tunnel, endpoint.scm_url, endpoint.authorization, target)
+            remote_port = _wait_until_ready(tunnel, endpoint.scm_url, endpoint.authorization, target,
+                                            endpoint.instance, endpoint.target_port, endpoint.debugging)
+            endpoint.authorization = None
+            engine.check(timeout=PROBE_TIMEOUT)
+        except tunnel.TunnelError as err:
+            raise _tunnel_error(err, endpoint.auth_kind, target, endpoint.scm_url) from None
+        yield engine, remote_port
     finally:
         if engine is not None:
             _stop(engine)
 
 
+def _stdio_connection(cmd, target, instance, target_port):
+    """--stdio (OpenSSH's ProxyCommand): standard input and output are the one connection, relayed
+    by native threads through one WebSocket; only tunnel bytes go to stdout. Ends when either side
+    ends (stdin EOF closes the WebSocket; the WebSocket's end closes stdout)."""
+    endpoint = _resolve(cmd, target, instance, target_port)
+    # ssh ends its ProxyCommand with SIGHUP: close the WebSocket cleanly, and quietly.
+    with _sigterm_raises((signal.SIGTERM, signal.SIGHUP)):
+        try:
+            with _open_tunnel(endpoint, listen=False) as (engine, _):
+                engine.relay_stdio(sys.stdin.fileno(), sys.stdout.fileno())
+        except (KeyboardInterrupt, _Terminated):
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# az webapp remote-connection ssh: the system OpenSSH through a tunnel that lives as long as it
+
+
+def ssh_remote_connection(cmd, resource_group_name, name, slot=None, instance=None, ssh_args=None):
+    from azext_webapp import ssh
+    ssh_path = _ssh_program('ssh')
+    target = _Target(resource_group_name, name, slot)
+    endpoint = _resolve(cmd, target, instance)
+    if endpoint.debugging:
+        raise ValidationError(_debugging_message(target, 'ssh'))
+    known_hosts = ssh.known_hosts_file(cmd.cli_ctx.config.config_dir)
+    alias = ssh.host_key_alias(endpoint.scm_url, instance)
+    options, _ = ssh.split_ssh_args(ssh_args)
+    with _open_tunnel(endpoint) as (engine, _):
+        argv = ssh.ssh_argv(ssh_path, engine.port, alias, known_hosts, ssh_args)
+        with ssh.AskpassDir(wanted=not ssh.has_own_identity(options)) as askpass:
+            code = _run_owning_terminal(argv, ssh.ssh_env(askpass.path))
+        if code == 255 and ssh.host_key_changed(engine.port, alias, known_hosts):
+            raise ValidationError(
+                f'Refused: the SSH host key of {_describe(target)} is not the one recorded in {known_hosts} '
+                f'(as {alias}). Someone may be intercepting the connection, or the container was rebuilt '
+                'with new host keys. If you know why it changed, remove the old key with '
+                f'`ssh-keygen -R {alias} -f {known_hosts}` and run the command again.')
+    if code:
+        sys.exit(code)
+
+
+def _ssh_program(name):
+    path = shutil.which(name)
+    if not path:
+        raise ValidationError(
+            f'The OpenSSH client ({name}) was not found on PATH. Install it (Debian/Ubuntu: '
+            '`apt-get install openssh-client`), or open a tunnel with `az webapp remote-connection create` '
+            'and connect with the client you have.')
+    return path
+
+
+def _run_owning_terminal(argv, env):
+    """Run argv in our process group (so it gets the terminal's signals and owns the terminal) and
+    return its exit status. Ctrl+C belongs to the child: our handler only keeps az alive until the
+    child ends (a Python handler, unlike SIG_IGN, is not inherited through exec). SIGTERM and SIGHUP
+    sent to az are passed on."""
+    logger.info('Running %s', ' '.join(argv))
+    child = None
+
+    def forward(signum, frame):  # pylint: disable=unused-argument
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    handlers = {signal.SIGINT: lambda signum, frame: None, signal.SIGTERM: forward, signal.SIGHUP: forward}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        child = subprocess.Popen(argv, env=env)  # pylint: disable=consider-using-with
+        return _exit_status(child.wait())  # a signal runs its handler, then the wait goes on (PEP 475)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _exit_status(returncode):
+    return 128 - returncode if returncode < 0 else returncode  # killed by signal N: as a shell says
+
+
+def _debugging_message(target, command):
+    return (f'Remote debugging is enabled for {_describe(target)}, so its tunnel leads to the debugger, not to '
+            f'SSH; `az webapp remote-connection {command}` needs SSH. Turn remote debugging off '
+            f'(`az webapp config set -g {target.resource_group} -n {target.name} --remote-debugging-enabled '
+            'false`), or use `az webapp remote-connection create` for the debugger.')
+
+
+# ---------------------------------------------------------------------------------------------
+# az webapp remote-connection ssh-config
+
+
+def ssh_config_remote_connection(cmd, resource_group_name, name, slot=None, instance=None, host=None,
+                                 file=None):
+    from azext_webapp import ssh
+    target = _Target(resource_group_name, name, slot)
+    scm_url = _locate(_web_client(cmd.cli_ctx), target, instance)
+    host = host or (f'{name}-{slot}' if slot else name)
+    known_hosts = ssh.known_hosts_file(cmd.cli_ctx.config.config_dir)
+    block = ssh.config_block(host, resource_group_name, name, ssh.host_key_alias(scm_url, instance), known_hosts,
+                             slot=slot, instance=instance)
+    if not file:
+        print(block, end='', flush=True)
+        return
+    outcome = ssh.update_config_file(file, block, host)
+    logger.warning("%s the Host block '%s' in %s. Connect with: ssh %s", _OUTCOME_WORDS[outcome], host, file,
+                   host)
+
+
+_OUTCOME_WORDS = {'added': 'Added', 'updated': 'Updated', 'unchanged': 'Already up to date:'}
+
+
 def _load_engine():
+    from azext_webapp._native import EngineUnavailableError
     try:
         from azext_webapp import tunnel
+    except EngineUnavailableError as err:  # no build for this platform, or a system library missing
+        raise UnclassifiedUserFault(str(err)) from None
     except ImportError as err:
         raise CLIInternalError(
             f'The tunnel engine of the webapp extension could not be loaded ({_first_line(err)}). It is built '
-            'for 64-bit Linux with libwebsockets, OpenSSL and libcurl installed; reinstall the extension with '
+            'for 64-bit x86 Linux (glibc) with OpenSSL 3 and libcurl installed; reinstall the extension with '
             '`az extension remove --name webapp` and `az extension add --name webapp`.') from None
     return tunnel
 

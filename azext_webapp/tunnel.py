@@ -6,7 +6,10 @@ released; this module reads the environment the way ``az`` does (CA bundle, veri
 proxy), turns native errors into typed exceptions and runs the standalone entry point::
 
     python -m azext_webapp.tunnel https://<scm-host>[:port] [--port N] [--bind ADDR]
-                                  [--instance NAME] [--target-port N]
+                                  [--instance NAME] [--target-port N] [--stdio]
+
+(``--stdio``: no listener; standard input and output are the one connection, for OpenSSH's
+ProxyCommand, relayed by a native thread: ``Tunnel(listen=False)`` + ``relay_stdio()``)
 
 with credentials from ``WEBAPP_SCM_USER`` + ``WEBAPP_SCM_PASSWORD`` (Basic) or ``WEBAPP_SCM_TOKEN``
 (Bearer). The Authorization value is never logged, shown in ``repr`` or put into an exception.
@@ -189,7 +192,7 @@ class Tunnel:
     """A local listener relaying every connection to the SCM tunnel endpoint (see module doc)."""
 
     def __init__(self, scm_url, authorization, bind="127.0.0.1", port=0, instance=None,
-                 target_port=None, ping_interval=30.0, on_event=None):
+                 target_port=None, ping_interval=30.0, on_event=None, listen=True):
         self.host, self.scm_port = _parse_scm_url(scm_url)
         self.scm_url = f"https://{self.host}" + ("" if self.scm_port == 443 else f":{self.scm_port}")
         self.bind = bind or "127.0.0.1"
@@ -204,7 +207,7 @@ class Tunnel:
                                           bind_port=int(port or 0), instance=instance,
                                           target_port=int(target_port or 0),
                                           ping_interval=float(ping_interval), ca_file=ca_file,
-                                          verify=verify, proxy=proxy)
+                                          verify=verify, proxy=proxy, listen=bool(listen))
         except _tunnel.Error as err:
             raise _typed(err, self.host) from None
         self._lock = threading.Lock()
@@ -242,6 +245,34 @@ class Tunnel:
             self._engine.check(float(timeout))
         except _tunnel.Error as err:
             raise _typed(err, self.host) from None
+
+    def adopt(self, fd):
+        """Relay an already-connected socket as one more local connection (the engine owns fd)."""
+        try:
+            self._engine.adopt(fd)
+        except _tunnel.Error as err:
+            raise _typed(err, self.host) from None
+
+    def relay_stdio(self, in_fd=0, out_fd=1, poll_interval=0.5):
+        """stdio mode (OpenSSH's ProxyCommand): relay in_fd and out_fd through one WebSocket until
+        either side ends (in_fd's EOF closes the WebSocket; the WebSocket's end closes out_fd).
+        The bytes move on a native thread; this thread only waits, with signal handlers running.
+        Returns (bytes read from in_fd, bytes written to out_fd)."""
+        try:
+            pump = _tunnel.Pump(in_fd, out_fd)
+        except _tunnel.Error as err:
+            raise _typed(err, self.host) from None
+        try:
+            self.adopt(pump.take_peer())
+            while not pump.wait(poll_interval):
+                self._deliver(self.poll_events())
+            self._deliver(self.poll_events())
+            early = pump.error()
+            if early:
+                logger.warning("stdio relay: %s", early[2])
+            return pump.counts()
+        finally:
+            pump.close()
 
     def stop(self):
         """Close every connection and join the native thread. Idempotent."""
@@ -358,6 +389,8 @@ def main(argv=None):
     parser.add_argument("--instance", help="instance name (ARRAffinity cookie)")
     parser.add_argument("--target-port", type=int, help="container port (AppsvcTunnelPort)")
     parser.add_argument("--ping-interval", type=float, default=30.0, help=argparse.SUPPRESS)
+    parser.add_argument("--stdio", action="store_true",
+                        help="relay standard input and output (OpenSSH ProxyCommand) instead of listening")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
 
@@ -377,11 +410,15 @@ def main(argv=None):
     tunnel = None
     try:
         tunnel = Tunnel(args.scm_url, authorization, bind=args.bind, port=args.port, instance=args.instance,
-                        target_port=args.target_port, ping_interval=args.ping_interval, on_event=on_event)
+                        target_port=args.target_port, ping_interval=args.ping_interval, on_event=on_event,
+                        listen=not args.stdio)
         del authorization
         tunnel.start()
         tunnel.check()
         signal.signal(signal.SIGTERM, terminate)
+        if args.stdio:  # nothing but tunnel bytes on stdout
+            tunnel.relay_stdio(sys.stdin.fileno(), sys.stdout.fileno())
+            return 0
         print(f"Port {tunnel.port} is open", flush=True)
         tunnel.serve()
     except (KeyboardInterrupt, _Terminated):

@@ -1,0 +1,290 @@
+"""OpenSSH glue for ``az webapp remote-connection ssh`` and ``ssh-config``: argv, host-key pinning,
+the askpass helper and the ssh_config block. Pure functions where possible, so tests can assert the
+exact argv and text (as azure-cli-extensions' ``src/ssh`` does).
+
+Host keys are never ignored. Each app (each instance, with --instance) has a ``HostKeyAlias``
+derived from its SCM host name, and its keys live in one known_hosts file under the az config
+directory (``<config dir>/webapp/known_hosts``): the first connection records the key
+(``StrictHostKeyChecking accept-new``), a changed key is refused. The alias makes the pin
+independent of the local port, which changes every time.
+"""
+
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+
+SSH_USER = 'root'
+# The built-in images' sshd password (seed document); well known, but still never put in an argv.
+SSH_PASSWORD = 'Docker!'
+LOOPBACK = '127.0.0.1'
+
+# OpenSSH's options that take a value (ssh.c getopt string); everything else is a flag.
+_OPTIONS_WITH_VALUE = set('BbcDEeFIiJLlmOoPpQRSWw')
+
+# Answers only the container's password prompt ("root@host's password:", "(root@host) Password:");
+# any other prompt (a key's passphrase, a confirmation) is declined, so ssh falls back to the terminal
+# or the next method. printf is a shell built-in: the password is in no process's argv.
+_ASKPASS_SCRIPT = """#!/bin/sh
+# az webapp remote-connection ssh: supplies the App Service container's SSH password.
+case "$1" in
+  *[Pp]assword:*) printf '%s\\n' '{password}' ;;
+  *) exit 1 ;;
+esac
+"""
+
+BLOCK_BEGIN = '# BEGIN az webapp remote-connection: {host}'
+BLOCK_END = '# END az webapp remote-connection: {host}'
+
+
+def known_hosts_file(config_dir):
+    """``<config dir>/webapp/known_hosts`` (the directory is created private)."""
+    directory = os.path.join(config_dir, 'webapp')
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    return os.path.join(directory, 'known_hosts')
+
+
+def host_key_alias(scm_url, instance=None):
+    """The name a container's host key is pinned under: the SCM host (with a non-default port, as
+    ``host.port``), prefixed by the instance name when one instance is chosen."""
+    parts = urllib.parse.urlsplit(scm_url)
+    alias = parts.hostname or scm_url
+    if parts.port and parts.port != 443:
+        alias += f'.{parts.port}'
+    return f'{instance}.{alias}' if instance else alias
+
+
+def split_ssh_args(args):
+    """(options, command): OpenSSH options as given, then the remote command (from the first word
+    that is not an option, or after ``--``)."""
+    args = list(args or [])
+    options = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == '--':
+            return options, args[i + 1:]
+        if not arg.startswith('-') or arg == '-':
+            break
+        options.append(arg)
+        for pos, letter in enumerate(arg[1:], start=1):
+            if letter in _OPTIONS_WITH_VALUE:
+                if pos == len(arg) - 1 and i + 1 < len(args):  # the value is the next word
+                    i += 1
+                    options.append(args[i])
+                break
+        i += 1
+    return options, args[i:]
+
+
+def _option_values(options):
+    """[(letter, value)] of the options that take a value, e.g. ('o', 'User=bob'), ('i', 'key')."""
+    values = []
+    i = 0
+    while i < len(options):
+        arg = options[i]
+        for pos, letter in enumerate(arg[1:], start=1):
+            if letter in _OPTIONS_WITH_VALUE:
+                rest = arg[pos + 1:]
+                if not rest and i + 1 < len(options):
+                    i += 1
+                    rest = options[i]
+                values.append((letter, rest))
+                break
+        i += 1
+    return values
+
+
+def _config_keys(options):
+    """Lower-case keywords given with -o (``-o User=bob`` and ``-o "User bob"``)."""
+    keys = set()
+    for letter, value in _option_values(options):
+        if letter == 'o':
+            keys.add(value.replace('=', ' ').strip().split(' ')[0].lower())
+    return keys
+
+
+def has_own_identity(options):
+    """True when the user chose an identity (-i, -o IdentityFile=...): no askpass then."""
+    return (any(letter == 'i' for letter, _ in _option_values(options))
+            or 'identityfile' in _config_keys(options))
+
+
+def pinning_options(alias, known_hosts):
+    """The host-key options shared by ``ssh`` and the ssh_config block, as (keyword, value)."""
+    return [('HostKeyAlias', alias), ('UserKnownHostsFile', known_hosts),
+            ('StrictHostKeyChecking', 'accept-new')]
+
+
+def ssh_argv(ssh_path, port, alias, known_hosts, ssh_args=None):
+    """The argv of the ssh child. Ours come first: OpenSSH keeps the first value it reads, so the
+    user's options cannot turn host-key checking off."""
+    options, command = split_ssh_args(ssh_args)
+    argv = [ssh_path]
+    for keyword, value in pinning_options(alias, known_hosts):
+        argv += ['-o', f'{keyword}={value}']
+    argv += ['-p', str(port)]
+    own_user = any(letter == 'l' for letter, _ in _option_values(options)) or 'user' in _config_keys(options)
+    destination = LOOPBACK if own_user else f'{SSH_USER}@{LOOPBACK}'
+    return argv + options + [destination] + command
+
+
+def write_askpass(directory):
+    """The askpass helper in ``directory`` (private); returns its path."""
+    path = os.path.join(directory, 'askpass')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+    with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+        handle.write(_ASKPASS_SCRIPT.format(password=SSH_PASSWORD))
+    return path
+
+
+def ssh_env(askpass_path, base=None):
+    """The ssh child's environment: askpass forced (OpenSSH >= 8.4) when a helper is given."""
+    env = dict(os.environ if base is None else base)
+    if askpass_path:
+        env['SSH_ASKPASS'] = askpass_path
+        env['SSH_ASKPASS_REQUIRE'] = 'force'
+    return env
+
+
+class AskpassDir:
+    """A private temporary directory holding the askpass helper; removed on exit."""
+
+    def __init__(self, wanted):
+        self.wanted = wanted
+        self.path = None
+        self._dir = None
+
+    def __enter__(self):
+        if self.wanted:
+            self._dir = tempfile.mkdtemp(prefix='az-webapp-ssh-')
+            self.path = write_askpass(self._dir)
+        return self
+
+    def __exit__(self, *exc):
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def stored_keys(alias, known_hosts):
+    """{(type, base64)} pinned for alias (hashed entries too, through ssh-keygen -F)."""
+    if not os.path.exists(known_hosts):
+        return set()
+    proc = subprocess.run(['ssh-keygen', '-F', alias, '-f', known_hosts], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, check=False)
+    return _key_set(proc.stdout)
+
+
+def offered_keys(port, key_types, timeout=10):
+    """{(type, base64)} the server behind the local port offers, for the given types."""
+    proc = subprocess.run(['ssh-keyscan', '-T', str(timeout), '-t', ','.join(sorted(key_types)), '-p',
+                           str(port), LOOPBACK], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          check=False, timeout=timeout * 3)
+    return _key_set(proc.stdout)
+
+
+def _key_set(text):
+    keys = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and not line.startswith('#'):
+            keys.add((fields[1], fields[2]))
+    return keys
+
+
+def host_key_changed(port, alias, known_hosts):
+    """True when a key is pinned for alias and the server now offers none of the pinned ones."""
+    stored = stored_keys(alias, known_hosts)
+    if not stored:
+        return False
+    offered = offered_keys(port, {kind for kind, _ in stored})
+    return bool(offered) and not offered & stored
+
+
+# ---------------------------------------------------------------------------------------------
+# ssh_config
+
+
+def az_invocation():
+    """How a ProxyCommand runs this az from any directory: its Python with -P (3.11+; -I before),
+    so that the working directory is never put first on sys.path (a source tree there would shadow
+    the installed extension)."""
+    flag = '-P' if sys.version_info >= (3, 11) else '-I'
+    return [sys.executable, flag, '-m', 'azure.cli']
+
+
+def _config_quote(word):
+    """A word for a ProxyCommand line: quoted for sh, with % doubled (ssh's token escape)."""
+    return shlex.quote(word).replace('%', '%%')
+
+
+def proxy_command(resource_group, name, slot=None, instance=None):
+    argv = az_invocation() + ['webapp', 'remote-connection', 'create', '-g', resource_group, '-n', name]
+    if slot:
+        argv += ['--slot', slot]
+    if instance:
+        argv += ['--instance', instance]
+    argv.append('--stdio')
+    return ' '.join(_config_quote(word) for word in argv)
+
+
+def _config_value(value):
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
+def config_block(host, resource_group, name, alias, known_hosts, slot=None, instance=None):
+    """The ``Host`` block (with BEGIN/END markers, so that it can be replaced in place)."""
+    what = f"slot '{slot}' of app '{name}'" if slot else f"app '{name}'"
+    lines = [BLOCK_BEGIN.format(host=host),
+             f"# {what} in resource group '{resource_group}'"
+             + (f", instance '{instance}'" if instance else '') + '.',
+             f"# Password: {SSH_PASSWORD} (built-in images), or add an IdentityFile whose public key is in the "
+             "container's authorized_keys.",
+             f'Host {host}',
+             f'    HostName {host}',
+             f'    User {SSH_USER}',
+             f'    ProxyCommand {proxy_command(resource_group, name, slot, instance)}']
+    lines += [f'    {keyword} {_config_value(value)}' for keyword, value in pinning_options(alias, known_hosts)]
+    lines.append(BLOCK_END.format(host=host))
+    return '\n'.join(lines) + '\n'
+
+
+def merge_block(existing, block, host):
+    """existing ssh_config text with the block for host replaced in place, or appended."""
+    begin, end = BLOCK_BEGIN.format(host=host), BLOCK_END.format(host=host)
+    lines = existing.splitlines(keepends=True)
+    stripped = [line.rstrip('\r\n') for line in lines]
+    if begin in stripped and end in stripped[stripped.index(begin):]:
+        first = stripped.index(begin)
+        last = stripped.index(end, first)
+        return ''.join(lines[:first]) + block + ''.join(lines[last + 1:])
+    if existing and not existing.endswith('\n'):
+        existing += '\n'
+    return existing + ('\n' if existing.strip() else '') + block
+
+
+def update_config_file(path, block, host):
+    """Write the block into path (created 0600, its directory 0700, when missing); returns
+    'added', 'updated' or 'unchanged'."""
+    path = os.path.realpath(os.path.expanduser(path))  # a symlinked config stays a symlink
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        with open(path, encoding='utf-8') as handle:
+            existing = handle.read()
+    except FileNotFoundError:
+        existing = None
+    merged = merge_block(existing or '', block, host)
+    if existing == merged:
+        return 'unchanged'
+    mode = stat.S_IMODE(os.stat(path).st_mode) if existing is not None else 0o600
+    temp = f'{path}.az-{os.getpid()}.tmp'
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+        handle.write(merged)
+    os.replace(temp, path)
+    return 'added' if existing is None or BLOCK_BEGIN.format(host=host) not in existing else 'updated'
