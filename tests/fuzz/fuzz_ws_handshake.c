@@ -1,0 +1,44 @@
+/*
+ * fuzz_ws_handshake.c - arbitrary bytes as the server's answer to the
+ * upgrade request: status line and headers (tn_ws_handshake_rx) in any
+ * split. It must end in "need more", an error, or a count of header bytes
+ * no larger than what it was given.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_stubs.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct tn_engine eng;
+	struct tn_relay r;
+	size_t step, off = 0;
+
+	if (size < 1)
+		return 0;
+	step = (size_t)data[0] % 200 + 1;
+	data++;
+	size--;
+	fuzz_setup(&eng, &r);
+	r.ws_accept = strdup("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+	if (!r.ws_accept)
+		return 0;
+	while (off < size) {
+		size_t n = size - off < step ? size - off : step;
+		ssize_t took = tn_ws_handshake_rx(&r, data + off, n);
+
+		if (took < 0)
+			break;
+		if (took > 0) {
+			if ((size_t)took > n)
+				__builtin_trap();
+			break;
+		}
+		off += n;
+	}
+	free(r.hs_buf);
+	free(r.ws_accept);
+	return 0;
+}
