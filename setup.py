@@ -97,6 +97,9 @@ def _extensions():
         "azext_webapp._native." + _native_loader().platform_tag() + "._tunnel",
         sources=sorted(glob.glob("native/*.c")) + [LWS_STDIO],
         include_dirs=["native"],
+        # Without the headers here a header-only change leaves every object as it was: a module
+        # whose files disagree about struct layouts (seen: garbled error kinds under ASan).
+        depends=sorted(glob.glob("native/*.h")),
         define_macros=[("Py_LIMITED_API", LIMITED_API), ("_GNU_SOURCE", None)],
         extra_compile_args=extra_compile,
         extra_link_args=extra_link,

@@ -1,5 +1,6 @@
 """The set-up contract: two commands from README.md, a clear build error, and re-runs that reuse."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -47,3 +48,24 @@ def test_a_second_run_reuses_what_is_installed():
 def test_each_entry_point_installs_what_it_needs_first(target):
     plan = _make("-n", "-B", target).stdout
     assert "apt-get install" in plan and "pip install" in plan and "build_ext" in plan
+
+
+def test_a_header_change_rebuilds_the_module(tmp_path):
+    # A module whose objects disagree about a struct's layout is worse than no module: a change to
+    # any native header must rebuild it, as a change to a .c file does.
+    for name in ("setup.py", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), tmp_path)
+    shutil.copytree(os.path.join(ROOT, "native"), tmp_path / "native")
+    shutil.copytree(os.path.join(ROOT, "azext_webapp"), tmp_path / "azext_webapp",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    argv = [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", "out", "--build-temp", "tmp"]
+
+    def build():
+        subprocess.run(argv, cwd=tmp_path, check=True, capture_output=True, timeout=300)
+        (module,) = (tmp_path / "out").rglob("_tunnel*.so")
+        return module.stat().st_mtime_ns
+
+    first = build()
+    header = tmp_path / "native" / "tn_err.h"
+    os.utime(header, ns=(first + 10**9, first + 10**9))
+    assert build() > first, "a header change did not rebuild the module"
