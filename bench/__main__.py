@@ -180,10 +180,10 @@ class Bench:
             return
         count = self.args.idle
         with self.way(way) as tunnel:
-            workloads.open_idle(("127.0.0.1", tunnel.port), 1)[0].close()
-            time.sleep(0.2)
-            before = tunnel.rss_bytes()
             try:
+                workloads.open_idle(("127.0.0.1", tunnel.port), 1, timeout=5.0)[0].close()
+                time.sleep(0.2)
+                before = tunnel.rss_bytes()
                 socks = workloads.open_idle(("127.0.0.1", tunnel.port), count, timeout=5.0)
             except (workloads.WorkloadFailed, OSError) as exc:
                 self.record("RSS per idle connection KiB", way, None,
@@ -234,7 +234,11 @@ class Bench:
             for way in WAYS:
                 for _ in range(self.args.repeat):
                     print(f"  {step.__name__:<12} {way:<9}", file=sys.stderr, flush=True)
-                    step(way)
+                    try:
+                        step(way)
+                    except (OSError, workloads.WorkloadFailed) as exc:
+                        # a way in that breaks mid-step is a result, not the end of the run
+                        self.record(f"{step.__name__} completed", way, None, f"{exc.__class__.__name__}: {exc}")
 
 
 def environment():
@@ -274,7 +278,7 @@ def parse_args(argv):
                    default=[1, 10, 100, 1000])
     p.add_argument("--idle", type=int, default=500, help="idle connections held for the RSS figure")
     p.add_argument("--scp-mib", type=int, default=256)
-    p.add_argument("--deadline", type=float, default=20.0,
+    p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds a concurrency run may take before unfinished connections count as lost")
     p.add_argument("--out", default=os.path.join(ROOT, "bench"))
     return p.parse_args(argv)

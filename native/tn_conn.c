@@ -164,35 +164,30 @@ int tn_conn_proxy_send(struct tn_relay *r)
 	return 0;
 }
 
-/* The proxy's answer: 1 when it said 200 (the tunnel is open), 0 while
- * incomplete, -1 (r->err set) on a refusal. Whatever recv() returns is
- * the answer: the proxy relays nothing more until our TLS hello. */
-int tn_conn_proxy_rx(struct tn_relay *r)
+/* Bytes of the proxy's answer: 1 when it said 200 (the tunnel is open), 0
+ * while incomplete, -1 (r->err set) on a refusal or a malformed answer. */
+int tn_conn_proxy_answer(struct tn_relay *r, const char *in, size_t len)
 {
 	const struct tn_config *c = &r->eng->cfg;
 	unsigned int status = 0;
-	ssize_t s;
 
 	if (!r->hs_buf) {
 		r->hs_buf = malloc(TN_HS_MAX + 1);
 		if (!r->hs_buf)
 			return tn_err_set(&r->err, TN_E_INTERNAL, 0, "out of memory");
 	}
-	s = recv(r->ws_fd, r->hs_buf + r->hs_len, TN_HS_MAX - r->hs_len, MSG_DONTWAIT);
-	if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return 0;
-	if (s <= 0)
-		return tn_err_set(&r->err, TN_E_PROXY, 0,
-				  "the proxy %s closed the connection to %s:%d", c->proxy,
-				  c->host, c->port);
-	r->hs_len += (size_t)s;
+	if (len > TN_HS_MAX - r->hs_len)
+		return tn_err_set(&r->err, TN_E_PROXY, 0, "the proxy %s sent an oversized answer",
+				  c->proxy);
+	/* a NUL would hide the end of the header block from strstr() */
+	if (memchr(in, '\0', len))
+		return tn_err_set(&r->err, TN_E_PROXY, 0, "the proxy %s sent a malformed answer",
+				  c->proxy);
+	memcpy(r->hs_buf + r->hs_len, in, len);
+	r->hs_len += len;
 	r->hs_buf[r->hs_len] = '\0';
-	if (!strstr(r->hs_buf, "\r\n\r\n")) {
-		if (r->hs_len >= TN_HS_MAX)
-			return tn_err_set(&r->err, TN_E_PROXY, 0, "the proxy %s sent an oversized answer",
-					  c->proxy);
+	if (!strstr(r->hs_buf, "\r\n\r\n"))
 		return 0;
-	}
 	if (sscanf(r->hs_buf, "HTTP/1.%*1[01] %3u", &status) != 1 || status != 200) {
 		tn_err_set(&r->err, TN_E_PROXY, (int)status,
 			   "the proxy %s refused to CONNECT to %s:%d (HTTP %u)%s", c->proxy,
@@ -204,4 +199,21 @@ int tn_conn_proxy_rx(struct tn_relay *r)
 	r->hs_buf = NULL;
 	r->hs_len = 0;
 	return 1;
+}
+
+/* Reads what the proxy sent so far. Whatever arrives before our TLS hello
+ * is the answer: the proxy relays nothing from the server until then. */
+int tn_conn_proxy_rx(struct tn_relay *r)
+{
+	const struct tn_config *c = &r->eng->cfg;
+	char buf[2048];
+	ssize_t s = recv(r->ws_fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	if (s <= 0)
+		return tn_err_set(&r->err, TN_E_PROXY, 0,
+				  "the proxy %s closed the connection to %s:%d", c->proxy,
+				  c->host, c->port);
+	return tn_conn_proxy_answer(r, buf, (size_t)s);
 }

@@ -186,6 +186,7 @@ int tn_conn_start(struct tn_relay *r);
 int tn_conn_finish(struct tn_relay *r);
 int tn_conn_proxy_send(struct tn_relay *r);
 int tn_conn_proxy_rx(struct tn_relay *r);
+int tn_conn_proxy_answer(struct tn_relay *r, const char *in, size_t len);
 
 /* tn_tls.c */
 int tn_tls_ctx_init(struct tn_engine *eng, struct tn_err *err);

@@ -1,5 +1,5 @@
 """libFuzzer targets for the native code that reads what a server sends: the upgrade answer and the
-WebSocket framing (native/tn_ws.c). Each runs for a bounded time from the committed seed corpus
+WebSocket framing (native/tn_ws.c), and an HTTP proxy's answer to CONNECT (native/tn_conn.c). Each runs for a bounded time from the committed seed corpus
 (tests/fuzz/corpus/<target>/), under ASan and UBSan; a crash, leak or trap fails the test and leaves
 the reproducer in the test's temporary directory.
 
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUZZ = os.path.join(ROOT, "tests", "fuzz")
-TARGETS = ["ws_frames", "ws_handshake", "ws_roundtrip"]
+TARGETS = ["ws_frames", "ws_handshake", "ws_roundtrip", "proxy_answer"]
 SECONDS = int(os.environ.get("WEBAPP_FUZZ_SECONDS", "20"))
 
 
@@ -38,7 +38,8 @@ def fuzz_build(tmp_path_factory):
                 "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
                 "-I", os.path.join(ROOT, "native"), "-I", FUZZ, *cflags,
                 os.path.join(FUZZ, f"fuzz_{target}.c"), os.path.join(FUZZ, "fuzz_stubs.c"),
-                os.path.join(ROOT, "native", "tn_ws.c"), "-lcrypto", "-o", binary]
+                os.path.join(ROOT, "native", "tn_ws.c"), os.path.join(ROOT, "native", "tn_conn.c"),
+                "-lcrypto", "-o", binary]
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0 and "fuzzer" in result.stderr and "cannot find" in result.stderr:
             pytest.skip("libFuzzer runtime missing (Debian: libclang-rt-14-dev)")
