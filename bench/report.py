@@ -103,6 +103,37 @@ def _chart(path, rows):
     return True
 
 
+def _cpu_budget(rows, cores):
+    """What the measured CPU costs allow on this machine, where every process shares the same cores.
+
+    Per GiB moved, the tunnel and the SCM server each spend what the table shows; the client and
+    target spend what the raw way in would need. With all of it on `cores` cores, no run can go
+    faster than cores / (sum of CPU seconds per GiB).
+    """
+    stats = {r[0]: r[1] for r in rows}
+    lines = []
+    for direction in ("download", "upload"):
+        raw = stats.get(f"{direction} MB/s", {}).get("raw")
+        ceilings = {}
+        for way in ("webapp", "reference"):
+            tunnel = stats.get(f"CPU s per GiB ({direction})", {}).get(way)
+            scm = stats.get(f"SCM server CPU s per GiB ({direction})", {}).get(way)
+            if not tunnel or not scm:
+                continue
+            total = tunnel[0] + scm[0]
+            ceilings[way] = (tunnel[0], scm[0], cores / total * (1 << 30) / 1e6)
+        if "webapp" not in ceilings or "reference" not in ceilings:
+            continue
+        web, ref = ceilings["webapp"], ceilings["reference"]
+        lines.append(
+            f"- {direction}: per GiB, the webapp tunnel spends {web[0]:.2f} CPU s and the SCM server "
+            f"{web[1]:.2f} while serving it; the reference spends {ref[0]:.2f} and the SCM server "
+            f"{ref[1]:.2f}. With everything on {cores} cores that caps the webapp path near "
+            f"{web[2]:,.0f} MB/s and the reference path near {ref[2]:,.0f} MB/s"
+            + (f" (raw loopback, no TLS at all: {raw[0]:,.0f} MB/s)." if raw else "."))
+    return lines
+
+
 def write(out_dir, results, notes, env, args, elapsed):
     os.makedirs(out_dir, exist_ok=True)
     rows = summarise(results)
@@ -123,6 +154,14 @@ def write(out_dir, results, notes, env, args, elapsed):
         f"{args.idle} connections open after one echo each; scp copies {args.scp_mib} MiB to the sandbox's sshd.",
         "",
         table,
+        "",
+        "## Where the time goes",
+        "",
+        "Everything runs on one machine: the client and target, the sandbox's SCM server (TLS and",
+        "WebSocket framing, like Azure's front end) and the tunnel share the same cores, so CPU per GiB",
+        "is the figure that carries over to a real network, and the MB/s figures are bounded by it:",
+        "",
+        *(_cpu_budget(rows, os.cpu_count() or 1) or ["- (no bulk figures)"]),
         "",
         "## Machine and versions",
         "",

@@ -71,6 +71,14 @@ def build(force: bool = False) -> Path:
     return BINARY
 
 
+def _server_env(parent_fd: int) -> dict:
+    # A sanitizer runtime preloaded into the tests (tests/sanitize.py) is for the module under
+    # test, not for this uninstrumented server: it would only cost it memory and time.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env["SCM_SERVER_PARENT_FD"] = str(parent_fd)
+    return env
+
+
 def _tail(path: Path, limit: int = 4000) -> str:
     try:
         data = path.read_bytes()
@@ -148,7 +156,7 @@ class ScmServer:
                 self.proc = subprocess.Popen(
                     [str(binary), str(self.config_path)], stdin=subprocess.DEVNULL,
                     stdout=log, stderr=log, pass_fds=(r,), start_new_session=True,
-                    env=dict(os.environ, SCM_SERVER_PARENT_FD=str(r)))
+                    env=_server_env(r))
         except BaseException:
             os.close(w)
             raise

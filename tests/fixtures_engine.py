@@ -1,13 +1,11 @@
 """Fixtures for the engine tests: a real sandbox SCM server (sandbox/scm/scm-server, Contract 2)
 with certificates from sandbox.pki, in front of the targets of tests/engine_targets.py."""
 import base64
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ import pytest
 from tests import engine_targets
 
 ROOT = Path(__file__).resolve().parent.parent
-SCM_SERVER = ROOT / "sandbox" / "scm" / "scm-server"
 
 BASIC_USER, BASIC_PASSWORD = "$engine-site", "publishing-password"
 BEARER_TOKEN = "engine-token"
@@ -33,36 +30,21 @@ def free_port():
 
 
 class ScmServer:
-    """A running scm-server; .url(site) is its https URL, .ca_file the CA to trust."""
+    """The sandbox's scm-server for the engine's sites: .url(site) is its https URL, .ca_file the CA
+    to trust. Launched by sandbox.scm_process, so it never outlives the test process, even one that
+    a sanitizer aborts."""
 
     def __init__(self, workdir, ca_file, sites):
-        self.workdir = Path(workdir)
+        from sandbox.scm_process import ScmServer as Launcher
         self.ca_file = str(ca_file)
-        self.config_path = self.workdir / "scm-config.json"
-        self.ready_path = self.workdir / "scm-ready.json"
-        self.config = {"listen": "127.0.0.1", "ready_file": str(self.ready_path),
-                       "keepalive_seconds": 15, "keepalive_kind": "ping", "sites": sites}
-        self.config_path.write_text(json.dumps(self.config))
-        self.log = open(self.workdir / "scm-server.log", "wb")
-        self.proc = subprocess.Popen([str(SCM_SERVER), str(self.config_path)], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while not self.ready_path.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("scm-server did not start; see " + str(self.workdir / "scm-server.log"))
-            time.sleep(0.05)
-        self.ports = {name: v["port"] for name, v in json.loads(self.ready_path.read_text())["sites"].items()}
+        self._server = Launcher(workdir, sites, start_timeout=20).start()
+        self.ports = {site["name"]: self._server.port(site["name"]) for site in sites}
 
     def url(self, site="engine-site", host="localhost"):
         return f"https://{host}:{self.ports[site]}"
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        self._server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +59,6 @@ def engine_targets_running():
 @pytest.fixture(scope="session")
 def scm(tmp_path_factory, engine_targets_running):
     from sandbox import pki
-    if not SCM_SERVER.exists():
-        subprocess.run(["make", "-s", "-C", str(SCM_SERVER.parent)], check=True)
     work = tmp_path_factory.mktemp("engine-scm")
     ca = pki.make_ca(work / "pki")
     untrusted = pki.make_untrusted_ca(work / "pki-untrusted")
