@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tn_engine.h"
+#include "tn_time.h"
 
 const char *tn_kind_name(enum tn_kind kind)
 {
@@ -252,17 +253,10 @@ void tn_engine_stop(struct tn_engine *eng)
 
 int tn_engine_check(struct tn_engine *eng, int timeout_ms, struct tn_err *err)
 {
-	struct timespec deadline;
+	struct timespec deadline = tn_time_deadline(timeout_ms);
 	uint64_t gen;
 	int rc = 0;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 
 	pthread_mutex_lock(&eng->mu);
 	if (!eng->ctx || atomic_load(&eng->stopping)) {

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "tn_pump.h"
+#include "tn_time.h"
 
 #define TN_PUMP_BUF	(64 * 1024)	/* per direction */
 
@@ -259,16 +260,9 @@ int tn_pump_start(struct tn_pump **out, int in_fd, int out_fd, int *peer_fd, str
 
 int tn_pump_wait(struct tn_pump *p, int timeout_ms)
 {
-	struct timespec deadline;
+	struct timespec deadline = tn_time_deadline(timeout_ms);
 	int rc = 0, done;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&p->mu);
 	while (!p->done && rc != ETIMEDOUT)
 		rc = pthread_cond_timedwait(&p->cv, &p->mu, &deadline);
