@@ -167,6 +167,10 @@ def write(out_dir, results, notes, env, args, elapsed):
         "",
     ]
     doc += [f"- {k}: {v}" for k, v in env.items()]
+    notes_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
+    if os.path.exists(notes_path):    # the analysis a person wrote after reading these figures
+        with open(notes_path, encoding="utf-8") as f:
+            doc += ["", f.read().rstrip()]
     if has_chart:
         doc += ["", "![chart](results.png)"]
     with open(os.path.join(out_dir, "RESULTS.md"), "w", encoding="utf-8") as f:
