@@ -47,6 +47,18 @@ def recv_exact(sock, n):
     return bytes(buf)
 
 
+def pipe(src, dst):
+    """Copy src to dst until EOF or an error on either side (a relay leg in a test)."""
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+
+
 class _Server:
     def __init__(self):
         self.sock = socket.create_server(("127.0.0.1", 0), backlog=2048)
@@ -108,14 +120,21 @@ class EchoServer(_Server):
         sel.close()
 
 
-class StreamServer(_Server):
+class _AcceptingServer(_Server):
+    """Calls self._handle(conn) for every accepted connection, on the accepting thread."""
+
     def _run(self):
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self._handle(conn)
+
+
+class StreamServer(_AcceptingServer):
+    def _handle(self, conn):
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     @staticmethod
     def _serve(conn):
@@ -146,14 +165,10 @@ class StreamServer(_Server):
             conn.close()
 
 
-class CloserServer(_Server):
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                conn.sendall(b"bye\n")
-            finally:
-                conn.close()
+class CloserServer(_AcceptingServer):
+    @staticmethod
+    def _handle(conn):
+        try:
+            conn.sendall(b"bye\n")
+        finally:
+            conn.close()

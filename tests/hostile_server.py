@@ -26,6 +26,8 @@ import ssl
 import struct
 import threading
 
+from tests import engine_targets
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 FRAME_BEHAVIOURS = {
@@ -139,13 +141,7 @@ class HostileServer:
 
         def pump(src, dst):
             try:
-                while True:
-                    data = src.recv(65536)
-                    if not data:
-                        break
-                    dst.sendall(data)
-            except OSError:
-                pass
+                engine_targets.pipe(src, dst)
             finally:
                 for s in (src, dst):
                     try:

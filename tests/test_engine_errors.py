@@ -6,6 +6,7 @@ import time
 import pytest
 
 from azext_webapp import tunnel
+from tests import engine_targets
 from tests.fixtures_engine import BASIC_USER, basic_auth, free_port
 
 SECRET = "s3cret-never-shown"
@@ -210,19 +211,8 @@ class _ConnectProxy(threading.Thread):
             with socket.create_connection((host, int(port))) as up:
                 conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 for a, b in ((conn, up), (up, conn)):
-                    threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+                    threading.Thread(target=engine_targets.pipe, args=(a, b), daemon=True).start()
                 time.sleep(3)
-
-
-def _pipe(src, dst):
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
 
 
 @pytest.mark.parametrize("status", [200, 403])
