@@ -12,9 +12,20 @@ import selectors
 import socket
 import struct
 import threading
+import time
 
 BLOCK = 1 << 20
 _BASE = random.Random(20240601).randbytes(BLOCK)
+
+
+def wait_for(predicate, timeout=10.0):
+    """The engine's counters and events trail the bytes a client sees: poll, never assume."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
 
 
 def stream_blocks(total):

@@ -34,6 +34,8 @@ def test_server_keepalives_are_tolerated_and_the_idle_session_goes_on(chatty_scm
             time.sleep(3.5)     # several server keep-alives and client pings cross the idle WebSocket
             c.sendall(b"after idle")
             assert engine_targets.recv_exact(c, 10) == b"after idle"
+        # the counters are final once the relay has closed, not when the client has its bytes
+        assert engine_targets.wait_for(lambda: t.stats()["open"] == 0)
         stats = t.stats()
         assert stats["failures"] == 0
         assert stats["bytes_up"] == 21 and stats["bytes_down"] == 21   # keep-alives carry no data

@@ -7,16 +7,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests import engine_targets
+from tests.engine_targets import wait_for
 from tests.fixtures_engine import BEARER_TOKEN, CLOSER_PORT, STREAM_PORT
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_echo_and_events(make_tunnel):
