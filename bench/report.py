@@ -131,6 +131,28 @@ def _cpu_budget(rows, cores):
             f"{ref[1]:.2f}. With everything on {cores} cores that caps the webapp path near "
             f"{web[2]:,.0f} MB/s and the reference path near {ref[2]:,.0f} MB/s"
             + (f" (raw loopback, no TLS at all: {raw[0]:,.0f} MB/s)." if raw else "."))
+    lines += _scm_headroom(stats)
+    return lines
+
+
+def _scm_headroom(stats):
+    """What one core of the SCM server sustains, from its CPU cost per GiB while serving each
+    client, against what that client reached: the sandbox must never be what limits a benchmark."""
+    lines = []
+    for direction in ("download", "upload"):
+        speeds = stats.get(f"{direction} MB/s", {})
+        costs = stats.get(f"SCM server CPU s per GiB ({direction})", {})
+        parts = []
+        for way, label in (("webapp", "webapp"), ("reference", "the reference")):
+            cost, speed = costs.get(way), speeds.get(way)
+            if not cost or not cost[0] or not speed or not speed[0]:
+                continue
+            capacity = (1 << 30) / cost[0] / 1e6
+            parts.append(f"serving {label} it spends {cost[0]:.2f} CPU s per GiB, so one core of it "
+                         f"sustains {capacity:,.0f} MB/s, {capacity / speed[0]:.1f}x the "
+                         f"{speed[0]:,.0f} MB/s {label} reached")
+        if parts:
+            lines.append(f"- SCM server headroom, {direction}: " + "; ".join(parts) + ".")
     return lines
 
 

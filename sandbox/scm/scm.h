@@ -1,13 +1,21 @@
 /*
  * scm.h - shared types and module interfaces of the sandbox SCM server.
  *
+ * One thread accepts on every site's TLS listener; each connection then has
+ * a thread of its own (plain HTTP first, perhaps a tunnel after the upgrade),
+ * so no connection waits on another and a tunnel's data path is a tight loop
+ * over two non-blocking sockets.
+ *
  * Modules (one prefix each):
- *   scm_main.c    main_    process set-up, lws context and vhosts, signals
+ *   scm_main.c    main_    process set-up, listeners, accept loop, signals
  *   scm_config.c  config_  the config file: load, reload, routing look-ups
  *   scm_json.c    json_    the JSON reader used by config_
  *   scm_ready.c   ready_   the ready file (atomic write)
  *   scm_auth.c    auth_    Basic / Bearer checks
- *   scm_http.c    http_    plain HTTP: GetStatus, /api/settings, refusals
+ *   scm_tls.c     tls_     per-site TLS contexts and socket I/O over TLS
+ *   scm_http.c    http_    a connection's requests: GetStatus, /api/settings,
+ *                          refusals, the WebSocket upgrade
+ *   scm_ws.c      ws_      RFC 6455 server-side framing
  *   scm_probe.c   probe_   "can reach port": a real TCP connect
  *   scm_relay.c   relay_   the WebSocket <-> container-port data path
  */
@@ -15,14 +23,27 @@
 #define SCM_H
 
 #include <stddef.h>
-#include <libwebsockets.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
 
 #define SCM_TUNNEL_PATH "/AppServiceTunnel/Tunnel.ashx"
-#define SCM_TARGET_HOST "127.0.0.1"
 /* The real server's default read size from the container port. */
 #define SCM_DEFAULT_READ 65536
-/* Largest AppsvcTunnelBuffer honoured; also sizes lws's per-thread buffer. */
+/* Largest AppsvcTunnelBuffer honoured. */
 #define SCM_MAX_READ (256 * 1024)
+
+/* Log levels, the bits of SCM_SERVER_LOG (errors and warnings by default). */
+#define SCM_LOG_ERR 1
+#define SCM_LOG_WARN 2
+#define SCM_LOG_NOTICE 4
+extern int scm_log_mask;
+#define scm_log(level, ...) \
+	do { \
+		if (scm_log_mask & (level)) \
+			fprintf(stderr, "scm-server: " __VA_ARGS__); \
+	} while (0)
 
 struct scm_instance {
 	char *name;
@@ -47,7 +68,8 @@ struct scm_site {
 	char *name;
 	char *cert, *key;
 
-	/* Mutable: replaced in place by SIGHUP (config_reload). */
+	/* Mutable: replaced in place by SIGHUP (config_reload), so read them
+	 * only between config_read_begin() and config_read_end(). */
 	char *basic_user, *basic_password;	/* NULL: Basic disabled */
 	char **bearer;
 	size_t nbearer;
@@ -59,14 +81,15 @@ struct scm_site {
 	size_t ninstances;
 
 	/* Runtime. */
-	struct lws_vhost *vhost;
+	SSL_CTX *tls;
+	int listen_fd;
 	int port;				/* bound listener port */
 };
 
 struct scm_config {
 	char *listen;
 	char *ready_file;
-	int keepalive_seconds;
+	int keepalive_seconds;	/* mutable, like the site fields */
 	int keepalive_pong;	/* 1: unsolicited Pong, 0: Ping */
 	struct scm_site *sites;
 	size_t nsites;
@@ -78,6 +101,8 @@ int config_load(const char *path, struct scm_config *cfg, char *err,
 int config_reload(struct scm_config *cur, const char *path, char *err,
 		  size_t errlen);
 void config_free(struct scm_config *cfg);
+void config_read_begin(void);
+void config_read_end(void);
 const struct scm_instance *config_route(const struct scm_site *site,
 					const char *affinity);
 int config_loopback_port(const struct scm_instance *inst, int container_port);
@@ -87,44 +112,49 @@ const char *config_state(const struct scm_site *site);
 int ready_write(const struct scm_config *cfg, unsigned long generation,
 		const char *error);
 
-/* scm_auth.c */
+/* scm_auth.c (under config_read_begin) */
 int auth_check(const struct scm_site *site, const char *authorization);
 
 /* scm_probe.c */
 int probe_tcp(int port, int timeout_ms);
+int probe_connect(int port, int timeout_ms);
 
-/* Routing of a tunnel request: instance by ARRAffinity, port by
- * AppsvcTunnelPort, read size by AppsvcTunnelBuffer. */
+/* scm_tls.c: blocking-style calls take a timeout; the relay's are
+ * non-blocking and report what to wait for (POLLIN / POLLOUT). */
+int tls_site_init(struct scm_site *site, char *err, size_t errlen);
+SSL *tls_accept(SSL_CTX *ctx, int fd, int timeout_ms);
+ssize_t tls_read(SSL *ssl, int fd, void *buf, size_t len, int timeout_ms);
+int tls_write_all(SSL *ssl, int fd, const void *buf, size_t len,
+		  int timeout_ms);
+ssize_t tls_read_nb(SSL *ssl, void *buf, size_t len, short *wait);
+ssize_t tls_write_nb(SSL *ssl, const void *buf, size_t len, short *wait);
+void tls_close(SSL *ssl, int fd, int notify);
+
+/* Where a tunnel goes: instance by ARRAffinity, port by AppsvcTunnelPort,
+ * message size by AppsvcTunnelBuffer. */
 struct scm_route {
 	int container_port;
 	int loopback_port;	/* -1: cannot reach (no mapping) */
 	size_t read_size;
 };
 
-#define SCM_HTTP_BODY_MAX 256
-
-/* Per connection of protocol[0]: used as HTTP first, maybe WS later. */
-struct scm_pss {
-	char body[SCM_HTTP_BODY_MAX];	/* pending response body */
-	size_t body_len;
-	struct scm_route route;		/* set when a WebSocket is accepted */
-	void *relay;			/* struct relay, owned by scm_relay.c */
+/* One accepted connection; its thread owns it. */
+struct scm_conn {
+	int fd;
+	SSL *ssl;
+	struct scm_site *site;
+	const struct scm_config *cfg;
+	int abort;	/* end without close_notify (the "drop" fault) */
 };
 
-/* scm_http.c: the callback of each vhost's first protocol (HTTP and WS). */
-int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		  void *user, void *in, size_t len);
-int http_route(struct lws *wsi, const struct scm_site *site,
-	       struct scm_route *route);
+/* scm_http.c: the thread of one connection (arg: struct scm_conn *). */
+void *http_thread(void *arg);
 
-/* scm_relay.c (keep-alive settings come from the context user, the config) */
-int relay_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		      struct scm_site *site, const struct scm_route *route,
-		      void **relay_slot, void *in, size_t len);
-int relay_target_callback(struct lws *wsi, enum lws_callback_reasons reason,
-			  void *user, void *in, size_t len);
+/* scm_relay.c */
+int relay_init(void);
+void relay_run(struct scm_conn *c, const struct scm_route *route,
+	       const unsigned char *early, size_t early_len);
 void relay_end_all(void);
 size_t relay_open_count(void);
-extern const lws_retry_bo_t relay_idle_policy;
 
 #endif

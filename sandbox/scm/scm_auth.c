@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+
 /* Compares without an early exit so timing does not leak the prefix. */
 static int
 auth_equal(const char *a, size_t alen, const char *b)
@@ -20,27 +22,46 @@ auth_equal(const char *a, size_t alen, const char *b)
 	return !d;
 }
 
+/* Decodes standard base64 (padding required) into out; -1 if malformed. */
+static int
+auth_b64_decode(const char *in, unsigned char *out)
+{
+	size_t len = strlen(in);
+	int n;
+
+	if (!len || len % 4)
+		return -1;
+	n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+	if (n < 0)
+		return -1;
+	/* EVP_DecodeBlock counts the padding as zero bytes */
+	if (in[len - 1] == '=')
+		n--;
+	if (in[len - 2] == '=')
+		n--;
+	return n;
+}
+
 static int
 auth_basic(const struct scm_site *site, const char *b64)
 {
-	size_t want, ulen;
-	char *dec, *colon;
-	int n, ok;
+	unsigned char *dec;
+	char *colon;
+	size_t ulen;
+	int n, ok = 0;
 
 	if (!site->basic_user)
 		return 0;	/* Basic disabled for this site */
-	want = strlen(b64) + 4;
-	dec = malloc(want);
+	dec = malloc(strlen(b64) / 4 * 3 + 4);
 	if (!dec)
 		return 0;
-	n = lws_b64_decode_string(b64, dec, (int)want);
-	ok = 0;
+	n = auth_b64_decode(b64, dec);
 	if (n > 0) {
 		dec[n] = '\0';
 		colon = memchr(dec, ':', (size_t)n);
-		if (colon) {
-			ulen = (size_t)(colon - dec);
-			ok = auth_equal(dec, ulen, site->basic_user) &
+		if (colon && !memchr(dec, '\0', (size_t)n)) {
+			ulen = (size_t)(colon - (char *)dec);
+			ok = auth_equal((char *)dec, ulen, site->basic_user) &
 			     auth_equal(colon + 1, strlen(colon + 1),
 					site->basic_password);
 		}

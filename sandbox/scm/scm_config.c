@@ -5,19 +5,35 @@
  *
  * Sites live in one array for the process lifetime: listeners and open
  * relays point at them, so a reload swaps field values in place instead of
- * replacing the array.
+ * replacing the array.  Connection threads read those fields under the read
+ * side of config_lock; the reload holds the write side.
  */
 #include "scm.h"
 #include "scm_json.h"
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
 #define CONFIG_MAX_BYTES (4 * 1024 * 1024)
+
+static pthread_rwlock_t config_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+void
+config_read_begin(void)
+{
+	pthread_rwlock_rdlock(&config_lock);
+}
+
+void
+config_read_end(void)
+{
+	pthread_rwlock_unlock(&config_lock);
+}
 
 static char *
 config_strdup(const struct json *j, const char *what, char *err, size_t errlen)
@@ -381,6 +397,7 @@ config_reload(struct scm_config *cur, const char *path, char *err,
 
 	if (config_load(path, &next, err, errlen))
 		return -1;
+	pthread_rwlock_wrlock(&config_lock);
 	for (i = 0; i < cur->nsites; i++) {
 		struct scm_site *a = &cur->sites[i], *b = NULL;
 
@@ -388,8 +405,8 @@ config_reload(struct scm_config *cur, const char *path, char *err,
 			if (!strcmp(next.sites[k].name, a->name))
 				b = &next.sites[k];
 		if (!b) {
-			lwsl_warn("reload: site %s missing, kept as is\n",
-				  a->name);
+			scm_log(SCM_LOG_WARN, "reload: site %s missing, kept "
+				"as is\n", a->name);
 			continue;
 		}
 		/* Swap so that freeing `next` frees the old values. */
@@ -406,6 +423,7 @@ config_reload(struct scm_config *cur, const char *path, char *err,
 	}
 	cur->keepalive_seconds = next.keepalive_seconds;
 	cur->keepalive_pong = next.keepalive_pong;
+	pthread_rwlock_unlock(&config_lock);
 	config_free(&next);
 	return 0;
 }

@@ -1,89 +1,94 @@
 /*
- * scm_http.c - the request side of a site's listener: auth, the plain
- * requests of PROTOCOL.md section 2 (GetStatus v1/v2, 400 for anything else
- * on the tunnel path, /api/settings), refusals of the WebSocket upgrade, and
- * routing (ARRAffinity, AppsvcTunnelPort, AppsvcTunnelBuffer).  Established
- * WebSockets are handed to scm_relay.c.
+ * scm_http.c - one connection's thread: the TLS handshake, then HTTP/1.1
+ * requests (keep-alive) until the client leaves or upgrades to the tunnel.
  *
- * Bodies are small; headers go out from the request callback and the body
- * from HTTP_WRITEABLE, as lws requires.
+ * Plain requests (PROTOCOL.md section 2): GetStatus v1/v2, 400 for anything
+ * else on the tunnel path, /api/settings, 404 elsewhere, 401 with a Basic
+ * challenge without accepted credentials.  The upgrade is refused the same
+ * way (or with the site's "refuse" fault) or accepted with 101, routed
+ * (ARRAffinity, AppsvcTunnelPort, AppsvcTunnelBuffer) and handed to
+ * scm_relay.c on this same thread.
  */
 #include "scm.h"
+#include "scm_ws.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define HTTP_BODY_MAX SCM_HTTP_BODY_MAX
+#define HTTP_HEAD_MAX (32 * 1024)	/* JWT bearer tokens are long */
+#define HTTP_BODY_DISCARD_MAX (1024 * 1024)
+#define HTTP_HANDSHAKE_MS 10000
+#define HTTP_IDLE_MS 60000		/* between keep-alive requests */
+#define HTTP_REQUEST_MS 10000		/* to finish a started request */
 #define HTTP_PROBE_TIMEOUT_MS 2000
 #define HTTP_UNREACHABLE "Unable to connect to WebApp"
+#define HTTP_BODY_MAX 256
 
-/*
- * Status line + headers; with a body, the body waits for WRITEABLE.
- * in_upgrade: lws completes the transaction itself after CONFIRM_UPGRADE.
- */
-static int
-http_respond(struct lws *wsi, struct scm_pss *pss, unsigned int status,
-	     const char *ctype, const char *body, int challenge, int in_upgrade)
+struct http_request {
+	char *method, *path, *query;	/* point into the head buffer */
+	int http10;
+	const char *authorization, *upgrade, *connection, *ws_key,
+		   *ws_version, *tunnel_port, *tunnel_buffer, *transfer;
+	char cookie[4096];		/* every Cookie header, joined */
+	long long content_length;
+};
+
+static const char *
+http_reason(unsigned status)
 {
-	static const char realm[] = "Basic realm=\"site\"";
-	unsigned char buf[LWS_PRE + 1024];
-	unsigned char *start = buf + LWS_PRE, *p = start;
-	unsigned char *end = buf + sizeof(buf) - 1;
+	switch (status) {
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 413: return "Payload Too Large";
+	case 426: return "Upgrade Required";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Status";
+	}
+}
+
+/* 0 sent; -1 the connection is unusable. */
+static int
+http_respond(struct scm_conn *c, unsigned status, const char *ctype,
+	     const char *body, int challenge, int closing)
+{
+	char buf[1024 + HTTP_BODY_MAX];
 	size_t blen = body ? strlen(body) : 0;
+	int n;
 
-	if (blen >= HTTP_BODY_MAX || (blen && in_upgrade))
+	n = snprintf(buf, sizeof(buf),
+		     "HTTP/1.1 %u %s\r\n%s%s%sContent-Length: %zu\r\n%s%s\r\n%s",
+		     status, http_reason(status),
+		     ctype ? "Content-Type: " : "", ctype ? ctype : "",
+		     ctype ? "\r\n" : "", blen,
+		     challenge ? "WWW-Authenticate: Basic realm=\"site\"\r\n"
+			       : "",
+		     closing ? "Connection: close\r\n" : "",
+		     body ? body : "");
+	if (n < 0 || (size_t)n >= sizeof(buf))
 		return -1;
-	if (lws_add_http_common_headers(wsi, status, ctype, blen, &p, end))
-		return -1;
-	if (challenge &&
-	    lws_add_http_header_by_name(wsi,
-					(const unsigned char *)"www-authenticate:",
-					(const unsigned char *)realm,
-					(int)sizeof(realm) - 1, &p, end))
-		return -1;
-	if (lws_finalize_write_http_header(wsi, start, &p, end))
-		return -1;
-	if (in_upgrade)
-		return 1;	/* "headers sent": lws does the rest */
-	if (!blen)
-		return lws_http_transaction_completed(wsi) ? -1 : 0;
-	memcpy(pss->body, body, blen);
-	pss->body_len = blen;
-	lws_callback_on_writable(wsi);
-	return 0;
+	return tls_write_all(c->ssl, c->fd, buf, (size_t)n, HTTP_REQUEST_MS);
 }
 
 static int
-http_write_body(struct lws *wsi, struct scm_pss *pss)
+http_authorized(const struct scm_conn *c, const struct http_request *rq)
 {
-	unsigned char buf[LWS_PRE + HTTP_BODY_MAX];
-	size_t n = pss->body_len;
-
-	if (!n)
-		return 0;
-	memcpy(buf + LWS_PRE, pss->body, n);
-	pss->body_len = 0;
-	if (lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_FINAL) < (int)n)
-		return -1;
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
-static int
-http_authorized(struct lws *wsi, const struct scm_site *site)
-{
-	int len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-	char *v;
 	int ok;
 
-	if (len <= 0)
-		return 0;
-	v = malloc((size_t)len + 1);
-	if (!v)
-		return 0;
-	ok = lws_hdr_copy(wsi, v, len + 1, WSI_TOKEN_HTTP_AUTHORIZATION) >= 0 &&
-	     auth_check(site, v);
-	free(v);
+	config_read_begin();
+	ok = auth_check(c->site, rq->authorization);
+	config_read_end();
 	return ok;
 }
 
@@ -93,63 +98,52 @@ http_is_tunnel_path(const char *path)
 	return !strncasecmp(path, SCM_TUNNEL_PATH, strlen(SCM_TUNNEL_PATH));
 }
 
-/* The query string as "a&b=c" (lws keeps each argument as a fragment). */
+/* Decodes %XX in place (the path and the query, as lws used to). */
 static void
-http_query(struct lws *wsi, char *q, size_t qlen)
+http_unescape(char *s)
 {
-	char frag[512];
-	size_t used = 0;
-	int i, n;
+	char *o = s;
 
-	q[0] = '\0';
-	for (i = 0; ; i++) {
-		n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
-					  WSI_TOKEN_HTTP_URI_ARGS, i);
-		if (n < 0)
-			break;
-		if (used + (size_t)n + 2 > qlen)
-			break;	/* longer than any query we care about */
-		if (used)
-			q[used++] = '&';
-		memcpy(q + used, frag, (size_t)n);
-		used += (size_t)n;
-		q[used] = '\0';
+	for (; *s; s++) {
+		if (*s == '%' && isxdigit((unsigned char)s[1]) &&
+		    isxdigit((unsigned char)s[2])) {
+			char hex[3] = { s[1], s[2], 0 };
+
+			*o++ = (char)strtol(hex, NULL, 16);
+			s += 2;
+		} else {
+			*o++ = *s;
+		}
 	}
+	*o = '\0';
 }
 
-/* Integer value of a custom header, or dflt when absent or malformed. */
+/* Integer value of a header, or dflt when absent or malformed. */
 static long
-http_custom_int(struct lws *wsi, const char *lname, long lo, long hi,
-		long dflt)
+http_int(const char *v, long lo, long hi, long dflt)
 {
-	char v[32], *p, *endp;
+	char *end;
 	long n;
 
-	if (lws_hdr_custom_copy(wsi, v, sizeof(v), lname,
-				(int)strlen(lname)) <= 0)
+	if (!v)
 		return dflt;
-	for (p = v; *p == ' ' || *p == '\t'; p++)
-		;
-	n = strtol(p, &endp, 10);
-	while (*endp == ' ' || *endp == '\t')
-		endp++;
-	if (endp == p || *endp || n < lo || n > hi)
+	n = strtol(v, &end, 10);
+	while (*end == ' ' || *end == '\t')
+		end++;
+	if (end == v || *end || n < lo || n > hi)
 		return dflt;
 	return n;
 }
 
-/* ARRAffinity value from the Cookie header(s) into out, or "" */
+/* ARRAffinity value from the cookies into out, or "" */
 static void
-http_affinity(struct lws *wsi, char *out, size_t outlen)
+http_affinity(const char *cookie, char *out, size_t outlen)
 {
 	static const char name[] = "ARRAffinity=";
-	char cookie[4096], *p;
+	const char *p;
 	size_t n;
 
 	out[0] = '\0';
-	if (lws_hdr_copy(wsi, cookie, sizeof(cookie),
-			 WSI_TOKEN_HTTP_COOKIE) <= 0)
-		return;
 	for (p = cookie; *p; ) {
 		while (*p == ' ' || *p == ';' || *p == ',')
 			p++;
@@ -166,136 +160,291 @@ http_affinity(struct lws *wsi, char *out, size_t outlen)
 	}
 }
 
-int
-http_route(struct lws *wsi, const struct scm_site *site,
+/* Under config_read_begin. */
+static void
+http_route(const struct scm_site *site, const struct http_request *rq,
 	   struct scm_route *route)
 {
 	const struct scm_instance *inst;
 	char affinity[256];
 
-	http_affinity(wsi, affinity, sizeof(affinity));
+	http_affinity(rq->cookie, affinity, sizeof(affinity));
 	inst = config_route(site, affinity[0] ? affinity : NULL);
-	route->container_port = (int)http_custom_int(wsi, "appsvctunnelport:",
-						     1, 65535,
-						     site->default_port);
+	route->container_port = (int)http_int(rq->tunnel_port, 1, 65535,
+					      site->default_port);
 	route->loopback_port = config_loopback_port(inst,
 						    route->container_port);
-	route->read_size = (size_t)http_custom_int(wsi, "appsvctunnelbuffer:",
-						   1, SCM_MAX_READ,
-						   SCM_DEFAULT_READ);
-	return 0;
+	route->read_size = (size_t)http_int(rq->tunnel_buffer, 1,
+					    SCM_MAX_READ, SCM_DEFAULT_READ);
 }
 
 static int
-http_get_status(struct lws *wsi, struct scm_pss *pss,
-		const struct scm_site *site, int v2)
+http_get_status(struct scm_conn *c, const struct http_request *rq, int v2,
+		int closing)
 {
 	struct scm_route route;
-	char body[HTTP_BODY_MAX];
+	char body[HTTP_BODY_MAX], state[32];
 	int ok;
 
-	http_route(wsi, site, &route);
+	config_read_begin();
+	http_route(c->site, rq, &route);
+	snprintf(state, sizeof(state), "%s", config_state(c->site));
+	config_read_end();
 	ok = route.loopback_port > 0 &&
 	     probe_tcp(route.loopback_port, HTTP_PROBE_TIMEOUT_MS);
 	if (v2)
 		snprintf(body, sizeof(body), "{\"port\":%d,\"state\":\"%s\","
 			 "\"canReachPort\":%s,\"msg\":\"%s\"}",
-			 route.container_port, config_state(site),
-			 ok ? "true" : "false", ok ? "" : HTTP_UNREACHABLE);
+			 route.container_port, state, ok ? "true" : "false",
+			 ok ? "" : HTTP_UNREACHABLE);
 	else if (ok)
 		snprintf(body, sizeof(body), "SUCCESS:%d",
 			 route.container_port);
 	else
 		snprintf(body, sizeof(body), "FAILURE:%d:" HTTP_UNREACHABLE,
 			 route.container_port);
-	return http_respond(wsi, pss, 200,
-			    v2 ? "application/json; charset=utf-8"
-			       : "text/plain; charset=utf-8",
-			    body, 0, 0);
+	return http_respond(c, 200, v2 ? "application/json; charset=utf-8"
+				       : "text/plain; charset=utf-8",
+			    body, 0, closing);
 }
 
 static int
-http_request(struct lws *wsi, struct scm_pss *pss,
-	     const struct scm_site *site, const char *path)
+http_plain(struct scm_conn *c, const struct http_request *rq, int closing)
 {
-	char q[2048];
-
-	if (!http_authorized(wsi, site))
-		return http_respond(wsi, pss, 401, NULL, NULL, 1, 0);
-	if (http_is_tunnel_path(path)) {
-		http_query(wsi, q, sizeof(q));
-		if (strcasestr(q, "getstatus"))
-			return http_get_status(wsi, pss, site,
-					       strcasestr(q, "getstatusapiver=2")
-					       != NULL);
-		return http_respond(wsi, pss, 400, NULL, NULL, 0, 0);
+	if (!http_authorized(c, rq))
+		return http_respond(c, 401, NULL, NULL, 1, closing);
+	if (http_is_tunnel_path(rq->path)) {
+		if (rq->query && strcasestr(rq->query, "getstatus"))
+			return http_get_status(c, rq,
+					       strcasestr(rq->query,
+							  "getstatusapiver=2")
+					       != NULL, closing);
+		return http_respond(c, 400, NULL, NULL, 0, closing);
 	}
-	if (!strcasecmp(path, "/api/settings"))
-		return http_respond(wsi, pss, 200,
-				    "application/json; charset=utf-8", "{}", 0,
-				    0);
-	return http_respond(wsi, pss, 404, NULL, NULL, 0, 0);
+	if (!strcasecmp(rq->path, "/api/settings"))
+		return http_respond(c, 200, "application/json; charset=utf-8",
+				    "{}", 0, closing);
+	return http_respond(c, 404, NULL, NULL, 0, closing);
 }
 
-/* 0: let the upgrade proceed; 1: refused (response sent); -1: hang up. */
-static int
-http_confirm_upgrade(struct lws *wsi, struct scm_pss *pss,
-		     const struct scm_site *site, const char *upgrade)
+/* Refuses (and returns) or runs the tunnel to its end. */
+static void
+http_upgrade(struct scm_conn *c, const struct http_request *rq,
+	     const unsigned char *early, size_t early_len)
 {
-	char uri[1024];
-	unsigned int status;
+	struct scm_route route;
+	struct scm_fault fault;
+	char accept[29], resp[256];
+	int n;
 
-	if (!upgrade || strcasecmp(upgrade, "websocket"))
-		return 0;
-	if (!http_authorized(wsi, site))
-		return http_respond(wsi, pss, 401, NULL, NULL, 1, 1);
-	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
-	    !http_is_tunnel_path(uri))
-		return http_respond(wsi, pss, 404, NULL, NULL, 0, 1);
-	if (site->fault.kind == SCM_FAULT_REFUSE) {
-		status = (unsigned int)site->fault.value;
-		return http_respond(wsi, pss, status, NULL, NULL, status == 401,
-				    1);
+	if (strcmp(rq->method, "GET") || !rq->ws_key ||
+	    !rq->ws_version || strcmp(rq->ws_version, "13") ||
+	    ws_accept_key(rq->ws_key, accept)) {
+		http_respond(c, 400, NULL, NULL, 0, 1);
+		return;
+	}
+	if (!http_authorized(c, rq)) {
+		http_respond(c, 401, NULL, NULL, 1, 1);
+		return;
+	}
+	if (!http_is_tunnel_path(rq->path)) {
+		http_respond(c, 404, NULL, NULL, 0, 1);
+		return;
+	}
+	config_read_begin();
+	fault = c->site->fault;
+	http_route(c->site, rq, &route);
+	config_read_end();
+	if (fault.kind == SCM_FAULT_REFUSE) {
+		http_respond(c, (unsigned)fault.value, NULL, NULL,
+			     fault.value == 401, 1);
+		return;
+	}
+	n = snprintf(resp, sizeof(resp),
+		     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+		     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+		     accept);
+	if (tls_write_all(c->ssl, c->fd, resp, (size_t)n, HTTP_REQUEST_MS))
+		return;
+	relay_run(c, &route, early, early_len);
+}
+
+static char *
+http_trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+		*--e = '\0';
+	return s;
+}
+
+/* Parses the head (NUL-terminated, without the final CRLF CRLF) in place. */
+static int
+http_parse(char *head, struct http_request *rq)
+{
+	char *line, *next, *colon, *name, *value, *version, *q;
+	size_t used;
+
+	memset(rq, 0, sizeof(*rq));
+	next = strstr(head, "\r\n");
+	if (next) {
+		*next = '\0';
+		next += 2;
+	}
+	rq->method = head;
+	rq->path = strchr(head, ' ');
+	if (!rq->path)
+		return -1;
+	*rq->path++ = '\0';
+	version = strchr(rq->path, ' ');
+	if (!version)
+		return -1;
+	*version++ = '\0';
+	if (strncmp(version, "HTTP/1.", 7) || rq->path[0] != '/')
+		return -1;
+	rq->http10 = !strcmp(version, "HTTP/1.0");
+	q = strchr(rq->path, '?');
+	if (q) {
+		*q++ = '\0';
+		rq->query = q;
+		http_unescape(rq->query);
+	}
+	http_unescape(rq->path);
+	for (line = next; line && *line; line = next) {
+		next = strstr(line, "\r\n");
+		if (next) {
+			*next = '\0';
+			next += 2;
+		}
+		colon = strchr(line, ':');
+		if (!colon || colon == line)
+			return -1;
+		*colon = '\0';
+		name = line;
+		value = http_trim(colon + 1);
+		if (!strcasecmp(name, "authorization"))
+			rq->authorization = value;
+		else if (!strcasecmp(name, "upgrade"))
+			rq->upgrade = value;
+		else if (!strcasecmp(name, "connection"))
+			rq->connection = value;
+		else if (!strcasecmp(name, "sec-websocket-key"))
+			rq->ws_key = value;
+		else if (!strcasecmp(name, "sec-websocket-version"))
+			rq->ws_version = value;
+		else if (!strcasecmp(name, "appsvctunnelport"))
+			rq->tunnel_port = value;
+		else if (!strcasecmp(name, "appsvctunnelbuffer"))
+			rq->tunnel_buffer = value;
+		else if (!strcasecmp(name, "transfer-encoding"))
+			rq->transfer = value;
+		else if (!strcasecmp(name, "content-length"))
+			rq->content_length = http_int(value, 0, 1L << 40, -1);
+		else if (!strcasecmp(name, "cookie")) {
+			used = strlen(rq->cookie);
+			snprintf(rq->cookie + used, sizeof(rq->cookie) - used,
+				 "%s%s", used ? "; " : "", value);
+		}
 	}
 	return 0;
 }
 
-int
-http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-	      void *in, size_t len)
+/* Reads and drops a request body; 0 done. */
+static int
+http_discard(struct scm_conn *c, unsigned char *buf, size_t cap,
+	     size_t *have, long long length)
 {
-	struct scm_pss *pss = user;
-	struct lws_vhost *vh = lws_get_vhost(wsi);
-	struct scm_site *site = vh ? lws_get_vhost_user(vh) : NULL;
+	ssize_t n;
+	size_t take;
 
-	switch (reason) {
-	case LWS_CALLBACK_HTTP:
-		if (!site || !pss)
-			return -1;
-		return http_request(wsi, pss, site, in ? in : "/");
-	case LWS_CALLBACK_HTTP_WRITEABLE:
-		return pss ? http_write_body(wsi, pss) : -1;
-	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-		if (!site)
-			return -1;
-		return http_confirm_upgrade(wsi, pss, site, in);
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		/* ws user space is fresh here; headers are still attached */
-		if (!site || !pss)
-			return -1;
-		memset(pss, 0, sizeof(*pss));
-		return http_route(wsi, site, &pss->route);
-	case LWS_CALLBACK_ESTABLISHED:
-	case LWS_CALLBACK_RECEIVE:
-	case LWS_CALLBACK_SERVER_WRITEABLE:
-	case LWS_CALLBACK_TIMER:
-	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-	case LWS_CALLBACK_CLOSED:
-		if (!pss)
-			return reason == LWS_CALLBACK_CLOSED ? 0 : -1;
-		return relay_ws_callback(wsi, reason, site, &pss->route,
-					 &pss->relay, in, len);
-	default:
-		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	while (length > 0) {
+		if (!*have) {
+			n = tls_read(c->ssl, c->fd, buf, cap, HTTP_REQUEST_MS);
+			if (n <= 0)
+				return -1;
+			*have = (size_t)n;
+		}
+		take = (long long)*have < length ? *have : (size_t)length;
+		memmove(buf, buf + take, *have - take);
+		*have -= take;
+		length -= (long long)take;
 	}
+	return 0;
+}
+
+static void
+http_serve(struct scm_conn *c, unsigned char *buf)
+{
+	struct http_request rq;
+	size_t have = 0, head_len;
+	char *end;
+	ssize_t n;
+	int closing;
+
+	for (;;) {
+		/* read until a complete head is buffered */
+		buf[have] = '\0';
+		while (!(end = strstr((char *)buf, "\r\n\r\n"))) {
+			if (have >= HTTP_HEAD_MAX) {
+				http_respond(c, 431, NULL, NULL, 0, 1);
+				return;
+			}
+			n = tls_read(c->ssl, c->fd, buf + have,
+				     HTTP_HEAD_MAX - have,
+				     have ? HTTP_REQUEST_MS : HTTP_IDLE_MS);
+			if (n <= 0)
+				return;
+			if (memchr(buf + have, '\0', (size_t)n)) {
+				http_respond(c, 400, NULL, NULL, 0, 1);
+				return;
+			}
+			have += (size_t)n;
+			buf[have] = '\0';
+		}
+		*end = '\0';
+		head_len = (size_t)(end - (char *)buf) + 4;
+		if (http_parse((char *)buf, &rq)) {
+			http_respond(c, 400, NULL, NULL, 0, 1);
+			return;
+		}
+		if (rq.upgrade && !strcasecmp(rq.upgrade, "websocket")) {
+			http_upgrade(c, &rq, buf + head_len, have - head_len);
+			return;
+		}
+		if (rq.transfer || rq.content_length < 0 ||
+		    rq.content_length > HTTP_BODY_DISCARD_MAX) {
+			http_respond(c, rq.transfer ? 501 : 413, NULL, NULL, 0,
+				     1);
+			return;
+		}
+		closing = rq.http10 ||
+			  (rq.connection && strcasestr(rq.connection, "close"));
+		if (http_plain(c, &rq, closing) || closing)
+			return;
+		have -= head_len;
+		memmove(buf, buf + head_len, have);
+		if (http_discard(c, buf, HTTP_HEAD_MAX, &have,
+				 rq.content_length))
+			return;
+	}
+}
+
+void *
+http_thread(void *arg)
+{
+	struct scm_conn *c = arg;
+	unsigned char *buf = malloc(HTTP_HEAD_MAX + 1);
+
+	c->ssl = buf ? tls_accept(c->site->tls, c->fd, HTTP_HANDSHAKE_MS)
+		     : NULL;
+	if (c->ssl)
+		http_serve(c, buf);
+	free(buf);
+	tls_close(c->ssl, c->fd, !c->abort);
+	free(c);
+	return NULL;
 }

@@ -1,37 +1,47 @@
 /*
  * scm_main.c - the sandbox SCM (Kudu) server: scm-server CONFIG.json
  *
- * Process set-up and the event loop: one lws context, one TLS vhost per site
- * listening on port 0, the ready file, and signals.  Signals and the parent
- * watch come into the loop as raw-file wsis on pipes, so nothing but write()
- * runs in a signal handler.
+ * Process set-up and the accept loop: one TLS listener per site on port 0,
+ * the ready file, signals.  Every accepted connection gets a thread of its
+ * own (scm_http.c).  Signals and the parent watch come into the loop on
+ * pipes, so nothing but write() runs in a signal handler.
  *
  * Environment:
  *   SCM_SERVER_PARENT_FD  read end of a pipe whose write end the launcher
  *                         keeps; EOF (launcher died) -> exit 0.
- *   SCM_SERVER_LOG        lws log level bitmask (default errors+warnings).
+ *   SCM_SERVER_LOG        log level bitmask: 1 errors, 2 warnings, 4 notices
+ *                         (default errors+warnings).
  */
 #include "scm.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
-/* Bounds lws's per-fd tables even when the hard limit is huge. */
-#define MAIN_FD_CAP 65536
-#define MAIN_HEADER_POOL 256
-#define MAIN_HEADER_DATA 16384
 /* On SIGTERM, how long open tunnels get to flush and close with 1011. */
-#define MAIN_DRAIN_USEC (1500 * 1000)
+#define MAIN_DRAIN_MS 1500
+/* Connection threads keep their buffers on the heap. */
+#define MAIN_THREAD_STACK (256 * 1024)
+#define MAIN_BACKLOG 4096
+
+int scm_log_mask = SCM_LOG_ERR | SCM_LOG_WARN;
 
 static volatile sig_atomic_t main_stop, main_reload;
 static int main_sig_pipe[2] = { -1, -1 };
 static int main_parent_fd = -1;
+static pthread_attr_t main_thread_attr;
 
 static void
 main_on_signal(int sig)
@@ -50,72 +60,16 @@ main_on_signal(int sig)
 	errno = saved;
 }
 
-static int
-main_control_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		      void *user, void *in, size_t len)
-{
-	unsigned char buf[64];
-	int fd = (int)lws_get_socket_fd(wsi);
-	ssize_t n, i;
-
-	(void)user;
-	(void)in;
-	(void)len;
-	switch (reason) {
-	case LWS_CALLBACK_RAW_RX_FILE:
-		n = read(fd, buf, sizeof(buf));
-		if (fd == main_parent_fd) {
-			if (n == 0 || (n < 0 && errno != EAGAIN &&
-				       errno != EINTR)) {
-				lwsl_warn("launcher gone: exiting\n");
-				main_stop = 1;
-				return -1;
-			}
-			return 0;
-		}
-		for (i = 0; i < n; i++) {
-			if (buf[i] == SIGHUP)
-				main_reload = 1;
-			else
-				main_stop = 1;
-		}
-		return 0;
-	case LWS_CALLBACK_RAW_CLOSE_FILE:
-		if (fd == main_parent_fd)
-			main_stop = 1;
-		return 0;
-	default:
-		return 0;
-	}
-}
-
-static const struct lws_protocols main_protocols[] = {
-	/* first: serves HTTP and accepts the (protocol-less) WebSocket */
-	{ "scm-http", http_callback, sizeof(struct scm_pss), SCM_DEFAULT_READ,
-	  0, NULL, 0 },
-	{ "scm-target", relay_target_callback, 0, 0, 0, NULL, 0 },
-	{ "scm-control", main_control_callback, 0, 0, 0, NULL, 0 },
-	{ NULL, NULL, 0, 0, 0, NULL, 0 }	/* terminator */
-};
-
-static unsigned int
+static void
 main_raise_nofile(void)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl)) {
-		lwsl_warn("getrlimit: %s\n", strerror(errno));
-		return 1024;
-	}
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl))
-			lwsl_warn("setrlimit: %s\n", strerror(errno));
-		if (getrlimit(RLIMIT_NOFILE, &rl))
-			return 1024;
-	}
-	return rl.rlim_cur > MAIN_FD_CAP ? MAIN_FD_CAP
-					 : (unsigned int)rl.rlim_cur;
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		scm_log(SCM_LOG_WARN, "setrlimit: %s\n", strerror(errno));
 }
 
 static int
@@ -130,6 +84,7 @@ main_signals(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = main_on_signal;
 	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
 	if (sigaction(SIGHUP, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
 	    sigaction(SIGINT, &sa, NULL)) {
 		fprintf(stderr, "scm-server: sigaction: %s\n", strerror(errno));
@@ -140,21 +95,7 @@ main_signals(void)
 }
 
 static int
-main_adopt(struct lws_vhost *vh, int fd)
-{
-	lws_sock_file_fd_type u;
-
-	u.filefd = (lws_filefd_type)(intptr_t)fd;
-	if (!lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u,
-					"scm-control", NULL)) {
-		fprintf(stderr, "scm-server: cannot watch fd %d\n", fd);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-main_parent_watch(struct lws_vhost *vh)
+main_parent_watch(void)
 {
 	const char *s = getenv("SCM_SERVER_PARENT_FD");
 	char *end;
@@ -175,40 +116,61 @@ main_parent_watch(struct lws_vhost *vh)
 		return -1;
 	}
 	main_parent_fd = (int)fd;
-	return main_adopt(vh, main_parent_fd);
+	return 0;
 }
 
 static int
-main_vhosts(struct lws_context *ctx, struct scm_config *cfg)
+main_listen(const char *iface, int *port_out)
 {
-	struct lws_context_creation_info vi;
+	struct addrinfo hints, *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = -1, one = 1;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+	if (getaddrinfo(iface, "0", &hints, &ai) || !ai)
+		return -1;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) ||
+	    listen(fd, MAIN_BACKLOG) ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	*port_out = ntohs(ss.ss_family == AF_INET6 ?
+			  ((struct sockaddr_in6 *)&ss)->sin6_port :
+			  ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+static int
+main_sites(struct scm_config *cfg)
+{
+	char err[512];
 	size_t i;
 
 	for (i = 0; i < cfg->nsites; i++) {
 		struct scm_site *s = &cfg->sites[i];
 
-		memset(&vi, 0, sizeof(vi));
-		vi.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-		vi.port = 0;	/* the kernel picks; read back below */
-		vi.iface = cfg->listen;
-		vi.vhost_name = s->name;
-		vi.protocols = main_protocols;
-		vi.ssl_cert_filepath = s->cert;
-		vi.ssl_private_key_filepath = s->key;
-		vi.alpn = "http/1.1";	/* the tunnel is HTTP/1.1 upgrade */
-		vi.user = s;
-		vi.retry_and_idle_policy = &relay_idle_policy;
-		s->vhost = lws_create_vhost(ctx, &vi);
-		if (!s->vhost) {
-			fprintf(stderr, "scm-server: site %s: cannot create the "
-				"TLS listener on %s (cert %s, key %s)\n",
-				s->name, cfg->listen, s->cert, s->key);
+		s->listen_fd = -1;
+		if (tls_site_init(s, err, sizeof(err))) {
+			fprintf(stderr, "scm-server: %s\n", err);
 			return -1;
 		}
-		s->port = lws_get_vhost_listen_port(s->vhost);
-		if (s->port <= 0) {
-			fprintf(stderr, "scm-server: site %s: no port bound\n",
-				s->name);
+		s->listen_fd = main_listen(cfg->listen, &s->port);
+		if (s->listen_fd < 0) {
+			fprintf(stderr, "scm-server: site %s: cannot listen "
+				"on %s: %s\n", s->name, cfg->listen,
+				strerror(errno));
 			return -1;
 		}
 	}
@@ -216,16 +178,36 @@ main_vhosts(struct lws_context *ctx, struct scm_config *cfg)
 }
 
 static void
-main_drain(struct lws_context *ctx)
+main_accept(struct scm_config *cfg, struct scm_site *site)
 {
-	lws_usec_t deadline = lws_now_usecs() + MAIN_DRAIN_USEC;
+	struct scm_conn *c;
+	pthread_t t;
+	int fd, one = 1;
 
-	/* lws_service(-1) polls without blocking: nothing else would wake us
-	 * at the deadline when a client never answers the close */
-	while (relay_open_count() && lws_now_usecs() < deadline) {
-		if (lws_service(ctx, -1) < 0)
-			break;
-		usleep(2000);
+	for (;;) {
+		fd = accept4(site->listen_fd, NULL, NULL,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				scm_log(SCM_LOG_WARN, "accept: %s\n",
+					strerror(errno));
+			return;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->site = site;
+		c->cfg = cfg;
+		if (pthread_create(&t, &main_thread_attr, http_thread, c)) {
+			scm_log(SCM_LOG_WARN, "no thread for a connection\n");
+			close(fd);
+			free(c);
+		}
 	}
 }
 
@@ -247,12 +229,84 @@ main_do_reload(const char *path, struct scm_config *cfg,
 	ready_write(cfg, *generation, NULL);
 }
 
+/* Reads the control pipes; returns when the server should stop. */
+static void
+main_control(struct pollfd *p)
+{
+	unsigned char buf[64];
+	ssize_t n, i;
+
+	if (p[0].revents & POLLIN) {
+		n = read(main_sig_pipe[0], buf, sizeof(buf));
+		for (i = 0; i < n; i++) {
+			if (buf[i] == SIGHUP)
+				main_reload = 1;
+			else
+				main_stop = 1;
+		}
+	}
+	if (p[1].fd >= 0 && p[1].revents) {
+		n = read(main_parent_fd, buf, sizeof(buf));
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			scm_log(SCM_LOG_WARN, "launcher gone: exiting\n");
+			main_stop = 1;
+		}
+	}
+}
+
+static int
+main_loop(const char *path, struct scm_config *cfg)
+{
+	unsigned long generation = 1;
+	struct pollfd *p;
+	size_t i, n = cfg->nsites + 2;
+
+	p = calloc(n, sizeof(*p));
+	if (!p)
+		return -1;
+	p[0].fd = main_sig_pipe[0];
+	p[1].fd = main_parent_fd;
+	for (i = 0; i < n; i++)
+		p[i].events = POLLIN;
+	for (i = 0; i < cfg->nsites; i++)
+		p[2 + i].fd = cfg->sites[i].listen_fd;
+	while (!main_stop) {
+		if (poll(p, (nfds_t)n, -1) < 0 && errno != EINTR) {
+			fprintf(stderr, "scm-server: poll: %s\n",
+				strerror(errno));
+			free(p);
+			return -1;
+		}
+		main_control(p);
+		for (i = 0; i < cfg->nsites && !main_stop; i++)
+			if (p[2 + i].revents & POLLIN)
+				main_accept(cfg, &cfg->sites[i]);
+		if (main_reload) {
+			main_reload = 0;
+			main_do_reload(path, cfg, &generation);
+		}
+	}
+	free(p);
+	return 0;
+}
+
+/* End tunnels as the real SCM does, bounded in time. */
+static void
+main_drain(void)
+{
+	struct timespec pause = { 0, 2 * 1000 * 1000 };
+	int waited = 0;
+
+	relay_end_all();
+	while (relay_open_count() && waited < MAIN_DRAIN_MS) {
+		nanosleep(&pause, NULL);
+		waited += 2;
+	}
+}
+
 int
 main(int argc, char **argv)
 {
-	struct lws_context_creation_info info;
-	struct lws_context *ctx = NULL;
-	unsigned long generation = 1;
 	struct scm_config cfg;
 	const char *lvl;
 	char err[512];
@@ -263,57 +317,30 @@ main(int argc, char **argv)
 		return 2;
 	}
 	lvl = getenv("SCM_SERVER_LOG");
-	lws_set_log_level(lvl ? atoi(lvl) : LLL_ERR | LLL_WARN, NULL);
+	if (lvl && *lvl)
+		scm_log_mask = atoi(lvl);
 	if (config_load(argv[1], &cfg, err, sizeof(err))) {
 		fprintf(stderr, "scm-server: %s\n", err);
 		return 1;
 	}
-	if (main_signals())
+	main_raise_nofile();
+	if (main_signals() || main_parent_watch() || relay_init() ||
+	    pthread_attr_init(&main_thread_attr) ||
+	    pthread_attr_setstacksize(&main_thread_attr, MAIN_THREAD_STACK) ||
+	    pthread_attr_setdetachstate(&main_thread_attr,
+					PTHREAD_CREATE_DETACHED) ||
+	    main_sites(&cfg) || ready_write(&cfg, 1, NULL))
 		goto out;
-
-	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-		       LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	info.user = &cfg;
-	info.fd_limit_per_thread = main_raise_nofile();
-	/* lws reads into this; it bounds one read from the container */
-	info.pt_serv_buf_size = SCM_MAX_READ + LWS_PRE;
-	info.max_http_header_pool = MAIN_HEADER_POOL;
-	info.max_http_header_data = MAIN_HEADER_DATA;	/* JWT bearer tokens */
-	ctx = lws_create_context(&info);
-	if (!ctx) {
-		fprintf(stderr, "scm-server: lws_create_context failed\n");
+	if (main_loop(argv[1], &cfg))
 		goto out;
-	}
-	if (main_vhosts(ctx, &cfg) ||
-	    main_adopt(cfg.sites[0].vhost, main_sig_pipe[0]) ||
-	    main_parent_watch(cfg.sites[0].vhost))
-		goto out;
-	if (ready_write(&cfg, generation, NULL))
-		goto out;
-
-	while (!main_stop) {
-		if (lws_service(ctx, 0) < 0) {
-			fprintf(stderr, "scm-server: lws_service failed\n");
-			goto out;
-		}
-		if (main_reload) {
-			main_reload = 0;
-			main_do_reload(argv[1], &cfg, &generation);
-		}
-	}
-	/* End tunnels as the real SCM does, bounded in time, then tear down. */
-	relay_end_all();
-	main_drain(ctx);
+	main_drain();
 	rc = 0;
 out:
-	/* closes every connection (callbacks free relays) and adopted fds */
-	if (ctx)
-		lws_context_destroy(ctx);
-	else if (main_sig_pipe[0] >= 0)
-		close(main_sig_pipe[0]);
-	if (main_sig_pipe[1] >= 0)
-		close(main_sig_pipe[1]);
-	config_free(&cfg);
-	return rc;
+	/*
+	 * Connection threads may still be running and reading the config:
+	 * leave without freeing it or running exit handlers (OpenSSL's would
+	 * free what they use).
+	 */
+	fflush(NULL);
+	_exit(rc);
 }

@@ -25,12 +25,12 @@ ready_write(const struct scm_config *cfg, unsigned long generation,
 
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", cfg->ready_file,
 			     (long)getpid()) >= sizeof(tmp)) {
-		lwsl_err("ready file path too long\n");
+		scm_log(SCM_LOG_ERR, "ready file path too long\n");
 		return -1;
 	}
 	f = fopen(tmp, "w");
 	if (!f) {
-		lwsl_err("%s: %s\n", tmp, strerror(errno));
+		scm_log(SCM_LOG_ERR, "%s: %s\n", tmp, strerror(errno));
 		return -1;
 	}
 	bad = fprintf(f, "{\"pid\": %ld, \"generation\": %lu, ",
@@ -49,7 +49,7 @@ ready_write(const struct scm_config *cfg, unsigned long generation,
 	bad |= fputs("}}\n", f) == EOF;
 	bad |= fclose(f) == EOF;
 	if (bad || rename(tmp, cfg->ready_file)) {
-		lwsl_err("writing %s failed: %s\n", cfg->ready_file,
+		scm_log(SCM_LOG_ERR, "writing %s failed: %s\n", cfg->ready_file,
 			 strerror(errno));
 		unlink(tmp);
 		return -1;

@@ -1,525 +1,516 @@
 /*
- * scm_relay.c - the tunnel's data path: one accepted WebSocket <-> one raw
- * TCP client connection to the routed container port.
+ * scm_relay.c - the tunnel's data path: one accepted WebSocket <-> one TCP
+ * connection to the routed container port, on the connection's own thread.
  *
- * Modelled on lws's protocol_lws_raw_proxy: one struct shared by both
- * sides, a bounded queue per direction, lws_rx_flow_control on the reading
- * side when a queue passes its high-water mark, writes only from WRITEABLE
- * callbacks (one lws_write each), and the last side to close frees.
+ *   up:   client frames -> in (as read) -> unmasked into up -> container
+ *   down: each read of the container (AppsvcTunnelBuffer bytes at most)
+ *         -> one binary message in out -> client
  *
- *   up:   client WS data frames  -> queue -> raw writes to the container
- *   down: each read of container -> queue -> one binary WS message each
+ * Both sockets are non-blocking; each operation is tried until it would
+ * block, and only then is its socket polled for it, so a busy tunnel makes
+ * few system calls.  Buffers are bounded: a full up buffer stops reading the
+ * client, a pending message stops reading the container.
  *
  * Every end closes the WebSocket with 1011 "Connection failure." after the
- * down queue is flushed, as the real SCM does (PROTOCOL.md section 2).
- * Faults (drop/stall after N bytes) are read live from the site, so a
- * SIGHUP applies them to open tunnels too.
+ * messages already read are sent, as the real SCM does (PROTOCOL.md
+ * section 2).  Faults (drop/stall after N bytes) are read live from the
+ * site, so a SIGHUP applies them to open tunnels too.
  */
 #include "scm.h"
+#include "scm_ws.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
-#define RELAY_HIGH_WATER (256 * 1024)
+#define RELAY_IN_CAP (64 * 1024)	/* client bytes as read: frames */
+#define RELAY_UP_CAP (256 * 1024)	/* unmasked, for the container */
+#define RELAY_CONTROL_ROOM 256		/* a pong, a keep-alive, the close */
+#define RELAY_CONNECT_MS 5000
+/* How long a closing tunnel may take to hand the container the rest. */
+#define RELAY_FLUSH_MS 10000
+/* How long to wait for the client's answer to our close. */
+#define RELAY_CLOSE_WAIT_MS 2000
+#define RELAY_CLOSE_CODE 1011
 #define RELAY_CLOSE_REASON "Connection failure."
-/* How long a closing target may take to accept the rest of the up queue. */
-#define RELAY_FLUSH_SECS 10
 
-struct relay_chunk {
-	struct relay_chunk *next;
-	size_t len, cap;
-	unsigned char buf[];	/* LWS_PRE headroom, then cap bytes */
-};
-
-/*
- * Client frames arrive in pieces as small as a TLS record; the up queue packs
- * them into chunks of this size so the container gets few, large writes.
- */
-#define RELAY_UP_CHUNK (64 * 1024)
-
-struct relay_queue {
-	struct relay_chunk *head, *tail;
-	size_t bytes;
-};
-
-enum relay_side { RELAY_WS, RELAY_TARGET };
+/* Readable once shutdown has begun: every relay polls it. */
+static int relay_stop_pipe[2] = { -1, -1 };
+static atomic_size_t relay_open;
 
 struct relay {
-	struct lws_dll2 list;		/* in relay_all */
-	struct lws *ws;			/* NULL once closed */
-	struct lws *target;		/* NULL until connected / once closed */
-	struct scm_site *site;
-	struct relay_queue up, down;
+	struct scm_conn *c;
+	int tfd;			/* the container; -1 once closed */
+	const struct scm_site *site;
 	size_t read_size;
-	size_t high, low;
+	long long keepalive_ms, next_keepalive;
+	int keepalive_pong;
+
+	unsigned char *in;
+	size_t in_off, in_len;
+	struct ws_rx rx;
+	unsigned char *up;
+	size_t up_off, up_len;
+	unsigned char *out;
+	size_t out_off, out_len, out_cap;
 	unsigned long long relayed;	/* bytes admitted, both directions */
 
-	unsigned ws_closed:1;
-	unsigned target_closed:1;	/* closed, failed or never started */
-	unsigned target_up:1;		/* connected */
-	unsigned ws_rx_off:1;
-	unsigned target_rx_off:1;
-	unsigned keepalive_due:1;
-	unsigned ending:1;		/* close the WS (1011) once flushed */
-	unsigned dropping:1;		/* fault: close the WS without a frame */
+	short client_read_wait;		/* what SSL_read waits for; 0: none */
+	short client_write_wait;	/* what SSL_write waits for; 0: none */
+	unsigned target_read_wait:1;
+	unsigned target_write_wait:1;
+	unsigned client_gone:1;		/* EOF, error or protocol violation */
+	unsigned peer_closed:1;		/* the client's close frame came */
+	unsigned client_done:1;		/* no more client I/O */
+	unsigned ending:1;		/* the container side is over */
+	unsigned close_sent:1;
+	unsigned dropping:1;		/* fault: close without a frame */
 	unsigned stalled:1;		/* fault: relay nothing more */
+	unsigned stopping:1;		/* server shutdown */
+	long long close_deadline, flush_deadline;
 };
 
-/*
- * lws 4.1 pings on its own after 300 s without a PONG and hangs up at 310 s
- * ("validity"); the real SCM does neither, and a stalled tunnel must stay
- * open.  Keep-alives are ours (keepalive_seconds), so validity is off.
- */
-const lws_retry_bo_t relay_idle_policy = {
-	.secs_since_valid_ping = 0,
-	.secs_since_valid_hangup = 0,
-};
-
-/* Every live relay, so that shutdown can end each with 1011. */
-static struct lws_dll2_owner relay_all;
-
-static void
-relay_queue_clear(struct relay_queue *q)
+static long long
+relay_now_ms(void)
 {
-	struct relay_chunk *c, *next;
+	struct timespec ts;
 
-	for (c = q->head; c; c = next) {
-		next = c->next;
-		free(c);
-	}
-	memset(q, 0, sizeof(*q));
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/*
- * Appends len bytes.  pack: fill the tail chunk first (up direction, a byte
- * stream); otherwise one chunk per call (down: one WS message per read).
- */
-static int
-relay_queue_push(struct relay_queue *q, const unsigned char *data, size_t len,
-		 int pack)
+int
+relay_init(void)
 {
-	struct relay_chunk *c = q->tail;
-	size_t room, cap;
+	return pipe2(relay_stop_pipe, O_CLOEXEC | O_NONBLOCK);
+}
 
-	if (pack && c) {
-		room = c->cap - c->len;
-		if (room > len)
-			room = len;
-		memcpy(c->buf + LWS_PRE + c->len, data, room);
-		c->len += room;
-		q->bytes += room;
-		data += room;
-		len -= room;
-	}
-	if (!len)
-		return 0;
-	cap = pack && len < RELAY_UP_CHUNK ? RELAY_UP_CHUNK : len;
-	c = malloc(sizeof(*c) + LWS_PRE + cap);
-	if (!c)
-		return -1;
-	c->next = NULL;
-	c->len = len;
-	c->cap = cap;
-	memcpy(c->buf + LWS_PRE, data, len);
-	if (q->tail)
-		q->tail->next = c;
-	else
-		q->head = c;
-	q->tail = c;
-	q->bytes += len;
-	return 0;
+void
+relay_end_all(void)
+{
+	char b = 0;
+
+	if (write(relay_stop_pipe[1], &b, 1) < 0)
+		scm_log(SCM_LOG_WARN, "cannot signal the tunnels: %s\n",
+			strerror(errno));
+}
+
+size_t
+relay_open_count(void)
+{
+	return atomic_load(&relay_open);
 }
 
 static void
-relay_queue_pop(struct relay_queue *q)
+relay_close_target(struct relay *r)
 {
-	struct relay_chunk *c = q->head;
-
-	q->head = c->next;
-	if (!q->head)
-		q->tail = NULL;
-	q->bytes -= c->len;
-	free(c);
+	if (r->tfd >= 0)
+		close(r->tfd);
+	r->tfd = -1;
+	r->up_off = r->up_len = 0;
 }
 
-/* The one place a relay is freed: when neither side can call back again. */
+/* The container side is over: flush what it sent, then close with 1011. */
 static void
-relay_release(struct relay *r)
+relay_end(struct relay *r)
 {
-	if (!r->ws_closed || !r->target_closed)
-		return;
-	lws_dll2_remove(&r->list);
-	relay_queue_clear(&r->up);
-	relay_queue_clear(&r->down);
-	free(r);
-}
-
-/* Stops or resumes reading on one side; a stalled relay never resumes. */
-static void
-relay_flow(struct relay *r, enum relay_side side, int enable)
-{
-	struct lws *wsi = side == RELAY_WS ? r->ws : r->target;
-	unsigned off = side == RELAY_WS ? r->ws_rx_off : r->target_rx_off;
-
-	if (enable && r->stalled)
-		return;
-	if (!wsi || (side == RELAY_TARGET && !r->target_up) ||
-	    off == (unsigned)!enable)
-		return;
-	if (lws_rx_flow_control(wsi, enable)) {
-		lwsl_err("relay: rx flow control failed\n");
-		return;
-	}
-	if (side == RELAY_WS)
-		r->ws_rx_off = !enable;
-	else
-		r->target_rx_off = !enable;
-}
-
-static void
-relay_ws_kick(struct relay *r)
-{
-	if (r->ws)
-		lws_callback_on_writable(r->ws);
+	relay_close_target(r);
+	r->ending = 1;
 }
 
 /* How many of len new bytes may pass, applying drop/stall faults. */
 static size_t
 relay_admit(struct relay *r, size_t len)
 {
-	const struct scm_fault *f = &r->site->fault;
-	unsigned long long limit, left;
+	struct scm_fault f;
+	unsigned long long left;
 
-	if (r->dropping || r->stalled)
+	if (r->dropping || r->stalled || r->ending || r->close_sent)
 		return 0;
-	if (f->kind != SCM_FAULT_DROP && f->kind != SCM_FAULT_STALL) {
+	config_read_begin();
+	f = r->site->fault;
+	config_read_end();
+	if (f.kind != SCM_FAULT_DROP && f.kind != SCM_FAULT_STALL) {
 		r->relayed += len;
 		return len;
 	}
-	limit = (unsigned long long)f->value;
-	left = r->relayed < limit ? limit - r->relayed : 0;
+	left = r->relayed < (unsigned long long)f.value ?
+	       (unsigned long long)f.value - r->relayed : 0;
 	if (len < left) {
 		r->relayed += len;
 		return len;
 	}
 	r->relayed += left;
-	if (f->kind == SCM_FAULT_DROP) {
-		lwsl_notice("relay: fault: dropping after %llu bytes\n",
-			    r->relayed);
+	scm_log(SCM_LOG_NOTICE, "fault: %s after %llu bytes\n",
+		f.kind == SCM_FAULT_DROP ? "dropping" : "stalling",
+		r->relayed);
+	if (f.kind == SCM_FAULT_DROP)
 		r->dropping = 1;
-		relay_ws_kick(r);
-	} else {
-		lwsl_notice("relay: fault: stalling after %llu bytes\n",
-			    r->relayed);
-		relay_flow(r, RELAY_WS, 0);
-		relay_flow(r, RELAY_TARGET, 0);
+	else
 		r->stalled = 1;
-	}
 	return (size_t)left;
 }
 
-/* The container side is gone (closed, refused, or never reachable). */
-static void
-relay_target_gone(struct relay *r)
+static int
+relay_queue_control(struct relay *r, unsigned opcode,
+		    const unsigned char *payload, size_t len)
 {
-	if (r->target_closed)
+	unsigned char *p;
+
+	if (r->out_off == r->out_len)
+		r->out_off = r->out_len = 0;
+	if (r->out_cap - r->out_len < 2 + len)
+		return -1;
+	p = r->out + r->out_len;
+	r->out_len += ws_header(p, opcode, len);
+	memcpy(r->out + r->out_len, payload, len);
+	r->out_len += len;
+	return 0;
+}
+
+static void
+relay_queue_close(struct relay *r)
+{
+	unsigned char p[2 + sizeof(RELAY_CLOSE_REASON) - 1];
+
+	p[0] = RELAY_CLOSE_CODE >> 8;
+	p[1] = RELAY_CLOSE_CODE & 0xff;
+	memcpy(p + 2, RELAY_CLOSE_REASON, sizeof(RELAY_CLOSE_REASON) - 1);
+	if (!relay_queue_control(r, WS_OP_CLOSE, p, sizeof(p)))
+		r->close_sent = 1;
+}
+
+static size_t
+relay_up_room(struct relay *r)
+{
+	if (r->up_off == r->up_len)
+		r->up_off = r->up_len = 0;
+	else if (r->up_off && RELAY_UP_CAP - r->up_len < RELAY_IN_CAP) {
+		memmove(r->up, r->up + r->up_off, r->up_len - r->up_off);
+		r->up_len -= r->up_off;
+		r->up_off = 0;
+	}
+	return RELAY_UP_CAP - r->up_len;
+}
+
+/* Frames already read: data to up, control frames answered. */
+static void
+relay_parse(struct relay *r)
+{
+	enum ws_rx_event ev;
+	size_t used, got, room, keep;
+
+	while (r->in_off < r->in_len && !r->client_gone && !r->peer_closed &&
+	       !r->stalled && !r->dropping) {
+		if (r->out_cap - r->out_len < RELAY_CONTROL_ROOM &&
+		    r->out_off != r->out_len)
+			return;		/* room for a pong first */
+		room = relay_up_room(r);
+		if (!room)
+			return;
+		ev = ws_rx_step(&r->rx, r->in + r->in_off,
+				r->in_len - r->in_off, &used,
+				r->up + r->up_len, room, &got);
+		r->in_off += used;
+		switch (ev) {
+		case WS_RX_DATA:
+			keep = r->tfd >= 0 ? relay_admit(r, got) : 0;
+			r->up_len += keep;
+			break;
+		case WS_RX_PING:
+			if (!r->close_sent)
+				relay_queue_control(r, WS_OP_PONG,
+						    r->rx.control,
+						    r->rx.control_len);
+			break;
+		case WS_RX_PONG:
+		case WS_RX_MORE:
+			break;
+		case WS_RX_CLOSE:
+			r->peer_closed = 1;
+			break;
+		case WS_RX_ERROR:
+			scm_log(SCM_LOG_NOTICE, "client: %s\n", r->rx.error);
+			r->client_gone = 1;
+			break;
+		}
+	}
+	if (r->in_off == r->in_len)
+		r->in_off = r->in_len = 0;
+}
+
+static int
+relay_client_in(struct relay *r)
+{
+	int progress = 0;
+	ssize_t n;
+
+	for (;;) {
+		relay_parse(r);
+		if (r->in_len || r->client_read_wait || r->client_gone ||
+		    r->peer_closed || r->client_done || r->stalled ||
+		    r->dropping || r->up_len - r->up_off >= RELAY_UP_CAP / 2)
+			return progress;
+		n = tls_read_nb(r->c->ssl, r->in, RELAY_IN_CAP,
+				&r->client_read_wait);
+		if (n == -1)
+			return progress;
+		progress = 1;
+		if (n <= 0) {
+			r->client_gone = 1;
+			return progress;
+		}
+		r->in_len = (size_t)n;
+	}
+}
+
+static int
+relay_target_out(struct relay *r)
+{
+	ssize_t n;
+
+	if (r->tfd < 0 || r->up_off == r->up_len || r->target_write_wait)
+		return 0;
+	n = send(r->tfd, r->up + r->up_off, r->up_len - r->up_off,
+		 MSG_NOSIGNAL);
+	if (n > 0) {
+		r->up_off += (size_t)n;
+		return 1;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		r->target_write_wait = errno == EAGAIN;
+		return errno == EINTR;
+	}
+	relay_end(r);
+	return 1;
+}
+
+static int
+relay_target_in(struct relay *r)
+{
+	size_t keep, h;
+	ssize_t n;
+
+	if (r->tfd < 0 || r->target_read_wait || r->out_off != r->out_len ||
+	    r->stalled || r->dropping || r->ending || r->close_sent ||
+	    r->peer_closed || r->client_done)
+		return 0;
+	n = recv(r->tfd, r->out + WS_HEADER_MAX, r->read_size, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		r->target_read_wait = errno == EAGAIN;
+		return errno == EINTR;
+	}
+	if (n <= 0) {
+		relay_end(r);
+		return 1;
+	}
+	keep = relay_admit(r, (size_t)n);
+	if (keep) {
+		unsigned char head[WS_HEADER_MAX];
+
+		h = ws_header(head, WS_OP_BINARY, keep);
+		r->out_off = WS_HEADER_MAX - h;
+		memcpy(r->out + r->out_off, head, h);
+		r->out_len = WS_HEADER_MAX + keep;
+	}
+	return 1;
+}
+
+static int
+relay_client_out(struct relay *r)
+{
+	ssize_t n;
+
+	if (r->out_off == r->out_len || r->client_write_wait ||
+	    r->client_gone || r->client_done)
+		return 0;
+	n = tls_write_nb(r->c->ssl, r->out + r->out_off,
+			 r->out_len - r->out_off, &r->client_write_wait);
+	if (n == -1)
+		return 0;
+	if (n < 0) {
+		r->client_gone = 1;
+		return 1;
+	}
+	r->out_off += (size_t)n;
+	if (r->out_off == r->out_len)
+		r->out_off = r->out_len = 0;
+	return 1;
+}
+
+/* Closing steps; 1 when the relay is over. */
+static int
+relay_settle(struct relay *r, long long now)
+{
+	int flushed = r->out_off == r->out_len;
+
+	if (!r->client_done) {
+		if (r->client_gone) {
+			r->client_done = 1;
+		} else if (r->dropping && flushed) {
+			r->c->abort = 1;
+			r->client_done = 1;
+		} else if ((r->ending || r->peer_closed) && !r->close_sent) {
+			if (flushed) {
+				relay_queue_close(r);
+				r->close_deadline = now + (r->stopping ? 0 :
+						   RELAY_CLOSE_WAIT_MS);
+			}
+		} else if (r->close_sent && flushed &&
+			   (r->peer_closed || now >= r->close_deadline)) {
+			r->client_done = 1;
+		}
+		if (r->client_done)
+			r->flush_deadline = now + RELAY_FLUSH_MS;
+	}
+	if (!r->client_done)
+		return 0;
+	if (r->tfd >= 0 && (r->up_off == r->up_len || r->stopping ||
+			    now >= r->flush_deadline)) {
+		shutdown(r->tfd, SHUT_WR);
+		relay_close_target(r);
+	}
+	return r->tfd < 0;
+}
+
+static void
+relay_keepalive(struct relay *r, long long now)
+{
+	if (r->keepalive_ms <= 0 || now < r->next_keepalive)
 		return;
-	r->target_closed = 1;
-	r->target_up = 0;
-	r->target = NULL;
-	if (!r->ws_closed) {
-		r->ending = 1;
-		relay_ws_kick(r);
+	if (!r->close_sent && !r->client_done &&
+	    relay_queue_control(r, r->keepalive_pong ? WS_OP_PONG : WS_OP_PING,
+				NULL, 0)) {
+		/* no room behind a message the client is slow to take */
+		r->next_keepalive = now + 100;
+		return;
 	}
-	relay_release(r);
+	r->next_keepalive = now + r->keepalive_ms;
 }
 
+static int
+relay_timeout(const struct relay *r, long long now)
+{
+	long long t = -1, d;
+
+	if (r->keepalive_ms > 0 && !r->close_sent)
+		t = r->next_keepalive;
+	if (r->close_sent && !r->client_done &&
+	    (t < 0 || r->close_deadline < t))
+		t = r->close_deadline;
+	if (r->client_done && (t < 0 || r->flush_deadline < t))
+		t = r->flush_deadline;
+	if (t < 0)
+		return -1;
+	d = t - now;
+	return d < 0 ? 0 : d > 60000 ? 60000 : (int)d;
+}
+
+/* One poll for whatever the sockets were found blocked on. */
 static void
-relay_connect(struct relay *r, struct lws *ws, int port)
+relay_wait(struct relay *r)
 {
-	struct lws_client_connect_info i;
-	struct lws *t;
+	struct pollfd p[3];
+	long long now = relay_now_ms();
+	int n;
 
-	memset(&i, 0, sizeof(i));
-	i.context = lws_get_context(ws);
-	i.vhost = lws_get_vhost(ws);
-	i.address = SCM_TARGET_HOST;
-	i.host = SCM_TARGET_HOST;
-	i.origin = SCM_TARGET_HOST;
-	i.port = port;
-	i.path = "";
-	i.method = "RAW";
-	i.local_protocol_name = "scm-target";
-	i.userdata = r;	/* the target wsi's user space is the relay */
-	i.retry_and_idle_policy = &relay_idle_policy;
-	t = lws_client_connect_via_info(&i);
-	/* A synchronous failure may already have called CONNECTION_ERROR. */
-	if (!t)
-		relay_target_gone(r);
-}
-
-static int
-relay_established(struct lws *wsi, struct scm_site *site,
-		  const struct scm_route *route, void **slot)
-{
-	const struct scm_config *cfg = lws_context_user(lws_get_context(wsi));
-	struct relay *r = calloc(1, sizeof(*r));
-
-	if (!r)
-		return -1;
-	lws_dll2_add_tail(&r->list, &relay_all);
-	r->ws = wsi;
-	r->site = site;
-	r->read_size = route->read_size ? route->read_size : SCM_DEFAULT_READ;
-	r->high = RELAY_HIGH_WATER > 2 * r->read_size ? RELAY_HIGH_WATER
-						       : 2 * r->read_size;
-	r->low = r->high / 2;
-	*slot = r;
-	if (cfg->keepalive_seconds > 0)
-		lws_set_timer_usecs(wsi, (lws_usec_t)cfg->keepalive_seconds *
-					 LWS_USEC_PER_SEC);
-	if (route->loopback_port < 0) {
-		/* No such container port: "cannot reach", end at once. */
-		r->target_closed = 1;
-		r->ending = 1;
-		lws_callback_on_writable(wsi);
-		return 0;
-	}
-	/* Hold client data in the socket until the target is connected. */
-	relay_flow(r, RELAY_WS, 0);
-	relay_connect(r, wsi, route->loopback_port);
-	return 0;
-}
-
-static int
-relay_ws_receive(struct relay *r, const void *in, size_t len)
-{
-	size_t n = relay_admit(r, len);
-
-	if (!n || r->ending)
-		return 0;	/* discarded: faulted or target gone */
-	if (relay_queue_push(&r->up, in, n, 1))
-		return -1;
-	if (r->up.bytes >= r->high)
-		relay_flow(r, RELAY_WS, 0);
-	if (r->target && r->target_up)
-		lws_callback_on_writable(r->target);
-	return 0;
-}
-
-static int
-relay_ws_writeable(struct lws *wsi, struct relay *r)
-{
-	const struct scm_config *cfg = lws_context_user(lws_get_context(wsi));
-	unsigned char ka[LWS_PRE + 1];
-	struct relay_chunk *c;
-
-	if (r->keepalive_due) {
-		r->keepalive_due = 0;
-		if (lws_write(wsi, ka + LWS_PRE, 0, cfg->keepalive_pong ?
-			      LWS_WRITE_PONG : LWS_WRITE_PING) < 0)
-			return -1;
-		if (r->down.head || r->ending || r->dropping)
-			lws_callback_on_writable(wsi);
-		return 0;
-	}
-	c = r->down.head;
-	if (c) {
-		if (lws_write(wsi, c->buf + LWS_PRE, c->len,
-			      LWS_WRITE_BINARY) < (int)c->len)
-			return -1;
-		relay_queue_pop(&r->down);
-		if (r->down.bytes <= r->low)
-			relay_flow(r, RELAY_TARGET, 1);
-		if (r->down.head || r->ending || r->dropping)
-			lws_callback_on_writable(wsi);
-		return 0;
-	}
-	if (r->dropping)
-		return -1;	/* no close reason set: no close frame */
-	if (r->ending) {
-		lws_close_reason(wsi, 1011, (unsigned char *)RELAY_CLOSE_REASON,
-				 sizeof(RELAY_CLOSE_REASON) - 1);
-		return -1;
-	}
-	return 0;
-}
-
-static void
-relay_ws_closed(struct relay *r)
-{
-	r->ws = NULL;
-	r->ws_closed = 1;
-	if (r->target) {
-		/* Flush what the client sent, then close (target WRITEABLE). */
-		lws_set_timeout(r->target, PENDING_TIMEOUT_USER_OK,
-				RELAY_FLUSH_SECS);
-		if (r->target_up)
-			lws_callback_on_writable(r->target);
-	}
-	relay_release(r);
-}
-
-int
-relay_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		  struct scm_site *site, const struct scm_route *route,
-		  void **slot, void *in, size_t len)
-{
-	const struct scm_config *cfg;
-	struct relay *r = *slot;
-
-	switch (reason) {
-	case LWS_CALLBACK_ESTABLISHED:
-		if (!site)
-			return -1;
-		return relay_established(wsi, site, route, slot);
-	case LWS_CALLBACK_RECEIVE:
-		return r ? relay_ws_receive(r, in, len) : -1;
-	case LWS_CALLBACK_SERVER_WRITEABLE:
-		return r ? relay_ws_writeable(wsi, r) : -1;
-	case LWS_CALLBACK_TIMER:
-		if (!r)
-			return 0;
-		cfg = lws_context_user(lws_get_context(wsi));
-		r->keepalive_due = 1;
-		lws_callback_on_writable(wsi);
-		if (cfg->keepalive_seconds > 0)
-			lws_set_timer_usecs(wsi,
-					    (lws_usec_t)cfg->keepalive_seconds *
-					    LWS_USEC_PER_SEC);
-		return 0;
-	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-		/*
-		 * Answer with our 1011 instead of lws's echo of the client's
-		 * code: the real SCM ends every tunnel that way.
-		 */
-		lws_close_reason(wsi, 1011, (unsigned char *)RELAY_CLOSE_REASON,
-				 sizeof(RELAY_CLOSE_REASON) - 1);
-		return -1;
-	case LWS_CALLBACK_CLOSED:
-		if (r) {
-			*slot = NULL;
-			relay_ws_closed(r);
-		}
-		return 0;
-	default:
-		return 0;
-	}
-}
-
-static int
-relay_target_rx(struct relay *r, const unsigned char *in, size_t len)
-{
-	size_t n, off, part;
-
-	if (r->ws_closed || r->ending)
-		return 0;
-	n = relay_admit(r, len);
-	/* One WS message per read of read_size (AppsvcTunnelBuffer). */
-	for (off = 0; off < n; off += part) {
-		part = n - off < r->read_size ? n - off : r->read_size;
-		if (relay_queue_push(&r->down, in + off, part, 0))
-			return -1;
-	}
-	if (r->down.bytes >= r->high)
-		relay_flow(r, RELAY_TARGET, 0);
-	if (n)
-		relay_ws_kick(r);
-	return 0;
-}
-
-static int
-relay_target_writeable(struct lws *wsi, struct relay *r)
-{
-	struct relay_chunk *c = r->up.head;
-
-	if (c) {
-		if (lws_write(wsi, c->buf + LWS_PRE, c->len, LWS_WRITE_RAW) <
-		    (int)c->len)
-			return -1;
-		relay_queue_pop(&r->up);
-		if (r->up.bytes <= r->low)
-			relay_flow(r, RELAY_WS, 1);
-		if (r->up.head) {
-			lws_callback_on_writable(wsi);
-			return 0;
-		}
-	}
-	/* Client gone and everything it sent is written: close after flush. */
-	if (r->ws_closed)
-		return lws_raw_transaction_completed(wsi);
-	return 0;
-}
-
-int
-relay_target_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		      void *user, void *in, size_t len)
-{
-	struct relay *r = user;
-
-	(void)in;
-	switch (reason) {
-	case LWS_CALLBACK_RAW_CONNECTED:
-		if (!r)
-			return -1;
-		r->target = wsi;
-		r->target_up = 1;
-		lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-		if (r->ws_closed) {
-			lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK,
-					RELAY_FLUSH_SECS);
-			lws_callback_on_writable(wsi);
-			return 0;
-		}
+	p[0].fd = r->client_done ? -1 : r->c->fd;
+	p[0].events = (short)(POLLRDHUP | r->client_read_wait |
+			      r->client_write_wait);
+	p[1].fd = r->tfd;
+	p[1].events = (short)((r->target_read_wait ? POLLIN : 0) |
+			      (r->target_write_wait ? POLLOUT : 0));
+	p[2].fd = r->stopping ? -1 : relay_stop_pipe[0];
+	p[2].events = POLLIN;
+	p[0].revents = p[1].revents = p[2].revents = 0;
+	n = poll(p, 3, relay_timeout(r, now));
+	if (n <= 0)
+		return;
+	if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL | POLLRDHUP)) {
+		/* the calls themselves say what happened; stalled, nobody
+		 * reads, so the hang-up is the end */
+		r->client_read_wait = r->client_write_wait = 0;
 		if (r->stalled)
-			relay_flow(r, RELAY_TARGET, 0);
-		else if (r->up.bytes < r->high)
-			relay_flow(r, RELAY_WS, 1);
-		if (r->up.head)
-			lws_callback_on_writable(wsi);
-		return 0;
-	case LWS_CALLBACK_RAW_RX:
-		if (!r)
-			return -1;
-		return relay_target_rx(r, in, len);
-	case LWS_CALLBACK_RAW_WRITEABLE:
-		if (!r)
-			return -1;
-		return relay_target_writeable(wsi, r);
-	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-	case LWS_CALLBACK_RAW_CLOSE:
-		/* lws calls exactly one of these per target connection */
-		if (r)
-			relay_target_gone(r);
-		return 0;
-	default:
-		return 0;
+			r->client_gone = 1;
+	}
+	if (p[0].revents & r->client_read_wait)
+		r->client_read_wait = 0;
+	if (p[0].revents & r->client_write_wait)
+		r->client_write_wait = 0;
+	if (p[1].revents & (POLLIN | POLLERR | POLLHUP))
+		r->target_read_wait = 0;
+	if (p[1].revents & (POLLOUT | POLLERR | POLLHUP))
+		r->target_write_wait = 0;
+	if (p[2].revents & POLLIN) {
+		r->stopping = 1;
+		relay_end(r);
 	}
 }
 
-static int
-relay_end_one(struct lws_dll2 *d, void *user)
+static void
+relay_loop(struct relay *r)
 {
-	struct relay *r = lws_container_of(d, struct relay, list);
+	long long now;
+	int progress;
 
-	(void)user;
-	if (!r->ws_closed) {
-		r->ending = 1;
-		relay_ws_kick(r);
+	for (;;) {
+		do {
+			progress = relay_client_in(r);
+			progress |= relay_target_out(r);
+			progress |= relay_target_in(r);
+			progress |= relay_client_out(r);
+			now = relay_now_ms();
+			relay_keepalive(r, now);
+			if (relay_settle(r, now))
+				return;
+			progress |= relay_client_out(r);
+		} while (progress);
+		relay_wait(r);
 	}
-	return 0;
 }
 
-/* Shutdown: end every tunnel the usual way (flush, then close 1011). */
 void
-relay_end_all(void)
+relay_run(struct scm_conn *c, const struct scm_route *route,
+	  const unsigned char *early, size_t early_len)
 {
-	lws_dll2_foreach_safe(&relay_all, NULL, relay_end_one);
-}
+	struct relay r;
 
-/* Tunnels whose WebSocket is still open. */
-size_t
-relay_open_count(void)
-{
-	return (size_t)relay_all.count;
+	memset(&r, 0, sizeof(r));
+	r.c = c;
+	r.site = c->site;
+	r.tfd = -1;
+	r.read_size = route->read_size ? route->read_size : SCM_DEFAULT_READ;
+	r.out_cap = WS_HEADER_MAX + r.read_size + 2 * RELAY_CONTROL_ROOM;
+	r.in = malloc(RELAY_IN_CAP);
+	r.up = malloc(RELAY_UP_CAP);
+	r.out = malloc(r.out_cap);
+	atomic_fetch_add(&relay_open, 1);
+	if (!r.in || !r.up || !r.out || early_len > RELAY_IN_CAP) {
+		scm_log(SCM_LOG_ERR, "tunnel: out of memory\n");
+		goto out;
+	}
+	memcpy(r.in, early, early_len);
+	r.in_len = early_len;
+	config_read_begin();
+	r.keepalive_ms = (long long)c->cfg->keepalive_seconds * 1000;
+	r.keepalive_pong = c->cfg->keepalive_pong;
+	config_read_end();
+	r.next_keepalive = relay_now_ms() + r.keepalive_ms;
+	if (route->loopback_port > 0)
+		r.tfd = probe_connect(route->loopback_port, RELAY_CONNECT_MS);
+	if (r.tfd < 0)
+		r.ending = 1;	/* "cannot reach": 1011 at once */
+	relay_loop(&r);
+out:
+	relay_close_target(&r);
+	atomic_fetch_sub(&relay_open, 1);
+	free(r.in);
+	free(r.up);
+	free(r.out);
 }
