@@ -17,7 +17,11 @@ tree (tunnel.py honours WEBAPP_TUNNEL_NATIVE_DIR). Child tunnels started by the 
    data race is loaded into the same interpreter under the same options, and must be reported.
    Any TSan report during the pass fails it (reports are collected from TSAN_OPTIONS log_path).
 
-`python tests/sanitize.py [asan|tsan]...` runs only the named passes (default: both).
+3. scm (.build-scm-*/): the sandbox's C SCM server, built with ASan+UBSan and then with TSan
+   (it is threaded: one thread per connection, config reloads under a lock), under its own tests
+   and the engine's relay and keep-alive tests (SCM_SERVER_BINARY). Any report fails the pass.
+
+`python tests/sanitize.py [asan|tsan|scm]...` runs only the named passes (default: all).
 """
 import glob
 import os
@@ -140,12 +144,56 @@ def tsan():
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
+SCM_TESTS = ["tests/test_scm_server.py", "tests/test_engine_relay.py", "tests/test_engine_keepalive.py"]
+
+
+def _scm_reports(log_dir):
+    out = []
+    for path in sorted(glob.glob(os.path.join(log_dir, "*"))):
+        text = Path(path).read_text(errors="replace")
+        if text.strip():
+            out.append(f"--- {path}\n{text}")
+    return out
+
+
+def scm():
+    """The SCM server built with each sanitizer in its own copy of sandbox/scm."""
+    rc = 0
+    for name, sanitize in (("asan", "address,undefined"), ("tsan", "thread")):
+        build = ROOT / f".build-scm-{name}"
+        shutil.rmtree(build, ignore_errors=True)
+        shutil.copytree(ROOT / "sandbox" / "scm", build,
+                        ignore=shutil.ignore_patterns("*.o", "scm-server", ".flags", ".build.lock"))
+        subprocess.run(["make", "-s", "-C", str(build), f"SANITIZE={sanitize}"], check=True)
+        log_dir = tempfile.mkdtemp(prefix=f"webapp-scm-{name}-")
+        env = dict(os.environ, SCM_SERVER_BINARY=str(build / "scm-server"))
+        env.update({
+            "ASAN_OPTIONS": f"abort_on_error=1:log_path={log_dir}/asan",
+            "UBSAN_OPTIONS": f"print_stacktrace=1:log_path={log_dir}/ubsan",
+            "TSAN_OPTIONS": f"halt_on_error=0:second_deadlock_stack=1:log_path={log_dir}/tsan",
+        })
+        try:
+            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                     "-m", "not slow", "-k", "not one_gib", *SCM_TESTS],
+                                    cwd=ROOT, env=env).returncode
+            reports = _scm_reports(log_dir)
+            if reports:
+                print("\n".join(reports))
+                print(f"error: the {name} build of the SCM server reported {len(reports)} problem(s) (above)")
+            else:
+                print(f"SCM server under {name}: no reports")
+            rc = rc or result or (1 if reports else 0)
+        finally:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    return rc
+
+
 def main(argv):
-    passes = argv or ["asan", "tsan"]
+    passes = argv or ["asan", "tsan", "scm"]
     failed = []
     for name in passes:
         print(f"== sanitizer pass: {name}", flush=True)
-        if {"asan": asan, "tsan": tsan}[name]():
+        if {"asan": asan, "tsan": tsan, "scm": scm}[name]():
             failed.append(name)
     if failed:
         print("failed passes: " + ", ".join(failed))

@@ -169,7 +169,8 @@ relay_queue_control(struct relay *r, unsigned opcode,
 		return -1;
 	p = r->out + r->out_len;
 	r->out_len += ws_header(p, opcode, len);
-	memcpy(r->out + r->out_len, payload, len);
+	if (len)
+		memcpy(r->out + r->out_len, payload, len);
 	r->out_len += len;
 	return 0;
 }
