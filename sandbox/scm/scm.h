@@ -130,18 +130,6 @@ ssize_t tls_read_nb(SSL *ssl, void *buf, size_t len, short *wait);
 ssize_t tls_write_nb(SSL *ssl, const void *buf, size_t len, short *wait);
 void tls_close(SSL *ssl, int fd, int notify);
 
-/*
- * While a tunnel runs, TLS output collects in the relay's buffer and goes to
- * the socket with one send() per message instead of one write() per 16 KiB
- * record.  The buffer must hold a message's records: see the relay.
- */
-struct tls_sendbuf {
-	unsigned char *buf;
-	size_t cap, off, len;	/* [off, len) still to send */
-};
-int tls_collect_begin(SSL *ssl, struct tls_sendbuf *sb);
-void tls_collect_end(SSL *ssl);
-
 /* Where a tunnel goes: instance by ARRAffinity, port by AppsvcTunnelPort,
  * message size by AppsvcTunnelBuffer. */
 struct scm_route {

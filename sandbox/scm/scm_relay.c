@@ -59,11 +59,10 @@ struct relay {
 	size_t up_off, up_len;
 	unsigned char *out;
 	size_t out_off, out_len, out_cap;
-	struct tls_sendbuf tls;		/* out, encrypted, for one send() */
 	unsigned long long relayed;	/* bytes admitted, both directions */
 
 	short client_read_wait;		/* what SSL_read waits for; 0: none */
-	short client_write_wait;	/* what sending waits for; 0: none */
+	short client_write_wait;	/* what SSL_write waits for; 0: none */
 	unsigned target_read_wait:1;
 	unsigned target_write_wait:1;
 	unsigned client_gone:1;		/* EOF, error or protocol violation */
@@ -324,48 +323,25 @@ relay_target_in(struct relay *r)
 	return 1;
 }
 
-/* Encrypts what out holds once the last of it is sent, then sends. */
 static int
 relay_client_out(struct relay *r)
 {
-	struct tls_sendbuf *t = &r->tls;
-	int progress = 0;
 	ssize_t n;
 
-	if (r->client_write_wait || r->client_gone || r->client_done)
+	if (r->out_off == r->out_len || r->client_write_wait ||
+	    r->client_gone || r->client_done)
 		return 0;
-	/* partial-write mode: SSL_write returns after each record; gather
-	 * all of a message's records before the send */
-	if (t->off == t->len)
-		t->off = t->len = 0;
-	while (t->off == 0 && r->out_off != r->out_len) {
-		n = tls_write_nb(r->c->ssl, r->out + r->out_off,
-				 r->out_len - r->out_off, &r->client_write_wait);
-		if (n == -1)
-			break;
-		if (n < 0) {
-			r->client_gone = 1;
-			return 1;
-		}
-		r->out_off += (size_t)n;
-		if (r->out_off == r->out_len)
-			r->out_off = r->out_len = 0;
-		progress = 1;
-	}
-	if (t->off == t->len)
-		return progress;
-	n = send(r->c->fd, t->buf + t->off, t->len - t->off, MSG_NOSIGNAL);
-	if (n > 0) {
-		t->off += (size_t)n;
+	n = tls_write_nb(r->c->ssl, r->out + r->out_off,
+			 r->out_len - r->out_off, &r->client_write_wait);
+	if (n == -1)
+		return 0;
+	if (n < 0) {
+		r->client_gone = 1;
 		return 1;
 	}
-	if (n < 0 && errno == EAGAIN) {
-		r->client_write_wait = POLLOUT;
-		return progress;
-	}
-	if (n < 0 && errno == EINTR)
-		return 1;
-	r->client_gone = 1;
+	r->out_off += (size_t)n;
+	if (r->out_off == r->out_len)
+		r->out_off = r->out_len = 0;
 	return 1;
 }
 
@@ -373,7 +349,7 @@ relay_client_out(struct relay *r)
 static int
 relay_settle(struct relay *r, long long now)
 {
-	int flushed = r->out_off == r->out_len && r->tls.off == r->tls.len;
+	int flushed = r->out_off == r->out_len;
 
 	if (!r->client_done) {
 		if (r->client_gone) {
@@ -515,17 +491,9 @@ relay_run(struct scm_conn *c, const struct scm_route *route,
 	r.in = malloc(RELAY_IN_CAP);
 	r.up = malloc(RELAY_UP_CAP);
 	r.out = malloc(r.out_cap);
-	/* a whole message's records: 22 bytes more per 16 KiB in TLS 1.3 */
-	r.tls.cap = r.out_cap + r.out_cap / 256 + 1024;
-	r.tls.buf = malloc(r.tls.cap);
 	atomic_fetch_add(&relay_open, 1);
-	if (!r.in || !r.up || !r.out || !r.tls.buf ||
-	    early_len > RELAY_IN_CAP) {
+	if (!r.in || !r.up || !r.out || early_len > RELAY_IN_CAP) {
 		scm_log(SCM_LOG_ERR, "tunnel: out of memory\n");
-		goto out;
-	}
-	if (tls_collect_begin(c->ssl, &r.tls)) {
-		scm_log(SCM_LOG_ERR, "tunnel: cannot set up TLS output\n");
 		goto out;
 	}
 	memcpy(r.in, early, early_len);
@@ -540,12 +508,10 @@ relay_run(struct scm_conn *c, const struct scm_route *route,
 	if (r.tfd < 0)
 		r.ending = 1;	/* "cannot reach": 1011 at once */
 	relay_loop(&r);
-	tls_collect_end(c->ssl);
 out:
 	relay_close_target(&r);
 	atomic_fetch_sub(&relay_open, 1);
 	free(r.in);
 	free(r.up);
 	free(r.out);
-	free(r.tls.buf);
 }

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -214,86 +213,4 @@ tls_close(SSL *ssl, int fd, int notify)
 	}
 	if (fd >= 0)
 		close(fd);
-}
-
-static BIO_METHOD *tls_collect_method;
-static pthread_once_t tls_collect_once = PTHREAD_ONCE_INIT;
-
-static int
-tls_collect_write(BIO *b, const char *data, int len)
-{
-	struct tls_sendbuf *sb = BIO_get_data(b);
-	size_t room;
-
-	BIO_clear_retry_flags(b);
-	if (sb->off == sb->len)
-		sb->off = sb->len = 0;
-	room = sb->cap - sb->len;
-	if (!room) {
-		BIO_set_retry_write(b);
-		return -1;
-	}
-	if ((size_t)len > room)
-		len = (int)room;
-	memcpy(sb->buf + sb->len, data, (size_t)len);
-	sb->len += (size_t)len;
-	return len;
-}
-
-static long
-tls_collect_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-	(void)b;
-	(void)num;
-	(void)ptr;
-	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-static int
-tls_collect_create(BIO *b)
-{
-	BIO_set_init(b, 1);
-	return 1;
-}
-
-static void
-tls_collect_method_init(void)
-{
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-				     "scm-collect");
-
-	if (m && BIO_meth_set_write(m, tls_collect_write) &&
-	    BIO_meth_set_ctrl(m, tls_collect_ctrl) &&
-	    BIO_meth_set_create(m, tls_collect_create)) {
-		tls_collect_method = m;
-		return;
-	}
-	BIO_meth_free(m);
-}
-
-int
-tls_collect_begin(SSL *ssl, struct tls_sendbuf *sb)
-{
-	BIO *b;
-
-	if (pthread_once(&tls_collect_once, tls_collect_method_init) ||
-	    !tls_collect_method)
-		return -1;
-	b = BIO_new(tls_collect_method);
-	if (!b)
-		return -1;
-	BIO_set_data(b, sb);
-	/* drops one reference to the socket BIO, which stays the read BIO */
-	SSL_set0_wbio(ssl, b);
-	return 0;
-}
-
-/* The socket is the write BIO again (close_notify goes straight out). */
-void
-tls_collect_end(SSL *ssl)
-{
-	BIO *sock = SSL_get_rbio(ssl);
-
-	if (sock && BIO_up_ref(sock))
-		SSL_set0_wbio(ssl, sock);
 }
