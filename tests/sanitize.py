@@ -97,11 +97,15 @@ def asan():
     return _pytest(env, ASAN_SELECT)
 
 
-def _reports(log_dir):
+TSAN_MARKERS = ("WARNING: ThreadSanitizer", "ERROR: ThreadSanitizer")
+
+
+def _reports(log_dir, pattern="tsan*", markers=TSAN_MARKERS):
+    """Sanitizer logs that hold a report: one of `markers`, or with markers=None any text."""
     out = []
-    for path in sorted(glob.glob(os.path.join(log_dir, "tsan*"))):
+    for path in sorted(glob.glob(os.path.join(log_dir, pattern))):
         text = Path(path).read_text(errors="replace")
-        if "WARNING: ThreadSanitizer" in text or "ERROR: ThreadSanitizer" in text:
+        if any(m in text for m in markers) if markers else text.strip():
             out.append(f"--- {path}\n{text}")
     return out
 
@@ -147,15 +151,6 @@ def tsan():
 SCM_TESTS = ["tests/test_scm_server.py", "tests/test_engine_relay.py", "tests/test_engine_keepalive.py"]
 
 
-def _scm_reports(log_dir):
-    out = []
-    for path in sorted(glob.glob(os.path.join(log_dir, "*"))):
-        text = Path(path).read_text(errors="replace")
-        if text.strip():
-            out.append(f"--- {path}\n{text}")
-    return out
-
-
 def scm():
     """The SCM server built with each sanitizer in its own copy of sandbox/scm."""
     rc = 0
@@ -176,7 +171,7 @@ def scm():
             result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                      "-m", "not slow", "-k", "not one_gib", *SCM_TESTS],
                                     cwd=ROOT, env=env).returncode
-            reports = _scm_reports(log_dir)
+            reports = _reports(log_dir, "*", markers=None)
             if reports:
                 print("\n".join(reports))
                 print(f"error: the {name} build of the SCM server reported {len(reports)} problem(s) (above)")

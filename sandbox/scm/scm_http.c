@@ -98,7 +98,7 @@ http_is_tunnel_path(const char *path)
 	return !strncasecmp(path, SCM_TUNNEL_PATH, strlen(SCM_TUNNEL_PATH));
 }
 
-/* Decodes %XX in place (the path and the query, as lws used to). */
+/* Decodes %XX in place: the path and the query are matched decoded. */
 static void
 http_unescape(char *s)
 {

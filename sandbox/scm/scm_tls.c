@@ -73,19 +73,23 @@ tls_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits for what OpenSSL asked for; 0 ready, -1 timeout or error. */
-static int
-tls_wait(int fd, int ssl_err, long long deadline)
+/* What the socket must become for OpenSSL to go on; 0: it cannot. */
+static short
+tls_events(int ssl_err)
 {
-	struct pollfd p = { .fd = fd };
+	return ssl_err == SSL_ERROR_WANT_READ ? POLLIN :
+	       ssl_err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+}
+
+/* Waits for events on fd; 0 ready, -1 timeout, error or no events. */
+static int
+tls_wait(int fd, short events, long long deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
 	long long left;
 	int n;
 
-	if (ssl_err == SSL_ERROR_WANT_READ)
-		p.events = POLLIN;
-	else if (ssl_err == SSL_ERROR_WANT_WRITE)
-		p.events = POLLOUT;
-	else
+	if (!events)
 		return -1;
 	for (;;) {
 		left = deadline - tls_now_ms();
@@ -113,7 +117,7 @@ tls_accept(SSL_CTX *ctx, int fd, int timeout_ms)
 		n = SSL_accept(ssl);
 		if (n == 1)
 			return ssl;
-		if (tls_wait(fd, SSL_get_error(ssl, n), deadline))
+		if (tls_wait(fd, tls_events(SSL_get_error(ssl, n)), deadline))
 			goto fail;
 	}
 fail:
@@ -121,46 +125,6 @@ fail:
 	ERR_clear_error();
 	SSL_free(ssl);
 	return NULL;
-}
-
-ssize_t
-tls_read(SSL *ssl, int fd, void *buf, size_t len, int timeout_ms)
-{
-	long long deadline = tls_now_ms() + timeout_ms;
-	int n, e;
-
-	for (;;) {
-		ERR_clear_error();
-		n = SSL_read(ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
-		if (n > 0)
-			return n;
-		e = SSL_get_error(ssl, n);
-		if (e == SSL_ERROR_ZERO_RETURN)
-			return 0;
-		if (tls_wait(fd, e, deadline))
-			return -1;
-	}
-}
-
-int
-tls_write_all(SSL *ssl, int fd, const void *buf, size_t len, int timeout_ms)
-{
-	long long deadline = tls_now_ms() + timeout_ms;
-	const unsigned char *p = buf;
-	int n;
-
-	while (len) {
-		ERR_clear_error();
-		n = SSL_write(ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (tls_wait(fd, SSL_get_error(ssl, n), deadline))
-			return -1;
-	}
-	return 0;
 }
 
 /* >0 bytes; 0 the peer closed; -1 wait for *wait; -2 failed. */
@@ -174,29 +138,62 @@ tls_read_nb(SSL *ssl, void *buf, size_t len, short *wait)
 	if (n > 0)
 		return n;
 	e = SSL_get_error(ssl, n);
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		*wait = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-		return -1;
-	}
-	return e == SSL_ERROR_ZERO_RETURN ? 0 : -2;
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	*wait = tls_events(e);
+	return *wait ? -1 : -2;
 }
 
 /* >0 bytes written; -1 wait for *wait; -2 failed. */
 ssize_t
 tls_write_nb(SSL *ssl, const void *buf, size_t len, short *wait)
 {
-	int n, e;
+	int n;
 
 	ERR_clear_error();
 	n = SSL_write(ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
 	if (n > 0)
 		return n;
-	e = SSL_get_error(ssl, n);
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		*wait = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-		return -1;
+	*wait = tls_events(SSL_get_error(ssl, n));
+	return *wait ? -1 : -2;
+}
+
+/* >0 bytes; 0 the peer closed; -1 failed or timed out. */
+ssize_t
+tls_read(SSL *ssl, int fd, void *buf, size_t len, int timeout_ms)
+{
+	long long deadline = tls_now_ms() + timeout_ms;
+	ssize_t n;
+	short wait;
+
+	for (;;) {
+		n = tls_read_nb(ssl, buf, len, &wait);
+		if (n != -1)
+			return n == -2 ? -1 : n;
+		if (tls_wait(fd, wait, deadline))
+			return -1;
 	}
-	return -2;
+}
+
+int
+tls_write_all(SSL *ssl, int fd, const void *buf, size_t len, int timeout_ms)
+{
+	long long deadline = tls_now_ms() + timeout_ms;
+	const unsigned char *p = buf;
+	ssize_t n;
+	short wait;
+
+	while (len) {
+		n = tls_write_nb(ssl, p, len, &wait);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == -2 || tls_wait(fd, wait, deadline))
+			return -1;
+	}
+	return 0;
 }
 
 /* notify: send close_notify first (never waits for it to be answered). */
