@@ -8,6 +8,8 @@ import subprocess
 import time
 import uuid
 
+import pytest
+
 from tests.fixtures_command import AZ, READY_RE, sftp_popen, ssh, ssh_command
 
 
@@ -133,8 +135,9 @@ def test_background_with_ampersand(webapp_az, sandbox, ssh_client_env, tmp_path)
     script = (f'"{AZ}" webapp remote-connection create -g {sandbox.resource_group} -n linux-app -p {port} '
               f'> "{tmp_path}/out" 2> "{tmp_path}/err" &\n'
               f'echo $! > "{tmp_path}/pid"\nwait $!\necho $? > "{tmp_path}/rc"\n')
-    shell = subprocess.Popen(['sh', '-c', script], env=webapp_az.env, cwd=webapp_az.cwd,
-                             stdin=subprocess.DEVNULL)
+    # faulthandler: a SIGABRT makes a hung az print every thread's Python stack to its stderr
+    shell = subprocess.Popen(['sh', '-c', script], env=dict(webapp_az.env, PYTHONFAULTHANDLER='1'),
+                             cwd=webapp_az.cwd, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -148,7 +151,12 @@ def test_background_with_ampersand(webapp_az, sandbox, ssh_client_env, tmp_path)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == 'linux-app-i0'
         os.kill(int((tmp_path / 'pid').read_text()), signal.SIGTERM)
-        shell.wait(timeout=20)
+        try:
+            shell.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(int((tmp_path / 'pid').read_text()), signal.SIGABRT)
+            shell.wait(timeout=10)
+            pytest.fail('az did not end within 20 s of SIGTERM; its stacks:\n' + (tmp_path / 'err').read_text())
     finally:
         if shell.poll() is None:
             os.kill(int((tmp_path / 'pid').read_text()), signal.SIGKILL)
