@@ -1,0 +1,127 @@
+"""Termination is a state no `except` can eat (issue: SIGTERM sometimes swallowed, az never exits).
+
+The handler used to raise an ordinary Exception; landing inside an `except Exception` (the guard
+around an event callback, a logging handler) it was dropped and the tunnel served on. These tests
+make the signal land exactly there, every time."""
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from azext_webapp import _termination
+from tests.fixtures_engine import ROOT, cli_env
+
+
+def _open_and_close(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10):
+        pass
+
+
+def _serve_until_terminated(tunnel_, timeout=10):
+    started = time.monotonic()
+    with pytest.raises(_termination.Terminated) as ended:
+        tunnel_.serve(timeout=timeout)
+    return ended.value, time.monotonic() - started
+
+
+def test_sigterm_inside_an_event_callback_ends_serve(make_tunnel):
+    def on_event(event):
+        if event.kind == "opened":
+            os.kill(os.getpid(), signal.SIGTERM)   # the handler runs here, inside Tunnel._deliver
+
+    with _termination.terminate_on("SIGTERM"):
+        t = make_tunnel(on_event=on_event)
+        t.start()
+        _open_and_close(t.port)
+        ended, elapsed = _serve_until_terminated(t)
+    assert ended.signal_name == "SIGTERM"
+    assert elapsed < 2, elapsed
+
+
+def test_sigterm_swallowed_whole_is_raised_again_by_the_next_wait(make_tunnel):
+    """Even code that catches BaseException cannot make the tunnel forget the signal."""
+    swallowed = []
+
+    def on_event(event):
+        if event.kind == "opened" and not swallowed:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+            except BaseException as err:  # pylint: disable=broad-except
+                swallowed.append(err)
+
+    with _termination.terminate_on("SIGTERM"):
+        t = make_tunnel(on_event=on_event)
+        t.start()
+        _open_and_close(t.port)
+        ended, elapsed = _serve_until_terminated(t)
+    assert swallowed and isinstance(swallowed[0], _termination.Terminated)
+    assert ended.signum == signal.SIGTERM
+    assert elapsed < 2, elapsed
+
+
+def test_sigterm_inside_a_logging_handler_ends_serve(make_tunnel):
+    class SignalOnEmit(logging.Handler):
+        def emit(self, record):
+            if "opened" in record.getMessage():
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    log = logging.getLogger("webapp-test-events")
+    handler = SignalOnEmit()
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with _termination.terminate_on("SIGTERM"):
+            t = make_tunnel(on_event=lambda event: log.warning("connection %s", event.kind))
+            t.start()
+            _open_and_close(t.port)
+            _, elapsed = _serve_until_terminated(t)
+    finally:
+        log.removeHandler(handler)
+    assert elapsed < 2, elapsed
+
+
+def test_leaving_terminate_on_restores_the_handler_and_forgets_the_signal():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(_termination.Terminated):
+        with _termination.terminate_on("SIGTERM", "SIGNOTONTHISPLATFORM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGTERM) is before
+    _termination.raise_if_terminated()   # nothing recorded any more
+
+
+def test_standalone_sigterm_during_the_handshake_check_exits_cleanly(engine_env):
+    """An SCM site that accepts TCP and never answers: SIGTERM while check() waits ends the
+    standalone entry within a second, with status 0, not by the signal's default action."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "azext_webapp.tunnel", f"https://localhost:{port}"],
+                                cwd=ROOT, env=cli_env(engine_env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        silent.settimeout(20)
+        held = None
+        try:
+            held, _ = silent.accept()     # kept open and silent
+            time.sleep(0.3)        # inside check() by now: the TLS handshake waits for an answer
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=10)
+            elapsed = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if held is not None:
+                held.close()
+    assert proc.returncode == 0, (proc.returncode, err.decode())
+    assert elapsed < 1.0, elapsed
+    assert b"Port" not in out
+
