@@ -11,6 +11,7 @@ when this process dies: PR_SET_PDEATHSIG) ends every process it started.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -398,6 +399,64 @@ class Sandbox:
         """Accept (or refuse) Basic auth at the SCM site; ARM's policy reads the same."""
         info = self.app(name, slot)
         self._update(name, slot, basic=[info.basic_user, info.basic_password] if allowed else None)
+
+    @contextlib.contextmanager
+    def sshd_down(self, name: str, slot: str | None = None):
+        """Within the block nothing answers on the app's container port 2222 on any instance, as
+        when its sshd has died: GetStatus says canReachPort false, and a tunnel's WebSocket is
+        accepted and then closed at once. The sshds themselves keep running for the other tests."""
+        site = self.app(name, slot).site
+        original = [dict(i, ports=dict(i["ports"])) for i in self._scm_sites[site]["instances"]]
+        dead = self._dead_port()
+        self._update(name, slot, instances=[dict(i, ports={**i["ports"], str(catalogue.SSH_PORT): dead})
+                                            for i in original])
+        try:
+            yield
+        finally:
+            self._update(name, slot, instances=original)
+
+    @contextlib.contextmanager
+    def short_lived_tokens(self, lifetime: int, scm_seconds: float):
+        """Within the block, Entra tokens expire as they do in Azure, only faster: every token
+        request gets a new token that says it lives `lifetime` seconds (MSAL renews a token once
+        less than 300 s of it remain), and the SCM sites accept each such token for only
+        `scm_seconds` after it was issued. The session's long-lived token stays valid throughout."""
+        model = self.arm.model
+        accepted: dict = {}                 # token -> until when the SCM sites take it
+        lock = threading.Lock()
+        pushed: list = [None]
+        stopping = threading.Event()
+
+        def push():
+            with lock:
+                now = time.time()
+                live = sorted(t for t, until in accepted.items() if until > now)
+                if live == pushed[0]:
+                    return
+                pushed[0] = live
+                self.scm.update_all_sites(bearer=[self.bearer_token, *live])
+
+        def on_issue(token):
+            with lock:
+                accepted[token] = time.time() + scm_seconds
+            push()
+
+        def expire():
+            while not stopping.wait(0.25):
+                push()
+
+        model.on_issue, model.token_lifetime = on_issue, lifetime
+        expiry = threading.Thread(target=expire, name="sandbox-token-expiry", daemon=True)
+        expiry.start()
+        try:
+            yield
+        finally:
+            model.token_lifetime = model.on_issue = None
+            stopping.set()
+            expiry.join()
+            with lock:
+                accepted.clear()
+            push()
 
     # -- az -------------------------------------------------------------------------------
     def az_env(self, config_dir: str, base: dict | None = None) -> dict:

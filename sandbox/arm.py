@@ -50,6 +50,25 @@ class ArmModel:
     resource_group: str = catalogue.RESOURCE_GROUP
     sites: dict = field(default_factory=dict)     # (app, slot or None) -> SiteView
     extension_dir: str = ""
+    # Short-lived tokens (Sandbox.short_lived_tokens): while token_lifetime is set, every token
+    # request gets a new token of that lifetime; issued maps each to its expiry (epoch seconds).
+    # on_issue(token) tells the sandbox, which hands it to the SCM sites.
+    token_lifetime: int | None = None
+    issued: dict = field(default_factory=dict)
+    on_issue: object = None
+
+    def token_valid(self, token: str) -> bool:
+        return token == self.token or self.issued.get(token, 0) > time.time()
+
+    def issue_token(self, base_url: str) -> tuple:
+        """(token, lifetime) for a token request."""
+        if not self.token_lifetime:
+            return self.token, 86399
+        token = make_token(self.tenant, self.sp_id, base_url, self.token_lifetime)
+        self.issued[token] = time.time() + self.token_lifetime
+        if self.on_issue:
+            self.on_issue(token)
+        return token, self.token_lifetime
 
 
 def make_token(tenant: str, sp_id: str, base_url: str, lifetime: int = 86400) -> str:
@@ -211,9 +230,10 @@ class _Handler(BaseHTTPRequestHandler):
                                          "not the client secret ID.",
                     "error_codes": [7000215]})
             now = int(time.time())
-            return self._send(200, {"token_type": "Bearer", "expires_in": 86399,
-                                    "ext_expires_in": 86399, "expires_on": str(now + 86399),
-                                    "resource": ARM_RESOURCE, "access_token": m.token})
+            token, lifetime = m.issue_token(self.server.arm.base_url)
+            return self._send(200, {"token_type": "Bearer", "expires_in": lifetime,
+                                    "ext_expires_in": lifetime, "expires_on": str(now + lifetime),
+                                    "resource": ARM_RESOURCE, "access_token": token})
         if "/discovery/" in low and low.endswith("/keys"):
             return self._send(200, {"keys": []})
         return self._error(404, "NotFound", f"No identity endpoint at {path}.")
@@ -226,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(401, "AuthenticationFailed",
                                "Authentication failed. The 'Authorization' header is missing.",
                                {"WWW-Authenticate": self._challenge("invalid_token")})
-        if auth[7:].strip() != m.token:
+        if not m.token_valid(auth[7:].strip()):
             return self._error(401, "InvalidAuthenticationToken",
                                "The access token is invalid.",
                                {"WWW-Authenticate": self._challenge("invalid_token")})

@@ -221,6 +221,16 @@ class ScmServer:
             self.sites[name].update(copy.deepcopy(fields))
             self._reload_locked(timeout)
 
+    def update_all_sites(self, timeout: float = 10.0, **fields) -> None:
+        """Change the same mutable fields of every site with one reload."""
+        unknown = set(fields) - _MUTABLE
+        if unknown:
+            raise ValueError(f"not mutable by reload: {', '.join(sorted(unknown))}")
+        with self._lock:
+            for site in self.sites.values():
+                site.update(copy.deepcopy(fields))
+            self._reload_locked(timeout)
+
     def reload(self, timeout: float = 10.0) -> None:
         """Rewrite the config from self.sites and SIGHUP; wait until applied."""
         with self._lock:
