@@ -28,11 +28,36 @@ import urllib.parse
 
 from azext_webapp import _native
 
-# The build for the running platform (azext_webapp/_native/<platform>/), or EngineUnavailableError
-# (an ImportError) with one line to show. Test hook (tests/sanitize.py): WEBAPP_TUNNEL_NATIVE_DIR
-# names the azext_webapp directory of another build tree, e.g. the ASan+UBSan one in
-# .build-asan/azext_webapp. Only the directory is taken from the environment.
-_tunnel = _native.load_engine(os.environ.get("WEBAPP_TUNNEL_NATIVE_DIR") or None)
+
+def _select_engine():
+    """(engine module, "native" or "portable", one line saying why that one).
+
+    The native engine (azext_webapp/_native/<platform>/) where it loads, else the portable one
+    (azext_webapp/_portable/, the standard library only): both implement the same contract.
+    WEBAPP_ENGINE=native|portable forces one; forcing native where it cannot load raises its
+    EngineUnavailableError (an ImportError with one line to show). Test hook (tests/sanitize.py):
+    WEBAPP_TUNNEL_NATIVE_DIR names the azext_webapp directory of another build tree, e.g. the
+    ASan+UBSan one in .build-asan/azext_webapp. Only the directory is taken from the environment."""
+    forced = (os.environ.get("WEBAPP_ENGINE") or "").strip().lower()
+    if forced not in ("", "auto", "native", "portable"):
+        raise _native.EngineUnavailableError(
+            f"WEBAPP_ENGINE must be native or portable (or unset), not {forced!r}")
+    if forced == "portable":
+        from azext_webapp import _portable
+        return _portable, "portable", "WEBAPP_ENGINE=portable"
+    try:
+        module = _native.load_engine(os.environ.get("WEBAPP_TUNNEL_NATIVE_DIR") or None)
+    except _native.EngineUnavailableError as err:
+        if forced == "native":
+            raise
+        from azext_webapp import _portable
+        return _portable, "portable", err.reason
+    if forced == "native":
+        return module, "native", "WEBAPP_ENGINE=native"
+    return module, "native", f"the native engine loads on this platform ({_native.platform_tag()})"
+
+
+_tunnel, ENGINE, ENGINE_REASON = _select_engine()
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,16 @@
 """Fixtures for the engine tests: a real sandbox SCM server (sandbox/scm/scm-server, Contract 2)
-with certificates from sandbox.pki, in front of the targets of tests/engine_targets.py."""
+with certificates from sandbox.pki, in front of the targets of tests/engine_targets.py.
+
+Both engines: every test in tests/test_engine_*.py and tests/test_hardening_*.py runs once per
+engine ("native", "portable"; the `engine` fixture, autouse there). In process, tunnel.py's engine
+module is swapped for the test; child processes (python -m azext_webapp.tunnel, az) get
+WEBAPP_ENGINE. `pytest --engine=native|portable` (or WEBAPP_ENGINE in pytest's environment) runs
+one engine only."""
 import base64
+import collections
+import importlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +26,64 @@ ROOT = Path(__file__).resolve().parent.parent
 BASIC_USER, BASIC_PASSWORD = "$engine-site", "publishing-password"
 BEARER_TOKEN = "engine-token"
 ECHO_PORT, STREAM_PORT, CLOSER_PORT, DEAD_PORT = 2222, 3000, 4000, 5000
+
+
+ENGINES = ("native", "portable")
+BOTH_ENGINE_MODULES = re.compile(r"test_(engine|hardening)_")
+NATIVE_ONLY_MODULES = {"test_engine_native"}     # C-level: the ring's unit test, valgrind
+
+
+def pytest_addoption(parser):
+    parser.addoption("--engine", choices=("both",) + ENGINES, default=None,
+                     help="the tunnel engine(s) the engine and hardening suites run against "
+                          "(default: both, or the one WEBAPP_ENGINE names)")
+
+
+def engines_for(config):
+    chosen = config.getoption("--engine") or os.environ.get("WEBAPP_ENGINE") or "both"
+    return list(ENGINES) if chosen not in ENGINES else [chosen]
+
+
+def pytest_generate_tests(metafunc):
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "engine" in metafunc.fixturenames and BOTH_ENGINE_MODULES.match(module) \
+            and module not in NATIVE_ONLY_MODULES:
+        metafunc.parametrize("engine", engines_for(metafunc.config), indirect=True)
+
+
+def engine_module(name):
+    """The engine module `name` ("native" or "portable") as tunnel.py would load it."""
+    if name == "portable":
+        return importlib.import_module("azext_webapp._portable")
+    from azext_webapp import _native
+    return _native.load_engine(os.environ.get("WEBAPP_TUNNEL_NATIVE_DIR") or None)
+
+
+@pytest.fixture(autouse=True)
+def engine(request, monkeypatch):
+    """The engine under test (None outside the two-engine suites: whatever tunnel.py chose)."""
+    wanted = getattr(request, "param", None)
+    if wanted is None:
+        return None
+    from azext_webapp import tunnel
+    monkeypatch.setattr(tunnel, "_tunnel", engine_module(wanted))
+    monkeypatch.setattr(tunnel, "ENGINE", wanted)
+    monkeypatch.setenv("WEBAPP_ENGINE", wanted)
+    if len(tunnel.TunnelEvent._fields) < 9:
+        # TEMPORARY until tunnel.py takes the contract's 9-field events (the lead's edit): accept
+        # both the native engine's 6 fields and the 9 of the contract.
+        monkeypatch.setattr(tunnel, "TunnelEvent", collections.namedtuple(
+            "TunnelEvent", "kind conn_id peer bytes_up bytes_down message error_kind status remote_closed",
+            defaults=("", 0, False)))
+    if "webapp_az" in request.fixturenames:        # the real az: a session-wide environment
+        monkeypatch.setitem(request.getfixturevalue("webapp_az").env, "WEBAPP_ENGINE", wanted)
+    return wanted
+
+
+def skip_native_pending(engine, supported, what):
+    """Skip a test of a NEW contract part the native engine does not have yet."""
+    if engine == "native" and not supported:
+        pytest.skip(f"native: pending ({what})")
 
 
 def basic_auth(user=BASIC_USER, password=BASIC_PASSWORD):

@@ -25,9 +25,10 @@ import sys
 MODULE_NAME = "azext_webapp._tunnel"
 FILENAME = "_tunnel.abi3.so"
 NATIVE_DIR = os.path.dirname(os.path.abspath(__file__))
-SOURCE_HINT = ("build it from source on this machine (a C compiler, pkg-config and the libwebsockets, "
-               "OpenSSL 3 and libcurl development packages; then `python tools/build_index.py --out dist` "
-               "and `az extension add --source dist/webapp-<version>-py3-none-any.whl`)")
+# What works where the native engine does not load: the portable engine (the default there).
+SOURCE_HINT = ("Unset WEBAPP_ENGINE (or set it to portable) to use the portable engine, which runs on every "
+               "platform; building the native one needs a clone of the webapp repository and its `make build` "
+               "on 64-bit x86 Linux with glibc")
 
 # Shared libraries the engine links dynamically -> the Debian/Ubuntu package that provides each.
 SYSTEM_LIBRARIES = {
@@ -45,9 +46,10 @@ _OS_NAMES = {"linux": "linux", "darwin": "macos", "win32": "windows", "cygwin": 
 class EngineUnavailableError(ImportError):
     """The tunnel engine cannot be loaded here; ``str()`` is one line a user can act on."""
 
-    def __init__(self, message, tag=None):
+    def __init__(self, message, tag=None, reason=None):
         super().__init__(message)
         self.tag = tag
+        self.reason = reason or message   # short: why the portable engine serves instead
 
 
 def platform_tag(system=None, machine=None, libc=None, pointer_bits=None):
@@ -114,7 +116,7 @@ def no_build_message(tag, available):
     """The one line for a platform without a build (pure)."""
     included = ", ".join(available) if available else "none"
     return (f"webapp's tunnel engine has no build for this platform ({tag}); builds are included for: "
-            f"{included}. To use it here, {SOURCE_HINT}.")
+            f"{included}. {SOURCE_HINT}.")
 
 
 def load_failure_message(tag, error_text):
@@ -129,8 +131,7 @@ def load_failure_message(tag, error_text):
         return (f"webapp's tunnel engine ({tag}) needs the system library {library}, which is not installed "
                 f"on this machine; install it{install} and run the command again.")
     return (f"webapp's tunnel engine ({tag}) could not be loaded: {first}. It needs glibc, OpenSSL 3 "
-            f"(libssl.so.3) and libcurl (libcurl.so.4) from a current Linux distribution; otherwise "
-            f"{SOURCE_HINT}.")
+            f"(libssl.so.3) and libcurl (libcurl.so.4) from a current Linux distribution. {SOURCE_HINT}.")
 
 
 def load_engine(package_dir=None, tag=None):
@@ -145,13 +146,16 @@ def load_engine(package_dir=None, tag=None):
     tag = tag or platform_tag()
     path = engine_path(tag, native_dir)
     if not os.path.isfile(path):
-        raise EngineUnavailableError(no_build_message(tag, available_tags(native_dir)), tag)
+        raise EngineUnavailableError(no_build_message(tag, available_tags(native_dir)), tag,
+                                     f"no native build for this platform ({tag})")
     loader = importlib.machinery.ExtensionFileLoader(MODULE_NAME, path)
     spec = importlib.util.spec_from_file_location(MODULE_NAME, path, loader=loader)
     try:
         module = importlib.util.module_from_spec(spec)  # dlopen + PyInit__tunnel
         loader.exec_module(module)
     except ImportError as err:
-        raise EngineUnavailableError(load_failure_message(tag, err), tag) from None
+        first = (str(err).strip().splitlines() or ["unknown error"])[0]
+        raise EngineUnavailableError(load_failure_message(tag, err), tag,
+                                     f"the native build for {tag} does not load here ({first})") from None
     sys.modules[MODULE_NAME] = module
     return module

@@ -1,0 +1,230 @@
+"""RFC 6455, client side: the upgrade request, the 101 check, frame building (masked) and parsing.
+
+Only the wire format lives here (tn_ws.c's counterpart); nothing here does I/O. Masking XORs the
+whole payload as one integer (``int.from_bytes`` / ``to_bytes``), so a 64 KiB frame is masked by a
+few C loops instead of 65,536 Python steps.
+"""
+import base64
+import hashlib
+import os
+import random
+import re
+import struct
+
+from .errors import Error, http_status_error
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
+FRAME_MAX = 64 * 1024          # largest binary message we send
+RX_FRAME_MAX = 16 << 20        # largest frame we accept from the server
+HS_MAX = 8192                  # longest proxy / upgrade answer we accept
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+CLOSE_NORMAL = 1000
+
+_STATUS_RE = re.compile(rb"HTTP/1\.[01] (\d{1,3})")
+_rng = random.Random(int.from_bytes(os.urandom(16), "little"))
+
+
+def mask(payload, key):
+    """payload XOR the 4-byte key repeated: whole-buffer integer XOR, no per-byte Python loop."""
+    n = len(payload)
+    if not n:
+        return b""
+    keys = key * ((n + 3) >> 2)
+    if len(keys) != n:
+        keys = keys[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(keys, "little")).to_bytes(n, "little")
+
+
+def frame(opcode, payload=b"", key=None):
+    """One FIN frame, masked (clients always mask). ``key``: 4 bytes, random when None."""
+    n = len(payload)
+    if key is None:
+        key = _rng.getrandbits(32).to_bytes(4, "little")
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + key + mask(payload, key)
+
+
+def data_frames(data):
+    """Binary frames of at most FRAME_MAX bytes carrying data, as one bytes object."""
+    n = len(data)
+    if n <= FRAME_MAX:
+        return frame(OP_BINARY, data)
+    view = memoryview(data)
+    return b"".join(frame(OP_BINARY, view[i:i + FRAME_MAX]) for i in range(0, n, FRAME_MAX))
+
+
+def close_payload(code):
+    return struct.pack("!H", code)
+
+
+def new_key():
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+def accept_for(key):
+    return base64.b64encode(hashlib.sha1(key.encode("ascii") + GUID).digest()).decode("ascii")
+
+
+def upgrade_request(host, port, authorization, key, instance=None, target_port=0):
+    """The upgrade request, byte for byte the native engine's (tn_ws_request)."""
+    hostport = host if port == 443 else f"{host}:{port}"
+    extra = ""
+    if instance:
+        extra += f"Cookie: ARRAffinity={instance}\r\n"
+    if target_port:
+        extra += f"AppsvcTunnelPort: {int(target_port)}\r\n"
+    return (f"GET {TUNNEL_PATH} HTTP/1.1\r\n"
+            f"Host: {hostport}\r\n"
+            "Upgrade: websocket\r\n"
+            "Connection: Upgrade\r\n"
+            "Pragma: no-cache\r\n"
+            "Cache-Control: no-cache\r\n"
+            f"Origin: {hostport}\r\n"
+            f"Sec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            f"Authorization: {authorization}\r\n"
+            f"{extra}\r\n").encode("latin-1")
+
+
+class HeadCollector:
+    """Collects an HTTP answer's header block (at most HS_MAX bytes, no NUL).
+
+    feed(data) -> None while incomplete, else (head, rest): rest are the bytes after the blank line.
+    Raises Error(kind, 0, ...) for an oversized or malformed answer; ``what`` names the sender."""
+
+    def __init__(self, kind, oversized, malformed):
+        self.buf = bytearray()
+        self.kind, self.oversized, self.malformed = kind, oversized, malformed
+
+    def feed(self, data):
+        old = len(self.buf)
+        take = min(len(data), HS_MAX - old)
+        self.buf += data[:take]
+        if b"\0" in self.buf:
+            raise Error(self.kind, 0, self.malformed)
+        end = self.buf.find(b"\r\n\r\n", max(0, old - 3))
+        if end < 0:
+            if len(self.buf) >= HS_MAX:
+                raise Error(self.kind, 0, self.oversized)
+            return None
+        head = bytes(self.buf[:end + 4])
+        rest = bytes(self.buf[end + 4:]) + bytes(data[take:])
+        self.buf = bytearray()
+        return head, rest
+
+
+def status_of(head):
+    match = _STATUS_RE.match(head)
+    return int(match.group(1)) if match else None
+
+
+def header_value(head, name):
+    """The first value of header ``name`` (case-insensitive) in a header block, or None."""
+    want = name.lower().encode("latin-1") + b":"
+    for line in head.split(b"\r\n")[1:]:
+        if line[:len(want)].lower() == want:
+            return line[len(want):].strip(b" \t").decode("latin-1")
+    return None
+
+
+def upgrade_collector(host):
+    return HeadCollector("http", f"{host} sent an oversized HTTP answer", f"{host} sent a malformed HTTP answer")
+
+
+def check_upgrade(head, host, key, authorization):
+    """Raise Error unless ``head`` is a 101 with the right Sec-WebSocket-Accept."""
+    status = status_of(head)
+    if status is None:
+        raise Error("http", 0, f"{host} sent a malformed HTTP answer")
+    if status != 101:
+        raise http_status_error(host, status, authorization)
+    if header_value(head, "Sec-WebSocket-Accept") != accept_for(key):
+        raise Error("http", 101, f"{host} answered the upgrade without a valid Sec-WebSocket-Accept")
+
+
+class FrameParser:
+    """Parses the server's frames. feed(data) hands data payload runs to on_data(memoryview) as they
+    are (no copy) and complete control frames to on_control(opcode, bytes); it stops after a Close.
+    Raises Error("protocol") for what RFC 6455 forbids a server to send."""
+
+    __slots__ = ("host", "on_data", "on_control", "hdr", "need", "remain", "opcode", "ctl", "closed")
+
+    def __init__(self, host, on_data, on_control):
+        self.host = host
+        self.on_data, self.on_control = on_data, on_control
+        self.hdr = b""
+        self.need = 2          # header bytes expected; 0 while in a payload
+        self.remain = 0
+        self.opcode = 0
+        self.ctl = b""
+        self.closed = False
+
+    def _header(self):
+        b0, b1 = self.hdr[0], self.hdr[1]
+        if b0 & 0x70:
+            raise Error("protocol", 0, f"{self.host} sent a frame with reserved bits set")
+        if b1 & 0x80:
+            raise Error("protocol", 0, f"{self.host} sent a masked frame (servers never mask)")
+        op = b0 & 0x0F
+        if not (op <= 2 or 8 <= op <= 10):
+            raise Error("protocol", 0, f"{self.host} sent a frame with unknown opcode {op}")
+        l7 = b1 & 0x7F
+        return 2 + (2 if l7 == 126 else 8 if l7 == 127 else 0)
+
+    def _begin(self):
+        b0, l7 = self.hdr[0], self.hdr[1] & 0x7F
+        if l7 == 126:
+            plen = struct.unpack_from("!H", self.hdr, 2)[0]
+        elif l7 == 127:
+            plen = struct.unpack_from("!Q", self.hdr, 2)[0]
+        else:
+            plen = l7
+        self.opcode = b0 & 0x0F
+        if self.opcode >= 8 and (plen > 125 or not b0 & 0x80):
+            raise Error("protocol", 0, f"{self.host} sent an invalid control frame")
+        if plen > RX_FRAME_MAX:
+            raise Error("protocol", 0, f"{self.host} sent a frame of {plen} bytes (at most {RX_FRAME_MAX} accepted)")
+        self.remain = plen
+        self.ctl = b""
+        self.need = 0
+        self.hdr = b""
+
+    def feed(self, data):
+        view = memoryview(data)
+        pos, end = 0, len(view)
+        while pos < end and not self.closed:
+            if self.need:
+                # collect the header (2..10 bytes); the common case has it whole in this chunk
+                take = min(self.need - len(self.hdr), end - pos)
+                self.hdr += bytes(view[pos:pos + take])
+                pos += take
+                if len(self.hdr) < self.need:
+                    continue
+                if len(self.hdr) == 2:
+                    full = self._header()
+                    if full > 2:
+                        self.need = full
+                        continue
+                self._begin()
+            else:
+                n = min(self.remain, end - pos)
+                if self.opcode >= 8:
+                    self.ctl += bytes(view[pos:pos + n])
+                elif n:
+                    self.on_data(view[pos:pos + n])
+                pos += n
+                self.remain -= n
+            if not self.need and not self.remain:
+                if self.opcode >= 8:
+                    if self.opcode == OP_CLOSE:
+                        self.closed = True
+                    self.on_control(self.opcode, self.ctl)
+                self.need = 2
+                self.hdr = b""

@@ -1,0 +1,225 @@
+"""The way to the SCM host: resolve, TCP (every address in turn), HTTP CONNECT through a proxy, and
+TLS verified against a CA file or the system store, with the host name checked (tn_conn.c and
+tn_tls.c's counterpart). Used by the WebSocket links and by the probes.
+
+``HeadProtocol`` is the asyncio protocol both build on: while a header block is expected (the
+proxy's answer, the 101, a probe's answer) it collects it for ``await expect_head(...)``;
+afterwards ``on_bytes`` gets what arrives.
+"""
+import asyncio
+import socket
+import ssl
+import time
+
+from .codec import HeadCollector, status_of
+from .errors import Error, one_line, resource_error, tls_failure
+
+_DNS_TTL = 10.0   # seconds a resolution is reused (1,000 connections opened at once resolve once)
+
+
+def tls_context(ca_file, verify):
+    """The client TLS context: TLS 1.2+, REQUESTS_CA_BUNDLE replacing the system store (as requests
+    does), host names checked; nothing verified only when the user turned verification off."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if ca_file:
+        try:
+            ctx.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError, ValueError):
+            raise Error("tls", 0, f"cannot read the CA bundle {ca_file} (REQUESTS_CA_BUNDLE)") from None
+        return ctx
+    try:
+        ctx.load_default_certs()
+        if not ctx.cert_store_stats().get("x509_ca"):
+            _load_certifi(ctx)   # e.g. python.org's macOS build, whose OpenSSL store is empty
+    except (OSError, ssl.SSLError, ValueError):
+        raise Error("tls", 0, "cannot load the system CA store") from None
+    return ctx
+
+
+def _load_certifi(ctx):
+    try:
+        import certifi  # azure-cli carries it (through requests)
+    except ImportError:
+        return
+    ctx.load_verify_locations(cafile=certifi.where())
+
+
+def split_hostport(text, default_port=80):
+    """'host:port' or '[v6]:port' -> (host, port)."""
+    text = text.rpartition("@")[2]
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    return host, int(port) if port.isdigit() else default_port
+
+
+class HeadProtocol(asyncio.Protocol):
+    """Collects header blocks on request; see the module docstring."""
+
+    def __init__(self):
+        self.transport = None
+        self._collector = None
+        self._head = None            # future of (head, rest) while a header block is expected
+        self._lost_why = None        # Error for an end while a header block is expected
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def expect_head(self, collector, lost_why):
+        self._collector = collector
+        self._lost_why = lost_why
+        self._head = asyncio.get_running_loop().create_future()
+        return self._head
+
+    def data_received(self, data):
+        if self._head is None:
+            self.on_bytes(data)
+            return
+        try:
+            done = self._collector.feed(data)
+        except Error as err:
+            self._finish_head(exc=err)
+            return
+        if done is not None:
+            self._finish_head(result=done)
+
+    def _finish_head(self, result=None, exc=None):
+        fut, self._head, self._collector = self._head, None, None
+        if fut is not None and not fut.done():
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+    def eof_received(self):
+        if self._head is not None:
+            self._finish_head(exc=self._lost_why)
+        return False
+
+    def connection_lost(self, exc):
+        if self._head is not None:
+            self._finish_head(exc=self._lost_why)
+
+    def on_bytes(self, data):  # pragma: no cover - overridden
+        pass
+
+
+class Route:
+    """Where a connection goes and how: host, port, proxy (host:port text or None), proxy_auth
+    (the Proxy-Authorization value or None), the TLS context and the resolver cache."""
+
+    def __init__(self, host, port, proxy, proxy_auth, ssl_context, ca_file=None, probe=False):
+        self.host, self.port = host, port
+        self.ca_file = ca_file
+        self.proxy = proxy
+        self.proxy_addr = split_hostport(proxy) if proxy else None
+        self.proxy_auth = proxy_auth
+        self.ssl_context = ssl_context
+        self.probe = probe            # curl's wording (tn_probe.c) instead of the engine's
+        self._dns = {}
+
+    # -- messages
+    def target(self):
+        return self.host if self.probe else f"{self.host}:{self.port}"
+
+    def unreachable(self, dns):
+        if self.proxy:
+            if self.probe and dns:
+                return Error("proxy", 0, f"cannot resolve the proxy {self.proxy}")
+            return Error("proxy", 0, f"cannot reach the proxy {self.proxy} (for {self.target()})")
+        if dns:
+            return Error("dns", 0, f"cannot resolve the host name {self.host}")
+        if self.probe:
+            return Error("connect", 0, f"cannot connect to {self.host} (refused or unreachable)")
+        return Error("connect", 0, f"cannot connect to {self.host} port {self.port} (refused or unreachable)")
+
+    async def resolve(self, loop):
+        host, port = self.proxy_addr or (self.host, self.port)
+        cached = self._dns.get((host, port))
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG)
+        except socket.gaierror:
+            infos = None
+        except OSError as exc:
+            raise resource_error(exc) or self.unreachable(dns=True) from None
+        if not infos:
+            raise self.unreachable(dns=True)
+        addrs = [(info[0], info[4]) for info in infos]
+        self._dns[(host, port)] = (time.monotonic() + _DNS_TTL, addrs)
+        return addrs
+
+    async def open(self, loop, protocol, step):
+        """TCP (+ CONNECT) + TLS to the host, with ``protocol`` (a HeadProtocol) attached; returns the
+        TLS transport. ``step(name)`` is told each step ("tcp", "proxy", "tls") as it begins."""
+        step("tcp")
+        transport = None
+        failure = None
+        for family, addr in await self.resolve(loop):
+            try:
+                transport, _ = await loop.create_connection(lambda: protocol, addr[0], addr[1],
+                                                            family=family)
+                break
+            except OSError as exc:
+                failure = resource_error(exc) or failure
+        if transport is None:
+            raise failure or self.unreachable(dns=False)
+        try:
+            if self.proxy:
+                step("proxy")
+                await self._connect_through_proxy(transport, protocol)
+            step("tls")
+            try:
+                tls = await loop.start_tls(transport, protocol, self.ssl_context, server_hostname=self.host,
+                                           ssl_handshake_timeout=3600)
+            except ssl.SSLError as exc:
+                raise tls_failure(self.host, exc, self.ca_file) if not self.probe else _probe_tls(self.host, exc) \
+                    from None
+            except (ConnectionError, OSError) as exc:
+                raise resource_error(exc) or tls_failure(self.host, exc, self.ca_file) from None
+            if tls is None:
+                raise tls_failure(self.host, ConnectionResetError(), None)
+            protocol.transport = tls
+            return tls
+        except BaseException:
+            transport.abort()
+            raise
+
+    async def _connect_through_proxy(self, transport, protocol):
+        target = f"{self.host}:{self.port}"
+        request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+        if self.proxy_auth:
+            request += f"Proxy-Authorization: {self.proxy_auth}\r\n"
+        collector = HeadCollector("proxy", f"the proxy {self.proxy} sent an oversized answer",
+                                  f"the proxy {self.proxy} sent a malformed answer")
+        head = protocol.expect_head(collector, Error("proxy", 0, f"the proxy {self.proxy} closed the connection "
+                                                                 f"to {target}"))
+        transport.write((request + "\r\n").encode("latin-1"))
+        del request
+        answer, _ = await head
+        status = status_of(answer) or 0
+        if status != 200:
+            if self.probe:
+                raise Error("proxy", status, f"the proxy {self.proxy} refused to CONNECT to {self.host} "
+                                             f"(HTTP {status})")
+            hint = "; it wants credentials in HTTPS_PROXY" if status == 407 else ""
+            raise Error("proxy", status, f"the proxy {self.proxy} refused to CONNECT to {target} "
+                                         f"(HTTP {status}){hint}")
+
+
+def _probe_tls(host, exc):
+    """curl's wording for a probe's TLS failure (tn_probe.c)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if getattr(exc, "verify_code", None) in (62, 64):
+            return Error("tls", 0, f"the certificate of {host} is issued for another host name")
+        why = getattr(exc, "verify_message", None) or exc.reason
+        return Error("tls", 0, f"the certificate of {host} is not trusted (SSL certificate problem: {why})")
+    return Error("tls", 0, f"the certificate of {host} is not trusted ({one_line(exc.reason or exc)})")

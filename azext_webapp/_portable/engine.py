@@ -1,0 +1,332 @@
+"""The portable engine: ``Engine`` (tn_engine.c's counterpart) with its asyncio event loop on a thread
+of its own. Python's main thread only waits (in slices, see waits.py); every socket, timer and
+WebSocket lives on the loop thread, which other threads reach through call_soon_threadsafe /
+run_coroutine_threadsafe only.
+"""
+import asyncio
+import collections
+import logging
+import socket
+import threading
+
+from . import limits, waits
+from .connect import Route, tls_context
+from .errors import Error, resource_error
+from .listener import open_listener
+from .relay import HS_SECS, Local, Relay
+
+logger = logging.getLogger("azext_webapp.tunnel.portable")
+EVENTS_MAX = 4096
+
+
+class _Core:
+    """What the loop thread's relays share: settings, counters, the event queue."""
+
+    def __init__(self, engine, host, port, instance, target_port, ping_interval, route):
+        self.engine = engine
+        self.loop = None
+        self.host, self.port = host, port
+        self.instance, self.target_port = instance, target_port
+        self.ping_interval = ping_interval
+        # a WebSocket paused by back-pressure cannot read its pong: generous hang-up (tn_engine.c)
+        self.hangup = ping_interval + max(300.0, ping_interval)
+        self.route = route
+        self.stats = {"open": 0, "total": 0, "bytes_up": 0, "bytes_down": 0, "failures": 0}
+        self.relays = set()
+        self.stopping = False
+        self.next_id = 0
+
+    def new_id(self):
+        self.next_id += 1
+        return self.next_id
+
+    def authorization(self):
+        return self.engine._authorization_text()  # pylint: disable=protected-access
+
+    def emit(self, relay, kind):
+        err = relay.err if kind == "failed" else None
+        event = (kind, relay.id, relay.peer, relay.bytes_up, relay.bytes_down,
+                 err.message if err else "", err.kind if err else "", err.status if err else 0,
+                 bool(relay.remote_closed) if kind != "opened" else False)
+        self.engine._push_event(event)  # pylint: disable=protected-access
+
+
+class Engine:
+    """See the module docstring and /work/briefs/contract.md (the engine-module contract)."""
+
+    def __init__(self, host, port, authorization, bind="127.0.0.1", bind_port=0, instance=None,
+                 target_port=0, ping_interval=30.0, ca_file=None, verify=True, proxy=None, proxy_auth=None,
+                 listen=True):
+        if not isinstance(host, str) or not isinstance(authorization, str):
+            raise TypeError("host and authorization must be str")
+        port, bind_port, target_port = int(port), int(bind_port or 0), int(target_port or 0)
+        if not 0 < port <= 65535 or not 0 <= bind_port <= 65535 or not 0 <= target_port <= 65535:
+            raise ValueError("port out of range")
+        if proxy and "@" in proxy:   # the old form user:pass@host:port: credentials become proxy_auth
+            import base64
+            import urllib.parse
+            creds, _, proxy = proxy.rpartition("@")
+            if proxy_auth is None:
+                user, _, password = creds.partition(":")
+                proxy_auth = "Basic " + base64.b64encode(
+                    f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
+        ping = float(ping_interval)
+        ping = 30.0 if ping <= 0 else max(1.0, min(ping, 30000.0))
+        self._bind = bind if listen else None
+        self._bind_port = bind_port
+        self._auth_lock = threading.Lock()
+        self._auth = bytearray(authorization.encode("latin-1"))
+        route = Route(host, port, proxy or None, proxy_auth or None, tls_context(ca_file, verify), ca_file=ca_file)
+        self._core = _Core(self, host, port, instance or None, target_port, ping, route)
+        self._events = collections.deque()
+        self._events_lock = threading.Lock()
+        self._dropped = 0
+        self._wake = threading.Event()
+        self._state_lock = threading.Lock()
+        self._state = "new"            # new -> running -> stopped
+        self._thread = None
+        self._loop = None
+        self._server = None
+        self._listener = None
+        self._checks = set()
+        self.port = 0
+
+    def __repr__(self):
+        return f"<azext_webapp._portable.Engine {self._core.host}:{self._core.port} {self._state}>"
+
+    # -- credentials -------------------------------------------------------------------------------
+    def _authorization_text(self):
+        with self._auth_lock:
+            return self._auth.decode("latin-1")
+
+    def set_authorization(self, value):
+        """New handshakes (connections and check()) send this value from now on; the old one is wiped."""
+        if not isinstance(value, str):
+            raise TypeError("authorization must be str")
+        fresh = bytearray(value.encode("latin-1"))
+        with self._auth_lock:
+            old, self._auth = self._auth, fresh
+            old[:] = bytes(len(old))
+
+    # -- events ------------------------------------------------------------------------------------
+    def _push_event(self, event):
+        with self._events_lock:
+            if len(self._events) >= EVENTS_MAX:
+                self._dropped += 1      # never block the loop thread
+            else:
+                self._events.append(event)
+        self._wake.set()
+
+    def poll_events(self):
+        with self._events_lock:
+            events = list(self._events)
+            self._events.clear()
+        return events
+
+    def wait(self, timeout=-1.0):
+        """True when woken by events or stop(), False on timeout; signal handlers run meanwhile."""
+        woken = waits.wait_event(self._wake, timeout)
+        if woken:
+            self._wake.clear()
+        return woken
+
+    def stats(self):
+        return dict(self._core.stats)
+
+    def running(self):
+        return self._state == "running" and not self._core.stopping and \
+            self._thread is not None and self._thread.is_alive()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self):
+        with self._state_lock:
+            if self._state == "stopped":
+                raise Error("closed", 0, "this tunnel was stopped; open a new one")
+            if self._state != "new":
+                raise Error("closed", 0, "the tunnel was already started")
+            if self._bind is not None:
+                self._listener = open_listener(self._bind, self._bind_port)
+                self.port = self._listener.getsockname()[1]
+            limits.raise_fd_limit()
+            self._loop = asyncio.new_event_loop()
+            self._core.loop = self._loop
+            ready = threading.Event()
+            failure = []
+            self._thread = threading.Thread(target=self._run, args=(ready, failure), daemon=True,
+                                            name="webapp-tunnel-engine")
+            self._thread.start()
+            waits.wait_event(ready, None)
+            if failure:
+                self._state = "stopped"
+                waits.join_thread(self._thread, 5)
+                raise failure[0]
+            self._state = "running"
+            return self.port
+
+    def _run(self, ready, failure):
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        loop.set_exception_handler(_quiet_exception_handler)
+        try:
+            if self._listener is not None:
+                self._server = loop.run_until_complete(
+                    loop.create_server(self._accepted, sock=self._listener, backlog=1024))
+        except Exception as exc:  # pylint: disable=broad-except
+            failure.append(resource_error(exc) or Error("internal", 0, f"cannot watch the listening socket: {exc}"))
+            self._listener.close()
+            loop.close()
+            ready.set()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            self._core.stopping = True
+            try:
+                self._teardown(loop)
+            finally:
+                loop.close()
+                self._wake.set()
+
+    @staticmethod
+    def _teardown(loop):
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+        loop.run_until_complete(asyncio.sleep(0))      # the aborted transports' connection_lost
+        try:
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), 1.0))
+        except (asyncio.TimeoutError, RuntimeError):
+            pass
+
+    def _accepted(self):
+        core = self._core
+        return Local(Relay(core, core.new_id()))
+
+    def stop(self):
+        """Close everything and join the loop thread; idempotent and safe from several threads."""
+        with self._state_lock:
+            state, self._state = self._state, "stopped"
+            if state != "running":
+                if state == "new" and self._listener is not None:
+                    self._listener.close()
+                self._wipe_authorization()
+                return
+            try:
+                self._loop.call_soon_threadsafe(self._shutdown)
+            except RuntimeError:
+                pass      # the loop already ended
+            waits.join_thread(self._thread, None)
+            self._wipe_authorization()
+            self._wake.set()
+
+    def _wipe_authorization(self):
+        with self._auth_lock:
+            self._auth[:] = bytes(len(self._auth))
+
+    def _shutdown(self):
+        core = self._core
+        core.stopping = True
+        if self._server is not None:
+            self._server.close()
+        for relay in list(core.relays):
+            relay.abort()
+        for fut in list(self._checks):
+            if not fut.done():
+                fut.set_exception(Error("closed", 0, "the tunnel was stopped"))
+        self._loop.call_soon(self._loop.stop)
+
+    # -- check, adopt --------------------------------------------------------------------------------
+    def check(self, timeout=15.0):
+        """One real WebSocket handshake to the endpoint, then closed; raises Error."""
+        timeout = float(timeout)
+        timeout = 0.001 if timeout <= 0 else min(timeout, 3600.0)
+        if not self.running():
+            raise Error("closed", 0, "the tunnel is not running")
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._check(), self._loop)
+        except RuntimeError:
+            raise Error("closed", 0, "the tunnel is not running") from None
+        try:
+            done = waits.wait_future(future, timeout)
+        except BaseException:
+            future.cancel()       # a signal handler raised: abandon the handshake
+            raise
+        if not done:
+            future.cancel()
+            raise Error("timeout", 0, f"no answer from {self._core.host} within {int(timeout * 1000)} ms")
+        try:
+            future.result(0)
+        except Error:
+            raise
+        except BaseException as exc:  # cancelled by stop()
+            if self._core.stopping:
+                raise Error("closed", 0, "the tunnel was stopped") from None
+            raise Error("internal", 0, f"check failed: {exc.__class__.__name__}") from None
+
+    async def _check(self):
+        core = self._core
+        result = core.loop.create_future()
+        self._checks.add(result)
+        relay = Relay(core, 0, check=result)
+        relay.start()
+        try:
+            await result
+        except asyncio.CancelledError:
+            relay.abort()
+            raise
+        finally:
+            self._checks.discard(result)
+
+    def adopt(self, fd):
+        """Relay an already connected socket; the engine owns fd from here on (closed on failure)."""
+        fd = int(fd)
+        if fd < 0:
+            raise ValueError("adopt() needs an open file descriptor")
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as exc:
+            _close_fd(fd)
+            raise resource_error(exc) or Error("internal", 0, f"cannot adopt the connection: {exc}") from None
+        if not self.running():
+            sock.close()
+            raise Error("closed", 0, "the tunnel is not running")
+        try:
+            self._loop.call_soon_threadsafe(self._adopt, sock)
+        except RuntimeError:
+            sock.close()
+            raise Error("closed", 0, "the tunnel is not running") from None
+
+    def _adopt(self, sock):
+        core = self._core
+        if core.stopping:
+            sock.close()
+            return
+        relay = Relay(core, core.new_id(), peer="stdio")
+        task = core.loop.create_task(core.loop.connect_accepted_socket(lambda: Local(relay), sock))
+
+        def adopted(t):
+            if t.cancelled() or t.exception() is not None:
+                sock.close()
+                core.stats["failures"] += 1
+        task.add_done_callback(adopted)
+
+
+def _close_fd(fd):
+    import os
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _quiet_exception_handler(loop, context):  # pylint: disable=unused-argument
+    """asyncio's unexpected errors (an accept() out of descriptors, say) go to the debug log: never
+    to the user's terminal, and never with a header value (none is ever in a context)."""
+    exc = context.get("exception")
+    logger.debug("tunnel engine: %s%s", context.get("message", ""), f" ({exc!r})" if exc else "")
+
+
+__all__ = ["Engine", "HS_SECS"]

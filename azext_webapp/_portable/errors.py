@@ -1,0 +1,88 @@
+"""The portable engine's error: ``Error(kind, status, message)``, as the native engine raises it.
+
+Every message is one line and never holds the Authorization value nor proxy credentials: nothing
+that formats one is given them. The wording is the native engine's (native/tn_*.c), so that a user
+reads the same line whichever engine runs.
+"""
+import errno
+import ssl
+
+KINDS = ("auth", "http", "tls", "dns", "proxy", "connect", "bind", "timeout", "closed", "protocol",
+         "internal", "resource")
+
+# X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH (OpenSSL x509_vfy.h)
+_NAME_MISMATCH = (62, 64)
+_RESOURCE_ERRNOS = {getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", "WSAEMFILE")
+                    if hasattr(errno, name)}
+
+
+class Error(Exception):
+    """``args == (kind, status, message)``; ``str()`` is the message."""
+
+    def __init__(self, kind, status, message):
+        super().__init__(kind, int(status or 0), " ".join(str(message).split()))
+
+    @property
+    def kind(self):
+        return self.args[0]
+
+    @property
+    def status(self):
+        return self.args[1]
+
+    @property
+    def message(self):
+        return self.args[2]
+
+    def __str__(self):
+        return self.args[2]
+
+
+def one_line(text):
+    return " ".join(str(text).split())
+
+
+def resource_error(exc):
+    """Error("resource") for running out of descriptors or memory, else None."""
+    if isinstance(exc, MemoryError):
+        return Error("resource", 0, "out of memory")
+    code = getattr(exc, "errno", None)
+    if code in _RESOURCE_ERRNOS:
+        name = errno.errorcode.get(code, str(code)).replace("WSAEMFILE", "EMFILE")
+        if name in ("ENOMEM", "ENOBUFS"):
+            return Error("resource", 0, f"out of memory ({name})")
+        return Error("resource", 0, f"out of file descriptors ({name})")
+    return None
+
+
+def tls_failure(host, exc, ca_file):
+    """The handshake's TLS failure in the words a user can act on (tn_tls.c)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if getattr(exc, "verify_code", None) in _NAME_MISMATCH:
+            return Error("tls", 0, f"the certificate of {host} is issued for another host name")
+        why = getattr(exc, "verify_message", None) or one_line(exc.reason or exc)
+        hint = "; checked against REQUESTS_CA_BUNDLE" if ca_file else \
+            "; set REQUESTS_CA_BUNDLE to the CA that issued it"
+        return Error("tls", 0, f"the certificate of {host} is not trusted ({why}){hint}")
+    if isinstance(exc, ssl.SSLError):
+        why = exc.reason or exc.__class__.__name__
+        if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            why = "connection closed"
+        return Error("tls", 0, f"TLS handshake with {host} failed: {one_line(why)}")
+    return Error("tls", 0, f"TLS handshake with {host} failed: connection closed")
+
+
+def scheme_of(authorization):
+    return "Bearer" if str(authorization)[:6].lower() == "bearer" else "Basic"
+
+
+def http_status_error(host, status, authorization):
+    """The upgrade was answered with something other than 101 (tn_classify_http_status)."""
+    if status in (401, 403):
+        scheme = scheme_of(authorization)
+        hint = " - Basic auth may be disabled for this app; try a Bearer token" if scheme == "Basic" else ""
+        return Error("auth", status, f"{host} refused the credentials (HTTP {status}); {scheme} "
+                                     f"authentication was used{hint}")
+    hint = " (is this the SCM host of a Linux app?)" if status == 404 else \
+        " (the SCM site or the container is not ready; retry)" if status >= 500 else ""
+    return Error("http", status, f"{host} answered HTTP {status} to the tunnel request{hint}")

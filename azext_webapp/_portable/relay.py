@@ -1,0 +1,406 @@
+"""One local connection relayed over one WebSocket (tn_relay.c and tn_link.c's counterpart).
+
+Two asyncio protocols share a Relay: ``Local`` (the accepted or adopted local socket) and ``Link``
+(the WebSocket's TLS connection, a HeadProtocol until the 101). Back-pressure both ways comes from
+the transports' write buffers: when one side's buffer passes RING_CAP, the other side stops
+reading until it drains, so a stalled reader holds at most a few hundred KiB per direction.
+
+Ends: the WebSocket going away (a Close frame, 1011 included, or EOF) flushes what is buffered to
+the local client and then closes it, so it sees EOF; the local client going away sends a Close frame
+(WebSocket has no half-close) and waits a little for the server's answer. A handshake or protocol
+failure is a "failed" event with a reason; everything else is "closed".
+"""
+import asyncio
+
+from . import codec
+from .connect import HeadProtocol
+from .errors import Error, one_line, resource_error
+
+RING_CAP = 256 * 1024          # per direction: the most a side buffers before the other stops reading
+HS_SECS = 20                   # connect + proxy + TLS + upgrade deadline
+CLOSE_WAIT_SECS = 5            # for the server's answer to our Close
+_STEPS = {"tcp": "the TCP connection", "proxy": "the proxy's CONNECT", "tls": "the TLS handshake",
+          "upgrade": "the WebSocket upgrade", "open": "the WebSocket upgrade"}
+
+
+class Local(asyncio.Protocol):
+    """The local side: every byte read goes up the WebSocket."""
+
+    __slots__ = ("relay",)
+
+    def __init__(self, relay):
+        self.relay = relay
+
+    def connection_made(self, transport):
+        transport.set_write_buffer_limits(high=RING_CAP)
+        self.relay.local_made(transport)
+
+    def data_received(self, data):
+        self.relay.up(data)
+
+    def eof_received(self):
+        return False        # no half-close on a WebSocket: the local side ends
+
+    def connection_lost(self, exc):
+        self.relay.local_lost()
+
+    def pause_writing(self):
+        self.relay.pause_link_reading()
+
+    def resume_writing(self):
+        self.relay.resume_link_reading()
+
+
+class Link(HeadProtocol):
+    """The WebSocket's own connection, after TLS: frames in, frames out."""
+
+    def __init__(self, relay):
+        super().__init__()
+        self.relay = relay
+        self.parser = None
+
+    def on_bytes(self, data):
+        relay = self.relay
+        relay.rx_seen = True
+        if self.parser is None or relay.ws_gone:
+            return
+        try:
+            self.parser.feed(data)
+        except Error as err:
+            relay.link_failed(err)
+
+    def eof_received(self):
+        if self._head is not None:
+            return super().eof_received()
+        self.relay.link_eof()
+        return False
+
+    def connection_lost(self, exc):
+        if self._head is not None:
+            super().connection_lost(exc)
+        self.relay.link_lost(exc)
+
+    def pause_writing(self):
+        self.relay.pause_local_reading()
+
+    def resume_writing(self):
+        self.relay.resume_local_reading()
+
+
+class Relay:
+    """See the module docstring. Lives on the engine's loop thread only."""
+
+    def __init__(self, core, conn_id, peer="", check=None):
+        self.core = core
+        self.id = conn_id
+        self.peer = peer
+        self.check = check                  # check(): a future for the handshake's outcome
+        self.local = None
+        self.link = Link(self)
+        self.task = None
+        self.step = "tcp"
+        self.ws_up = self.ws_gone = self.local_gone = False
+        self.close_sent = self.peer_closed = self.remote_closed = False
+        self.link_paused = self.local_paused = False
+        self.rx_seen = False
+        self.idle = 0.0
+        self.timer = None
+        self.pending = []                   # local bytes that arrived before the WebSocket opened
+        self.pending_size = 0
+        self.bytes_up = self.bytes_down = 0
+        self.err = None
+        self.finished = False
+        self.fail_counted = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self):
+        self.task = self.core.loop.create_task(self._open())
+
+    def local_made(self, transport):
+        self.local = transport
+        self.core.relays.add(self)
+        stats = self.core.stats
+        stats["open"] += 1
+        stats["total"] += 1
+        if not self.peer:
+            peer = transport.get_extra_info("peername")
+            self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
+        self.start()
+
+    async def _open(self):
+        core = self.core
+        try:
+            rest = await asyncio.wait_for(self._handshake(), HS_SECS)
+        except asyncio.CancelledError:
+            self._drop_link()
+            raise
+        except asyncio.TimeoutError:
+            self._drop_link()
+            self._ws_failed(Error("timeout", 0, f"{core.host} did not complete {_STEPS[self.step]} "
+                                                f"within {HS_SECS} s"))
+            return
+        except Error as err:
+            self._drop_link()
+            self._ws_failed(err)
+            return
+        except Exception as exc:  # pylint: disable=broad-except
+            self._drop_link()
+            self._ws_failed(resource_error(exc) or Error("internal", 0, f"tunnel connection failed: "
+                                                                         f"{one_line(exc) or type(exc).__name__}"))
+            return
+        self._opened(rest)
+
+    async def _handshake(self):
+        core, link = self.core, self.link
+
+        def step(name):
+            self.step = name
+        await core.route.open(core.loop, link, step)
+        self.step = "upgrade"
+        key = codec.new_key()
+        head = link.expect_head(codec.upgrade_collector(core.host),
+                                Error("connect", 0, f"{core.host} closed the connection during the handshake"))
+        authorization = core.authorization()
+        request = codec.upgrade_request(core.host, core.port, authorization, key, core.instance,
+                                        core.target_port)
+        link.transport.write(request)
+        del request
+        answer, rest = await head
+        codec.check_upgrade(answer, core.host, key, authorization)
+        return rest
+
+    def _drop_link(self):
+        self.ws_gone = True
+        transport = self.link.transport
+        if transport is not None:
+            transport.abort()
+
+    def _ws_failed(self, err):
+        """The WebSocket never opened."""
+        self.err = self.err or err
+        self.ws_gone = True
+        if self.check is not None:
+            if not self.check.done():
+                self.check.set_exception(self.err)
+            self.finished = True
+            return
+        if not self.fail_counted:
+            self.fail_counted = True
+            self.core.stats["failures"] += 1
+        self._end_local()
+
+    def _opened(self, rest):
+        core = self.core
+        self.ws_up = True
+        self.step = "open"
+        link = self.link
+        link.parser = codec.FrameParser(core.host, self._down, self._control)
+        link.transport.set_write_buffer_limits(high=RING_CAP)
+        if self.check is not None:
+            if not self.check.done():
+                self.check.set_result(None)
+            self._send_close(codec.CLOSE_NORMAL)
+            link.transport.close()
+            return
+        core.emit(self, "opened")
+        self.timer = core.loop.call_later(core.ping_interval, self._tick)
+        if self.pending:
+            data, self.pending, self.pending_size = b"".join(self.pending), [], 0
+            self._send_data(data)
+            if self.local_paused and self.local is not None and not link.transport.is_closing():
+                self.resume_local_reading()
+        if rest:
+            link.on_bytes(rest)
+        if self.local_gone and not self.close_sent:
+            self._local_end_close()
+
+    # -- data --------------------------------------------------------------------------------
+    def up(self, data):
+        if self.ws_gone or self.close_sent:
+            return
+        if not self.ws_up:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size >= RING_CAP - 2 * codec.FRAME_MAX:
+                self.pause_local_reading()
+            return
+        self._send_data(data)
+
+    def _send_data(self, data):
+        self.link.transport.write(codec.data_frames(data))
+        n = len(data)
+        self.bytes_up += n
+        self.core.stats["bytes_up"] += n
+
+    def _down(self, view):
+        if self.local is None or self.local_gone:
+            return
+        self.local.write(view)
+        n = len(view)
+        self.bytes_down += n
+        self.core.stats["bytes_down"] += n
+
+    def _control(self, opcode, payload):
+        if opcode == codec.OP_PING:
+            if not self.close_sent:
+                self.link.transport.write(codec.frame(codec.OP_PONG, payload))
+        elif opcode == codec.OP_CLOSE:         # 1011 included: the normal end
+            self.peer_closed = True
+            self.remote_closed = True
+            if not self.close_sent:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else codec.CLOSE_NORMAL
+                self._send_close(code)
+            if self.link.transport is not None:
+                self.link.transport.close()
+            self.ws_gone = True
+            self._end_local()
+        # unsolicited pongs are keep-alives
+
+    def _send_close(self, code):
+        if self.close_sent:
+            return
+        self.close_sent = True
+        transport = self.link.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(codec.frame(codec.OP_CLOSE, codec.close_payload(code)))
+
+    # -- back-pressure -------------------------------------------------------------------------
+    def pause_local_reading(self):
+        if not self.local_paused and self.local is not None and not self.local_gone:
+            self.local_paused = True
+            self.local.pause_reading()
+
+    def resume_local_reading(self):
+        if self.local_paused and self.local is not None and not self.local_gone:
+            self.local_paused = False
+            self.local.resume_reading()
+
+    def pause_link_reading(self):
+        transport = self.link.transport
+        if not self.link_paused and self.ws_up and not self.ws_gone and transport is not None:
+            self.link_paused = True
+            transport.pause_reading()
+
+    def resume_link_reading(self):
+        transport = self.link.transport
+        if self.link_paused and not self.ws_gone and transport is not None:
+            self.link_paused = False
+            transport.resume_reading()
+
+    # -- keep-alive ------------------------------------------------------------------------------
+    def _tick(self):
+        core = self.core
+        self.timer = None
+        if self.ws_gone or self.close_sent:
+            return
+        if self.rx_seen or self.link_paused:
+            self.idle = 0.0
+        else:
+            self.idle += core.ping_interval
+        self.rx_seen = False
+        if self.idle >= core.hangup:
+            self.link_failed(Error("closed", 0, f"{core.host} stopped answering"))
+            return
+        self.link.transport.write(codec.frame(codec.OP_PING))
+        self.timer = core.loop.call_later(core.ping_interval, self._tick)
+
+    # -- ends -------------------------------------------------------------------------------------
+    def link_failed(self, err):
+        """A failure after the upgrade (protocol violation, keep-alive lost): the link is cut."""
+        if self.err is None:
+            self.err = err
+        self._drop_link()
+        self._end_local()
+
+    def link_eof(self):
+        """The server ended the TCP/TLS stream without a Close frame: a normal end from its side."""
+        if not self.ws_gone and not self.close_sent:
+            self.remote_closed = True
+
+    def link_lost(self, exc):
+        if not self.ws_up:
+            return          # the handshake reports its own failures
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if exc is not None and self.err is None and not self.ws_gone and not self.peer_closed \
+                and not self.core.stopping:
+            self.err = _stream_failure(self.core.host, exc)
+        elif not self.close_sent and not self.ws_gone:
+            self.remote_closed = True
+        self.ws_gone = True
+        self.link.transport = None
+        if self.check is not None:
+            self.finished = True
+            return
+        self._end_local()
+
+    def _end_local(self):
+        """The WebSocket is gone: what is buffered goes to the local client, then EOF."""
+        if self.local is not None and not self.local_gone:
+            self.local.close()
+        elif self.local_gone:
+            self._finish()
+
+    def local_lost(self):
+        self.local_gone = True
+        self.local = None
+        if self.ws_gone or self.core.stopping:
+            self._finish()
+            return
+        if not self.ws_up:
+            if self.task is not None:
+                self.task.cancel()  # no one to relay for
+            self.ws_gone = True
+            self._finish()
+            return
+        self._local_end_close()
+
+    def _local_end_close(self):
+        """Local EOF with the WebSocket open: Close after the data, then wait for the answer."""
+        self._send_close(codec.CLOSE_NORMAL)
+        if self.link.transport is not None:
+            self.core.loop.call_later(CLOSE_WAIT_SECS, self._close_wait_over)
+
+    def _close_wait_over(self):
+        if not self.ws_gone and self.link.transport is not None:
+            self.link.transport.abort()
+
+    def _finish(self):
+        if self.finished:
+            return
+        self.finished = True
+        core = self.core
+        core.relays.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        core.stats["open"] -= 1
+        if self.err is not None and not self.fail_counted:
+            self.fail_counted = True
+            core.stats["failures"] += 1
+        if not core.stopping:
+            core.emit(self, "failed" if self.err is not None else "closed")
+        self.pending = []
+
+    def abort(self):
+        """stop(): cut both sides now, no events."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for transport in (self.local, self.link.transport):
+            if transport is not None:
+                transport.abort()
+
+
+def _stream_failure(host, exc):
+    """An established WebSocket's connection broke (not a Close, not a clean EOF)."""
+    import ssl
+    err = resource_error(exc)
+    if err is not None:
+        return err
+    if isinstance(exc, ssl.SSLError):
+        return Error("tls", 0, f"the TLS connection to {host} failed: {one_line(exc.reason or exc)}")
+    return Error("connect", 0, f"the connection to {host} was reset")
