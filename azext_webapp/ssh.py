@@ -21,6 +21,7 @@ import urllib.parse
 SSH_USER = 'root'
 # The built-in images' sshd password (seed document); well known, but still never put in an argv.
 SSH_PASSWORD = 'Docker!'
+SSH_PORT = 2222         # the container's sshd, as the built-in images and the documentation set it up
 LOOPBACK = '127.0.0.1'
 
 # OpenSSH's options that take a value (ssh.c getopt string); everything else is a flag.
@@ -41,11 +42,45 @@ BLOCK_BEGIN = '# BEGIN az webapp remote-connection: {host}'
 BLOCK_END = '# END az webapp remote-connection: {host}'
 
 
+def known_hosts_path(config_dir):
+    """``<config dir>/webapp/known_hosts``, whether or not it exists."""
+    return os.path.join(config_dir, 'webapp', 'known_hosts')
+
+
 def known_hosts_file(config_dir):
-    """``<config dir>/webapp/known_hosts`` (the directory is created private)."""
-    directory = os.path.join(config_dir, 'webapp')
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    return os.path.join(directory, 'known_hosts')
+    """:func:`known_hosts_path`, its directory created private."""
+    path = known_hosts_path(config_dir)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    return path
+
+
+def known_host(known_hosts, alias):
+    """Whether known_hosts pins a key for alias (plain or hashed entries; no ssh-keygen needed)."""
+    try:
+        with open(known_hosts, encoding='utf-8', errors='replace') as handle:
+            lines = handle.readlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3 and not fields[0].startswith('#'):
+            if any(_host_pattern_matches(pattern, alias) for pattern in fields[0].split(',')):
+                return True
+    return False
+
+
+def _host_pattern_matches(pattern, alias):
+    if pattern.startswith('|1|'):  # HashKnownHosts: |1|base64(salt)|base64(HMAC-SHA1(salt, name))
+        import base64
+        import hashlib
+        import hmac
+        try:
+            _, _, salt, digest = pattern.split('|')
+            expected = hmac.new(base64.b64decode(salt), alias.encode(), hashlib.sha1).digest()
+            return hmac.compare_digest(expected, base64.b64decode(digest))
+        except ValueError:
+            return False
+    return pattern == alias
 
 
 def host_key_alias(scm_url, instance=None):

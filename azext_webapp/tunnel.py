@@ -20,13 +20,13 @@ import ipaddress
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 import urllib.parse
 
 from azext_webapp import _native
+from azext_webapp._termination import Terminated, raise_if_terminated, terminate_on  # noqa: F401
 
 
 def _select_engine():
@@ -113,9 +113,13 @@ class TunnelClosedError(TunnelError):
     kind = "closed"
 
 
+class ResourceLimitError(TunnelError):
+    kind = "resource"
+
+
 _ERRORS = {cls.kind: cls for cls in (AuthenticationError, HTTPStatusError, CertificateError,
                                      NameResolutionError, ProxyError, ConnectionFailedError,
-                                     PortInUseError, TunnelTimeout, TunnelClosedError)}
+                                     PortInUseError, TunnelTimeout, TunnelClosedError, ResourceLimitError)}
 
 
 def _typed(native_error, host):
@@ -136,11 +140,18 @@ def _parse_scm_url(scm_url):
     return parts.hostname, parts.port or 443
 
 
+_verification_warned = False
+
+
 def _tls_settings():
-    """(ca_file or None, verify) from REQUESTS_CA_BUNDLE / AZURE_CLI_DISABLE_CONNECTION_VERIFICATION."""
+    """(ca_file or None, verify) from REQUESTS_CA_BUNDLE / AZURE_CLI_DISABLE_CONNECTION_VERIFICATION.
+    The warning about disabled verification is given once per process, not once per probe."""
+    global _verification_warned  # pylint: disable=global-statement
     if os.environ.get("AZURE_CLI_DISABLE_CONNECTION_VERIFICATION"):
-        logger.warning("Certificate verification is disabled (AZURE_CLI_DISABLE_CONNECTION_VERIFICATION "
-                       "is set): the tunnel cannot tell the real SCM site from an impostor.")
+        if not _verification_warned:
+            _verification_warned = True
+            logger.warning("Certificate verification is disabled (AZURE_CLI_DISABLE_CONNECTION_VERIFICATION "
+                           "is set): the tunnel cannot tell the real SCM site from an impostor.")
         return None, False
     ca_file = os.environ.get("REQUESTS_CA_BUNDLE") or None
     if ca_file and not os.path.isfile(ca_file):
@@ -185,8 +196,22 @@ def _no_proxy_matches(host, port, no_proxy):
     return False
 
 
+class ProxySetting(collections.namedtuple("ProxySetting", "address authorization")):
+    """The HTTPS proxy for one host: ``address`` is host:port (the only part ever shown);
+    ``authorization`` the Proxy-Authorization value built from the URL's user and password, or
+    None. ``repr`` never shows the credentials."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return f"ProxySetting(address={self.address!r}, authorization={'<hidden>' if self.authorization else None})"
+
+
 def _proxy_for(host, port):
-    """'host:port' (optionally 'user:pass@host:port') of the HTTPS proxy for host, or None."""
+    """The ProxySetting of the HTTPS proxy for host (HTTPS_PROXY, NO_PROXY), or None.
+
+    The user and password of ``http://user:pass@host:port`` are percent-decoded (so a password may
+    hold ``@``, ``:`` or ``%`` written as ``%40``, ``%3A``, ``%25``) and travel only in the
+    Proxy-Authorization header of the CONNECT request; every message names host:port."""
     proxy = _env("HTTPS_PROXY", "https_proxy")
     if not proxy:
         return None
@@ -194,19 +219,66 @@ def _proxy_for(host, port):
     if no_proxy and _no_proxy_matches(host, port, no_proxy):
         return None
     parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    try:
+        proxy_host, proxy_port = parts.hostname or "", parts.port or 80
+    except ValueError:
+        proxy_host, proxy_port = "", 0
+    if not proxy_host or not proxy_port:
+        raise ProxyError(f"HTTPS_PROXY is not a proxy URL of the form http://host:port "
+                         f"(host {proxy_host or 'missing'})")
     if parts.scheme not in ("http", ""):
-        raise ProxyError(f"only http:// proxies are supported for the tunnel (HTTPS_PROXY is {parts.scheme}://...)")
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    netloc = f"{netloc}:{parts.port or 80}"
-    if parts.username:
-        netloc = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}@{netloc}"
-    return netloc
+        raise ProxyError(f"only http:// proxies are supported for the tunnel (HTTPS_PROXY is "
+                         f"{parts.scheme}://{_host_port(proxy_host, proxy_port)})")
+    address = _host_port(proxy_host, proxy_port)
+    authorization = None
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+    return ProxySetting(address, authorization)
+
+
+def _proxy_arguments(host, port):
+    """The engine's proxy and proxy_auth arguments for host."""
+    proxy = _proxy_for(host, port)
+    arguments = {"proxy": proxy.address if proxy else None}
+    if proxy and proxy.authorization:  # TODO(lead): always pass once both engines take proxy_auth
+        arguments["proxy_auth"] = proxy.authorization
+    return arguments
+
+
+def _host_port(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _scheme_of(authorization):
     return "Bearer" if authorization[:6].lower() == "bearer" else "Basic"
+
+
+# Each tunnelled connection holds two descriptors; 1,000 at once need more than the usual soft
+# limit of 1,024. The soft limit is raised to the hard one (at most 65,536), once per process.
+FD_LIMIT_CAP = 65536
+_fd_limit_checked = False
+
+
+def _raise_fd_limit():
+    global _fd_limit_checked  # pylint: disable=global-statement
+    if _fd_limit_checked:
+        return
+    _fd_limit_checked = True
+    try:
+        import resource  # POSIX only; Windows has no such per-process limit on sockets
+    except ImportError:
+        return
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = FD_LIMIT_CAP if hard == resource.RLIM_INFINITY else min(hard, FD_LIMIT_CAP)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            logger.info("Raised this process's open-file limit from %d to %d (two per tunnelled connection)",
+                        soft, want)
+    except (OSError, ValueError) as err:
+        logger.info("Could not raise the open-file limit (%s); connections beyond it will fail", err)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,13 +298,14 @@ class Tunnel:
         self.on_event = on_event
         self.auth_scheme = _scheme_of(authorization)
         ca_file, verify = _tls_settings()
-        proxy = _proxy_for(self.host, self.scm_port)
+        _raise_fd_limit()
         try:
             self._engine = _tunnel.Engine(self.host, self.scm_port, authorization, bind=self.bind,
                                           bind_port=int(port or 0), instance=instance,
                                           target_port=int(target_port or 0),
                                           ping_interval=float(ping_interval), ca_file=ca_file,
-                                          verify=verify, proxy=proxy, listen=bool(listen))
+                                          verify=verify, listen=bool(listen),
+                                          **_proxy_arguments(self.host, self.scm_port))
         except _tunnel.Error as err:
             raise _typed(err, self.host) from None
         self._lock = threading.Lock()
@@ -290,6 +363,7 @@ class Tunnel:
         try:
             self.adopt(pump.take_peer())
             while not pump.wait(poll_interval):
+                raise_if_terminated()
                 self._deliver(self.poll_events())
             self._deliver(self.poll_events())
             early = pump.error()
@@ -298,6 +372,15 @@ class Tunnel:
             return pump.counts()
         finally:
             pump.close()
+
+    def set_authorization(self, authorization):
+        """New connections authenticate with this value from now on (a renewed token); open ones
+        are untouched."""
+        try:
+            self._engine.set_authorization(authorization)
+        except _tunnel.Error as err:
+            raise _typed(err, self.host) from None
+        self.auth_scheme = _scheme_of(authorization)
 
     def stop(self):
         """Close every connection and join the native thread. Idempotent."""
@@ -330,9 +413,12 @@ class Tunnel:
 
     def serve(self, timeout=None):
         """Block, delivering events to on_event, until stop() or the timeout. Signal handlers
-        (Ctrl+C -> KeyboardInterrupt) run promptly: the native wait returns on any signal."""
+        (Ctrl+C -> KeyboardInterrupt) run promptly: the engine's wait returns on any signal, and a
+        termination signal recorded by terminate_on() raises Terminated within half a second even
+        if something swallowed the handler's exception."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._engine.running():
+            raise_if_terminated()
             slice_ = 0.5
             if deadline is not None:
                 slice_ = min(slice_, deadline - time.monotonic())
@@ -341,6 +427,7 @@ class Tunnel:
             self._engine.wait(slice_)
             self._deliver(self.poll_events())
         self._deliver(self.poll_events())
+        raise_if_terminated()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +440,7 @@ def _probe(scm_url, path, authorization, instance, timeout):
     ca_file, verify = _tls_settings()
     try:
         status, body = _tunnel.http_get(base + path, authorization, instance=instance, ca_file=ca_file,
-                                        verify=verify, proxy=_proxy_for(host, port), timeout=float(timeout))
+                                        verify=verify, timeout=float(timeout), **_proxy_arguments(host, port))
     except _tunnel.Error as err:
         raise _typed(err, host) from None
     if status in (401, 403):
@@ -398,10 +485,6 @@ def _authorization_from_env():
     return None
 
 
-class _Terminated(Exception):
-    pass
-
-
 def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(
@@ -429,33 +512,33 @@ def main(argv=None):
         if ev.kind == "failed":
             print(f"connection {ev.conn_id} from {ev.peer} failed: {ev.message}", file=sys.stderr, flush=True)
 
-    def terminate(signum, frame):
-        raise _Terminated()
-
+    # From the first moment: a SIGTERM while the handshake is checked must end the process cleanly
+    # too, not by the signal's default action. ssh ends a ProxyCommand with SIGHUP.
+    signals = ("SIGTERM", "SIGHUP", "SIGBREAK") if args.stdio else ("SIGTERM", "SIGBREAK")
     tunnel = None
-    try:
-        tunnel = Tunnel(args.scm_url, authorization, bind=args.bind, port=args.port, instance=args.instance,
-                        target_port=args.target_port, ping_interval=args.ping_interval, on_event=on_event,
-                        listen=not args.stdio)
-        del authorization
-        tunnel.start()
-        tunnel.check()
-        signal.signal(signal.SIGTERM, terminate)
-        if args.stdio:  # nothing but tunnel bytes on stdout
-            tunnel.relay_stdio(sys.stdin.fileno(), sys.stdout.fileno())
-            return 0
-        print(f"Port {tunnel.port} is open", flush=True)
-        tunnel.serve()
-    except (KeyboardInterrupt, _Terminated):
-        pass
-    except (TunnelError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        if tunnel is not None:
-            started = time.monotonic()
-            tunnel.stop()
-            logger.info("stopped in %.3f s", time.monotonic() - started)
+    with terminate_on(*signals):
+        try:
+            tunnel = Tunnel(args.scm_url, authorization, bind=args.bind, port=args.port, instance=args.instance,
+                            target_port=args.target_port, ping_interval=args.ping_interval, on_event=on_event,
+                            listen=not args.stdio)
+            del authorization
+            tunnel.start()
+            tunnel.check()
+            if args.stdio:  # nothing but tunnel bytes on stdout
+                tunnel.relay_stdio(sys.stdin.fileno(), sys.stdout.fileno())
+                return 0
+            print(f"Port {tunnel.port} is open", flush=True)
+            tunnel.serve()
+        except (KeyboardInterrupt, Terminated):
+            pass
+        except (TunnelError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            if tunnel is not None:
+                started = time.monotonic()
+                tunnel.stop()
+                logger.info("stopped in %.3f s", time.monotonic() - started)
     return 0
 
 
