@@ -1,0 +1,149 @@
+"""Azure Resource Manager (Microsoft.Web) through the SDK client az ships: the app, its SCM URL,
+its instances and the SCM site's credential."""
+
+import base64
+import time
+from collections import namedtuple
+
+from azure.cli.core.azclierror import (AzureConnectionError, InvalidArgumentValueError, ResourceNotFoundError,
+                                       ValidationError)
+
+from azext_webapp._errors import arm_error, describe_action, describe, first_line, stopped_message
+
+# What a command works on: the app (and slot) as named on the command line.
+Target = namedtuple('Target', 'resource_group name slot')
+
+
+AUTH_BASIC = 'Basic'
+
+
+AUTH_BEARER = 'Bearer'
+
+
+ENTRA_SHORTEST_LIFETIME = 3600.0
+
+
+def web_client(cli_ctx):
+    from azure.cli.command_modules.appservice._client_factory import web_client_factory
+    return web_client_factory(cli_ctx)
+
+
+def site_op(client, operation, target, **kwargs):
+    """A call of ``client.web_apps.<operation>`` (or its ``_slot`` form) for the target."""
+    if target.slot:
+        method = getattr(client.web_apps, operation + '_slot')
+        return lambda: method(target.resource_group, target.name, target.slot, **kwargs)
+    method = getattr(client.web_apps, operation)
+    return lambda: method(target.resource_group, target.name, **kwargs)
+
+
+def arm_call(target, action, call):
+    """Run an ARM call; turn its failures into one line that says what to do.
+
+    action: what the call does, completed by the target ("read the configuration of"); None for
+    reading the site itself."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+    try:
+        return call()
+    except HttpResponseError as err:
+        raise arm_error(err, target, action) from None
+    except ServiceRequestError as err:
+        raise AzureConnectionError(
+            f'Cannot reach Azure Resource Manager to {describe_action(action, target)}: {first_line(err)}. '
+            'Check your network connection and proxy settings (HTTPS_PROXY).') from None
+
+
+def linux_scm_url(client, target):
+    site = arm_call(target, None, site_op(client, 'get', target))
+    if not site.reserved:
+        raise ValidationError(
+            f"{describe(target, True)} runs on a Windows App Service plan; remote connections need App Service "
+            "on Linux (Only Linux App Service Plans supported). For a Windows app use the Kudu console of "
+            "its SCM site instead.")
+    if (site.state or '').lower() == 'stopped':
+        raise ValidationError(stopped_message(target))
+    return scm_url_of(site, target)
+
+
+def locate(client, target, instance):
+    """The SCM URL of a Linux app that is not stopped (the checks the reference makes first), and
+    the check that --instance names one of its instances."""
+    scm_url = linux_scm_url(client, target)
+    if instance is not None:
+        check_instance(client, target, instance)
+    return scm_url
+
+
+def scm_url_of(site, target):
+    """The SCM (Kudu) host from the Repository host-name state: right for slots, ASEs and clouds."""
+    for state in site.host_name_ssl_states or []:
+        if (state.host_type or '').lower() == 'repository' and state.name:
+            return 'https://' + state.name
+    raise ResourceNotFoundError(
+        f'{describe(target, True)} has no SCM (Repository) host name, so it cannot be reached for a remote '
+        'connection. Check the app in the Azure portal.')
+
+
+def check_instance(client, target, instance):
+    instances = arm_call(target, 'list the instances of', site_op(client, 'list_instance_identifiers', target))
+    names = [item.name for item in instances]
+    if instance not in names:
+        known = ', '.join(names) if names else 'none'
+        raise InvalidArgumentValueError(
+            f"Instance '{instance}' is not an instance of {describe(target)} (instances: {known}). "
+            'Instance names are case-sensitive; list them with `az webapp list-instances`.')
+
+
+class Credential:  # pylint: disable=too-few-public-methods
+    """The SCM site's Authorization value and its kind; for Bearer, when it expires and how to get a
+    fresh one (``renew() -> (authorization, expires_on)``). ``repr`` never shows the value."""
+
+    def __init__(self, authorization, kind, expires_on=None, renew=None):
+        self.authorization = authorization
+        self.kind = kind
+        self.expires_on = expires_on
+        self.renew = renew
+
+    def __repr__(self):
+        return f'<Credential {self.kind}>'
+
+
+def scm_credential(cli_ctx, client, target):
+    """The credential for the SCM site, chosen as the reference chooses it."""
+    policy = scm_basic_policy(client, target)
+    if policy:
+        # logging_enable=False: az's --debug trace would print the response body, which holds the
+        # publishing password.
+        list_credentials = site_op(client, 'begin_list_publishing_credentials', target, logging_enable=False)
+        user_password = arm_call(target, 'read the publishing credentials of', lambda: list_credentials().result())
+        raw = f'{user_password.publishing_user_name}:{user_password.publishing_password}'.encode('utf-8')
+        return Credential('Basic ' + base64.b64encode(raw).decode('ascii'), AUTH_BASIC)
+
+    def bearer():
+        token, expires_on = entra_token(cli_ctx)
+        return 'Bearer ' + token, expires_on
+
+    authorization, expires_on = bearer()
+    return Credential(authorization, AUTH_BEARER, expires_on, renew=bearer)
+
+
+def scm_basic_policy(client, target):
+    from azure.core.exceptions import ResourceNotFoundError as SdkNotFound
+
+    def allowed():
+        try:
+            return bool(site_op(client, 'get_scm_allowed', target)().allow)
+        except SdkNotFound:
+            return True  # no policy resource (older stamps): SCM accepts Basic auth
+
+    return arm_call(target, 'read the SCM basic-auth policy of', allowed)
+
+
+def entra_token(cli_ctx):
+    """(access token, expiry as epoch seconds) from az's credential (MSAL's cache when still valid)."""
+    from azure.cli.core._profile import Profile
+    from azure.cli.core.commands.client_factory import get_subscription_id
+    (_, token, entry), _, _ = Profile(cli_ctx=cli_ctx).get_raw_token(subscription=get_subscription_id(cli_ctx))
+    expires_on = entry.get('expires_on') if isinstance(entry, dict) else None
+    # Without an expiry (a credential that does not say), assume the shortest Entra lifetime.
+    return token, float(expires_on) if expires_on else time.time() + ENTRA_SHORTEST_LIFETIME

@@ -1,0 +1,157 @@
+"""The error catalogue: every failure of the commands as one line that says what happened and
+what to do. Pure functions of facts; the advice for the user is written here once."""
+
+from azure.cli.core.azclierror import (AzureConnectionError, AzureResponseError, ForbiddenError,
+                                       InvalidArgumentValueError, ResourceNotFoundError, UnauthorizedError)
+
+from azext_webapp.ssh import SSH_PORT
+
+
+def arm_error(err, target, action):
+    status = err.status_code
+    code = getattr(getattr(err, 'error', None), 'code', None) or ''
+    message = first_line(getattr(getattr(err, 'error', None), 'message', None) or err.message or '')
+    group = target.resource_group
+    what = describe_action(action, target)
+    if status == 404:
+        if code == 'ResourceGroupNotFound':
+            return ResourceNotFoundError(
+                f"Resource group '{group}' was not found in the current subscription. Check the name with "
+                "`az group list -o table`, or choose the subscription with --subscription.")
+        if action is None and target.slot:
+            return ResourceNotFoundError(
+                f"Slot '{target.slot}' of app '{target.name}' was not found in resource group '{group}'. "
+                f"List the slots with `az webapp deployment slot list -g {group} -n {target.name}`.")
+        if action is None:
+            return ResourceNotFoundError(
+                f"App '{target.name}' was not found in resource group '{group}'. "
+                f"List the apps with `az webapp list -g {group} --query [].name -o tsv`.")
+        return ResourceNotFoundError(f'Could not {what}: {message or "not found"}.')
+    if status == 401:
+        return UnauthorizedError(
+            f'Azure Resource Manager rejected your sign-in when trying to {what} (HTTP 401). '
+            'Sign in again with `az login`.')
+    if status == 403:
+        return ForbiddenError(
+            f"You have no permission to {what} (HTTP 403{', ' + code if code else ''}). "
+            'Ask an owner of the app for a role such as Website Contributor, or sign in with another '
+            'account (`az login`) or subscription (--subscription).')
+    return AzureResponseError(
+        f'Azure Resource Manager could not {what}: HTTP {status} {code + " " if code else ""}{message}'.rstrip())
+
+
+def describe_action(action, target):
+    return f'{action or "read"} {describe(target)}'
+
+
+def describe(target, capital=False):
+    text = f"slot '{target.slot}' of app '{target.name}'" if target.slot else f"app '{target.name}'"
+    return text[0].upper() + text[1:] if capital else text
+
+
+def first_line(value):
+    text = str(value).strip()
+    return text.splitlines()[0].rstrip('.') if text else ''
+
+
+def on_instance(instance):
+    return f" (instance '{instance}')" if instance else ''
+
+
+def restart_advice(target):
+    slot = f' --slot {target.slot}' if target.slot else ''
+    return (f'Review its logs with `az webapp log tail -g {target.resource_group} -n {target.name}{slot}`, '
+            f'restart it with `az webapp restart -g {target.resource_group} -n {target.name}{slot}`, then run '
+            'this command again.')
+
+
+def stopped_message(target):
+    return (f'{describe(target, True)} is stopped; it must be running before it can accept SSH connections. '
+            f'Start it with `az webapp start -g {target.resource_group} -n {target.name}'
+            f'{" --slot " + target.slot if target.slot else ""}`, then run this command again '
+            '(review start-up problems with `az webapp log tail`).')
+
+
+def debugging_message(target, command):
+    return (f'Remote debugging is enabled for {describe(target)}, so its tunnel leads to the debugger, not to '
+            f'SSH; `az webapp remote-connection {command}` needs SSH. Turn remote debugging off '
+            f'(`az webapp config set -g {target.resource_group} -n {target.name} --remote-debugging-enabled '
+            'false`), or use `az webapp remote-connection create` for the debugger.')
+
+
+def unreachable_message(endpoint, port, answered_before):
+    """Nothing answers on the container port. answered_before: SSH reached this app before (a
+    pinned host key), so its sshd stopped rather than was never set up."""
+    target = endpoint.target
+    if endpoint.debugging:
+        return (f"The remote debugger of {describe(target)} does not answer on container port {port}. "
+                'Make sure the app was started with remote debugging enabled, or turn remote debugging off '
+                f'(`az webapp config set -g {target.resource_group} -n {target.name} --remote-debugging-enabled '
+                'false`) to connect to SSH instead.')
+    if port == SSH_PORT:
+        where = f'container port {port} of {describe(target)}{on_instance(endpoint.instance)}'
+        restart = restart_advice(target)
+        if answered_before:
+            return (f'SSH does not answer on {where}, though it did before (its host key is recorded): its sshd '
+                    f'has probably stopped or the container is restarting. {restart}')
+        return (f'Nothing answers on {where}. Either SSH is not set up in the container (a custom container '
+                'needs sshd on port 2222, see https://go.microsoft.com/fwlink/?linkid=2132395, then a redeploy), '
+                f'or its sshd has stopped. {restart}')
+    return (f'Nothing answers on container port {port} of {describe(target)}. '
+            'Check that the process listening on that port is running, or choose another with --target-port.')
+
+
+def tunnel_error(kind, status, detail, endpoint):
+    """The typed az error for an engine failure of this kind (at start, or of a connection later)."""
+    target, scm_url = endpoint.target, endpoint.scm_url
+    if kind == 'auth':
+        return auth_error(status, endpoint.auth_kind, target, scm_url)
+    if kind == 'bind':
+        return InvalidArgumentValueError(
+            f'{detail}. Choose another local port with --port, or leave --port out to use a free one.')
+    site = f'the SCM site {scm_url} of {describe(target)}'
+    if kind == 'tls' and 'another host' in detail:
+        return AzureConnectionError(
+            f'Certificate check failed for {site}: {detail}. Something between you and the app (a DNS entry or '
+            'a proxy) answers for it; check your DNS and proxy settings (HTTPS_PROXY, NO_PROXY).')
+    if kind == 'tls':
+        return AzureConnectionError(
+            f'Certificate check failed for {site}: {detail}. If a proxy or private certificate authority '
+            'signs this certificate, set REQUESTS_CA_BUNDLE to a file with its CA certificate.')
+    if kind == 'dns':
+        return AzureConnectionError(
+            f'Cannot reach {site}: {detail}. Check your network connection; an app with a private endpoint '
+            'can only be reached from a network that resolves its SCM host.')
+    if kind == 'resource':
+        return AzureConnectionError(
+            f'Cannot open another connection to {site}: {detail}. Close connections you no longer need, or '
+            'raise the open-file limit of the shell that runs az (`ulimit -n`).')
+    if kind in ('connect', 'proxy', 'timeout', 'closed'):
+        return AzureConnectionError(
+            f'Cannot reach {site}: {detail}. Check your network connection, proxy settings (HTTPS_PROXY, '
+            "NO_PROXY) and the access restrictions of the app's SCM site.")
+    if kind == 'http':
+        return AzureResponseError(
+            f'{site[0].upper()}{site[1:]} refused the tunnel: {detail}. Try again in a minute; if it persists, '
+            f'restart the app (`az webapp restart -g {target.resource_group} -n {target.name}`).')
+    return AzureResponseError(f'The tunnel to {site} failed: {detail}.')
+
+
+def auth_error(status, auth_kind, target, scm_url):
+    enable_basic = (f'az resource update -g {target.resource_group} --namespace Microsoft.Web --resource-type '
+                    f'basicPublishingCredentialsPolicies --parent sites/{target.name}'
+                    f'{"/slots/" + target.slot if target.slot else ""} --name scm --set properties.allow=true')
+    if auth_kind == 'Basic':
+        what = (f"The SCM site {scm_url} rejected Basic auth with the app's publishing credentials "
+                f"(HTTP {status or 401})")
+        advice = ('If the credentials were just reset or Basic auth was just disabled for SCM, run the command '
+                  'again (without Basic auth it signs in with your Microsoft Entra token); otherwise check the '
+                  "SCM site's access restrictions.")
+    else:
+        what = (f'The SCM site {scm_url} rejected the Microsoft Entra token of your az sign-in '
+                f'(Bearer auth, HTTP {status or 401})')
+        advice = ('Sign in again with `az login` with an account that has a role such as Website Contributor on '
+                  f'the app, or enable Basic auth for SCM: `{enable_basic}`.')
+    if status == 403:
+        return ForbiddenError(f'{what}. {advice}')
+    return UnauthorizedError(f'{what}. {advice}')

@@ -1,0 +1,158 @@
+"""Trust, with the real az on the sandbox: SIGTERM always ends `create`, a tunnel left open
+renews its Entra token, and failures after the tunnel is open are reported once, in words that
+say what happened."""
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.fixtures_command import AzRunner, _az_env, ssh
+
+
+def _burst_of_closing_connections(port, count=40):
+    conns = [socket.create_connection(('127.0.0.1', port), timeout=10) for _ in range(count)]
+    time.sleep(0.2)       # let their WebSockets open, so that closing them makes events
+    for conn in conns:
+        conn.close()
+
+
+def _one_cycle(webapp_az, rg, verbose, rng):
+    args = ['-g', rg, '-n', 'linux-app'] + (['--verbose'] if verbose else [])
+    with webapp_az.tunnel(*args) as run:
+        _burst_of_closing_connections(run.port)
+        time.sleep(rng.uniform(0.001, 0.012))
+        sent = time.monotonic()
+        run.signal(signal.SIGTERM)
+        try:
+            run.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            run.signal(signal.SIGABRT)    # PYTHONFAULTHANDLER: its stacks go to stderr
+            run.wait()
+            return f'no exit within 2 s of SIGTERM (verbose={verbose}); stderr:\n{run.stderr}'
+        elapsed = time.monotonic() - sent
+        run.wait()
+        if run.returncode != 0 or 'Closed (SIGTERM).' not in run.stderr:
+            return f'exit {run.returncode} after {elapsed:.2f} s (verbose={verbose}); stderr:\n{run.stderr}'
+    return None
+
+
+@pytest.mark.slow
+def test_hundred_sigterms_after_bursts_of_closing_connections_all_exit(webapp_az, rg):
+    """100 start/SIGTERM cycles of `create`, each with 40 local connections closed at once and SIGTERM
+    1-12 ms later: every one exits within 2 s, with status 0. Two run at a time."""
+    runner = AzRunner(dict(webapp_az.env, PYTHONFAULTHANDLER='1'), webapp_az.cwd)
+    failures, lock = [], threading.Lock()
+
+    def worker(seed, cycles):
+        rng = random.Random(seed)
+        for i in range(cycles):
+            failure = _one_cycle(runner, rg, verbose=i % 3 == 0, rng=rng)
+            if failure:
+                with lock:
+                    failures.append(failure)
+
+    workers = [threading.Thread(target=worker, args=(seed, 50)) for seed in (1, 2)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    assert not failures, f'{len(failures)} of 100 cycles failed; the first:\n{failures[0]}'
+
+
+def test_a_tunnel_left_open_renews_its_bearer_token(sandbox_sshd, extension_dir, tmp_path, az_home,
+                                                    ssh_client_env):
+    """Tokens that live 310 s (MSAL renews under 300 s left) and that the SCM site accepts for only
+    20 s after issue: 30 s after the tunnel opened, a new connection still authenticates."""
+    with sandbox_sshd.short_lived_tokens(lifetime=310, scm_seconds=20):
+        config = str(tmp_path / 'az-short-tokens')
+        sandbox_sshd.az_login(config)
+        runner = AzRunner(_az_env(sandbox_sshd, config, extension_dir), az_home)
+        with runner.tunnel('-g', sandbox_sshd.resource_group, '-n', 'bearer-app', '--verbose') as run:
+            first = ssh(run.port, 'hostname', env=ssh_client_env)
+            assert first.returncode == 0, first.stderr
+            time.sleep(30)        # the token the tunnel started with is no longer accepted
+            later = ssh(run.port, 'hostname', env=ssh_client_env)
+            assert later.returncode == 0, later.stderr + run.stderr_so_far()
+            assert later.stdout.strip() == 'bearer-app-i0'
+            run.signal(signal.SIGINT)
+            assert run.wait() == 0
+    assert 'Renewed the Microsoft Entra token for new connections' in run.stderr
+    assert 'refused' not in run.stderr and 'rejected' not in run.stderr
+
+
+def test_credentials_refused_after_start_are_reported_once(webapp_az, sandbox_sshd, rg, ssh_client_env):
+    with webapp_az.tunnel('-g', rg, '-n', 'linux-app') as run:
+        assert ssh(run.port, 'true', env=ssh_client_env).returncode == 0
+        sandbox_sshd.set_basic('linux-app', False)
+        try:
+            for _ in range(3):
+                assert ssh(run.port, 'true', env=ssh_client_env).returncode != 0
+        finally:
+            sandbox_sshd.set_basic('linux-app', True)
+        run.signal(signal.SIGINT)
+        run.wait()
+    warnings = [line for line in run.stderr.splitlines() if 'rejected Basic auth' in line]
+    assert len(warnings) == 1, run.stderr
+    assert 'A new connection failed' in warnings[0] and 'run the command again' in warnings[0], warnings[0]
+
+
+def test_sshd_that_dies_after_start_is_reported_once_naming_the_cause(webapp_az, sandbox_sshd, rg,
+                                                                     ssh_client_env):
+    with webapp_az.tunnel('-g', rg, '-n', 'linux-app', '--instance', 'linux-app-i0') as run:
+        assert ssh(run.port, 'true', env=ssh_client_env).returncode == 0
+        with sandbox_sshd.sshd_down('linux-app'):
+            for _ in range(3):
+                assert ssh(run.port, 'true', env=ssh_client_env).returncode != 0
+        run.signal(signal.SIGINT)
+        run.wait()
+    warnings = [line for line in run.stderr.splitlines() if 'stopped answering' in line]
+    assert len(warnings) == 1, run.stderr
+    assert "Container port 2222 of app 'linux-app' (instance 'linux-app-i0') stopped answering" in warnings[0]
+    assert 'az webapp restart -g sandbox-rg -n linux-app' in warnings[0]
+
+
+def test_create_against_a_dead_sshd_says_both_causes_or_the_one_the_facts_show(webapp_az, sandbox_sshd, rg):
+    """Without a pinned host key nothing shows whether SSH ever worked: both causes. With one, the
+    container answered before: its sshd stopped (not "enable SSH and redeploy")."""
+    known_hosts = os.path.join(webapp_az.env['AZURE_CONFIG_DIR'], 'webapp', 'known_hosts')
+    os.makedirs(os.path.dirname(known_hosts), exist_ok=True)
+    saved = open(known_hosts, encoding='utf-8').read() if os.path.exists(known_hosts) else None
+    alias = sandbox_sshd.app('linux-app').scm_host.replace(':', '.')
+    create = ('webapp', 'remote-connection', 'create', '-g', rg, '-n', 'linux-app')
+    try:
+        with sandbox_sshd.sshd_down('linux-app'):
+            with open(known_hosts, 'w', encoding='utf-8') as handle:
+                handle.write(f'other.host {PINNED_KEY}\n')
+            never = webapp_az.run(*create)
+            with open(known_hosts, 'a', encoding='utf-8') as handle:
+                handle.write(f'{_hashed(alias)} {PINNED_KEY}\n')
+            before = webapp_az.run(*create)
+    finally:
+        if saved is None:
+            os.remove(known_hosts)
+        else:
+            with open(known_hosts, 'w', encoding='utf-8') as handle:
+                handle.write(saved)
+    assert never.returncode != 0 and before.returncode != 0
+    assert 'Either SSH is not set up in the container' in never.stderr and 'or its sshd has stopped' in never.stderr
+    assert 'Enable SSH in your custom container' not in never.stderr
+    assert 'though it did before' in before.stderr and 'not set up' not in before.stderr
+    assert 'az webapp restart -g sandbox-rg -n linux-app' in before.stderr
+
+
+PINNED_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOeGd6nP8hqY6rNzyvBG4tX5X1rU2y8xMXxZ9K6nFqZs'
+
+
+def _hashed(name):
+    """A known_hosts name as HashKnownHosts writes it (Debian's ssh_config turns it on)."""
+    import base64
+    import hashlib
+    import hmac
+    salt = os.urandom(20)
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f'|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}'
