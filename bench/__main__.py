@@ -2,7 +2,8 @@
 
 All three reach the same target through the same sandbox SCM server over verified TLS:
   raw        straight to the target's loopback port (the floor: no tunnel at all)
-  webapp     `python -m azext_webapp.tunnel` (the native engine)
+  webapp     `python -m azext_webapp.tunnel` with the native engine (WEBAPP_ENGINE=native)
+  portable   `python -m azext_webapp.tunnel` with the portable engine (WEBAPP_ENGINE=portable)
   reference  azure-cli's `TunnelServer`, driven as `az webapp create-remote-connection` drives it
 Each measurement runs --repeat times, each time in a fresh tunnel process, and reports the median
 and the spread.  Results go to bench/RESULTS.md and bench/results.png, and the table is printed.
@@ -26,7 +27,7 @@ from sandbox.scm_process import ScmServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 1 << 30
-WAYS = ("raw", "webapp", "reference")
+WAYS = ("raw", "webapp", "portable", "reference")
 
 
 def cpu_seconds(pid):
@@ -136,7 +137,8 @@ class Bench:
                    REQUESTS_CA_BUNDLE=self.ca_file, WEBSOCKET_CLIENT_CA_BUNDLE=self.ca_file)
         env.pop("WEBAPP_SCM_TOKEN", None)
         url = self.scm.url(site)
-        if name == "webapp":
+        if name in ("webapp", "portable"):
+            env["WEBAPP_ENGINE"] = "native" if name == "webapp" else "portable"
             argv = [sys.executable, "-m", "azext_webapp.tunnel", url]
         else:
             argv = [sys.executable, os.path.join(ROOT, "bench", "reference_tunnel.py"), url]
@@ -238,7 +240,7 @@ class Bench:
     def run(self):
         steps = [self.round_trips, self.concurrency, self.idle_memory, self.scp, self.bulk]
         for step in steps:
-            for way in WAYS:
+            for way in self.args.ways:
                 for _ in range(self.args.repeat):
                     print(f"  {step.__name__:<12} {way:<9}", file=sys.stderr, flush=True)
                     try:
@@ -288,13 +290,24 @@ def parse_args(argv):
     p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds a concurrency run may take before unfinished connections count as lost")
     p.add_argument("--out", default=os.path.join(ROOT, "bench"))
+    p.add_argument("--ways", type=lambda s: [w for w in s.split(",") if w in WAYS], default=list(WAYS),
+                   help="comma-separated subset of " + ",".join(WAYS))
+    p.add_argument("--quick", action="store_true",
+                   help="a short run to try things out: 1 repeat, 256 MiB bulk, 1,000 round trips, "
+                        "1 and 1,000 concurrent, 200 idle, 64 MiB scp (results go to a temporary directory)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.quick:
+        args.repeat, args.bulk_mib, args.rtt_count, args.concurrency = 1, 256, 1000, [1, 1000]
+        args.idle, args.scp_mib = 200, 64
+        if args.out == os.path.join(ROOT, "bench"):
+            args.out = tempfile.mkdtemp(prefix="webapp-bench-quick-")
     workdir = tempfile.mkdtemp(prefix="webapp-bench-")
-    print(f"Benchmarking raw loopback, webapp and the Azure CLI tunnel ({args.repeat} runs each)...",
+    print(f"Benchmarking raw loopback, webapp (native and portable engines) and the Azure CLI tunnel "
+          f"({args.repeat} runs each)...",
           file=sys.stderr)
     bench = Bench(args, workdir)
     started = time.monotonic()

@@ -107,9 +107,10 @@ class HeadCollector:
         old = len(self.buf)
         take = min(len(data), HS_MAX - old)
         self.buf += data[:take]
-        if b"\0" in self.buf:
-            raise Error(self.kind, 0, self.malformed)
         end = self.buf.find(b"\r\n\r\n", max(0, old - 3))
+        # a NUL inside the header block is malformed; what follows it (frames) may hold any byte
+        if self.buf.find(b"\0", 0, len(self.buf) if end < 0 else end) >= 0:
+            raise Error(self.kind, 0, self.malformed)
         if end < 0:
             if len(self.buf) >= HS_MAX:
                 raise Error(self.kind, 0, self.oversized)

@@ -1,0 +1,463 @@
+"""The portable engine's parts on their own (azext_webapp/_portable): the WebSocket codec and its
+masking, the header collector, the error wording, and the branches for Windows and macOS, run here
+by simulating the platform (sys.platform, os.name) and asserting what gets built or called."""
+import base64
+import importlib
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from azext_webapp._portable import codec, connect, errors, limits, listener, pump, waits
+from azext_webapp._portable.errors import Error
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _mask_bytewise(payload, key):
+    return bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+# -- codec: masking and frames ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 125, 126, 127, 65535, 65536, 65537, 200003])
+def test_mask_equals_the_bytewise_definition(n):
+    payload, key = os.urandom(n), os.urandom(4)
+    assert codec.mask(payload, key) == _mask_bytewise(payload, key)
+    assert codec.mask(codec.mask(payload, key), key) == payload
+
+
+def test_mask_is_whole_buffer_fast():
+    """64 KiB frames masked at well over 100 MB/s (a per-byte Python loop manages ~10 MB/s)."""
+    payload, key = os.urandom(65536), b"\x01\x02\x03\x04"
+    started = time.perf_counter()
+    for _ in range(200):
+        codec.mask(payload, key)
+    rate = 200 * 65536 / (time.perf_counter() - started) / 1e6
+    print(f"masking: {rate:.0f} MB/s")
+    assert rate > 100
+
+
+def _unframe(data):
+    """(fin, opcode, payload) of one masked client frame."""
+    b0, b1 = data[0], data[1]
+    assert b1 & 0x80, "client frames are masked"
+    n, pos = b1 & 0x7F, 2
+    if n == 126:
+        n, pos = int.from_bytes(data[2:4], "big"), 4
+    elif n == 127:
+        n, pos = int.from_bytes(data[2:10], "big"), 10
+    key = data[pos:pos + 4]
+    body = data[pos + 4:]
+    assert len(body) == n
+    return bool(b0 & 0x80), b0 & 0x0F, _mask_bytewise(body, key)
+
+
+@pytest.mark.parametrize("n,header", [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)])
+def test_frame_lengths_use_the_shortest_form(n, header):
+    payload = os.urandom(n)
+    data = codec.frame(codec.OP_BINARY, payload)
+    assert len(data) == header + 4 + n
+    assert _unframe(data) == (True, codec.OP_BINARY, payload)
+
+
+def test_frames_use_fresh_mask_keys():
+    keys = {codec.frame(codec.OP_BINARY, b"x")[2:6] for _ in range(64)}
+    assert len(keys) > 60
+
+
+def test_data_is_split_into_frames_of_at_most_frame_max():
+    data = os.urandom(3 * codec.FRAME_MAX + 5)
+    out, pos, payloads = codec.data_frames(data), 0, []
+    while pos < len(out):
+        n = out[pos + 1] & 0x7F
+        head = 2 + (2 if n == 126 else 8 if n == 127 else 0)
+        n = int.from_bytes(out[pos + 2:pos + head], "big") if head > 2 else n
+        payloads.append(_unframe(out[pos:pos + head + 4 + n])[2])
+        pos += head + 4 + n
+    assert [len(p) for p in payloads] == [codec.FRAME_MAX] * 3 + [5]
+    assert b"".join(payloads) == data
+
+
+def test_accept_key_is_rfc_6455s_example():
+    assert codec.accept_for("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_upgrade_request_carries_the_tunnel_headers():
+    req = codec.upgrade_request("app.scm.example", 443, "Basic c2VjcmV0", "a2V5", "app-i1", 9229).decode()
+    assert req.startswith("GET /AppServiceTunnel/Tunnel.ashx HTTP/1.1\r\nHost: app.scm.example\r\n")
+    for line in ("Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: a2V5", "Sec-WebSocket-Version: 13",
+                 "Authorization: Basic c2VjcmV0", "Cookie: ARRAffinity=app-i1", "AppsvcTunnelPort: 9229"):
+        assert f"\r\n{line}\r\n" in req
+    assert req.endswith("\r\n\r\n")
+    plain = codec.upgrade_request("h", 8443, "Bearer t", "k").decode()
+    assert "Host: h:8443\r\n" in plain and "Cookie" not in plain and "AppsvcTunnelPort" not in plain
+
+
+def _server_frame(opcode, payload, fin=True):
+    n = len(payload)
+    b0 = (0x80 if fin else 0) | opcode
+    if n < 126:
+        return bytes([b0, n]) + payload
+    if n < 65536:
+        return bytes([b0, 126]) + n.to_bytes(2, "big") + payload
+    return bytes([b0, 127]) + n.to_bytes(8, "big") + payload
+
+
+def _parse(stream, step=None):
+    data, controls = [], []
+    parser = codec.FrameParser("scm.example", lambda v: data.append(bytes(v)),
+                               lambda op, p: controls.append((op, p)))
+    step = step or len(stream) or 1
+    for i in range(0, len(stream), step):
+        parser.feed(stream[i:i + step])
+    return b"".join(data), controls
+
+
+@pytest.mark.parametrize("step", [None, 1, 3, 7, 4096])
+def test_parser_hands_on_data_and_control_frames_however_split(step):
+    big = os.urandom(70000)
+    stream = (_server_frame(codec.OP_BINARY, b"hello") + _server_frame(codec.OP_PING, b"p1")
+              + _server_frame(codec.OP_BINARY, big) + _server_frame(codec.OP_PONG, b"")
+              + _server_frame(codec.OP_BINARY, b"") + _server_frame(codec.OP_CLOSE, b"\x03\xf3bye")
+              + _server_frame(codec.OP_BINARY, b"after close"))
+    data, controls = _parse(stream, step)
+    assert data == b"hello" + big
+    assert controls == [(codec.OP_PING, b"p1"), (codec.OP_PONG, b""), (codec.OP_CLOSE, b"\x03\xf3bye")]
+
+
+@pytest.mark.parametrize("stream,message", [
+    (bytes([0x83, 0x01]) + b"x", "sent a frame with unknown opcode 3"),
+    (bytes([0xC2, 0x01]) + b"x", "sent a frame with reserved bits set"),
+    (bytes([0x82, 0x81]) + b"\x01\x02\x03\x04x", "sent a masked frame (servers never mask)"),
+    (bytes([0x82, 0x7F]) + (1 << 63).to_bytes(8, "big"), "sent a frame of 9223372036854775808 bytes "
+                                                         "(at most 16777216 accepted)"),
+    (bytes([0x09, 0x7E]) + (300).to_bytes(2, "big"), "sent an invalid control frame"),
+    (bytes([0x09, 0x05]) + b"xxxxx", "sent an invalid control frame"),     # a fragmented ping
+])
+def test_parser_rejects_what_a_server_must_not_send(stream, message):
+    with pytest.raises(Error) as info:
+        _parse(stream)
+    assert info.value.args == ("protocol", 0, "scm.example " + message)
+
+
+def test_head_collector_finds_the_end_keeps_the_rest_and_refuses_nul_and_oversize():
+    c = codec.upgrade_collector("h")
+    assert c.feed(b"HTTP/1.1 101 OK\r\nA: b\r") is None
+    assert c.feed(b"\n\r\n\x82\x00") == (b"HTTP/1.1 101 OK\r\nA: b\r\n\r\n", b"\x82\x00")
+    with pytest.raises(Error, match="h sent a malformed HTTP answer"):
+        codec.upgrade_collector("h").feed(b"HTTP/1.1 101\0 OK\r\n\r\n")
+    c = codec.upgrade_collector("h")
+    with pytest.raises(Error, match="h sent an oversized HTTP answer"):
+        for _ in range(100):
+            c.feed(b"X-Long: " + b"y" * 200 + b"\r\n")
+
+
+def test_check_upgrade_classifies_answers():
+    key = codec.new_key()
+    good = f"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: {codec.accept_for(key)}\r\n\r\n".encode()
+    codec.check_upgrade(good, "h", key, "Basic x")
+    cases = [(b"HTTP/1.1 401 Unauthorized\r\n\r\n", "Basic x", ("auth", 401)),
+             (b"HTTP/1.1 403 Forbidden\r\n\r\n", "Bearer x", ("auth", 403)),
+             (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", "Basic x", ("http", 502)),
+             (b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: wrong\r\n\r\n", "Basic x", ("http", 101)),
+             (b"SSH-2.0-what\r\n\r\n", "Basic x", ("http", 0))]
+    for head, auth, expected in cases:
+        with pytest.raises(Error) as info:
+            codec.check_upgrade(head, "h", key, auth)
+        assert info.value.args[:2] == expected
+    with pytest.raises(Error) as info:
+        codec.check_upgrade(b"HTTP/1.1 401 Unauthorized\r\n\r\n", "h", key, "Basic x")
+    assert str(info.value) == ("h refused the credentials (HTTP 401); Basic authentication was used - Basic auth "
+                               "may be disabled for this app; try a Bearer token")
+
+
+def test_error_is_one_line_with_kind_and_status():
+    err = Error("http", 404, "a\nb")
+    assert err.args == ("http", 404, "a b") and str(err) == "a b" and err.kind == "http" and err.status == 404
+    assert errors.resource_error(OSError(24, "Too many open files")).args == \
+        ("resource", 0, "out of file descriptors (EMFILE)")
+    assert errors.resource_error(ConnectionRefusedError()) is None
+
+
+def test_proxy_address_forms():
+    assert connect.split_hostport("proxy.corp:3128") == ("proxy.corp", 3128)
+    assert connect.split_hostport("[2001:db8::1]:8080") == ("2001:db8::1", 8080)
+    assert connect.split_hostport("proxy.corp") == ("proxy.corp", 80)
+
+
+# -- TLS settings ------------------------------------------------------------------------------------
+
+def test_tls_context_verifies_unless_told_not_to(tmp_path):
+    ctx = connect.tls_context(None, True)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
+    off = connect.tls_context(None, False)
+    assert off.verify_mode == ssl.CERT_NONE and not off.check_hostname
+    with pytest.raises(Error) as info:
+        connect.tls_context(str(tmp_path / "missing.pem"), True)
+    assert info.value.args == ("tls", 0, f"cannot read the CA bundle {tmp_path / 'missing.pem'} (REQUESTS_CA_BUNDLE)")
+
+
+def test_an_empty_system_store_falls_back_to_certifi(monkeypatch, tmp_path):
+    """python.org's macOS Python has an empty OpenSSL store: certifi (which az carries) fills in."""
+    certifi = pytest.importorskip("certifi")
+    loaded = []
+    monkeypatch.setattr(ssl.SSLContext, "load_default_certs", lambda self, purpose=None: None)
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations",
+                        lambda self, cafile=None, **kw: loaded.append(cafile) or real(self, cafile=cafile, **kw))
+    connect.tls_context(None, True)
+    assert loaded == [certifi.where()]
+
+
+# -- Windows and macOS branches (simulated) -------------------------------------------------------------
+
+class _FakeResource:
+    RLIMIT_NOFILE, RLIM_INFINITY = 7, -1
+
+    def __init__(self, soft, hard, refuse_above=None):
+        self.limits, self.refuse_above, self.calls = (soft, hard), refuse_above, []
+
+    def getrlimit(self, which):
+        return self.limits
+
+    def setrlimit(self, which, value):
+        self.calls.append(value)
+        if self.refuse_above is not None and value[0] > self.refuse_above:
+            raise ValueError("not allowed")
+        self.limits = value
+
+
+def test_fd_limit_raised_to_the_hard_limit_on_linux(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    fake = _FakeResource(1024, 524288)
+    assert limits.raise_fd_limit(fake) == 65536 and fake.calls == [(65536, 524288)]
+    fake = _FakeResource(1024, 4096)
+    assert limits.raise_fd_limit(fake) == 4096 and fake.calls == [(4096, 4096)]
+
+
+def test_fd_limit_on_macos_falls_back_to_open_max(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    fake = _FakeResource(256, _FakeResource.RLIM_INFINITY, refuse_above=10240)
+    assert limits.raise_fd_limit(fake) == 10240
+    assert fake.calls == [(65536, -1), (10240, -1)]
+
+
+def test_fd_limit_is_left_alone_on_windows(monkeypatch):
+    monkeypatch.setattr(os, "name", "nt")
+    fake = _FakeResource(512, 8192)
+    assert limits.raise_fd_limit(fake) is None and fake.calls == []
+
+
+class _FakeSocket:
+    def __init__(self):
+        self.options = []
+
+    def setsockopt(self, level, name, value):
+        self.options.append((level, name, value))
+
+
+def test_listener_options_per_platform(monkeypatch):
+    posix = _FakeSocket()
+    monkeypatch.setattr(os, "name", "posix")
+    listener.set_listener_options(posix)
+    assert posix.options == [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)]
+    # Windows: SO_REUSEADDR would let another program bind the same port; exclusive use instead
+    monkeypatch.setattr(os, "name", "nt")
+    monkeypatch.setattr(socket, "SO_EXCLUSIVEADDRUSE", -5, raising=False)
+    windows = _FakeSocket()
+    listener.set_listener_options(windows)
+    assert windows.options == [(socket.SOL_SOCKET, -5, 1)]
+
+
+def test_busy_port_message_names_port_and_address():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(Error) as info:
+            listener.open_listener("127.0.0.1", port)
+    assert info.value.args == ("bind", 0, f"port {port} on 127.0.0.1 is already in use; choose another with --port")
+    with pytest.raises(Error) as info:
+        listener.open_listener("no-such-host.invalid", 0)
+    assert info.value.args[0] == "bind" and info.value.args[2].startswith("cannot listen on no-such-host.invalid: ")
+
+
+def test_pump_points_stdout_at_the_platforms_null_device(monkeypatch):
+    """After the WebSocket ended, out_fd is re-pointed at os.devnull (NUL on Windows, /dev/null on
+    POSIX) so that its reader sees EOF; no path is hard-coded."""
+    opened, duped = [], []
+    monkeypatch.setattr(os, "devnull", "nul")
+    monkeypatch.setattr(os, "open", lambda path, flags: opened.append((path, flags)) or 99)
+    monkeypatch.setattr(os, "dup2", lambda a, b: duped.append((a, b)))
+    monkeypatch.setattr(os, "close", lambda fd: None)
+    p = pump.Pump.__new__(pump.Pump)
+    p.out_fd, p._err, p._closed, p._lock = 1, None, False, threading.Lock()
+    p._close_out()
+    assert opened == [("nul", os.O_WRONLY)] and duped == [(99, 1)] and p._err is None
+
+
+def test_pump_relays_pipes_through_a_socket_pair():
+    """The Windows way (threads, os.read/os.write, socket.socketpair) is the only way: shown with pipes."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    p = pump.Pump(in_r, out_w)
+    peer = socket.socket(fileno=p.take_peer())
+    try:
+        with pytest.raises(RuntimeError):
+            p.take_peer()
+        os.write(in_w, b"to the engine")
+        assert peer.recv(100) == b"to the engine"
+        peer.sendall(b"to stdout")
+        assert os.read(out_r, 100) == b"to stdout"
+        os.close(in_w)
+        in_w = None
+        assert peer.recv(100) == b""          # stdin EOF reaches the engine's side as EOF
+        peer.close()
+        assert p.wait(5)
+        assert os.read(out_r, 100) == b""     # stdout was pointed at the null device: EOF
+        assert p.counts() == (13, 9) and p.error() is None
+    finally:
+        p.close()
+        for fd in (in_r, in_w, out_r, out_w):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def test_main_thread_waits_in_half_second_slices(monkeypatch):
+    """Windows does not interrupt a lock wait for Ctrl+C: every wait must come back to Python at
+    least twice a second."""
+    asked = []
+
+    class Event:
+        def __init__(self, set_on_call):
+            self.set_on_call = set_on_call
+
+        def wait(self, timeout):
+            asked.append(timeout)
+            time.sleep(timeout / 100)
+            return len(asked) == self.set_on_call
+
+        def is_set(self):
+            return False
+    assert waits.wait_event(Event(5), None) is True
+    assert len(asked) == 5 and all(t <= 0.5 for t in asked)
+    asked.clear()
+    assert waits.wait_event(Event(0), 0.01) is False
+    assert asked and all(t <= 0.5 for t in asked)
+
+
+def test_signal_handler_exception_propagates_out_of_a_wait():
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted()
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+        started = time.monotonic()
+        with pytest.raises(Interrupted):
+            waits.wait_event(threading.Event(), 30)
+        assert time.monotonic() - started < 1.5
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+POSIX_ONLY = ("fcntl", "termios", "resource", "pwd", "grp", "tty", "pty")
+
+IMPORT_WITHOUT_POSIX_MODULES = r'''
+import builtins, sys
+blocked = set(sys.argv[1].split(","))
+real = builtins.__import__
+def guarded(name, *a, **kw):
+    if name.split(".")[0] in blocked:
+        raise ImportError(f"No module named {name!r} (simulated Windows)")
+    return real(name, *a, **kw)
+builtins.__import__ = guarded
+for name in blocked:
+    sys.modules.pop(name, None)
+import os
+from azext_webapp import _portable
+engine = _portable.Engine("localhost", 443, "Basic x", bind_port=0)
+port = engine.start()
+assert port > 0 and engine.running()
+engine.stop()
+print("ok", sorted(m for m in blocked if m in sys.modules))
+'''
+
+
+def test_the_portable_engine_needs_no_posix_only_module():
+    """Imported and started with fcntl, termios, resource, pwd, grp unimportable, as on Windows."""
+    proc = subprocess.run([sys.executable, "-c", IMPORT_WITHOUT_POSIX_MODULES, ",".join(POSIX_ONLY)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok []"
+
+
+def test_no_posix_only_call_in_the_portable_sources():
+    package = os.path.join(ROOT, "azext_webapp", "_portable")
+    for name in sorted(os.listdir(package)):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(package, name), encoding="utf-8") as handle:
+            text = handle.read()
+        for needle in ("import fcntl", "import termios", "getuid", "geteuid", "SIGHUP", "/tmp", "/dev/null\"",
+                       "os.fork", "MSG_NOSIGNAL", "pipe2", "accept4"):
+            assert needle not in text, f"{name}: {needle}"
+
+
+# -- engine selection in tunnel.py --------------------------------------------------------------------
+
+def _select(monkeypatch, forced, loads):
+    from azext_webapp import _native, tunnel
+
+    def load_engine(package_dir=None, tag=None):
+        if loads:
+            return sys.modules.get("azext_webapp._tunnel") or _native.load_engine(package_dir, tag)
+        raise _native.EngineUnavailableError(_native.no_build_message("windows_x86_64", ["linux_x86_64_gnu"]),
+                                             "windows_x86_64", "no native build for this platform (windows_x86_64)")
+    monkeypatch.setattr(_native, "load_engine", load_engine)
+    if forced is None:
+        monkeypatch.delenv("WEBAPP_ENGINE", raising=False)
+    else:
+        monkeypatch.setenv("WEBAPP_ENGINE", forced)
+    return tunnel._select_engine()
+
+
+def test_engine_selection(monkeypatch):
+    module, name, reason = _select(monkeypatch, None, loads=True)
+    assert name == "native" and module.__name__ == "azext_webapp._tunnel" and "loads on this platform" in reason
+    module, name, reason = _select(monkeypatch, None, loads=False)
+    assert name == "portable" and module.__name__ == "azext_webapp._portable"
+    assert reason == "no native build for this platform (windows_x86_64)"
+    module, name, reason = _select(monkeypatch, "portable", loads=True)
+    assert (name, reason) == ("portable", "WEBAPP_ENGINE=portable")
+    assert _select(monkeypatch, "native", loads=True)[1:] == ("native", "WEBAPP_ENGINE=native")
+    from azext_webapp import _native
+    with pytest.raises(_native.EngineUnavailableError) as info:
+        _select(monkeypatch, "native", loads=False)
+    assert str(info.value).startswith("webapp's tunnel engine has no build for this platform (windows_x86_64)")
+    assert "portable" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(_native.EngineUnavailableError, match="WEBAPP_ENGINE must be native or portable"):
+        _select(monkeypatch, "fast", loads=True)
+
+
+def test_the_running_tunnel_module_says_which_engine_and_why():
+    code = "from azext_webapp import tunnel; print(tunnel.ENGINE); print(tunnel.ENGINE_REASON)"
+    for forced, expected in (("portable", "portable"), ("native", "native")):
+        env = dict(os.environ, WEBAPP_ENGINE=forced)
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=60, check=True).stdout.splitlines()
+        assert out == [expected, f"WEBAPP_ENGINE={forced}"]
