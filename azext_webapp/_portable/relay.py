@@ -17,6 +17,9 @@ from .connect import HeadProtocol
 from .errors import Error, one_line, resource_error
 
 RING_CAP = 256 * 1024          # per direction: the most a side buffers before the other stops reading
+# A transport's write buffer pauses the other side's reading at half of it: what is read while the
+# pause takes effect (one read, at most 64 KiB of TLS or 256 KiB of local data) stays within it.
+HIGH_WATER = RING_CAP // 2
 HS_SECS = 20                   # connect + proxy + TLS + upgrade deadline
 CLOSE_WAIT_SECS = 5            # for the server's answer to our Close
 _STEPS = {"tcp": "the TCP connection", "proxy": "the proxy's CONNECT", "tls": "the TLS handshake",
@@ -32,7 +35,7 @@ class Local(asyncio.Protocol):
         self.relay = relay
 
     def connection_made(self, transport):
-        transport.set_write_buffer_limits(high=RING_CAP)
+        transport.set_write_buffer_limits(high=HIGH_WATER)
         self.relay.local_made(transport)
 
     def data_received(self, data):
@@ -195,7 +198,7 @@ class Relay:
         self.step = "open"
         link = self.link
         link.parser = codec.FrameParser(core.host, self._down, self._control)
-        link.transport.set_write_buffer_limits(high=RING_CAP)
+        link.transport.set_write_buffer_limits(high=HIGH_WATER)
         if self.check is not None:
             if not self.check.done():
                 self.check.set_result(None)
