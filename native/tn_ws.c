@@ -140,7 +140,7 @@ static const char *tn_ws_header(const char *hs, const char *name, size_t *vlen)
  */
 ssize_t tn_ws_handshake_rx(struct tn_relay *r, const unsigned char *in, size_t len)
 {
-	size_t take = len, old = r->hs_len, vlen;
+	size_t take = len, old = r->hs_len, vlen, hdr_len;
 	const char *end, *v;
 	unsigned int status;
 
@@ -153,11 +153,20 @@ ssize_t tn_ws_handshake_rx(struct tn_relay *r, const unsigned char *in, size_t l
 		take = TN_HS_MAX - old;
 	memcpy(r->hs_buf + old, in, take);
 	r->hs_len = old + take;
-	r->hs_buf[r->hs_len] = '\0';
-	if (memchr(r->hs_buf + old, '\0', take))
+	/* The read may go on past the header block into WebSocket frames
+	 * (binary, NULs included): find the end first, by length, and hold
+	 * only the header block to the no-NUL rule (a NUL would hide its end
+	 * from the string functions below). */
+	{
+		size_t from = old > 3 ? old - 3 : 0;
+
+		end = memmem(r->hs_buf + from, r->hs_len - from, "\r\n\r\n", 4);
+	}
+	hdr_len = end ? (size_t)(end + 4 - r->hs_buf) : r->hs_len;
+	if (hdr_len > old && memchr(r->hs_buf + old, '\0', hdr_len - old))
 		return tn_err_set(&r->err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer",
 				  r->eng->cfg.host);
-	end = strstr(r->hs_buf + (old > 3 ? old - 3 : 0), "\r\n\r\n");
+	r->hs_buf[hdr_len] = '\0';
 	if (!end) {
 		if (r->hs_len >= TN_HS_MAX)
 			return tn_err_set(&r->err, TN_E_HTTP, 0,
