@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 
 TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
 
-TunnelEvent = collections.namedtuple("TunnelEvent", "kind conn_id peer bytes_up bytes_down message")
+TunnelEvent = collections.namedtuple("TunnelEvent", "kind conn_id peer bytes_up bytes_down message error_kind status remote_closed")
 ScmStatus = collections.namedtuple("ScmStatus", "state can_reach_port port msg")
 
 

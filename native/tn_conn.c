@@ -14,18 +14,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "tn_engine.h"
 
-/* "user:pass@host:port" -> the host and port parts (the proxy string is
- * already stripped of its scheme by tunnel.py). */
+/* "host:port" or "[v6]:port" -> its parts. The proxy string never holds
+ * credentials (those are cfg.proxy_auth), so it may appear in messages. */
 static void tn_conn_proxy_split(const char *proxy, char *host, size_t hcap, char *port,
-				size_t pcap, const char **cred_end)
+				size_t pcap)
 {
-	const char *at = strrchr(proxy, '@'), *hp = at ? at + 1 : proxy, *colon;
+	const char *hp = proxy, *colon;
 
-	*cred_end = at;
 	colon = strrchr(hp, ':');
 	if (hp[0] == '[') {	/* [v6]:port */
 		const char *rb = strchr(hp, ']');
@@ -67,10 +64,23 @@ static int tn_conn_next(struct tn_relay *r, int *fd_out)
 	return -1;
 }
 
-static int tn_conn_failed(struct tn_relay *r, int dns)
+/* e: the errno (or EAI_ code with dns) of the failure */
+static int tn_conn_failed(struct tn_relay *r, int dns, int e)
 {
 	const struct tn_config *c = &r->eng->cfg;
+	char doing[320];
 
+	if (dns && e == EAI_SYSTEM && (tn_err_is_fds(errno) || errno == ENOMEM)) {
+		e = errno;	/* resolving needed a descriptor (or memory) */
+		dns = 0;
+	}
+	if (tn_err_is_fds(e)) {
+		snprintf(doing, sizeof(doing), "connecting to %s", c->proxy ? c->proxy : c->host);
+		return tn_err_set_fds(&r->err, e, doing);
+	}
+	if ((dns && e == EAI_MEMORY) || (!dns && (e == ENOBUFS || e == ENOMEM)))
+		return tn_err_set(&r->err, TN_E_RESOURCE, 0, "out of memory connecting to %s",
+				  c->proxy ? c->proxy : c->host);
 	if (c->proxy)
 		return tn_err_set(&r->err, TN_E_PROXY, 0, "cannot reach the proxy %s (for %s:%d)",
 				  c->proxy, c->host, c->port);
@@ -86,10 +96,10 @@ int tn_conn_start(struct tn_relay *r)
 	const struct tn_config *c = &r->eng->cfg;
 	struct addrinfo hints;
 	char host[256], port[16];
-	const char *cred;
+	int rc;
 
 	if (c->proxy) {
-		tn_conn_proxy_split(c->proxy, host, sizeof(host), port, sizeof(port), &cred);
+		tn_conn_proxy_split(c->proxy, host, sizeof(host), port, sizeof(port));
 	} else {
 		snprintf(host, sizeof(host), "%s", c->host);
 		snprintf(port, sizeof(port), "%d", c->port);
@@ -97,13 +107,15 @@ int tn_conn_start(struct tn_relay *r)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_ADDRCONFIG;
-	if (getaddrinfo(host, port, &hints, &r->ai) || !r->ai) {
+	errno = 0;
+	rc = getaddrinfo(host, port, &hints, &r->ai);
+	if (rc || !r->ai) {
 		r->ai = NULL;
-		return tn_conn_failed(r, 1);
+		return tn_conn_failed(r, 1, rc);
 	}
 	r->ai_next = r->ai;
 	if (tn_conn_next(r, &r->ws_fd))
-		return tn_conn_failed(r, 0);
+		return tn_conn_failed(r, 0, errno);
 	return 0;
 }
 
@@ -127,37 +139,32 @@ int tn_conn_finish(struct tn_relay *r)
 		return 1;
 	}
 	if (tn_conn_next(r, &r->ws_fd))
-		return tn_conn_failed(r, 0);
+		return tn_conn_failed(r, 0, errno);
 	return 0;
 }
 
-/* HTTP CONNECT to the SCM host (with Basic proxy credentials if the proxy
- * URL had them). A fresh socket takes these few hundred bytes at once. */
+/* HTTP CONNECT to the SCM host, with the Proxy-Authorization value when
+ * there is one (this request is the only place it goes). A fresh socket
+ * takes these few hundred bytes at once. */
 int tn_conn_proxy_send(struct tn_relay *r)
 {
 	const struct tn_config *c = &r->eng->cfg;
-	char req[1024], auth[400] = "", host[256], port[16];
-	const char *cred;
+	size_t cap = 600 + 2 * strlen(c->host) + (c->proxy_auth ? strlen(c->proxy_auth) : 0);
+	char *req = malloc(cap);
 	int n;
 	ssize_t s;
 
-	tn_conn_proxy_split(c->proxy, host, sizeof(host), port, sizeof(port), &cred);
-	if (cred) {
-		size_t cl = (size_t)(cred - c->proxy);
-		unsigned char b64[300];
-
-		if (cl > 200)
-			return tn_err_set(&r->err, TN_E_PROXY, 0, "the proxy credentials are too long");
-		EVP_EncodeBlock(b64, (const unsigned char *)c->proxy, (int)cl);
-		snprintf(auth, sizeof(auth), "Proxy-Authorization: Basic %s\r\n", b64);
-	}
-	n = snprintf(req, sizeof(req), "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n",
-		     c->host, c->port, c->host, c->port, auth);
-	if (n < 0 || (size_t)n >= sizeof(req))
+	if (!req)
+		return tn_err_set(&r->err, TN_E_RESOURCE, 0, "out of memory");
+	n = snprintf(req, cap, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n%s%s%s\r\n",
+		     c->host, c->port, c->host, c->port,
+		     c->proxy_auth ? "Proxy-Authorization: " : "",
+		     c->proxy_auth ? c->proxy_auth : "", c->proxy_auth ? "\r\n" : "");
+	s = n < 0 || (size_t)n >= cap ? -2 : send(r->ws_fd, req, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	explicit_bzero(req, cap);	/* it held the proxy credentials */
+	free(req);
+	if (s == -2)
 		return tn_err_set(&r->err, TN_E_INTERNAL, 0, "the proxy request is too long");
-	s = send(r->ws_fd, req, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-	explicit_bzero(req, sizeof(req));
-	explicit_bzero(auth, sizeof(auth));
 	if (s != n)
 		return tn_err_set(&r->err, TN_E_PROXY, 0, "cannot reach the proxy %s (for %s:%d)",
 				  c->proxy, c->host, c->port);

@@ -36,7 +36,7 @@
 struct tn_config {
 	char *host;		/* SCM host name (no port) */
 	int port;		/* SCM port (443) */
-	char *authorization;	/* full header value; wiped on free */
+	char *authorization;	/* full header value; wiped on free; under auth_mu once running */
 	char *bind_addr;	/* local listen address; NULL: no listener (tn_engine_adopt only) */
 	int bind_port;		/* 0: the kernel picks */
 	char *instance;		/* ARRAffinity cookie value, or NULL */
@@ -44,7 +44,8 @@ struct tn_config {
 	int ping_secs;		/* client keep-alive */
 	char *ca_file;		/* REQUESTS_CA_BUNDLE, or NULL: system store */
 	int verify;		/* 0 only when the user turned it off */
-	char *proxy;		/* "host:port" HTTP CONNECT proxy, or NULL */
+	char *proxy;		/* "host:port" HTTP CONNECT proxy, or NULL; never credentials */
+	char *proxy_auth;	/* Proxy-Authorization value for CONNECT, or NULL; wiped on free */
 };
 
 struct tn_stats {
@@ -58,8 +59,11 @@ struct tn_engine {
 	lws_retry_bo_t retry;	/* keep-alive policy for the WebSockets */
 	int listen_fd;
 	int port;		/* bound local port (0 without a listener) */
+	/* start/stop, which two Python threads may call at once: under life_mu */
+	pthread_mutex_t life_mu;
 	pthread_t thread;
 	int thread_started;
+	int stopped;		/* stop() was called: start() is refused */
 	atomic_int stopping;	/* set by tn_engine_stop */
 	atomic_int running;	/* service loop alive */
 	struct tn_stats stats;
@@ -70,6 +74,19 @@ struct tn_engine {
 	unsigned char *txbuf;	/* TN_WS_HDR_MAX + TN_FRAME_MAX: one outgoing frame */
 	unsigned char *rxbuf;	/* TN_TLS_READ: one SSL_read */
 	uint64_t mask_seed;	/* WebSocket mask keys */
+
+	/* cfg.authorization may be replaced by tn_engine_set_authorization()
+	 * from any thread: read and swapped under auth_mu */
+	pthread_mutex_t auth_mu;
+	atomic_int auth_bearer;	/* its scheme, for messages (no lock needed) */
+
+	/* the listener, paused while the process is out of descriptors */
+	struct lws *listen_wsi;
+	lws_sorted_usec_list_t listen_sul;
+	int listen_paused;
+	lws_usec_t listen_told;	/* when the last "out of descriptors" event went out */
+
+	struct tn_relay *check_relay;	/* service thread only: the check() handshake running */
 
 	/* the one outstanding check() request, guarded by mu */
 	pthread_mutex_t mu;
@@ -117,7 +134,8 @@ struct tn_relay {
 	unsigned is_check:1, ws_up:1, ws_gone:1, local_gone:1,
 		 local_paused:1, ws_paused:1, reported:1, fail_counted:1,
 		 rx_seen:1, rx_kick:1, ping_due:1, pong_due:1, peer_closed:1,
-		 close_sent:1, hs_sent:1, in_wcb:1, rearm_due:1;
+		 close_sent:1, hs_sent:1, in_wcb:1, rearm_due:1,
+		 remote_end:1;	/* the server ended it (close frame, EOF, reset) */
 	lws_sorted_usec_list_t rearm;	/* re-requests WRITEABLE (tn_link_want_write) */
 	uint16_t idle_secs;	/* keep-alive: seconds without anything received */
 	uint8_t pong_len;
@@ -127,7 +145,7 @@ struct tn_relay {
 	char *hs_buf;		/* proxy or 101 answer being collected, then freed */
 	size_t hs_len;
 	char *ws_accept;	/* expected Sec-WebSocket-Accept, until the 101 */
-	unsigned char *tx_pend;	/* masked bytes TLS has not taken yet */
+	unsigned char *tx_pend;	/* masked bytes TLS has not taken yet; later frames queue behind */
 	size_t tx_len, tx_off;
 	struct tn_wsp wsp;
 	char peer[64];
@@ -137,16 +155,30 @@ struct tn_relay {
 /* tn_engine.c */
 int tn_engine_create(struct tn_engine **out, struct tn_config *cfg, struct tn_err *err);
 int tn_engine_start(struct tn_engine *eng, struct tn_err *err);
-int tn_engine_check(struct tn_engine *eng, int timeout_ms, struct tn_err *err);
+/* check() in three steps, so the caller can run signal handlers between
+ * slices: post the request (its generation in *gen); wait for its answer
+ * until deadline_ms (tn_time_now_ms) but at most slice_ms, returning 1
+ * while there is none yet, else 0 or -1 with err (a time-out abandons it);
+ * abandon it (its handshake is closed). */
+int tn_engine_check_post(struct tn_engine *eng, uint64_t *gen, struct tn_err *err);
+int tn_engine_check_wait(struct tn_engine *eng, uint64_t gen, int64_t deadline_ms, int slice_ms,
+			 int timeout_ms, struct tn_err *err);
+void tn_engine_check_abandon(struct tn_engine *eng, uint64_t gen);
+/* New handshakes send value (taken over; the old one is wiped). Any thread. */
+void tn_engine_set_authorization(struct tn_engine *eng, char *value);
+/* Any thread, any number at once; idempotent. */
 void tn_engine_stop(struct tn_engine *eng);
 /* Relay an already-connected socket (the engine owns fd from here on, even on failure). */
 int tn_engine_adopt(struct tn_engine *eng, int fd, struct tn_err *err);
 void tn_engine_free(struct tn_engine *eng);
 void tn_config_free(struct tn_config *cfg);
+/* Wipe a credential string, then free it (NULL is fine). */
+void tn_config_secret_free(char *s);
 
 /* tn_listen.c */
 int tn_listen_open(const char *addr, int port, int *fd_out, int *port_out, struct tn_err *err);
 int tn_listen_accept(struct tn_engine *eng);
+void tn_listen_stop(struct tn_engine *eng);
 void tn_listen_relay_fd(struct tn_engine *eng, int fd, const char *peer);
 
 /* tn_relay.c */
@@ -193,6 +225,8 @@ int tn_tls_ctx_init(struct tn_engine *eng, struct tn_err *err);
 void tn_tls_ctx_free(struct tn_engine *eng);
 int tn_tls_start(struct tn_relay *r);
 int tn_tls_handshake(struct tn_relay *r);
+/* -1: the connection ended; r->err is set unless it was the server's
+ * orderly end (close_notify, or EOF at a record boundary) */
 ssize_t tn_tls_read(struct tn_relay *r, unsigned char *buf, size_t cap);
 ssize_t tn_tls_write(struct tn_relay *r, const unsigned char *p, size_t n);
 void tn_tls_free(struct tn_relay *r);

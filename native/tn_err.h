@@ -10,8 +10,10 @@
 #ifndef TN_ERR_H
 #define TN_ERR_H
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/resource.h>
 
 enum tn_kind {
 	TN_OK = 0,
@@ -25,7 +27,8 @@ enum tn_kind {
 	TN_E_TIMEOUT,	/* deadline passed */
 	TN_E_CLOSED,	/* the engine is not running */
 	TN_E_PROTOCOL,	/* the server broke RFC 6455 after the upgrade */
-	TN_E_INTERNAL,	/* out of memory, library failure */
+	TN_E_INTERNAL,	/* library failure */
+	TN_E_RESOURCE,	/* out of file descriptors or memory */
 };
 
 struct tn_err {
@@ -56,6 +59,28 @@ tn_err_set(struct tn_err *e, enum tn_kind kind, int status, const char *fmt, ...
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* Out of descriptors: say which limit was hit, with the number, so the
+ * user knows what to raise (ulimit -n). `doing` finishes the sentence. */
+static inline int tn_err_set_fds(struct tn_err *e, int errnum, const char *doing)
+{
+	struct rlimit rl;
+
+	if (errnum == ENFILE)
+		return tn_err_set(e, TN_E_RESOURCE, 0,
+				  "out of file descriptors (ENFILE; the system's file table is full) %s",
+				  doing);
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		rl.rlim_cur = 0;
+	return tn_err_set(e, TN_E_RESOURCE, 0,
+			  "out of file descriptors (EMFILE; open-file limit %llu) %s",
+			  (unsigned long long)rl.rlim_cur, doing);
+}
+
+static inline int tn_err_is_fds(int errnum)
+{
+	return errnum == EMFILE || errnum == ENFILE;
 }
 
 const char *tn_kind_name(enum tn_kind kind);

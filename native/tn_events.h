@@ -20,6 +20,9 @@ struct tn_event {
 	enum tn_event_kind kind;
 	uint64_t conn_id;
 	uint64_t bytes_up, bytes_down;
+	int error_kind;		/* enum tn_kind of a failure, TN_OK otherwise */
+	int status;		/* HTTP status of a failure when known, else 0 */
+	int remote_closed;	/* the server ended it (close frame, EOF, reset) */
 	char peer[64];
 	char message[320];
 };

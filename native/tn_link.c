@@ -51,37 +51,70 @@ void tn_link_want_write(struct tn_relay *r)
 		lws_callback_on_writable(r->ws);
 }
 
+/* The server ended the connection (close frame, EOF, reset), unless it
+ * only answered an end that began here (local client gone, our close). */
+static void tn_link_server_ended(struct tn_relay *r)
+{
+	if (!r->close_sent && !r->local_gone)
+		r->remote_end = 1;
+}
+
 static void tn_link_set_close(struct tn_relay *r, unsigned code)
 {
 	r->close_code[0] = (unsigned char)(code >> 8);
 	r->close_code[1] = (unsigned char)code;
 }
 
+/* Keep n bytes for later, behind what is already pending. What TLS has
+ * not taken stays first and unchanged: OpenSSL wants a retried write to
+ * start with the same bytes (it may move: ACCEPT_MOVING_WRITE_BUFFER). */
+static int tn_link_pend(struct tn_relay *r, const unsigned char *p, size_t n)
+{
+	size_t keep = r->tx_pend ? r->tx_len - r->tx_off : 0;
+	unsigned char *b = malloc(keep + n);
+
+	if (!b)
+		return tn_err_set(&r->err, TN_E_RESOURCE, 0, "out of memory");
+	if (keep)
+		memcpy(b, r->tx_pend + r->tx_off, keep);
+	memcpy(b + keep, p, n);
+	if (r->tx_pend) {
+		if (r->phase != TN_PH_OPEN)	/* the upgrade request: credentials */
+			explicit_bzero(r->tx_pend, r->tx_len);
+		free(r->tx_pend);
+	}
+	r->tx_pend = b;
+	r->tx_len = keep + n;
+	r->tx_off = 0;
+	tn_link_want_write(r);
+	return 0;
+}
+
 /* Queue-or-send: TLS takes what it can now; the rest is kept (already
- * masked) and finished from WRITEABLE before anything else is sent. */
+ * masked) and finished from WRITEABLE before anything else is sent. One
+ * writer: while bytes are pending nothing goes to TLS past them (a second
+ * SSL_write would interleave with the unfinished record), so a frame made
+ * meanwhile (a pong, then a close) queues behind them. */
 static int tn_link_write(struct tn_relay *r, const unsigned char *p, size_t n)
 {
 	size_t off = 0;
 
+	if (r->tx_pend)
+		return tn_link_pend(r, p, n);
 	while (off < n) {
 		ssize_t w = tn_tls_write(r, p + off, n - off);
 
-		if (w < 0)
+		if (w < 0) {
+			tn_link_server_ended(r);
 			return -1;
+		}
 		if (!w)
 			break;
 		off += (size_t)w;
 	}
 	if (off == n)
 		return 0;
-	r->tx_pend = malloc(n - off);
-	if (!r->tx_pend)
-		return tn_err_set(&r->err, TN_E_INTERNAL, 0, "out of memory");
-	memcpy(r->tx_pend, p + off, n - off);
-	r->tx_len = n - off;
-	r->tx_off = 0;
-	tn_link_want_write(r);
-	return 0;
+	return tn_link_pend(r, p + off, n - off);
 }
 
 /* 1 while bytes are still pending, 0 when all left, -1 on failure. */
@@ -90,8 +123,10 @@ static int tn_link_flush(struct tn_relay *r)
 	while (r->tx_pend) {
 		ssize_t w = tn_tls_write(r, r->tx_pend + r->tx_off, r->tx_len - r->tx_off);
 
-		if (w < 0)
+		if (w < 0) {
+			tn_link_server_ended(r);
 			return -1;
+		}
 		if (!w) {
 			tn_link_want_write(r);
 			return 1;
@@ -176,7 +211,10 @@ static int tn_link_tls_step(struct tn_relay *r)
 	if (rc <= 0)
 		return rc;
 	r->phase = TN_PH_UPGRADE;
+	/* set_authorization() may swap the value from another thread */
+	pthread_mutex_lock(&r->eng->auth_mu);
 	n = tn_ws_request(r, req, TN_WS_HDR_MAX + TN_FRAME_MAX);
+	pthread_mutex_unlock(&r->eng->auth_mu);
 	if (n < 0)
 		return tn_err_set(&r->err, TN_E_INTERNAL, 0, "cannot build the upgrade request");
 	rc = tn_link_write(r, (unsigned char *)req, (size_t)n);
@@ -260,6 +298,7 @@ static int tn_link_drain(struct tn_relay *r)
 		if (r->is_check && r->ws_up)
 			return 0;	/* only the goodbye is left */
 		if (k < 0) {
+			tn_link_server_ended(r);
 			if (r->phase == TN_PH_UPGRADE && r->err.kind == TN_OK)
 				tn_err_set(&r->err, TN_E_CONNECT, 0,
 					   "%s closed the connection during the handshake",
@@ -295,6 +334,7 @@ int tn_link_control(struct tn_relay *r, int opcode, const unsigned char *p, size
 		if (r->peer_closed)
 			return 0;
 		r->peer_closed = 1;
+		tn_link_server_ended(r);
 		if (!r->close_sent)
 			tn_link_set_close(r, n >= 2 ? ((unsigned)p[0] << 8 | p[1]) :
 					  LWS_CLOSE_STATUS_NORMAL);

@@ -115,10 +115,66 @@ void tn_listen_relay_fd(struct tn_engine *eng, int fd, const char *peer)
 	tn_relay_connect(r);
 }
 
+#define TN_LISTEN_BACKOFF_US	(100 * 1000)
+#define TN_LISTEN_TELL_US	(5 * LWS_US_PER_SEC)	/* one event per episode, at most this often */
+
+static void tn_listen_resume(lws_sorted_usec_list_t *sul)
+{
+	struct tn_engine *eng = lws_container_of(sul, struct tn_engine, listen_sul);
+
+	if (!eng->listen_paused || !eng->listen_wsi)
+		return;
+	eng->listen_paused = 0;
+	lws_rx_flow_control(eng->listen_wsi, 1);
+}
+
+/*
+ * accept() found no descriptor (or memory) for the connection: it stays in
+ * the backlog and the listener stays readable, so accepting again at once
+ * would spin at 100% CPU until something closes. Stop watching the
+ * listener for a moment instead, and tell the user why connections wait.
+ */
+static void tn_listen_back_off(struct tn_engine *eng, int e)
+{
+	lws_usec_t now = lws_now_usecs();
+	struct tn_event ev;
+	struct tn_err err;
+
+	if (!eng->listen_wsi || eng->listen_paused)
+		return;
+	eng->listen_paused = 1;
+	lws_rx_flow_control(eng->listen_wsi, 0);
+	lws_sul_schedule(lws_get_context(eng->listen_wsi), 0, &eng->listen_sul, tn_listen_resume,
+			 TN_LISTEN_BACKOFF_US);
+	if (eng->listen_told && now - eng->listen_told < TN_LISTEN_TELL_US)
+		return;
+	eng->listen_told = now;
+	if (tn_err_is_fds(e))
+		tn_err_set_fds(&err, e, "accepting a local connection; it waits until one is free");
+	else
+		tn_err_set(&err, TN_E_RESOURCE, 0,
+			   "out of memory accepting a local connection; it waits");
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = TN_EV_FAILED;
+	ev.error_kind = err.kind;
+	snprintf(ev.peer, sizeof(ev.peer), "%s:%d", eng->cfg.bind_addr, eng->port);
+	snprintf(ev.message, sizeof(ev.message), "%s", err.msg);
+	tn_events_push(&eng->events, &ev);
+}
+
+/* Service thread, before the context goes. */
+void tn_listen_stop(struct tn_engine *eng)
+{
+	lws_sul_cancel(&eng->listen_sul);
+	eng->listen_paused = 0;
+}
+
 /* Service thread, listener readable: accept everything pending. Failures
  * of one accept never stop the listener. */
 int tn_listen_accept(struct tn_engine *eng)
 {
+	if (eng->listen_paused)
+		return 0;	/* a readiness reported before the pause */
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -128,10 +184,13 @@ int tn_listen_accept(struct tn_engine *eng)
 		fd = accept4(eng->listen_fd, (struct sockaddr *)&ss, &sl,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
+			int e = errno;
+
+			if (e == EINTR || e == ECONNABORTED)
 				continue;
-			/* EAGAIN: drained; EMFILE & co: retry on the next wake */
-			return 0;
+			if (tn_err_is_fds(e) || e == ENOBUFS || e == ENOMEM)
+				tn_listen_back_off(eng, e);
+			return 0;	/* EAGAIN: drained */
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		tn_peer_name(&ss, peer, sizeof(peer));

@@ -18,6 +18,7 @@
 #include "tn_engine.h"
 #include "tn_probe.h"
 #include "tn_pump.h"
+#include "tn_time.h"
 
 typedef struct {
 	PyObject *engine_type;
@@ -51,12 +52,36 @@ static char *tn_dup_opt(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+/* Header values go into requests as they are: one line each. The value is
+ * never part of the message. */
+static int tn_check_header_value(const char *value, const char *what)
+{
+	if (value && strpbrk(value, "\r\n")) {
+		PyErr_Format(PyExc_ValueError, "the %s value must be one header line", what);
+		return -1;
+	}
+	return 0;
+}
+
+/* "host:port" only: credentials have their own argument, proxy_auth, so
+ * that nothing that names the proxy can show them. */
+static int tn_check_proxy(const char *proxy)
+{
+	if (proxy && strchr(proxy, '@')) {
+		PyErr_SetString(PyExc_ValueError,
+				"proxy must be host:port; its credentials go in proxy_auth");
+		return -1;
+	}
+	return 0;
+}
+
 static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "host", "port", "authorization", "bind", "bind_port",
 				  "instance", "target_port", "ping_interval", "ca_file",
-				  "verify", "proxy", "listen", NULL };
+				  "verify", "proxy", "proxy_auth", "listen", NULL };
 	const char *host, *auth, *bind = "127.0.0.1", *instance = NULL, *ca = NULL, *proxy = NULL;
+	const char *proxy_auth = NULL;
 	int port, bind_port = 0, target_port = 0, verify = 1, listen = 1, rc;
 	double ping = 30.0;
 	struct tn_config cfg;
@@ -64,9 +89,12 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	EngineObject *self;
 	allocfunc alloc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "sis|sizidzpzp", kwlist, &host, &port, &auth,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "sis|sizidzpzzp", kwlist, &host, &port, &auth,
 					 &bind, &bind_port, &instance, &target_port, &ping,
-					 &ca, &verify, &proxy, &listen))
+					 &ca, &verify, &proxy, &proxy_auth, &listen))
+		return NULL;
+	if (tn_check_header_value(auth, "Authorization") ||
+	    tn_check_header_value(proxy_auth, "Proxy-Authorization") || tn_check_proxy(proxy))
 		return NULL;
 	if (port <= 0 || port > 65535 || bind_port < 0 || bind_port > 65535 ||
 	    target_port < 0 || target_port > 65535) {
@@ -80,13 +108,14 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	cfg.instance = tn_dup_opt(instance);
 	cfg.ca_file = tn_dup_opt(ca);
 	cfg.proxy = tn_dup_opt(proxy);
+	cfg.proxy_auth = proxy ? tn_dup_opt(proxy_auth) : NULL;	/* for the proxy only */
 	cfg.port = port;
 	cfg.bind_port = bind_port;
 	cfg.target_port = target_port;
 	cfg.ping_secs = ping < 1.0 ? 1 : (int)(ping + 0.5);
 	cfg.verify = verify;
 	if (!cfg.host || !cfg.authorization || (listen && !cfg.bind_addr) || (instance && !cfg.instance) ||
-	    (ca && !cfg.ca_file) || (proxy && !cfg.proxy)) {
+	    (ca && !cfg.ca_file) || (proxy && !cfg.proxy) || (proxy && proxy_auth && !cfg.proxy_auth)) {
 		tn_config_free(&cfg);
 		return PyErr_NoMemory();
 	}
@@ -137,20 +166,53 @@ static PyObject *Engine_start(EngineObject *self, PyObject *Py_UNUSED(ignored))
 	return PyLong_FromLong(self->eng->port);
 }
 
+/* The handshake is waited for in slices; between them Python's signal
+ * handlers run (Ctrl+C, SIGTERM), and one that raises abandons it. */
 static PyObject *Engine_check(EngineObject *self, PyObject *args)
 {
 	double timeout = 15.0;
 	struct tn_err err;
+	int64_t deadline;
+	uint64_t gen;
 	int rc, ms;
 
 	if (!PyArg_ParseTuple(args, "|d", &timeout))
 		return NULL;
 	ms = timeout <= 0 ? 1 : timeout > 3600 ? 3600000 : (int)(timeout * 1000);
-	Py_BEGIN_ALLOW_THREADS
-	rc = tn_engine_check(self->eng, ms, &err);
-	Py_END_ALLOW_THREADS
+	if (tn_engine_check_post(self->eng, &gen, &err))
+		return tn_raise(tn_state_of_type(Py_TYPE(self)), &err);
+	deadline = tn_time_now_ms() + ms;
+	for (;;) {
+		Py_BEGIN_ALLOW_THREADS
+		rc = tn_engine_check_wait(self->eng, gen, deadline, TN_TIME_SLICE_MS, ms, &err);
+		Py_END_ALLOW_THREADS
+		if (rc != 1)
+			break;
+		if (PyErr_CheckSignals()) {
+			tn_engine_check_abandon(self->eng, gen);
+			return NULL;
+		}
+	}
 	if (rc)
 		return tn_raise(tn_state_of_type(Py_TYPE(self)), &err);
+	Py_RETURN_NONE;
+}
+
+/* set_authorization(value): new handshakes send it; open WebSockets keep
+ * going. The old value is wiped. */
+static PyObject *Engine_set_authorization(EngineObject *self, PyObject *args)
+{
+	const char *value;
+	char *copy;
+
+	if (!PyArg_ParseTuple(args, "s", &value))
+		return NULL;
+	if (tn_check_header_value(value, "Authorization"))
+		return NULL;
+	copy = strdup(value);
+	if (!copy)
+		return PyErr_NoMemory();
+	tn_engine_set_authorization(self->eng, copy);	/* brief lock: no GIL release */
 	Py_RETURN_NONE;
 }
 
@@ -180,6 +242,7 @@ static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(igno
 	enum { BATCH = 256 };
 	struct tn_event *evs = malloc(BATCH * sizeof(*evs));
 	static const char *names[] = { "", "opened", "closed", "failed" };
+	struct tn_event *e;
 	PyObject *list = PyList_New(0);
 	unsigned n, i;
 
@@ -193,11 +256,15 @@ static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(igno
 		n = tn_events_drain(&self->eng->events, evs, BATCH);
 		Py_END_ALLOW_THREADS
 		for (i = 0; i < n; i++) {
-			PyObject *t = Py_BuildValue("(sKsKKs)", names[evs[i].kind],
-						    (unsigned long long)evs[i].conn_id, evs[i].peer,
-						    (unsigned long long)evs[i].bytes_up,
-						    (unsigned long long)evs[i].bytes_down,
-						    evs[i].message);
+			PyObject *t;
+
+			e = &evs[i];
+			t = Py_BuildValue("(sKsKKssiO)", names[e->kind],
+					  (unsigned long long)e->conn_id, e->peer,
+					  (unsigned long long)e->bytes_up,
+					  (unsigned long long)e->bytes_down, e->message,
+					  e->kind == TN_EV_FAILED ? tn_kind_name(e->error_kind) : "",
+					  e->status, e->remote_closed ? Py_True : Py_False);
 
 			if (!t || PyList_Append(list, t)) {
 				Py_XDECREF(t);
@@ -213,22 +280,31 @@ static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(igno
 }
 
 /* wait(timeout) -> True when woken (events or stop), False on timeout.
- * A signal interrupts the wait so Python's handler (Ctrl+C) runs now. */
+ * A signal interrupts the wait (EINTR) so Python's handler (Ctrl+C) runs
+ * now; slices cover a signal delivered to another thread, whose handler
+ * only runs when this one checks. */
 static PyObject *Engine_wait(EngineObject *self, PyObject *args)
 {
 	double timeout = -1;
+	int64_t deadline;
 	int rc, ms;
 
 	if (!PyArg_ParseTuple(args, "|d", &timeout))
 		return NULL;
 	ms = timeout < 0 ? -1 : timeout > 86400 ? 86400000 : (int)(timeout * 1000);
-	Py_BEGIN_ALLOW_THREADS
-	rc = tn_events_wait(&self->eng->events, ms);
-	Py_END_ALLOW_THREADS
-	if (rc < 0) {
+	deadline = tn_time_now_ms() + (ms < 0 ? 0 : ms);
+	for (;;) {
+		int64_t left = deadline - tn_time_now_ms();
+		int slice = ms < 0 || left > TN_TIME_SLICE_MS ? TN_TIME_SLICE_MS :
+			    left < 0 ? 0 : (int)left;
+
+		Py_BEGIN_ALLOW_THREADS
+		rc = tn_events_wait(&self->eng->events, slice);
+		Py_END_ALLOW_THREADS
 		if (PyErr_CheckSignals())
 			return NULL;
-		rc = 0;
+		if (rc > 0 || (ms >= 0 && tn_time_now_ms() >= deadline))
+			break;
 	}
 	return PyBool_FromLong(rc > 0);
 }
@@ -267,6 +343,8 @@ static PyMethodDef Engine_methods[] = {
 	{ "wait", (PyCFunction)Engine_wait, METH_VARARGS, "Wait for events or stop, interruptible." },
 	{ "running", (PyCFunction)Engine_running, METH_NOARGS, "Whether the service thread runs." },
 	{ "adopt", (PyCFunction)Engine_adopt, METH_VARARGS, "Relay a connected socket (the engine owns the fd)." },
+	{ "set_authorization", (PyCFunction)Engine_set_authorization, METH_VARARGS,
+	  "New handshakes send this Authorization value; open connections are untouched." },
 	{ NULL, NULL, 0, NULL }
 };
 
@@ -352,10 +430,12 @@ static PyObject *Pump_take_peer(PumpObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* wait(timeout) -> True once both directions ended. Short native waits
- * so that Python's signal handlers (Ctrl+C, SIGTERM) run in between. */
+ * so that Python's signal handlers (Ctrl+C, SIGTERM) run in between,
+ * whatever timeout the caller gave. */
 static PyObject *Pump_wait(PumpObject *self, PyObject *args)
 {
 	double timeout = 0.5;
+	int64_t deadline;
 	int done, ms;
 
 	if (!PyArg_ParseTuple(args, "|d", &timeout))
@@ -363,11 +443,19 @@ static PyObject *Pump_wait(PumpObject *self, PyObject *args)
 	if (!self->pump)
 		Py_RETURN_TRUE;
 	ms = timeout <= 0 ? 0 : timeout > 3600 ? 3600000 : (int)(timeout * 1000);
-	Py_BEGIN_ALLOW_THREADS
-	done = tn_pump_wait(self->pump, ms);
-	Py_END_ALLOW_THREADS
-	if (PyErr_CheckSignals())
-		return NULL;
+	deadline = tn_time_now_ms() + ms;
+	for (;;) {
+		int64_t left = deadline - tn_time_now_ms();
+		int slice = left > TN_TIME_SLICE_MS ? TN_TIME_SLICE_MS : left < 0 ? 0 : (int)left;
+
+		Py_BEGIN_ALLOW_THREADS
+		done = tn_pump_wait(self->pump, slice);
+		Py_END_ALLOW_THREADS
+		if (PyErr_CheckSignals())
+			return NULL;
+		if (done || left <= TN_TIME_SLICE_MS)
+			break;
+	}
 	return PyBool_FromLong(done);
 }
 
@@ -420,25 +508,49 @@ static PyType_Spec Pump_spec = {
 	Py_TPFLAGS_DEFAULT, Pump_slots
 };
 
+/* The transfer runs in slices; between them Python's signal handlers run,
+ * and one that raises aborts it (its connection is closed at once). */
 static PyObject *tn_http_get(PyObject *module, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "url", "authorization", "instance", "ca_file", "verify",
-				  "proxy", "timeout", NULL };
+				  "proxy", "proxy_auth", "timeout", NULL };
 	struct tn_probe_req q;
 	struct tn_probe_resp resp;
+	struct tn_probe *probe;
 	struct tn_err err;
 	double timeout = 30.0;
 	PyObject *ret;
-	int rc;
+	int rc, done;
 
 	memset(&q, 0, sizeof(q));
 	q.verify = 1;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zzpzd", kwlist, &q.url, &q.authorization,
-					 &q.instance, &q.ca_file, &q.verify, &q.proxy, &timeout))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zzpzzd", kwlist, &q.url, &q.authorization,
+					 &q.instance, &q.ca_file, &q.verify, &q.proxy,
+					 &q.proxy_auth, &timeout))
+		return NULL;
+	if (tn_check_header_value(q.authorization, "Authorization") ||
+	    tn_check_header_value(q.proxy_auth, "Proxy-Authorization") ||
+	    tn_check_header_value(q.instance, "instance") || tn_check_proxy(q.proxy))
 		return NULL;
 	q.timeout_ms = timeout <= 0 ? 1 : (long)(timeout * 1000);
+	if (tn_probe_start(&q, &probe, &err))
+		return tn_raise(PyModule_GetState(module), &err);
+	for (;;) {
+		Py_BEGIN_ALLOW_THREADS
+		done = tn_probe_run(probe, TN_TIME_SLICE_MS);
+		Py_END_ALLOW_THREADS
+		if (done)
+			break;
+		if (PyErr_CheckSignals()) {
+			Py_BEGIN_ALLOW_THREADS
+			tn_probe_free(probe);
+			Py_END_ALLOW_THREADS
+			return NULL;
+		}
+	}
+	rc = tn_probe_result(probe, &resp, &err);
 	Py_BEGIN_ALLOW_THREADS
-	rc = tn_probe_get(&q, &resp, &err);
+	tn_probe_free(probe);
 	Py_END_ALLOW_THREADS
 	if (rc)
 		return tn_raise(PyModule_GetState(module), &err);

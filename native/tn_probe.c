@@ -5,12 +5,14 @@
  * or the system store) and the same explicit proxy decision: CURLOPT_PROXY
  * is always set, so curl never reads the *_proxy variables on its own.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
 
 #include "tn_probe.h"
+#include "tn_time.h"
 
 #define TN_PROBE_BODY_MAX (1024 * 1024)	/* a status answer is tiny */
 
@@ -94,62 +96,153 @@ static int tn_probe_error(CURL *c, CURLcode rc, const struct tn_probe_req *q,
 	}
 }
 
-int tn_probe_get(const struct tn_probe_req *q, struct tn_probe_resp *out, struct tn_err *err)
-{
-	char ebuf[CURL_ERROR_SIZE] = "", cookie[320];
-	struct curl_slist *hdrs = NULL, *h;
-	struct tn_buf b = { NULL, 0, 0 };
-	size_t alen = strlen(q->authorization) + sizeof("Authorization: ");
-	char *auth = malloc(alen);
+struct tn_probe {
+	struct tn_probe_req q;	/* url, proxy, timeout_ms: for messages */
+	CURLM *multi;
+	CURL *easy;
+	struct curl_slist *hdrs, *proxy_hdrs;	/* credentials: wiped before freeing */
+	struct tn_buf body;
+	char ebuf[CURL_ERROR_SIZE];
 	CURLcode rc;
-	CURL *c;
-	int ret = 0;
+	int added, done;
+};
 
-	memset(out, 0, sizeof(*out));
-	c = curl_easy_init();
-	if (!c || !auth) {
-		curl_easy_cleanup(c);
-		free(auth);
+/* head + value (a header line) appended to *list; the copy curl_slist
+ * keeps is wiped by tn_probe_wipe_list, the temporary one here. */
+static int tn_probe_header(struct curl_slist **list, const char *head, const char *value)
+{
+	size_t n = strlen(head) + strlen(value) + 1;
+	char *line = malloc(n);
+	struct curl_slist *l = NULL;
+
+	if (line) {
+		snprintf(line, n, "%s%s", head, value);
+		l = curl_slist_append(*list, line);
+		explicit_bzero(line, n);
+		free(line);
+	}
+	if (!l)
+		return -1;
+	*list = l;
+	return 0;
+}
+
+static void tn_probe_wipe_list(struct curl_slist *list)
+{
+	struct curl_slist *l;
+
+	for (l = list; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(list);
+}
+
+void tn_probe_free(struct tn_probe *p)
+{
+	if (!p)
+		return;
+	if (p->added)	/* aborts a transfer still running: its socket closes */
+		curl_multi_remove_handle(p->multi, p->easy);
+	curl_easy_cleanup(p->easy);
+	curl_multi_cleanup(p->multi);
+	tn_probe_wipe_list(p->hdrs);
+	tn_probe_wipe_list(p->proxy_hdrs);
+	free(p->body.p);
+	free(p);
+}
+
+int tn_probe_start(const struct tn_probe_req *q, struct tn_probe **out, struct tn_err *err)
+{
+	struct tn_probe *p = calloc(1, sizeof(*p));
+	CURL *c;
+
+	*out = NULL;
+	if (!p)
+		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+	p->q = *q;
+	p->easy = c = curl_easy_init();
+	p->multi = curl_multi_init();
+	if (!c || !p->multi || tn_probe_header(&p->hdrs, "Authorization: ", q->authorization) ||
+	    (q->instance && tn_probe_header(&p->hdrs, "Cookie: ARRAffinity=", q->instance)) ||
+	    (q->proxy && q->proxy_auth &&
+	     tn_probe_header(&p->proxy_hdrs, "Proxy-Authorization: ", q->proxy_auth))) {
+		tn_probe_free(p);
 		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot start an HTTP request");
 	}
-	snprintf(auth, alen, "Authorization: %s", q->authorization);
-	h = curl_slist_append(hdrs, auth);
-	if (h)
-		hdrs = h;
-	if (q->instance) {
-		snprintf(cookie, sizeof(cookie), "Cookie: ARRAffinity=%s", q->instance);
-		h = curl_slist_append(hdrs, cookie);
-		if (h)
-			hdrs = h;
-	}
 	curl_easy_setopt(c, CURLOPT_URL, q->url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, p->hdrs);
+	/* the Authorization header goes to the server only, Proxy-Authorization
+	 * to the proxy only (on CONNECT): never one to the other */
+	curl_easy_setopt(c, CURLOPT_HEADEROPT, CURLHEADER_SEPARATE);
+	curl_easy_setopt(c, CURLOPT_PROXYHEADER, p->proxy_hdrs);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "azext-webapp-tunnel");
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);	/* we run on arbitrary threads */
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, q->timeout_ms);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, p->ebuf);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tn_probe_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &p->body);
 	curl_easy_setopt(c, CURLOPT_PROXY, q->proxy ? q->proxy : "");
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, q->verify ? 1L : 0L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, q->verify ? 2L : 0L);
 	if (q->ca_file)
 		curl_easy_setopt(c, CURLOPT_CAINFO, q->ca_file);
-
-	rc = curl_easy_perform(c);
-	if (rc != CURLE_OK) {
-		ret = tn_probe_error(c, rc, q, ebuf, err);
-		free(b.p);
-	} else {
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-		out->body = b.p ? b.p : calloc(1, 1);
-		out->body_len = b.len;
-		if (!out->body)
-			ret = tn_err_set(err, TN_E_INTERNAL, 0, "out of memory");
+	if (curl_multi_add_handle(p->multi, c) != CURLM_OK) {
+		tn_probe_free(p);
+		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot start an HTTP request");
 	}
-	curl_slist_free_all(hdrs);
-	explicit_bzero(auth, alen);
-	free(auth);
-	curl_easy_cleanup(c);
-	return ret;
+	p->added = 1;
+	*out = p;
+	return 0;
+}
+
+/* The transfer is over when curl says so; a multi-level failure ends it too. */
+static int tn_probe_step(struct tn_probe *p)
+{
+	int running = 0, left;
+	CURLMsg *m;
+
+	if (curl_multi_perform(p->multi, &running) != CURLM_OK) {
+		p->rc = CURLE_FAILED_INIT;
+		return p->done = 1;
+	}
+	while ((m = curl_multi_info_read(p->multi, &left)))
+		if (m->msg == CURLMSG_DONE && m->easy_handle == p->easy) {
+			p->rc = m->data.result;
+			p->done = 1;
+		}
+	return p->done;
+}
+
+int tn_probe_run(struct tn_probe *p, int slice_ms)
+{
+	int64_t until = tn_time_now_ms() + slice_ms;
+
+	while (!p->done && !tn_probe_step(p)) {
+		int64_t left = until - tn_time_now_ms();
+
+		if (left <= 0)
+			return 0;
+		/* wakes on socket activity or curl's own timers, else at `left` */
+		if (curl_multi_poll(p->multi, NULL, 0, (int)left, NULL) != CURLM_OK) {
+			p->rc = CURLE_FAILED_INIT;
+			p->done = 1;
+		}
+	}
+	return 1;
+}
+
+int tn_probe_result(struct tn_probe *p, struct tn_probe_resp *out, struct tn_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!p->done)
+		return tn_err_set(err, TN_E_INTERNAL, 0, "the HTTP request is still running");
+	if (p->rc != CURLE_OK)
+		return tn_probe_error(p->easy, p->rc, &p->q, p->ebuf, err);
+	curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &out->status);
+	out->body = p->body.p ? p->body.p : calloc(1, 1);
+	if (!out->body)
+		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+	out->body_len = p->body.len;
+	p->body.p = NULL;	/* the caller's now */
+	p->body.len = 0;
+	return 0;
 }

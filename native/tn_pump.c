@@ -225,7 +225,7 @@ int tn_pump_start(struct tn_pump **out, int in_fd, int out_fd, int *peer_fd, str
 		free(p);
 		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create a mutex");
 	}
-	if (pthread_cond_init(&p->cv, NULL)) {
+	if (tn_time_cond_init(&p->cv)) {
 		pthread_mutex_destroy(&p->mu);
 		free(p);
 		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create a condition variable");

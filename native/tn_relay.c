@@ -49,10 +49,14 @@ static void tn_relay_emit(struct tn_relay *r, enum tn_event_kind kind)
 	ev.bytes_up = r->bytes_up;
 	ev.bytes_down = r->bytes_down;
 	memcpy(ev.peer, r->peer, sizeof(ev.peer));
-	if (kind == TN_EV_FAILED)
+	if (kind == TN_EV_FAILED) {
 		memcpy(ev.message, r->err.msg, sizeof(ev.message) < sizeof(r->err.msg) ?
 		       sizeof(ev.message) : sizeof(r->err.msg));
+		ev.error_kind = r->err.kind;
+		ev.status = r->err.status;
+	}
 	ev.message[sizeof(ev.message) - 1] = '\0';
+	ev.remote_closed = kind != TN_EV_OPENED && r->remote_end;
 	tn_events_push(&r->eng->events, &ev);
 }
 
@@ -81,6 +85,8 @@ void tn_relay_finish(struct tn_relay *r)
 
 	if (r->is_check) {
 		tn_relay_report_check(r);
+		if (eng->check_relay == r)
+			eng->check_relay = NULL;
 	} else {
 		atomic_fetch_sub(&eng->stats.open, 1);
 		/* an error recorded after the upgrade (a protocol violation, a

@@ -12,6 +12,7 @@
  * (SSL_set1_host) and sent as SNI; off only when the user turned it off.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <string.h>
@@ -144,12 +145,48 @@ int tn_tls_handshake(struct tn_relay *r)
 	return -1;
 }
 
-ssize_t tn_tls_read(struct tn_relay *r, unsigned char *buf, size_t cap)
+/*
+ * A read or write failed for good. The server's orderly end - close_notify,
+ * or TCP EOF at a record boundary (what a server that just closes its
+ * socket gives) - leaves r->err alone: the relay reports a normal close. A
+ * reset is a connection failure and anything else TLS rejected (a record
+ * that does not decrypt, a truncated one) a TLS failure: those are not
+ * ends the user should mistake for the container closing.
+ */
+static void tn_tls_io_failed(struct tn_relay *r, int e, int sys_errno, const char *doing)
 {
-	int rc, e;
+	unsigned long q = ERR_peek_error();
+	char why[160];
 
 	ERR_clear_error();
+	/* after our close frame, however the server hangs up is the end we asked for */
+	if (r->err.kind != TN_OK || e == SSL_ERROR_ZERO_RETURN || r->close_sent)
+		return;
+	if (e == SSL_ERROR_SYSCALL && !q && !sys_errno)
+		return;		/* EOF without close_notify (OpenSSL 1.1 style) */
+	if (e == SSL_ERROR_SSL && ERR_GET_REASON(q) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		return;		/* the same EOF, as OpenSSL 3 reports it */
+	if (e == SSL_ERROR_SYSCALL && !q) {
+		tn_err_set(&r->err, TN_E_CONNECT, 0, "the connection to %s broke while %s (%s)",
+			   r->eng->cfg.host, doing, strerror(sys_errno));
+		return;
+	}
+	if (q)
+		ERR_error_string_n(q, why, sizeof(why));
+	else
+		snprintf(why, sizeof(why), "TLS error %d", e);
+	tn_err_set(&r->err, TN_E_TLS, 0, "TLS failure with %s while %s: %s", r->eng->cfg.host,
+		   doing, why);
+}
+
+ssize_t tn_tls_read(struct tn_relay *r, unsigned char *buf, size_t cap)
+{
+	int rc, e, se;
+
+	ERR_clear_error();
+	errno = 0;	/* SSL_ERROR_SYSCALL with errno 0 is EOF */
 	rc = SSL_read(r->ssl, buf, cap > 0x7fffffff ? 0x7fffffff : (int)cap);
+	se = errno;
 	if (rc > 0)
 		return rc;
 	e = SSL_get_error(r->ssl, rc);
@@ -160,22 +197,24 @@ ssize_t tn_tls_read(struct tn_relay *r, unsigned char *buf, size_t cap)
 		tn_link_want_write(r);
 		return 0;
 	}
-	ERR_clear_error();
-	return -1;	/* closed (with or without close_notify) or broken */
+	tn_tls_io_failed(r, e, se, "reading");
+	return -1;
 }
 
 ssize_t tn_tls_write(struct tn_relay *r, const unsigned char *p, size_t n)
 {
-	int rc, e;
+	int rc, e, se;
 
 	ERR_clear_error();
+	errno = 0;
 	rc = SSL_write(r->ssl, p, n > 0x7fffffff ? 0x7fffffff : (int)n);
+	se = errno;
 	if (rc > 0)
 		return rc;
 	e = SSL_get_error(r->ssl, rc);
 	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
 		return 0;	/* the caller keeps the rest and waits for WRITEABLE */
-	ERR_clear_error();
+	tn_tls_io_failed(r, e, se, "writing");
 	return -1;
 }
 
@@ -185,9 +224,10 @@ void tn_tls_free(struct tn_relay *r)
 	r->ssl = NULL;
 }
 
-static const char *tn_scheme(const struct tn_engine *eng)
+static const char *tn_scheme(struct tn_engine *eng)
 {
-	return strncasecmp(eng->cfg.authorization, "Bearer", 6) ? "Basic" : "Bearer";
+	/* not cfg.authorization: set_authorization() may swap it meanwhile */
+	return atomic_load(&eng->auth_bearer) ? "Bearer" : "Basic";
 }
 
 /* The server answered the upgrade with something other than 101. */
