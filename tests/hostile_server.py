@@ -15,16 +15,28 @@ Behaviours (BEHAVIOURS):
 - no_http_answer: TLS completes, the request is read, nothing is ever answered
 - partial_101: half of a 101 answer, then nothing
 - no_tls: TCP accepted, the TLS handshake never started by the server
+- frame_in_101: the 101 and a binary frame whose payload holds 0x00 bytes, in ONE TLS write
+  (one record, so one read on the client: the NUL is behind the header block)
+- reset_mid_stream: a correct 101, a data frame, then a TCP reset (SO_LINGER 0)
+- tls_garbage_mid_stream: a correct 101, a data frame, then bytes that are not a TLS record,
+  written under TLS straight to the socket
+- close_1011: a correct 101, a data frame, then Close 1011 (the server's normal end)
+- ping_close_when_full: a correct 101; stops reading until the client's upload has filled the
+  socket, sends a Ping then a Close, then reads everything the client sends until EOF and checks
+  that it parses as valid masked client frames ending with a Close (the outcome is recorded in
+  `served`: "frames ok: ..." or "frames bad: ...")
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import queue
 import socket
 import ssl
 import struct
 import threading
+import time
 
 from tests import engine_targets
 
@@ -44,8 +56,15 @@ FRAME_BEHAVIOURS = {
     # a control frame (ping) longer than 125 bytes and fragmented
     "bad_control": bytes([0x09, 0x7E]) + struct.pack(">H", 300) + b"p" * 300,
 }
+# What the frame_in_101 payload is: NUL bytes inside, and at both ends.
+ZERO_PAYLOAD = b"\x00zero\x00in\x00the\x00101 record\x00"
+# A data frame that goes first in the mid-stream behaviours (the client sees it arrive).
+HELLO = b"hello from the server"
+MID_STREAM = ("reset_mid_stream", "tls_garbage_mid_stream", "close_1011")
 BEHAVIOURS = ("huge_headers", "huge_status", "oversize_message", "no_http_answer", "partial_101",
-              "no_tls", *FRAME_BEHAVIOURS)
+              "no_tls", "frame_in_101", "ping_close_when_full", *MID_STREAM, *FRAME_BEHAVIOURS)
+PING_PAYLOAD = b"are you there?"
+FULL_WAIT = 3.0     # seconds of not reading: enough for a busy upload to fill both socket buffers
 
 
 def _accept_value(key: bytes) -> str:
@@ -62,6 +81,45 @@ def _read_request(conn) -> bytes:
         if len(data) > 65536:
             break
     return data
+
+
+def _server_frame(opcode: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x80 | opcode, n])
+    elif n < 65536:
+        head = bytes([0x80 | opcode, 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([0x80 | opcode, 127]) + struct.pack(">Q", n)
+    return head + payload
+
+
+def parse_client_frames(data: bytes):
+    """(frames, error): every frame a client sent, as (opcode, payload), until the first problem.
+    Client frames must be masked (RFC 6455 5.1), have no reserved bits and a known opcode."""
+    frames, i = [], 0
+    while i < len(data):
+        if len(data) - i < 2:
+            return frames, f"{len(data) - i} stray byte(s) at offset {i}"
+        b0, b1 = data[i], data[i + 1]
+        op, n, h = b0 & 0x0F, b1 & 0x7F, 2
+        if b0 & 0x70 or op not in (0, 1, 2, 8, 9, 10) or not b1 & 0x80:
+            return frames, f"not a client frame at offset {i}: {data[i:i + 8].hex()}"
+        if n == 126:
+            if len(data) - i < 4:
+                return frames, f"truncated header at offset {i}"
+            n, h = struct.unpack(">H", data[i + 2:i + 4])[0], 4
+        elif n == 127:
+            if len(data) - i < 10:
+                return frames, f"truncated header at offset {i}"
+            n, h = struct.unpack(">Q", data[i + 2:i + 10])[0], 10
+        if len(data) - i < h + 4 + n:
+            return frames, f"truncated frame at offset {i} ({n} byte payload)"
+        key = data[i + h:i + h + 4]
+        body = data[i + h + 4:i + h + 4 + n]
+        frames.append((op, bytes(c ^ key[k & 3] for k, c in enumerate(body)) if op >= 8 else n))
+        i += h + 4 + n
+    return frames, None
 
 
 def _ws_key(request: bytes) -> bytes:
@@ -166,7 +224,28 @@ class HostileServer:
                 self._conns.append(tls)
             request = _read_request(tls)
             self.requests.append(request)
-            if behaviour == "no_http_answer":
+            if behaviour == "frame_in_101":
+                tls.sendall(_good_101(request) + _server_frame(0x2, ZERO_PAYLOAD))
+                self._hold(tls)
+            elif behaviour in MID_STREAM:
+                tls.sendall(_good_101(request) + _server_frame(0x2, HELLO))
+                time.sleep(0.5)             # the client has the data frame before the end
+                if behaviour == "reset_mid_stream":
+                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    tls.close()             # RST: no close_notify, no FIN
+                elif behaviour == "tls_garbage_mid_stream":
+                    # a TLS 1.2 application-data record header and noise: the MAC cannot match
+                    os.write(tls.fileno(), b"\x17\x03\x03\x00\x40" + b"\x5a" * 64)
+                    self._hold(tls)
+                else:
+                    tls.sendall(_server_frame(0x8, struct.pack(">H", 1011) + b"Connection failure."))
+                    self._hold(tls)
+            elif behaviour == "ping_close_when_full":
+                tls.sendall(_good_101(request))
+                time.sleep(FULL_WAIT)       # not reading: the client's upload fills the socket
+                tls.sendall(_server_frame(0x9, PING_PAYLOAD) + _server_frame(0x8, struct.pack(">H", 1000)))
+                outcome = self._read_frames(tls)
+            elif behaviour == "no_http_answer":
                 self._hold(tls)
             elif behaviour == "partial_101":
                 tls.sendall(b"HTTP/1.1 101 Switching Pro")
@@ -199,6 +278,30 @@ class HostileServer:
                 conn.close()
             except OSError:
                 pass
+
+    def _read_frames(self, tls):
+        """Everything the client sends until EOF, checked as client frames ending with a Close."""
+        data = bytearray()
+        tls.settimeout(20)
+        try:
+            while True:
+                chunk = tls.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        except (OSError, ssl.SSLError) as e:
+            if not data:
+                return f"frames bad: nothing read ({type(e).__name__})"
+        frames, error = parse_client_frames(bytes(data))
+        pongs = [f for f in frames if f[0] == 0xA]
+        summary = f"{len(frames)} frames, {len(data)} bytes, {len(pongs)} pong(s)"
+        if error:
+            return f"frames bad: {error}; {summary}"
+        if not frames or frames[-1][0] != 0x8:
+            return f"frames bad: no Close at the end; {summary}"
+        if [op for op, _ in frames].count(0x8) != 1:
+            return f"frames bad: more than one Close; {summary}"
+        return f"frames ok: {summary}"
 
     def _hold(self, conn):
         """Keep the connection open, reading and discarding, until the client leaves."""

@@ -79,6 +79,7 @@ def _check_loaded(env, build):
 
 def _pytest(env, select):
     tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_engine_*.py"))
+    tests.append("tests/test_trust_native.py")  # the engine's regression tests for the trust defects
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", select, *tests],
                           cwd=ROOT, env=env).returncode
 
