@@ -465,6 +465,13 @@ static int tn_protocol_cb(struct lws *wsi, enum lws_callback_reasons reason,
 			return tn_listen_accept(eng);
 		break;
 
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (wsi == eng->listen_wsi) {	/* nothing may pause it any more */
+			tn_listen_stop(eng);
+			eng->listen_wsi = NULL;
+		}
+		break;
+
 	default:
 		break;
 	}

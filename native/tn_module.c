@@ -447,9 +447,12 @@ static PyObject *Pump_wait(PumpObject *self, PyObject *args)
 	for (;;) {
 		int64_t left = deadline - tn_time_now_ms();
 		int slice = left > TN_TIME_SLICE_MS ? TN_TIME_SLICE_MS : left < 0 ? 0 : (int)left;
+		struct tn_pump *pump = self->pump;	/* a signal handler may have closed it */
 
+		if (!pump)
+			Py_RETURN_TRUE;
 		Py_BEGIN_ALLOW_THREADS
-		done = tn_pump_wait(self->pump, slice);
+		done = tn_pump_wait(pump, slice);
 		Py_END_ALLOW_THREADS
 		if (PyErr_CheckSignals())
 			return NULL;
