@@ -159,8 +159,9 @@ static void tn_tls_io_failed(struct tn_relay *r, int e, int sys_errno, const cha
 	char why[160];
 
 	ERR_clear_error();
-	/* after our close frame, however the server hangs up is the end we asked for */
-	if (r->err.kind != TN_OK || e == SSL_ERROR_ZERO_RETURN || r->close_sent)
+	/* once either side sent its Close frame, however the TCP connection
+	 * goes down after it is the end already agreed on, not a failure */
+	if (r->err.kind != TN_OK || e == SSL_ERROR_ZERO_RETURN || r->close_sent || r->peer_closed)
 		return;
 	if (e == SSL_ERROR_SYSCALL && !q && !sys_errno)
 		return;		/* EOF without close_notify (OpenSSL 1.1 style) */
