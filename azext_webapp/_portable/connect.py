@@ -147,15 +147,26 @@ class Route:
             return cached[1]
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG)
-        except socket.gaierror:
+        except socket.gaierror as exc:
+            if cached and getattr(socket, "EAI_SYSTEM", None) == exc.errno:
+                return cached[1]    # the resolver itself failed (out of descriptors): what it said last
             infos = None
         except OSError as exc:
+            if cached:
+                return cached[1]
             raise resource_error(exc) or self.unreachable(dns=True) from None
         if not infos:
             raise self.unreachable(dns=True)
         addrs = [(info[0], info[4]) for info in infos]
         self._dns[(host, port)] = (time.monotonic() + _DNS_TTL, addrs)
         return addrs
+
+    async def warm(self, loop):
+        """Resolve ahead of the first connection (errors are the first connection's to report)."""
+        try:
+            await self.resolve(loop)
+        except (Error, OSError):
+            pass
 
     async def open(self, loop, protocol, step):
         """TCP (+ CONNECT) + TLS to the host, with ``protocol`` (a HeadProtocol) attached; returns the

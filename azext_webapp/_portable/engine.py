@@ -11,7 +11,7 @@ import threading
 
 from . import limits, waits
 from .connect import Route, tls_context
-from .errors import Error, resource_error
+from .errors import Error, check_header_value, check_proxy, resource_error
 from .listener import open_listener
 from .relay import HS_SECS, Local, Relay
 
@@ -62,14 +62,10 @@ class Engine:
         port, bind_port, target_port = int(port), int(bind_port or 0), int(target_port or 0)
         if not 0 < port <= 65535 or not 0 <= bind_port <= 65535 or not 0 <= target_port <= 65535:
             raise ValueError("port out of range")
-        if proxy and "@" in proxy:   # the old form user:pass@host:port: credentials become proxy_auth
-            import base64
-            import urllib.parse
-            creds, _, proxy = proxy.rpartition("@")
-            if proxy_auth is None:
-                user, _, password = creds.partition(":")
-                proxy_auth = "Basic " + base64.b64encode(
-                    f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
+        check_header_value(authorization, "Authorization")
+        check_header_value(proxy_auth, "Proxy-Authorization")
+        check_header_value(instance, "instance")
+        check_proxy(proxy)
         ping = float(ping_interval)
         ping = 30.0 if ping <= 0 else max(1.0, min(ping, 30000.0))
         self._bind = bind if listen else None
@@ -89,6 +85,7 @@ class Engine:
         self._server = None
         self._listener = None
         self._checks = set()
+        self._accept_failed_at = float("-inf")
         self.port = 0
 
     def __repr__(self):
@@ -103,6 +100,7 @@ class Engine:
         """New handshakes (connections and check()) send this value from now on; the old one is wiped."""
         if not isinstance(value, str):
             raise TypeError("authorization must be str")
+        check_header_value(value, "Authorization")
         fresh = bytearray(value.encode("latin-1"))
         with self._auth_lock:
             old, self._auth = self._auth, fresh
@@ -166,7 +164,7 @@ class Engine:
     def _run(self, ready, failure):
         loop = self._loop
         asyncio.set_event_loop(loop)
-        loop.set_exception_handler(_quiet_exception_handler)
+        loop.set_exception_handler(self._loop_exception)
         try:
             if self._listener is not None:
                 self._server = loop.run_until_complete(
@@ -178,6 +176,7 @@ class Engine:
             ready.set()
             return
         ready.set()
+        loop.create_task(self._core.route.warm(loop))
         try:
             loop.run_forever()
         finally:
@@ -200,6 +199,23 @@ class Engine:
             loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), 1.0))
         except (asyncio.TimeoutError, RuntimeError):
             pass
+
+    def _loop_exception(self, loop, context):  # pylint: disable=unused-argument
+        """asyncio's unexpected errors go to the debug log: never to the user's terminal, and never
+        with a header value (none is ever in a context). An accept() out of descriptors is a
+        failure the user hears of (asyncio itself retries the listener a second later)."""
+        exc = context.get("exception")
+        logger.debug("tunnel engine: %s%s", context.get("message", ""), f" ({exc!r})" if exc else "")
+        err = resource_error(exc) if exc is not None else None
+        if err is not None and "accept" in str(context.get("message", "")) and not self._core.stopping:
+            # asyncio retries the listener a second later (3.11 tries the whole backlog first):
+            # one event per second at most, however many accept() calls failed
+            now = loop.time()
+            if now - self._accept_failed_at >= 1.0:
+                self._accept_failed_at = now
+                core = self._core
+                core.stats["failures"] += 1
+                self._push_event(("failed", core.new_id(), "", 0, 0, err.message, err.kind, 0, False))
 
     def _accepted(self):
         core = self._core
@@ -320,13 +336,6 @@ def _close_fd(fd):
         os.close(fd)
     except OSError:
         pass
-
-
-def _quiet_exception_handler(loop, context):  # pylint: disable=unused-argument
-    """asyncio's unexpected errors (an accept() out of descriptors, say) go to the debug log: never
-    to the user's terminal, and never with a header value (none is ever in a context)."""
-    exc = context.get("exception")
-    logger.debug("tunnel engine: %s%s", context.get("message", ""), f" ({exc!r})" if exc else "")
 
 
 __all__ = ["Engine", "HS_SECS"]

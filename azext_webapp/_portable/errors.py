@@ -38,6 +38,19 @@ class Error(Exception):
         return self.args[2]
 
 
+def check_header_value(value, what):
+    """Header values go into requests as they are: one line each (the value is never in the message)."""
+    if value is not None and ("\r" in value or "\n" in value):
+        raise ValueError(f"the {what} value must be one header line")
+
+
+def check_proxy(proxy):
+    """"host:port" only: credentials have their own argument, proxy_auth, so that nothing that
+    names the proxy can show them."""
+    if proxy and "@" in proxy:
+        raise ValueError("proxy must be host:port; its credentials go in proxy_auth")
+
+
 def one_line(text):
     return " ".join(str(text).split())
 
@@ -51,8 +64,20 @@ def resource_error(exc):
         name = errno.errorcode.get(code, str(code)).replace("WSAEMFILE", "EMFILE")
         if name in ("ENOMEM", "ENOBUFS"):
             return Error("resource", 0, f"out of memory ({name})")
-        return Error("resource", 0, f"out of file descriptors ({name})")
+        limit = fd_limit()
+        return Error("resource", 0, f"out of file descriptors ({name}"
+                                    + (f"; the limit is {limit})" if limit else ")"))
     return None
+
+
+def fd_limit():
+    """The soft limit on open descriptors, or None where there is none to tell (Windows)."""
+    try:
+        import resource  # POSIX only
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError, AttributeError):
+        return None
+    return soft if soft > 0 else None
 
 
 def tls_failure(host, exc, ca_file):

@@ -9,7 +9,7 @@ import urllib.parse
 from . import waits
 from .codec import HeadCollector, header_value, status_of
 from .connect import HeadProtocol, Route, tls_context
-from .errors import Error, one_line, resource_error
+from .errors import Error, check_header_value, check_proxy, one_line, resource_error
 
 BODY_MAX = 1024 * 1024       # a status answer is tiny
 
@@ -119,8 +119,10 @@ def http_get(url, authorization, instance=None, ca_file=None, verify=True, proxy
     host = parts.hostname or ""
     port = parts.port or 443
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if proxy and "@" in proxy:
-        proxy = proxy.rpartition("@")[2]
+    check_header_value(authorization, "Authorization")
+    check_header_value(proxy_auth, "Proxy-Authorization")
+    check_header_value(instance, "instance")
+    check_proxy(proxy)
     timeout = 0.001 if float(timeout) <= 0 else float(timeout)
     route = Route(host, port, proxy or None, proxy_auth or None, tls_context(ca_file, verify), ca_file=ca_file,
                   probe=True)

@@ -249,7 +249,7 @@ class Relay:
                 self.link.transport.write(codec.frame(codec.OP_PONG, payload))
         elif opcode == codec.OP_CLOSE:         # 1011 included: the normal end
             self.peer_closed = True
-            self.remote_closed = True
+            self.remote_closed = not self.close_sent      # not the answer to our own Close
             if not self.close_sent:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else codec.CLOSE_NORMAL
                 self._send_close(code)
@@ -326,11 +326,10 @@ class Relay:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if exc is not None and self.err is None and not self.ws_gone and not self.peer_closed \
-                and not self.core.stopping:
-            self.err = _stream_failure(self.core.host, exc)
-        elif not self.close_sent and not self.ws_gone:
-            self.remote_closed = True
+        if not self.close_sent and not self.ws_gone and not self.core.stopping:
+            self.remote_closed = True       # a Close, EOF or reset from the server's side
+            if exc is not None and self.err is None:
+                self.err = _stream_failure(self.core.host, exc)
         self.ws_gone = True
         self.link.transport = None
         if self.check is not None:
