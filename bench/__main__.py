@@ -9,7 +9,6 @@ Each measurement runs --repeat times, each time in a fresh tunnel process, and r
 and the spread.  Results go to bench/RESULTS.md and bench/results.png, and the table is printed.
 """
 import argparse
-import base64
 import os
 import platform
 import secrets

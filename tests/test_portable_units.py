@@ -1,8 +1,6 @@
 """The portable engine's parts on their own (azext_webapp/_portable): the WebSocket codec and its
 masking, the header collector, the error wording, and the branches for Windows and macOS, run here
 by simulating the platform (sys.platform, os.name) and asserting what gets built or called."""
-import base64
-import importlib
 import os
 import socket
 import ssl
@@ -180,8 +178,10 @@ def test_check_upgrade_classifies_answers():
 def test_error_is_one_line_with_kind_and_status():
     err = Error("http", 404, "a\nb")
     assert err.args == ("http", 404, "a b") and str(err) == "a b" and err.kind == "http" and err.status == 404
+    limit = errors.fd_limit()
     assert errors.resource_error(OSError(24, "Too many open files")).args == \
-        ("resource", 0, "out of file descriptors (EMFILE)")
+        ("resource", 0, f"out of file descriptors (EMFILE; the limit is {limit})" if limit else
+         "out of file descriptors (EMFILE)")
     assert errors.resource_error(ConnectionRefusedError()) is None
 
 
