@@ -241,10 +241,7 @@ def _proxy_for(host, port):
 def _proxy_arguments(host, port):
     """The engine's proxy and proxy_auth arguments for host."""
     proxy = _proxy_for(host, port)
-    arguments = {"proxy": proxy.address if proxy else None}
-    if proxy and proxy.authorization:  # TODO(lead): always pass once both engines take proxy_auth
-        arguments["proxy_auth"] = proxy.authorization
-    return arguments
+    return {"proxy": proxy.address if proxy else None, "proxy_auth": proxy.authorization if proxy else None}
 
 
 def _host_port(host, port):

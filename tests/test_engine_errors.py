@@ -58,6 +58,7 @@ def test_wrong_host_name_is_certificate_error(make_tunnel):
 
 def test_verification_off_accepts_untrusted(make_tunnel, monkeypatch, caplog):
     monkeypatch.setenv("AZURE_CLI_DISABLE_CONNECTION_VERIFICATION", "1")
+    monkeypatch.setattr(tunnel, "_verification_warned", False)   # warned once per process
     t = make_tunnel(site="untrusted-site")
     assert "verification is disabled" in caplog.text
     t.start()
