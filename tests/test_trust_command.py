@@ -8,9 +8,11 @@ import socket
 import subprocess
 import threading
 import time
+from urllib.parse import quote
 
 import pytest
 
+from tests.connect_proxy import PROXY_PASSWORD, PROXY_USER, AuthProxy, proxy_auth_value
 from tests.fixtures_command import AzRunner, _az_env, ssh
 
 
@@ -156,3 +158,64 @@ def _hashed(name):
     salt = os.urandom(20)
     digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
     return f'|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}'
+
+
+# -- proxy credentials ------------------------------------------------------------------------
+
+
+def _through_proxy(runner, proxy, password=PROXY_PASSWORD):
+    url = f'http://{quote(PROXY_USER, safe="")}:{quote(password, safe="")}@127.0.0.1:{proxy.port}'
+    env = dict(runner.env, HTTPS_PROXY=url)
+    for name in ('NO_PROXY', 'no_proxy'):
+        env.pop(name, None)
+    return AzRunner(env, runner.cwd)
+
+
+def _proxy_secrets(password=PROXY_PASSWORD):
+    return [password, quote(password, safe=''), proxy_auth_value(password=password).split()[1]]
+
+
+def _command_logs(runner):
+    root = os.path.join(runner.env['AZURE_CONFIG_DIR'], 'commands')
+    for directory, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(directory, name), encoding='utf-8', errors='replace') as handle:
+                yield name, handle.read()
+
+
+def test_proxy_with_a_password_carries_the_tunnel_and_shows_no_secret(webapp_az, sandbox_sshd, rg,
+                                                                      ssh_client_env):
+    proxy = AuthProxy()
+    try:
+        runner = _through_proxy(webapp_az, proxy)
+        with runner.tunnel('-g', rg, '-n', 'linux-app', '--verbose') as run:
+            result = ssh(run.port, 'hostname', env=ssh_client_env)
+            assert result.returncode == 0, result.stderr + run.stderr_so_far()
+            run.signal(signal.SIGINT)
+            assert run.wait() == 0
+    finally:
+        proxy.close()
+    scm_port = sandbox_sshd.app('linux-app').scm_host.rsplit(':', 1)[1]
+    tunnelled = [head for head in proxy.requests if head.startswith(f'CONNECT 127.0.0.1:{scm_port} ')]
+    assert len(tunnelled) >= 3, proxy.requests          # warm-up, GetStatus, check, the ssh session
+    assert all(f'Proxy-Authorization: {proxy_auth_value()}\r\n' in head for head in tunnelled)
+    text = '\n'.join(run.stdout_lines) + run.stderr
+    assert not [secret for secret in _proxy_secrets() if secret in text], text
+
+
+def test_proxy_refusing_the_scm_site_is_named_by_host_and_port_only(webapp_az, sandbox, rg):
+    scm_port = sandbox.app('linux-app').scm_host.rsplit(':', 1)[1]
+    proxy = AuthProxy(refuse_ports=[scm_port])
+    try:
+        runner = _through_proxy(webapp_az, proxy)
+        result = runner.run('webapp', 'remote-connection', 'create', '-g', rg, '-n', 'linux-app')
+    finally:
+        proxy.close()
+    assert result.returncode != 0
+    error = [line for line in result.stderr.splitlines() if line.startswith('ERROR:')]
+    assert error and f'127.0.0.1:{proxy.port}' in error[0] and '403' in error[0], result.stderr
+    leaks = [secret for secret in _proxy_secrets() if secret in result.stdout + result.stderr]
+    logs = list(_command_logs(runner))
+    assert any('remote-connection create' in text for _, text in logs), [name for name, _ in logs]
+    leaks += [name for name, text in logs for secret in _proxy_secrets() if secret in text]
+    assert not leaks, leaks

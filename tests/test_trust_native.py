@@ -30,6 +30,7 @@ from tests.engine_targets import wait_for
 from tests.fixtures_engine import (BASIC_USER, CLOSER_PORT, ROOT, basic_auth, engine_module,
                                    free_port)
 from tests.fixtures_engine import cli_env as _cli_env
+from tests.connect_proxy import PROXY_PASSWORD, PROXY_USER, AuthProxy, proxy_auth_value
 from tests.hostile_server import HELLO, ZERO_PAYLOAD, HostileServer
 
 # The native engine only, whatever tunnel.py would pick (the C half of the fixes is under test).
@@ -228,68 +229,6 @@ e.stop()
 # 3. Proxy credentials
 
 
-PROXY_USER, PROXY_PASSWORD = "proxy-user", "p@ss%w:rd-never-shown"
-
-
-def _proxy_auth_value(user=PROXY_USER, password=PROXY_PASSWORD):
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-class _AuthProxy(threading.Thread):
-    """An HTTP CONNECT proxy on loopback for any number of connections. mode: "auth" (Basic
-    credentials required: 407 without the right Proxy-Authorization), "refuse" (403 always).
-    Records every request head. (tests/test_engine_errors.py's _ConnectProxy is one-shot and
-    checks no credentials.)"""
-
-    def __init__(self, mode="auth", expected=None):
-        super().__init__(daemon=True)
-        self.mode = mode
-        self.expected = expected or _proxy_auth_value()
-        self.requests = []
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
-        self.port = self.sock.getsockname()[1]
-        self.start()
-
-    def run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
-            text = head.decode("latin-1")
-            self.requests.append(text)
-            given = [line.split(":", 1)[1].strip() for line in text.split("\r\n")
-                     if line.lower().startswith("proxy-authorization:")]
-            if self.mode == "refuse":
-                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-                return
-            if given != [self.expected]:
-                conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-                             b"Proxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n")
-                return
-            host, port = text.split()[1].rsplit(":", 1)
-            with socket.create_connection((host, int(port))) as up:
-                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                t = threading.Thread(target=engine_targets.pipe, args=(up, conn), daemon=True)
-                t.start()
-                engine_targets.pipe(conn, up)
-                up.shutdown(socket.SHUT_RDWR)
-                t.join(5)
-
-    def close(self):
-        self.sock.close()
-
-
 def _use_proxy(monkeypatch, port, password=PROXY_PASSWORD, user=PROXY_USER):
     from urllib.parse import quote
     monkeypatch.setenv("HTTPS_PROXY", f"http://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{port}")
@@ -299,14 +238,14 @@ def _use_proxy(monkeypatch, port, password=PROXY_PASSWORD, user=PROXY_USER):
 
 def _secrets_absent(text, password=PROXY_PASSWORD):
     from urllib.parse import quote
-    for secret in (password, quote(password, safe=""), _proxy_auth_value(password=password).split()[1],
+    for secret in (password, quote(password, safe=""), proxy_auth_value(password=password).split()[1],
                    "p@ss", "w:rd"):
         assert secret not in text, f"{secret!r} shown in: {text}"
 
 
 def test_proxy_credentials_with_at_percent_colon_work_for_the_tunnel_and_the_probes(engine_env, monkeypatch,
                                                                                      make_tunnel):
-    proxy = _AuthProxy()
+    proxy = AuthProxy()
     try:
         _use_proxy(monkeypatch, proxy.port)
         t = make_tunnel()
@@ -318,7 +257,7 @@ def test_proxy_credentials_with_at_percent_colon_work_for_the_tunnel_and_the_pro
         assert len(proxy.requests) >= 4
         for head in proxy.requests:
             assert head.startswith("CONNECT localhost:"), head
-            assert f"Proxy-Authorization: {_proxy_auth_value()}\r\n" in head, head
+            assert f"Proxy-Authorization: {proxy_auth_value()}\r\n" in head, head
             assert "Authorization: Basic " + base64.b64encode(b"x").decode() not in head
             # the SCM credential never goes to the proxy (it travels inside TLS)
             assert basic_auth() not in head
@@ -328,7 +267,7 @@ def test_proxy_credentials_with_at_percent_colon_work_for_the_tunnel_and_the_pro
 
 @pytest.mark.parametrize("case", ["wrong_password_407", "refused_403", "unreachable"])
 def test_proxy_errors_name_host_and_port_never_the_password(engine_env, monkeypatch, make_tunnel, case):
-    proxy = _AuthProxy(mode="refuse" if case == "refused_403" else "auth")
+    proxy = AuthProxy(mode="refuse" if case == "refused_403" else "auth")
     port = free_port() if case == "unreachable" else proxy.port
     password = "wrong-" + PROXY_PASSWORD if case == "wrong_password_407" else PROXY_PASSWORD
     try:

@@ -1,0 +1,72 @@
+"""An HTTP CONNECT proxy on loopback that requires Basic credentials, for the proxy tests of the
+engines and of the command."""
+import base64
+import socket
+import threading
+
+from tests import engine_targets
+
+PROXY_USER, PROXY_PASSWORD = "proxy-user", "p@ss%w:rd-never-shown"
+
+
+def proxy_auth_value(user=PROXY_USER, password=PROXY_PASSWORD):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class AuthProxy(threading.Thread):
+    """An HTTP CONNECT proxy on loopback for any number of connections. mode: "auth" (Basic
+    credentials required: 407 without the right Proxy-Authorization), "refuse" (403 always).
+    refuse_ports: targets on these ports get 403 whatever the mode (a proxy whose policy blocks
+    one site). Records every request head. (tests/test_engine_errors.py's _ConnectProxy is
+    one-shot and checks no credentials.)"""
+
+    def __init__(self, mode="auth", expected=None, refuse_ports=()):
+        super().__init__(daemon=True)
+        self.mode = mode
+        self.refuse_ports = {int(port) for port in refuse_ports}
+        self.expected = expected or proxy_auth_value()
+        self.requests = []
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port = self.sock.getsockname()[1]
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            text = head.decode("latin-1")
+            self.requests.append(text)
+            given = [line.split(":", 1)[1].strip() for line in text.split("\r\n")
+                     if line.lower().startswith("proxy-authorization:")]
+            host, port = text.split()[1].rsplit(":", 1)
+            if self.mode == "refuse" or int(port) in self.refuse_ports:
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                return
+            if given != [self.expected]:
+                conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                             b"Proxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n")
+                return
+            with socket.create_connection((host, int(port))) as up:
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                t = threading.Thread(target=engine_targets.pipe, args=(up, conn), daemon=True)
+                t.start()
+                engine_targets.pipe(conn, up)
+                up.shutdown(socket.SHUT_RDWR)
+                t.join(5)
+
+    def close(self):
+        self.sock.close()
+
+
