@@ -59,7 +59,9 @@ def _select_engine():
 
 _tunnel, ENGINE, ENGINE_REASON = _select_engine()
 
-logger = logging.getLogger(__name__)
+# Under az's logger namespace ("cli.", as knack's get_logger names it), so that --verbose shows this
+# module's info lines; the standalone entry logs through the root logger all the same.
+logger = logging.getLogger("cli." + __name__)
 
 TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
 

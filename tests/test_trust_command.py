@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.connect_proxy import PROXY_PASSWORD, PROXY_USER, AuthProxy, proxy_auth_value
-from tests.fixtures_command import AzRunner, _az_env, ssh
+from tests.fixtures_command import AZ, AzRunner, _az_env, ssh
 
 
 def _burst_of_closing_connections(port, count=40):
@@ -219,3 +219,20 @@ def test_proxy_refusing_the_scm_site_is_named_by_host_and_port_only(webapp_az, s
     assert any('remote-connection create' in text for _, text in logs), [name for name, _ in logs]
     leaks += [name for name, text in logs for secret in _proxy_secrets() if secret in text]
     assert not leaks, leaks
+
+
+def test_raising_the_open_file_limit_is_said_under_verbose(webapp_az, rg):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip(f'the hard open-file limit is {hard}: nothing to raise')
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 1024), hard))
+
+    result = subprocess.run([AZ, 'webapp', 'remote-connection', 'create', '-g', rg, '-n', 'linux-app',
+                             '--timeout', '1', '--verbose'], env=webapp_az.env, cwd=webapp_az.cwd,
+                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                            preexec_fn=low_limit)  # pylint: disable=subprocess-popen-preexec-fn
+    assert result.returncode == 0, result.stderr
+    assert f"Raised this process's open-file limit from {min(soft, 1024)} to" in result.stderr
