@@ -1,8 +1,8 @@
 """Identity (OpenID + token endpoint) and Azure Resource Manager stand-ins, one HTTPS server.
 
 Enough for the real `az` (service-principal sign-in against a cloud registered with
-`az cloud register`, see ../shared/AZURE-CLI-NOTES.md) and for the calls of PROTOCOL.md
-section 1. Bodies follow ARM's shapes; errors are ARM's `{"error": {"code", "message"}}`.
+`az cloud register`, see sandbox/README.md "Driving the real az offline") and for the calls of
+docs/PROTOCOL.md section 1. Bodies follow ARM's shapes; errors are ARM's `{"error": {"code", "message"}}`.
 api-version query parameters are accepted whatever their value.
 
 The server runs in a daemon thread of the calling process (`ArmServer.start()`), bound to

@@ -13,7 +13,7 @@ LOCATION = "Sandbox"
 PLAN = "sandbox-plan"
 
 WRONG_HOST = "wrong.sandbox.invalid"   # what wronghost-app's SCM certificate names
-SSH_PORT = 2222          # the container's sshd port (PROTOCOL.md section 3)
+SSH_PORT = 2222          # the container's sshd port (docs/CONTAINERS.md)
 DEBUG_PORT = 9229        # the container's debugger port for debug-app
 
 # What an instance's container port is served by.
