@@ -215,10 +215,11 @@ class Sandbox:
         pending = []
         for site, (spec, slot, names) in plan.items():
             for name in names:
-                if spec.serves.get(catalogue.SSH_PORT) == catalogue.SERVE_SSHD and self.sshd_available:
+                if catalogue.SERVE_SSHD in spec.serves.values() and self.sshd_available:
                     motd = (f"\nApp Service sandbox: instance {name} of {site}"
                             f" (not a real container; loopback only)\n\n")
-                    inst = sshd.SshdInstance(name, self.workdir, shadow, motd)
+                    inst = sshd.SshdInstance(name, self.workdir, self._shadow_of(spec, shadow), motd,
+                                             spec.sshd_config)
                     inst.spawn()
                     self._sshds[name] = inst
                     pending.append(inst)
@@ -249,6 +250,16 @@ class Sandbox:
                 infos.append(InstanceInfo(name, ports, has_sshd))
             result[site] = (spec, slot, infos)
         return result
+
+    def _shadow_of(self, spec, default: str) -> str:
+        """The shadow file of the app's containers: root's password is `Docker!` unless the app's
+        spec says otherwise (one private file per such app)."""
+        if spec.root_password is None:
+            return default
+        path = os.path.join(self.workdir, "instances", f"shadow-{spec.name}")
+        if not os.path.exists(path):
+            sshd.write_shadow(path, spec.root_password)
+        return path
 
     def _dead_port(self) -> int:
         d = sshd.DeadPort()
@@ -525,7 +536,7 @@ class Sandbox:
             for slot in (None,) + spec.slots:
                 info = self.app(spec.name, slot)
                 label = f"{spec.name}/{slot}" if slot else spec.name
-                inst = ", ".join(f"{i.name}" + (f" ssh 127.0.0.1:{i.ssh_port}" if i.has_sshd else "")
+                inst = ", ".join(f"{i.name}" + (_ssh_where(i) if i.has_sshd else "")
                                  for i in info.instances)
                 lines.append(f"  {label:<17} {info.scm_url}  {spec.what}")
                 lines.append(f"  {'':<17} Basic {info.basic_user}:{info.basic_password}"
@@ -559,6 +570,13 @@ class Sandbox:
         with os.fdopen(fd, "w") as f:
             json.dump(info, f, indent=2)
         os.replace(path + ".tmp", path)
+
+
+def _ssh_where(inst: InstanceInfo) -> str:
+    if inst.ssh_port:
+        return f" ssh 127.0.0.1:{inst.ssh_port}"
+    cport, port = next(iter(inst.ports.items()))
+    return f" ssh 127.0.0.1:{port} (container port {cport})"
 
 
 def default_az() -> str:

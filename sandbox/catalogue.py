@@ -22,6 +22,11 @@ SERVE_DEBUGGER = "debugger"  # a tiny TCP server that greets with a banner
 SERVE_NOTHING = "nothing"    # a reserved loopback port that refuses connections
 SERVE_SHARED_SSHD = "shared-sshd"   # reuse the sshd of another app's first instance
 
+# How an app's sshd is configured (sandbox/sshd.py, config_text).
+SSHD_IMAGES = "images"     # the built-in images: the seed's CBC ciphers plus ctr, sftp subsystem
+SSHD_SEED = "seed"         # the documentation's sshd_config as custom images copy it: CBC only, no sftp
+SSHD_NOSFTP = "nosftp"     # OpenSSH's default (modern) algorithms, but no `Subsystem sftp` line
+
 
 @dataclass(frozen=True)
 class AppSpec:
@@ -40,6 +45,8 @@ class AppSpec:
     forbidden: bool = False                  # every ARM read answers 403 AuthorizationFailed
     cert: str = "good"                       # SCM certificate: good | untrusted | wronghost
     scm: bool = True                         # has an SCM site at all
+    sshd_config: str = SSHD_IMAGES           # SSHD_IMAGES | SSHD_SEED | SSHD_NOSFTP
+    root_password: str | None = None         # root's sshd password; None: "Docker!"
 
     @property
     def default_port(self) -> int:
@@ -75,6 +82,15 @@ APPS: tuple[AppSpec, ...] = (
             cert="untrusted", serves={SSH_PORT: SERVE_SHARED_SSHD}, shared_sshd_of="linux-app"),
     AppSpec("wronghost-app", "SCM certificate names another host (wrong.sandbox.invalid)",
             cert="wronghost", serves={SSH_PORT: SERVE_SHARED_SSHD}, shared_sshd_of="linux-app"),
+    # Containers as people build them from the documentation (custom images).
+    AppSpec("seed-app", "custom image, the documentation's sshd_config: CBC ciphers and hmac-sha1 "
+            "only, no sftp subsystem", sshd_config=SSHD_SEED),
+    AppSpec("nosftp-app", "custom image: modern ciphers, no `Subsystem sftp` (scp needs -O, "
+            "sftp fails)", sshd_config=SSHD_NOSFTP),
+    AppSpec("wrongpw-app", "custom image: root's password is not 'Docker!'",
+            root_password="not-Docker!"),
+    AppSpec("port22-app", "custom image: sshd listens on 22, not 2222 (GetStatus canReachPort false)",
+            serves={22: SERVE_SSHD}),
 )
 
 APPS_BY_NAME = {a.name: a for a in APPS}

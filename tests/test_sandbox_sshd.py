@@ -23,7 +23,10 @@ def test_every_instance_has_its_own_sshd(sandbox_sshd, ssh_client):
     assert {"linux-app-i0", "starting-app-i0", "slot-app-i0", "slot-app-staging-i0",
             "scaled-app-i0", "scaled-app-i1", "bearer-app-i0", "debug-app-i0"} <= set(instances)
     assert len(set(instances.values())) == len(instances)
+    custom = ("seed-app-", "wrongpw-app-", "port22-app-")   # tested on their own, below
     for name, port in instances.items():
+        if name.startswith(custom):
+            continue
         r = ssh_client.ssh(port, "hostname; id -u")
         assert r.returncode == 0, (name, r.stderr)
         assert r.stdout.split() == [name, "0"]
@@ -90,3 +93,43 @@ def test_debugger_and_missing_sshd(sandbox):
     nossh = sandbox.app("nossh-app").instances[0]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", nossh.ssh_port), timeout=5).close()
+
+
+def _config(sb, instance):
+    with open(os.path.join(sb.sshd_instance(instance).dir, "sshd_config")) as f:
+        return [line for line in f.read().splitlines() if line and not line.startswith("#")]
+
+
+def test_custom_images_as_the_documentation_builds_them(sandbox_sshd, ssh_client, tmp_path):
+    import subprocess
+    from sandbox.sshd import SEED_CONFIG
+    from tests.fixtures_sandbox import SshClient
+    # seed-app: the documentation's sshd_config byte for byte but for loopback's Port/ListenAddress
+    seed = _config(sandbox_sshd, "seed-app-i0")
+    for line in SEED_CONFIG.splitlines():
+        if line.split()[0] not in ("Port", "ListenAddress"):
+            assert line in seed, line
+    assert not any(line.startswith("Subsystem") for line in seed)
+    port = sandbox_sshd.app("seed-app").instances[0].ssh_port
+    plain = ssh_client.ssh(port, "true")                  # today's OpenSSH offers no CBC cipher
+    assert plain.returncode == 255 and plain.stdout == ""
+    cbc = subprocess.run(["ssh", "-p", str(port), *ssh_client.OPTS, "-o", "Ciphers=+aes128-cbc",
+                          "root@127.0.0.1", "hostname"], env=ssh_client.env, capture_output=True,
+                         text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert cbc.stdout.strip() == "seed-app-i0", cbc.stderr
+    # nosftp-app: OpenSSH's default algorithms, no sftp subsystem
+    nosftp = _config(sandbox_sshd, "nosftp-app-i0")
+    assert not any(line.startswith(("Subsystem", "Ciphers", "MACs")) for line in nosftp)
+    port = sandbox_sshd.app("nosftp-app").instances[0].ssh_port
+    assert ssh_client.ssh(port, "hostname").stdout.strip() == "nosftp-app-i0"
+    assert ssh_client.sftp(port, "ls /\n").returncode != 0
+    # wrongpw-app: Docker! is refused, its own password works
+    port = sandbox_sshd.app("wrongpw-app").instances[0].ssh_port
+    refused = ssh_client.ssh(port, "true")
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr
+    assert SshClient(str(tmp_path), password="not-Docker!").ssh(port, "hostname").stdout.strip() \
+        == "wrongpw-app-i0"
+    # port22-app: container port 22 serves sshd, 2222 nothing
+    inst = sandbox_sshd.app("port22-app").instances[0]
+    assert inst.has_sshd and inst.ssh_port is None
+    assert ssh_client.ssh(inst.ports[22], "hostname").stdout.strip() == "port22-app-i0"
