@@ -80,7 +80,9 @@ def _check_loaded(env, build):
 def _pytest(env, select):
     tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_engine_*.py"))
     tests.append("tests/test_trust_native.py")  # the engine's regression tests for the trust defects
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", select, *tests],
+    # the native engine only: these builds instrument the C module (the portable engine is Python)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--engine=native",
+                           "-k", select, *tests],
                           cwd=ROOT, env=env).returncode
 
 
@@ -170,7 +172,7 @@ def scm():
         })
         try:
             result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                     "-m", "not slow", "-k", "not one_gib", *SCM_TESTS],
+                                     "--engine=native", "-m", "not slow", "-k", "not one_gib", *SCM_TESTS],
                                     cwd=ROOT, env=env).returncode
             reports = _reports(log_dir, "*", markers=None)
             if reports:

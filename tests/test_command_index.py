@@ -1,6 +1,7 @@
 """`az extension add --name webapp` and `az extension update --name webapp` from the extension
 index that tools/build_index.py writes and the sandbox serves (as in the seed document): the one
-universal wheel, listed under its real name with its digest, and a working tunnel after each."""
+universal wheel, listed under its real name with its digest, and a working tunnel after each --
+also on a platform the wheel has no native build for, where the portable engine serves."""
 import hashlib
 import json
 import os
@@ -42,12 +43,28 @@ def _check_installed_engine(ext_dir):
     assert found == [os.path.join('_native', platform_tag(), FILENAME)]
 
 
-def _tunnel_works(az, sandbox, ssh_env):
-    with az.tunnel('-g', sandbox.resource_group, '-n', 'linux-app') as run:
+def _tunnel_works(az, sandbox, ssh_env, *extra):
+    with az.tunnel('-g', sandbox.resource_group, '-n', 'linux-app', *extra) as run:
         result = ssh(run.port, 'hostname', env=ssh_env)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == 'linux-app-i0'
     assert 'Traceback' not in run.stderr
+    return run
+
+
+def _foreign_platform_works(az, ext_dir, tmp_path, sandbox, ssh_env):
+    """The same installed extension on a platform it has no native build for (the build relabelled,
+    as tests/test_packaging.py does): the portable engine serves, and --verbose says so and why."""
+    foreign = str(tmp_path / 'cliextensions-foreign')
+    shutil.copytree(ext_dir, foreign, symlinks=True)
+    native_dir = os.path.join(foreign, 'webapp', 'azext_webapp', '_native')
+    os.rename(os.path.join(native_dir, platform_tag()), os.path.join(native_dir, 'linux_aarch64_musl'))
+    env = dict(az.env, AZURE_EXTENSION_DIR=foreign)
+    env.pop('WEBAPP_ENGINE', None)
+    run = _tunnel_works(AzRunner(env, az.cwd), sandbox, ssh_env, '--verbose')
+    assert f'Tunnel engine: portable (no native build for this platform ({platform_tag()}))' in run.stderr, \
+        run.stderr
+    shutil.rmtree(foreign)
 
 
 def test_add_then_update_from_the_index(sandbox, webapp_wheel, tmp_path, az_home, ssh_client_env):
@@ -76,6 +93,7 @@ def test_add_then_update_from_the_index(sandbox, webapp_wheel, tmp_path, az_home
     assert _installed_version(az) == first_version
     _check_installed_engine(env['AZURE_EXTENSION_DIR'])
     _tunnel_works(az, sandbox, ssh_client_env)
+    _foreign_platform_works(az, env['AZURE_EXTENSION_DIR'], tmp_path, sandbox, ssh_client_env)
 
     second_version = _bump(first_version)
     build_index.build_wheel(index_dir, second_version, reuse_objects=True)

@@ -170,3 +170,14 @@ def _free_port():
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def test_verbose_says_once_which_engine_runs_and_why(webapp_az, sandbox):
+    """The native engine where it loads; `make test-portable` runs these suites again with
+    WEBAPP_ENGINE=portable, which this shows reached the tunnel inside az."""
+    expected = os.environ.get('WEBAPP_ENGINE') or 'native'
+    with webapp_az.tunnel('-g', sandbox.resource_group, '-n', 'linux-app', '--verbose') as run:
+        pass
+    lines = [line for line in run.stderr.splitlines() if 'Tunnel engine:' in line]
+    assert len(lines) == 1, run.stderr
+    assert f'Tunnel engine: {expected} (' in lines[0]

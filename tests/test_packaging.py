@@ -180,7 +180,9 @@ def test_no_build_message_is_one_line_naming_platform_and_remedy():
     assert '\n' not in message
     assert message.startswith("webapp's tunnel engine has no build for this platform (linux_aarch64_musl); "
                               'builds are included for: linux_x86_64_gnu. ')
-    assert 'build it from source on this machine' in message
+    # only what works: the portable engine, or the repository's own build of the native one
+    assert 'portable engine' in message and 'make build' in message
+    assert 'build_index' not in message and 'az extension add --source' not in message
 
 
 def _run_loader(package_dir, tag=None):
@@ -228,18 +230,43 @@ def test_missing_system_library_gets_one_clear_line(tmp_path):
 
 # -- the real az on a platform the installed wheel has no build for ------------------------------
 
-def test_az_on_a_foreign_platform_fails_with_one_line(sandbox, extension_dir, webapp_az, tmp_path):
+def _foreign_extension_dir(extension_dir, tmp_path):
     """The installed extension with its only build relabelled as another platform's: what a user on
     linux_aarch64_musl (say) would have. No test hook in the product: the files are simply moved."""
     foreign_dir = tmp_path / 'cliextensions'
     shutil.copytree(extension_dir, foreign_dir, symlinks=True)
     native_dir = foreign_dir / 'webapp' / 'azext_webapp' / '_native'
     os.rename(native_dir / TAG, native_dir / 'linux_aarch64_musl')
-    env = dict(webapp_az.env, AZURE_EXTENSION_DIR=str(foreign_dir))
+    return foreign_dir
+
+
+def test_az_on_a_foreign_platform_gets_a_working_tunnel(sandbox, extension_dir, webapp_az, ssh_client_env,
+                                                        tmp_path, monkeypatch):
+    """Where no native build loads, the portable engine serves: a real SSH session through the tunnel,
+    and --verbose says which engine runs and why."""
+    from tests.fixtures_command import AzRunner, ssh
+    monkeypatch.delenv('WEBAPP_ENGINE', raising=False)
+    env = dict(webapp_az.env, AZURE_EXTENSION_DIR=str(_foreign_extension_dir(extension_dir, tmp_path)))
+    env.pop('WEBAPP_ENGINE', None)
+    az = AzRunner(env, webapp_az.cwd)
+    with az.tunnel('-g', sandbox.resource_group, '-n', 'linux-app', '--verbose') as run:
+        result = ssh(run.port, 'hostname', env=ssh_client_env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == 'linux-app-i0'
+    assert f'Tunnel engine: portable (no native build for this platform ({TAG}))' in run.stderr, \
+        run.stderr
+    assert "has no build for this platform" not in run.stderr and 'Traceback' not in run.stderr
+
+
+def test_forcing_the_native_engine_on_a_foreign_platform_fails_with_one_line(sandbox, extension_dir, webapp_az,
+                                                                             tmp_path):
+    env = dict(webapp_az.env, AZURE_EXTENSION_DIR=str(_foreign_extension_dir(extension_dir, tmp_path)),
+               WEBAPP_ENGINE='native')
     proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'az'), 'webapp', 'remote-connection', 'create',
                            '-g', sandbox.resource_group, '-n', 'linux-app', '-p', '0'], env=env, cwd=webapp_az.cwd,
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == ['ERROR: ' + _native.no_build_message(TAG, ['linux_aarch64_musl'])], proc.stderr
+    assert 'portable engine' in lines[0]
     assert proc.stdout == ''
