@@ -7,7 +7,6 @@ module is swapped for the test; child processes (python -m azext_webapp.tunnel, 
 WEBAPP_ENGINE. `pytest --engine=native|portable` (or WEBAPP_ENGINE in pytest's environment) runs
 one engine only."""
 import base64
-import collections
 import importlib
 import os
 import re
@@ -69,12 +68,6 @@ def engine(request, monkeypatch):
     monkeypatch.setattr(tunnel, "_tunnel", engine_module(wanted))
     monkeypatch.setattr(tunnel, "ENGINE", wanted)
     monkeypatch.setenv("WEBAPP_ENGINE", wanted)
-    if len(tunnel.TunnelEvent._fields) < 9:
-        # TEMPORARY until tunnel.py takes the contract's 9-field events (the lead's edit): accept
-        # both the native engine's 6 fields and the 9 of the contract.
-        monkeypatch.setattr(tunnel, "TunnelEvent", collections.namedtuple(
-            "TunnelEvent", "kind conn_id peer bytes_up bytes_down message error_kind status remote_closed",
-            defaults=("", 0, False)))
     if "webapp_az" in request.fixturenames:        # the real az: a session-wide environment
         monkeypatch.setitem(request.getfixturevalue("webapp_az").env, "WEBAPP_ENGINE", wanted)
     return wanted
