@@ -7,7 +7,7 @@ VPY := $(VENV)/bin/python
 DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcurl4-openssl-dev \
 	openssh-server openssh-client python3-dev python3-venv util-linux procps iproute2 \
 	valgrind tmux rsync openssl curl clang libclang-rt-14-dev nftables
-NATIVE_SOURCES := $(wildcard native/*.c native/*.h) azext_webapp/_native/lws_stdio.c
+NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
 MODULE_STAMP := $(VENV)/.stamp-module
 
 .PHONY: all deps venv build scm-server test test-portable test-fast test-sanitize demo bench clean

@@ -23,9 +23,6 @@ from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Local stdin/stdout/stderr for the statically linked libwebsockets (see the file).
-LWS_STDIO = "azext_webapp/_native/lws_stdio.c"
-
 # WEBAPP_VERSION overrides it for test builds (tools/build_index.py builds newer versions for `az extension update`).
 VERSION = os.environ.get("WEBAPP_VERSION", "0.1.0")
 
@@ -95,7 +92,7 @@ def _extensions():
     # Built as azext_webapp/_native/<platform>/_tunnel.abi3.so; loaded as azext_webapp._tunnel.
     return [Extension(
         "azext_webapp._native." + _native_loader().platform_tag() + "._tunnel",
-        sources=sorted(glob.glob("native/*.c")) + [LWS_STDIO],
+        sources=sorted(glob.glob("native/*.c")),  # lws_stdio.c among them: see that file
         include_dirs=["native"],
         # Without the headers here a header-only change leaves every object as it was: a module
         # whose files disagree about struct layouts (seen: garbled error kinds under ASan).

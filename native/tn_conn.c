@@ -14,7 +14,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "tn_engine.h"
+#include <netdb.h>
+
+#include "tn_conn.h"
 
 /* "host:port" or "[v6]:port" -> its parts. The proxy string never holds
  * credentials (those are cfg.proxy_auth), so it may appear in messages. */
@@ -37,15 +39,15 @@ static void tn_conn_proxy_split(const char *proxy, char *host, size_t hcap, char
 
 /* A non-blocking connect to the next address: 0 in flight (or done),
  * -1 when every address failed at once (errno kept). */
-static int tn_conn_next(struct tn_relay *r, int *fd_out)
+static int tn_conn_next(struct tn_conn *c, int *fd_out)
 {
 	int saved = ECONNREFUSED;
 
-	while (r->ai_next) {
-		struct addrinfo *a = r->ai_next;
+	while (c->next) {
+		struct addrinfo *a = c->next;
 		int fd, one = 1;
 
-		r->ai_next = a->ai_next;
+		c->next = a->ai_next;
 		fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			    a->ai_protocol);
 		if (fd < 0) {
@@ -65,9 +67,8 @@ static int tn_conn_next(struct tn_relay *r, int *fd_out)
 }
 
 /* e: the errno (or EAI_ code with dns) of the failure */
-static int tn_conn_failed(struct tn_relay *r, int dns, int e)
+static int tn_conn_failed(const struct tn_config *c, int dns, int e, struct tn_err *err)
 {
-	const struct tn_config *c = &r->eng->cfg;
 	char doing[320];
 
 	if (dns && e == EAI_SYSTEM && (tn_err_is_fds(errno) || errno == ENOMEM)) {
@@ -76,24 +77,39 @@ static int tn_conn_failed(struct tn_relay *r, int dns, int e)
 	}
 	if (tn_err_is_fds(e)) {
 		snprintf(doing, sizeof(doing), "connecting to %s", c->proxy ? c->proxy : c->host);
-		return tn_err_set_fds(&r->err, e, doing);
+		return tn_err_set_fds(err, e, doing);
 	}
 	if ((dns && e == EAI_MEMORY) || (!dns && (e == ENOBUFS || e == ENOMEM)))
-		return tn_err_set(&r->err, TN_E_RESOURCE, 0, "out of memory connecting to %s",
+		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory connecting to %s",
 				  c->proxy ? c->proxy : c->host);
 	if (c->proxy)
-		return tn_err_set(&r->err, TN_E_PROXY, 0, "cannot reach the proxy %s (for %s:%d)",
+		return tn_err_set(err, TN_E_PROXY, 0, "cannot reach the proxy %s (for %s:%d)",
 				  c->proxy, c->host, c->port);
 	if (dns)
-		return tn_err_set(&r->err, TN_E_DNS, 0, "cannot resolve the host name %s", c->host);
-	return tn_err_set(&r->err, TN_E_CONNECT, 0,
+		return tn_err_set(err, TN_E_DNS, 0, "cannot resolve the host name %s", c->host);
+	return tn_err_set(err, TN_E_CONNECT, 0,
 			  "cannot connect to %s port %d (refused or unreachable)", c->host, c->port);
 }
 
-/* Resolve and start connecting; sets r->ws_fd. -1 with r->err set. */
-int tn_conn_start(struct tn_relay *r)
+void tn_conn_init(struct tn_conn *conn, const struct tn_config *cfg)
 {
-	const struct tn_config *c = &r->eng->cfg;
+	memset(conn, 0, sizeof(*conn));
+	conn->cfg = cfg;
+}
+
+void tn_conn_free(struct tn_conn *conn)
+{
+	if (conn->ai)
+		freeaddrinfo(conn->ai);
+	conn->ai = conn->next = NULL;
+	free(conn->ans);
+	conn->ans = NULL;
+	conn->ans_len = 0;
+}
+
+int tn_conn_start(struct tn_conn *conn, int *fd, struct tn_err *err)
+{
+	const struct tn_config *c = conn->cfg;
 	struct addrinfo hints;
 	char host[256], port[16];
 	int rc;
@@ -108,119 +124,116 @@ int tn_conn_start(struct tn_relay *r)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_ADDRCONFIG;
 	errno = 0;
-	rc = getaddrinfo(host, port, &hints, &r->ai);
-	if (rc || !r->ai) {
-		r->ai = NULL;
-		return tn_conn_failed(r, 1, rc);
+	rc = getaddrinfo(host, port, &hints, &conn->ai);
+	if (rc || !conn->ai) {
+		conn->ai = NULL;
+		return tn_conn_failed(c, 1, rc, err);
 	}
-	r->ai_next = r->ai;
-	if (tn_conn_next(r, &r->ws_fd))
-		return tn_conn_failed(r, 0, errno);
+	conn->next = conn->ai;
+	if (tn_conn_next(conn, fd))
+		return tn_conn_failed(c, 0, errno, err);
 	return 0;
 }
 
 /*
  * The socket became writable: connected, or this address failed. On a
- * failure the next address is tried on a new socket (r->ws_fd), which the
- * caller adopts as a new wsi: lws closes the old one (its poll result may
- * carry POLLHUP). Returns 1 when connected, 0 when r->ws_fd is a new
- * socket in flight, -1 (r->err set) when no address is left.
+ * failure the next address is tried on a new socket, which the caller
+ * watches instead (the old one's poll result may carry POLLHUP).
  */
-int tn_conn_finish(struct tn_relay *r)
+int tn_conn_finish(struct tn_conn *conn, int *fd, struct tn_err *err)
 {
 	socklen_t sl = sizeof(int);
 	int soerr = 0;
 
-	if (getsockopt(r->ws_fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
+	if (getsockopt(*fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
 		soerr = errno;
 	if (!soerr) {
-		freeaddrinfo(r->ai);	/* no longer needed */
-		r->ai = r->ai_next = NULL;
+		freeaddrinfo(conn->ai);	/* no longer needed */
+		conn->ai = conn->next = NULL;
 		return 1;
 	}
-	if (tn_conn_next(r, &r->ws_fd))
-		return tn_conn_failed(r, 0, errno);
+	if (tn_conn_next(conn, fd))
+		return tn_conn_failed(conn->cfg, 0, errno, err);
 	return 0;
 }
 
 /* HTTP CONNECT to the SCM host, with the Proxy-Authorization value when
  * there is one (this request is the only place it goes). A fresh socket
  * takes these few hundred bytes at once. */
-int tn_conn_proxy_send(struct tn_relay *r)
+int tn_conn_proxy_send(struct tn_conn *conn, int fd, struct tn_err *err)
 {
-	const struct tn_config *c = &r->eng->cfg;
+	const struct tn_config *c = conn->cfg;
 	size_t cap = 600 + 2 * strlen(c->host) + (c->proxy_auth ? strlen(c->proxy_auth) : 0);
 	char *req = malloc(cap);
 	int n;
 	ssize_t s;
 
 	if (!req)
-		return tn_err_set(&r->err, TN_E_RESOURCE, 0, "out of memory");
+		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
 	n = snprintf(req, cap, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n%s%s%s\r\n",
 		     c->host, c->port, c->host, c->port,
 		     c->proxy_auth ? "Proxy-Authorization: " : "",
 		     c->proxy_auth ? c->proxy_auth : "", c->proxy_auth ? "\r\n" : "");
-	s = n < 0 || (size_t)n >= cap ? -2 : send(r->ws_fd, req, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	s = n < 0 || (size_t)n >= cap ? -2 : send(fd, req, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	explicit_bzero(req, cap);	/* it held the proxy credentials */
 	free(req);
 	if (s == -2)
-		return tn_err_set(&r->err, TN_E_INTERNAL, 0, "the proxy request is too long");
+		return tn_err_set(err, TN_E_INTERNAL, 0, "the proxy request is too long");
 	if (s != n)
-		return tn_err_set(&r->err, TN_E_PROXY, 0, "cannot reach the proxy %s (for %s:%d)",
+		return tn_err_set(err, TN_E_PROXY, 0, "cannot reach the proxy %s (for %s:%d)",
 				  c->proxy, c->host, c->port);
 	return 0;
 }
 
 /* Bytes of the proxy's answer: 1 when it said 200 (the tunnel is open), 0
- * while incomplete, -1 (r->err set) on a refusal or a malformed answer. */
-int tn_conn_proxy_answer(struct tn_relay *r, const char *in, size_t len)
+ * while incomplete, -1 (err set) on a refusal or a malformed answer. */
+int tn_conn_proxy_answer(struct tn_conn *conn, const char *in, size_t len, struct tn_err *err)
 {
-	const struct tn_config *c = &r->eng->cfg;
+	const struct tn_config *c = conn->cfg;
 	unsigned int status = 0;
 
-	if (!r->hs_buf) {
-		r->hs_buf = malloc(TN_HS_MAX + 1);
-		if (!r->hs_buf)
-			return tn_err_set(&r->err, TN_E_INTERNAL, 0, "out of memory");
+	if (!conn->ans) {
+		conn->ans = malloc(TN_HS_MAX + 1);
+		if (!conn->ans)
+			return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
 	}
-	if (len > TN_HS_MAX - r->hs_len)
-		return tn_err_set(&r->err, TN_E_PROXY, 0, "the proxy %s sent an oversized answer",
+	if (len > TN_HS_MAX - conn->ans_len)
+		return tn_err_set(err, TN_E_PROXY, 0, "the proxy %s sent an oversized answer",
 				  c->proxy);
 	/* a NUL would hide the end of the header block from strstr() */
 	if (memchr(in, '\0', len))
-		return tn_err_set(&r->err, TN_E_PROXY, 0, "the proxy %s sent a malformed answer",
+		return tn_err_set(err, TN_E_PROXY, 0, "the proxy %s sent a malformed answer",
 				  c->proxy);
-	memcpy(r->hs_buf + r->hs_len, in, len);
-	r->hs_len += len;
-	r->hs_buf[r->hs_len] = '\0';
-	if (!strstr(r->hs_buf, "\r\n\r\n"))
+	memcpy(conn->ans + conn->ans_len, in, len);
+	conn->ans_len += len;
+	conn->ans[conn->ans_len] = '\0';
+	if (!strstr(conn->ans, "\r\n\r\n"))
 		return 0;
-	if (sscanf(r->hs_buf, "HTTP/1.%*1[01] %3u", &status) != 1 || status != 200) {
-		tn_err_set(&r->err, TN_E_PROXY, (int)status,
-			   "the proxy %s refused to CONNECT to %s:%d (HTTP %u)%s", c->proxy,
-			   c->host, c->port, status,
-			   status == 407 ? "; it wants credentials in HTTPS_PROXY" : "");
+	if (sscanf(conn->ans, "HTTP/1.%*1[01] %3u", &status) != 1 || status != 200) {
+		tn_err_set(err, TN_E_PROXY, (int)status,
+			   "the proxy %s refused to CONNECT to %s:%d (HTTP %u)", c->proxy,
+			   c->host, c->port, status);
 		return -1;
 	}
-	free(r->hs_buf);
-	r->hs_buf = NULL;
-	r->hs_len = 0;
+	free(conn->ans);
+	conn->ans = NULL;
+	conn->ans_len = 0;
 	return 1;
 }
 
 /* Reads what the proxy sent so far. Whatever arrives before our TLS hello
  * is the answer: the proxy relays nothing from the server until then. */
-int tn_conn_proxy_rx(struct tn_relay *r)
+int tn_conn_proxy_rx(struct tn_conn *conn, int fd, struct tn_err *err)
 {
-	const struct tn_config *c = &r->eng->cfg;
+	const struct tn_config *c = conn->cfg;
 	char buf[2048];
-	ssize_t s = recv(r->ws_fd, buf, sizeof(buf), MSG_DONTWAIT);
+	ssize_t s = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 	if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return 0;
 	if (s <= 0)
-		return tn_err_set(&r->err, TN_E_PROXY, 0,
+		return tn_err_set(err, TN_E_PROXY, 0,
 				  "the proxy %s closed the connection to %s:%d", c->proxy,
 				  c->host, c->port);
-	return tn_conn_proxy_answer(r, buf, (size_t)s);
+	return tn_conn_proxy_answer(conn, buf, (size_t)s, err);
 }

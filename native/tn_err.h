@@ -83,6 +83,24 @@ static inline int tn_err_is_fds(int errnum)
 	return errnum == EMFILE || errnum == ENFILE;
 }
 
-const char *tn_kind_name(enum tn_kind kind);
+static inline const char *tn_kind_name(enum tn_kind kind)
+{
+	switch (kind) {
+	case TN_OK: return "ok";
+	case TN_E_AUTH: return "auth";
+	case TN_E_HTTP: return "http";
+	case TN_E_TLS: return "tls";
+	case TN_E_DNS: return "dns";
+	case TN_E_PROXY: return "proxy";
+	case TN_E_CONNECT: return "connect";
+	case TN_E_BIND: return "bind";
+	case TN_E_TIMEOUT: return "timeout";
+	case TN_E_CLOSED: return "closed";
+	case TN_E_PROTOCOL: return "protocol";
+	case TN_E_RESOURCE: return "resource";
+	case TN_E_INTERNAL: break;
+	}
+	return "internal";
+}
 
 #endif

@@ -1,538 +1,620 @@
 /*
- * tn_link.c - the WebSocket's own connection, driven from lws callbacks:
- * TCP connect -> (proxy CONNECT) -> TLS -> upgrade -> frames, keep-alive
- * and the close handshake.
+ * tn_link.c - the WebSocket's own connection (see tn_link.h), driven by
+ * its watch in the loop: TCP connect -> (proxy CONNECT) -> TLS -> upgrade
+ * -> frames, keep-alive and the close handshake.
  *
- * The socket is adopted into the lws loop as a raw *file* descriptor: lws
- * then only reports POLLIN / POLLOUT (RAW_RX_FILE / RAW_WRITEABLE_FILE) and
- * never reads the fd itself, so OpenSSL can own it (SSL_set_fd). lws'
- * own client roles cannot be used: the ws role parses byte by byte, and
- * the raw role with TLS fails in lws 4.1.6 (TLS started before the socket).
+ * Received data is read up to 64 KiB at a time into the engine's scratch
+ * buffer, the frames are decoded in place and their payload runs moved
+ * together, so the owner gets one run per read (one local write, not one
+ * per frame). Nothing stays in the scratch buffers between events, so an
+ * idle link holds only its SSL and this state.
  *
- * Received data is read 64 KiB at a time into the engine's scratch buffer
- * and parsed in place; payload goes straight to the local socket when
- * nothing is queued before it. Nothing stays in the scratch buffers
- * between callbacks, so an idle link holds only its SSL and this state.
+ * One writer: a WebSocket has one pending buffer (tx_pend). While TLS has
+ * not taken it all, nothing else goes to TLS past it (OpenSSL wants the
+ * unfinished record offered again first); a frame made meanwhile (a pong,
+ * then the close) is appended behind it.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/ssl.h>
-
-#include "tn_engine.h"
+#include "tn_link.h"
 
 #define TN_CLOSE_WAIT_SECS	5	/* for the server's answer to our close */
-#define TN_RX_ROUNDS		16	/* 64 KiB reads per callback: others get a turn */
+#define TN_RX_ROUNDS		16	/* 64 KiB reads per event: others get a turn */
 #define TN_SMALL_READ		(16 * 1024)	/* less than one full TLS record */
 
-static void tn_link_rearm_cb(lws_sorted_usec_list_t *sul)
-{
-	struct tn_relay *r = lws_container_of(sul, struct tn_relay, rearm);
-
-	if (r->ws)
-		lws_callback_on_writable(r->ws);
-}
-
-/*
- * lws' raw-file role clears POLLOUT right *after* the WRITEABLE callback
- * returns, so a request made inside that callback would be lost (a stall
- * until the timeout). Such requests are re-made from a zero-delay timer
- * on the next loop turn instead.
- */
-void tn_link_want_write(struct tn_relay *r)
-{
-	if (!r->ws)
-		return;
-	if (r->in_wcb)
-		r->rearm_due = 1;
-	else
-		lws_callback_on_writable(r->ws);
-}
+static int tn_link_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_t len);
 
 /* The server ended the connection (close frame, EOF, reset), unless it
- * only answered an end that began here (local client gone, our close). */
-static void tn_link_server_ended(struct tn_relay *r)
+ * only answered an end that began here. */
+static void tn_link_server_ended(struct tn_link *l)
 {
-	if (!r->close_sent && !r->local_gone)
-		r->remote_end = 1;
+	if (!l->close_sent && !l->close_wanted)
+		l->remote_end = 1;
 }
 
-static void tn_link_set_close(struct tn_relay *r, unsigned code)
+/* TLS says the connection is over: a failure unless it was the server's
+ * orderly end or the close handshake had begun (however the TCP
+ * connection goes down after a Close frame is the end already agreed on). */
+static int tn_link_io_end(struct tn_link *l, enum tn_io io, const struct tn_err *e)
 {
-	r->close_code[0] = (unsigned char)(code >> 8);
-	r->close_code[1] = (unsigned char)code;
+	tn_link_server_ended(l);
+	if (io == TN_IO_ERROR && !l->close_sent && !l->peer_closed && l->err.kind == TN_OK)
+		l->err = *e;
+	return -1;
+}
+
+static void tn_link_want_write(struct tn_link *l)
+{
+	if (l->w)
+		tn_loop_want_write(l->w);
+}
+
+static void tn_link_set_close(struct tn_link *l, unsigned code)
+{
+	l->close_code[0] = (unsigned char)(code >> 8);
+	l->close_code[1] = (unsigned char)code;
+}
+
+static void tn_link_pend_free(struct tn_link *l)
+{
+	if (!l->tx_pend)
+		return;
+	if (l->phase != TN_PH_OPEN)	/* the upgrade request: credentials */
+		explicit_bzero(l->tx_pend, l->tx_len);
+	free(l->tx_pend);	/* busy links only: idle ones keep nothing */
+	l->tx_pend = NULL;
+	l->tx_len = l->tx_off = 0;
 }
 
 /* Keep n bytes for later, behind what is already pending. What TLS has
  * not taken stays first and unchanged: OpenSSL wants a retried write to
  * start with the same bytes (it may move: ACCEPT_MOVING_WRITE_BUFFER). */
-static int tn_link_pend(struct tn_relay *r, const unsigned char *p, size_t n)
+static int tn_link_pend(struct tn_link *l, const unsigned char *p, size_t n)
 {
-	size_t keep = r->tx_pend ? r->tx_len - r->tx_off : 0;
+	size_t keep = l->tx_pend ? l->tx_len - l->tx_off : 0;
 	unsigned char *b = malloc(keep + n);
 
 	if (!b)
-		return tn_err_set(&r->err, TN_E_RESOURCE, 0, "out of memory");
+		return tn_err_set(&l->err, TN_E_RESOURCE, 0, "out of memory");
 	if (keep)
-		memcpy(b, r->tx_pend + r->tx_off, keep);
+		memcpy(b, l->tx_pend + l->tx_off, keep);
 	memcpy(b + keep, p, n);
-	if (r->tx_pend) {
-		if (r->phase != TN_PH_OPEN)	/* the upgrade request: credentials */
-			explicit_bzero(r->tx_pend, r->tx_len);
-		free(r->tx_pend);
-	}
-	r->tx_pend = b;
-	r->tx_len = keep + n;
-	r->tx_off = 0;
-	tn_link_want_write(r);
+	tn_link_pend_free(l);
+	l->tx_pend = b;
+	l->tx_len = keep + n;
+	l->tx_off = 0;
+	tn_link_want_write(l);
 	return 0;
 }
 
 /* Queue-or-send: TLS takes what it can now; the rest is kept (already
- * masked) and finished from WRITEABLE before anything else is sent. One
- * writer: while bytes are pending nothing goes to TLS past them (a second
- * SSL_write would interleave with the unfinished record), so a frame made
- * meanwhile (a pong, then a close) queues behind them. */
-static int tn_link_write(struct tn_relay *r, const unsigned char *p, size_t n)
+ * masked) and finished on the next write event before anything else. */
+static int tn_link_write(struct tn_link *l, const unsigned char *p, size_t n)
 {
 	size_t off = 0;
 
-	if (r->tx_pend)
-		return tn_link_pend(r, p, n);
+	if (l->tx_pend)
+		return tn_link_pend(l, p, n);
 	while (off < n) {
-		ssize_t w = tn_tls_write(r, p + off, n - off);
+		struct tn_err e;
+		size_t put;
+		enum tn_io io = tn_tls_write(&l->tls, p + off, n - off, &put, &e);
 
-		if (w < 0) {
-			tn_link_server_ended(r);
-			return -1;
+		if (io == TN_IO_DONE) {
+			off += put;
+			continue;
 		}
-		if (!w)
+		if (io == TN_IO_WANT_WRITE || io == TN_IO_WANT_READ)
 			break;
-		off += (size_t)w;
+		return tn_link_io_end(l, io, &e);
 	}
 	if (off == n)
 		return 0;
-	return tn_link_pend(r, p + off, n - off);
+	return tn_link_pend(l, p + off, n - off);
 }
 
 /* 1 while bytes are still pending, 0 when all left, -1 on failure. */
-static int tn_link_flush(struct tn_relay *r)
+static int tn_link_flush(struct tn_link *l)
 {
-	while (r->tx_pend) {
-		ssize_t w = tn_tls_write(r, r->tx_pend + r->tx_off, r->tx_len - r->tx_off);
+	while (l->tx_pend) {
+		struct tn_err e;
+		size_t put;
+		enum tn_io io = tn_tls_write(&l->tls, l->tx_pend + l->tx_off, l->tx_len - l->tx_off,
+					     &put, &e);
 
-		if (w < 0) {
-			tn_link_server_ended(r);
-			return -1;
-		}
-		if (!w) {
-			tn_link_want_write(r);
+		if (io == TN_IO_WANT_WRITE || io == TN_IO_WANT_READ) {
+			tn_link_want_write(l);
 			return 1;
 		}
-		r->tx_off += (size_t)w;
-		if (r->tx_off == r->tx_len) {
-			if (r->phase != TN_PH_OPEN)	/* the upgrade request: credentials */
-				explicit_bzero(r->tx_pend, r->tx_len);
-			free(r->tx_pend);	/* busy links only: idle ones keep nothing */
-			r->tx_pend = NULL;
-			r->tx_len = r->tx_off = 0;
-		}
+		if (io != TN_IO_DONE)
+			return tn_link_io_end(l, io, &e);
+		l->tx_off += put;
+		if (l->tx_off == l->tx_len)
+			tn_link_pend_free(l);
 	}
 	return 0;
 }
 
-static int tn_link_send_frame(struct tn_relay *r, int opcode, const unsigned char *p, size_t n)
+/* src NULL: the payload is already at txbuf + TN_WS_HDR_MAX. */
+static int tn_link_send_frame(struct tn_link *l, int opcode, const unsigned char *src, size_t n)
 {
 	unsigned char *frame;
-	size_t len = tn_ws_frame(r->eng, opcode, p, n, &frame);
+	size_t len = tn_ws_frame(&l->ws, opcode, l->env->txbuf + TN_WS_HDR_MAX, src, n, &frame);
 
-	return tn_link_write(r, frame, len);
+	return tn_link_write(l, frame, len);
 }
 
-static int tn_link_send_close(struct tn_relay *r)
+static int tn_link_send_close(struct tn_link *l)
 {
-	r->close_sent = 1;
+	l->close_sent = 1;
 	/* wait a little for the server's answer, so the last data is not
 	 * cut off by a reset from closing with unread bytes */
-	lws_set_timeout(r->ws, PENDING_TIMEOUT_CLOSE_SEND, TN_CLOSE_WAIT_SECS);
-	return tn_link_send_frame(r, TN_WS_OP_CLOSE, r->close_code, 2);
+	tn_loop_deadline(l->w, TN_CLOSE_WAIT_SECS);
+	return tn_link_send_frame(l, TN_WS_OP_CLOSE, l->close_code, 2);
 }
 
-/* Watch r->ws_fd (connecting) in the lws loop as r->ws. */
-static int tn_link_adopt(struct tn_relay *r)
+int tn_link_open(struct tn_link *l, const struct tn_link_env *env, const struct tn_link_ops *ops,
+		 void *ctx)
 {
-	struct tn_engine *eng = r->eng;
-	lws_sock_file_fd_type fd;
-
-	fd.filefd = r->ws_fd;
-	r->ws = lws_adopt_descriptor_vhost(eng->vh, LWS_ADOPT_RAW_FILE_DESC, fd,
-					   "tunnel-ws", NULL);
-	if (!r->ws) {
-		close(r->ws_fd);
-		r->ws_fd = -1;
-		return tn_err_set(&r->err, TN_E_INTERNAL, 0, "cannot watch the tunnel socket");
-	}
-	/* lws owns and closes the fd from here on */
-	lws_set_opaque_user_data(r->ws, r);
-	r->phase = TN_PH_TCP;
-	if (!r->hs_started)	/* the deadline covers every address tried */
-		r->hs_started = lws_now_usecs();
-	lws_set_timeout(r->ws, PENDING_TIMEOUT_SENT_CLIENT_HANDSHAKE, TN_HS_SECS);
-	/* POLLOUT: the connect finished. A new wsi, so asking directly is
-	 * safe even inside the old one's WRITEABLE callback */
-	lws_callback_on_writable(r->ws);
-	return 0;
-}
-
-int tn_link_open(struct tn_relay *r)
-{
-	r->ws_fd = -1;
-	if (tn_conn_start(r))
+	memset(l, 0, sizeof(*l));
+	l->env = env;
+	l->ops = ops;
+	l->ctx = ctx;
+	l->fd = -1;
+	l->phase = TN_PH_TCP;
+	tn_err_clear(&l->err);
+	tn_conn_init(&l->conn, env->cfg);
+	tn_ws_init(&l->ws, env->cfg->host, 0);
+	tn_ring_init(&l->up, TN_RING_CAP);
+	if (tn_conn_start(&l->conn, &l->fd, &l->err))
 		return -1;
-	return tn_link_adopt(r);
-}
-
-static int tn_link_start_tls(struct tn_relay *r)
-{
-	if (tn_tls_start(r))
-		return -1;
-	r->phase = TN_PH_TLS;
+	l->w = tn_loop_adopt(env->loop, l->fd, TN_WATCH_FILE, tn_link_event, l);
+	if (!l->w)	/* the loop closed the socket */
+		return tn_err_set(&l->err, TN_E_INTERNAL, 0, "cannot watch the tunnel socket");
+	l->hs_started = tn_loop_now_us();	/* the deadline covers every address tried */
+	tn_loop_deadline(l->w, TN_HS_SECS);
+	tn_loop_want_write(l->w);	/* POLLOUT: the connect finished */
 	return 0;
 }
 
 /* TLS handshake step; on success the upgrade request goes out at once. */
-static int tn_link_tls_step(struct tn_relay *r)
+static int tn_link_tls_step(struct tn_link *l)
 {
-	char *req = (char *)r->eng->txbuf;
-	int rc = tn_tls_handshake(r), n;
+	const struct tn_config *c = l->env->cfg;
+	char *req = (char *)l->env->txbuf;
+	struct tn_ws_req q;
+	int n, rc;
 
-	if (rc <= 0)
-		return rc;
-	r->phase = TN_PH_UPGRADE;
+	switch (tn_tls_handshake(&l->tls, &l->err)) {
+	case TN_IO_DONE:
+		break;
+	case TN_IO_WANT_READ:
+		return 0;	/* POLLIN is always on for the link */
+	case TN_IO_WANT_WRITE:
+		tn_link_want_write(l);
+		return 0;
+	default:
+		return -1;
+	}
+	l->phase = TN_PH_UPGRADE;
 	/* set_authorization() may swap the value from another thread */
-	pthread_mutex_lock(&r->eng->auth_mu);
-	n = tn_ws_request(r, req, TN_WS_HDR_MAX + TN_FRAME_MAX);
-	pthread_mutex_unlock(&r->eng->auth_mu);
+	pthread_mutex_lock(l->env->auth_mu);
+	q.host = c->host;
+	q.port = c->port;
+	q.authorization = c->authorization;
+	q.instance = c->instance;
+	q.target_port = c->target_port;
+	n = tn_ws_request(&l->ws, &q, req, TN_WS_HDR_MAX + TN_FRAME_MAX);
+	pthread_mutex_unlock(l->env->auth_mu);
 	if (n < 0)
-		return tn_err_set(&r->err, TN_E_INTERNAL, 0, "cannot build the upgrade request");
-	rc = tn_link_write(r, (unsigned char *)req, (size_t)n);
+		return tn_err_set(&l->err, TN_E_INTERNAL, 0, "cannot build the upgrade request");
+	rc = tn_link_write(l, (unsigned char *)req, (size_t)n);
 	explicit_bzero(req, (size_t)n);	/* it held the Authorization value */
-	r->hs_sent = 1;
 	return rc;
 }
 
-static void tn_link_established(struct tn_relay *r)
+static int tn_link_start_tls(struct tn_link *l)
 {
-	r->phase = TN_PH_OPEN;
-	r->ws_up = 1;
-	lws_set_timeout(r->ws, NO_PENDING_TIMEOUT, 0);
-	if (r->is_check) {
-		tn_relay_report_check(r);
-		tn_link_set_close(r, LWS_CLOSE_STATUS_NORMAL);
-		tn_link_want_write(r);	/* say goodbye */
-		return;
-	}
-	lws_set_timer_usecs(r->ws, (lws_usec_t)r->eng->retry.secs_since_valid_ping *
-			    LWS_US_PER_SEC);
-	tn_relay_ws_opened(r);
+	const struct tn_config *c = l->env->cfg;
+
+	if (tn_tls_start(&l->tls, l->env->ssl_ctx, l->fd, c->host, c->ca_file != NULL, &l->err))
+		return -1;
+	l->phase = TN_PH_TLS;
+	return tn_link_tls_step(l);
 }
 
-/* Received bytes: the 101 first (once), then frames. -1 closes. */
-static int tn_link_rx(struct tn_relay *r, unsigned char *buf, size_t n)
+static void tn_link_opened(struct tn_link *l)
 {
-	r->rx_seen = 1;
-	if (r->phase == TN_PH_UPGRADE) {
-		ssize_t used = tn_ws_handshake_rx(r, buf, n);
+	l->phase = TN_PH_OPEN;
+	l->opened = 1;
+	tn_loop_deadline(l->w, 0);
+	tn_loop_timer(l->w, (int64_t)l->env->ping_secs * 1000000);
+	l->ops->opened(l->ctx);	/* may ask to close at once (check) */
+	if (tn_ring_used(&l->up) || l->close_wanted)
+		tn_link_want_write(l);
+}
 
-		if (used <= 0)
-			return (int)used;
-		tn_link_established(r);
-		if (r->is_check)
-			return 0;
-		buf += used;	/* frames right behind the 101 */
-		n -= (size_t)used;
+/* Frames in buf: payload runs are moved together and handed on as one;
+ * control frames answered. -1 closes. */
+static int tn_link_frames(struct tn_link *l, unsigned char *buf, size_t n)
+{
+	unsigned char *p = buf;
+	size_t left = n, got = 0;
+	struct tn_ws_msg m;
+	struct tn_err e;
+	int ev, rc = 0;
+
+	while ((ev = tn_ws_next(&l->ws, &p, &left, &m, &e)) != TN_WS_MORE) {
+		if (ev < 0) {
+			if (l->err.kind == TN_OK)
+				l->err = e;
+			rc = -1;
+			break;
+		}
+		switch (ev) {
+		case TN_WS_DATA:
+			if (m.p != buf + got)
+				memmove(buf + got, m.p, m.n);
+			got += m.n;
+			break;
+		case TN_WS_PING:	/* answer the latest one */
+			memcpy(l->pong, m.p, m.n);
+			l->pong_len = (uint8_t)m.n;
+			l->pong_due = 1;
+			tn_link_want_write(l);
+			break;
+		case TN_WS_CLOSE:	/* 1011 included: the normal end */
+			l->peer_closed = 1;
+			tn_link_server_ended(l);
+			if (!l->close_sent)
+				tn_link_set_close(l, m.n >= 2 ? ((unsigned)m.p[0] << 8 | m.p[1]) :
+						  TN_WS_CLOSE_NORMAL);
+			tn_link_want_write(l);
+			break;
+		default:	/* unsolicited pongs are keep-alives */
+			break;
+		}
 	}
-	if (!r->peer_closed && n && tn_ws_parse(r, buf, n))
+	/* what came before a bad frame is delivered */
+	if (got && l->ops->data(l->ctx, buf, got))
 		return -1;
-	if (r->peer_closed && r->close_sent)
+	if (rc)
+		return rc;
+	if (l->peer_closed && l->close_sent)
 		return -1;	/* the close handshake is complete */
 	return 0;
 }
 
-/* Read and parse until TLS has nothing more, the relay is full, or this
- * link had its turn. -1 closes the link. */
-static int tn_link_drain(struct tn_relay *r)
+/* Received bytes: the 101 first (once), then frames. -1 closes. */
+static int tn_link_rx(struct tn_link *l, unsigned char *buf, size_t n)
 {
-	unsigned char *buf = r->eng->rxbuf;
+	l->rx_seen = 1;
+	if (l->phase == TN_PH_UPGRADE) {
+		ssize_t used = tn_ws_handshake_rx(&l->ws, buf, n, &l->err);
+
+		if (used <= 0)
+			return (int)used;
+		tn_link_opened(l);
+		buf += used;	/* frames right behind the 101 */
+		n -= (size_t)used;
+	}
+	if (l->close_wanted && !l->linger)
+		return 0;	/* only the goodbye is left */
+	return n ? tn_link_frames(l, buf, n) : 0;
+}
+
+/* Read and decode until TLS has nothing more, the owner is full, or this
+ * link had its turn. -1 closes the link. */
+static int tn_link_drain(struct tn_link *l)
+{
+	unsigned char *buf = l->env->rxbuf;
 	int i;
 
-	r->rx_kick = 0;
+	l->rx_kick = 0;
 	for (i = 0; i < TN_RX_ROUNDS; i++) {
-		size_t n = 0;
-		ssize_t k = 0;
+		enum tn_io io = TN_IO_WANT_READ;
+		struct tn_err e;
+		size_t n = 0, got;
 
-		if (r->ws_paused)
-			return 0;	/* tn_link_resume() reads on */
+		if (l->paused)
+			return 0;	/* tn_link_pause(l, 0) reads on */
 		/* SSL_read gives one record (16 KiB) per call: gather up to
-		 * 64 KiB first, so the local socket gets one send() per 64 KiB */
-		while (n < TN_TLS_READ && r->phase != TN_PH_TCP) {
-			k = tn_tls_read(r, buf + n, TN_TLS_READ - n);
-			if (k <= 0)
+		 * 64 KiB first, so the owner gets one write per 64 KiB */
+		while (n < TN_TLS_READ) {
+			io = tn_tls_read(&l->tls, buf + n, TN_TLS_READ - n, &got, &e);
+			if (io != TN_IO_DONE)
 				break;
-			n += (size_t)k;
-			if (r->phase == TN_PH_UPGRADE)
+			n += got;
+			if (l->phase == TN_PH_UPGRADE)
 				break;	/* the 101 may change what follows */
-			if (n < TN_SMALL_READ && !SSL_has_pending(r->ssl)) {
+			if (n < TN_SMALL_READ && !tn_tls_pending(&l->tls)) {
 				/* a small message and OpenSSL holds nothing more:
 				 * skip the recv() that would most likely say EAGAIN
 				 * (one syscall per round trip); poll() reports what
 				 * the kernel still has. Bulk reads go on. */
-				k = 0;
+				io = TN_IO_WANT_READ;
 				break;
 			}
 		}
-		if (n && tn_link_rx(r, buf, n))
+		if (n && tn_link_rx(l, buf, n))
 			return -1;
-		if (r->is_check && r->ws_up)
+		if (l->close_wanted && !l->linger && l->opened)
 			return 0;	/* only the goodbye is left */
-		if (k < 0) {
-			tn_link_server_ended(r);
-			if (r->phase == TN_PH_UPGRADE && r->err.kind == TN_OK)
-				tn_err_set(&r->err, TN_E_CONNECT, 0,
-					   "%s closed the connection during the handshake",
-					   r->eng->cfg.host);
-			return -1;	/* the server went away: the relay sees EOF */
+		if (io == TN_IO_WANT_WRITE) {	/* a key update wants to go out first */
+			l->rx_kick = 1;
+			tn_link_want_write(l);
+			return 0;
 		}
-		if (!k && n < TN_TLS_READ)
+		if (io == TN_IO_EOF || io == TN_IO_ERROR) {
+			tn_link_io_end(l, io, &e);
+			if (l->phase == TN_PH_UPGRADE && l->err.kind == TN_OK)
+				tn_err_set(&l->err, TN_E_CONNECT, 0,
+					   "%s closed the connection during the handshake",
+					   l->env->cfg->host);
+			return -1;	/* the server went away: the owner sees the end */
+		}
+		if (io == TN_IO_WANT_READ)
 			return 0;	/* TLS wants more from the socket: poll() will say */
 	}
 	/* turn used up: OpenSSL may hold read-ahead bytes poll() cannot see */
-	r->rx_kick = 1;
-	tn_link_want_write(r);
+	l->rx_kick = 1;
+	tn_link_want_write(l);
 	return 0;
 }
 
-void tn_link_resume(struct tn_relay *r)
+ssize_t tn_link_send(struct tn_link *l, const unsigned char *p, size_t n)
 {
-	if (!r->ws || r->phase != TN_PH_OPEN)
-		return;
-	r->rx_kick = 1;	/* read-ahead bytes may be waiting inside OpenSSL */
-	tn_link_want_write(r);
-}
+	const struct tn_link_env *env = l->env;
+	size_t done = 0, k;
 
-int tn_link_control(struct tn_relay *r, int opcode, const unsigned char *p, size_t n)
-{
-	switch (opcode) {
-	case TN_WS_OP_PING:	/* answer the latest one */
-		memcpy(r->pong, p, n);
-		r->pong_len = (uint8_t)n;
-		r->pong_due = 1;
-		break;
-	case TN_WS_OP_CLOSE:	/* 1011 included: the normal end */
-		if (r->peer_closed)
-			return 0;
-		r->peer_closed = 1;
-		tn_link_server_ended(r);
-		if (!r->close_sent)
-			tn_link_set_close(r, n >= 2 ? ((unsigned)p[0] << 8 | p[1]) :
-					  LWS_CLOSE_STATUS_NORMAL);
-		break;
-	default:		/* unsolicited pongs are keep-alives */
-		return 0;
+	if (l->w && l->opened && !tn_ring_used(&l->up) && !l->tx_pend && !l->close_sent &&
+	    !l->peer_closed) {
+		while (done < n && !l->tx_pend) {	/* nothing queued: frame it now */
+			k = n - done > TN_FRAME_MAX ? TN_FRAME_MAX : n - done;
+			if (tn_link_send_frame(l, TN_WS_OP_BINARY, p + done, k)) {
+				tn_loop_kill(l->w);
+				return -1;
+			}
+			done += k;	/* what TLS did not take is in tx_pend, in order */
+			l->bytes_up += k;
+			atomic_fetch_add(env->bytes_up, k);
+		}
+		if (done == n)
+			return (ssize_t)done;
 	}
-	tn_link_want_write(r);
-	return 0;
-}
-
-ssize_t tn_link_send_direct(struct tn_relay *r, const unsigned char *p, size_t n)
-{
-	size_t done = 0;
-
-	if (!r->ws || r->phase != TN_PH_OPEN || r->tx_pend || r->close_sent || r->peer_closed)
-		return 0;
-	while (done < n && !r->tx_pend) {
-		size_t k = n - done > TN_FRAME_MAX ? TN_FRAME_MAX : n - done;
-
-		if (tn_link_send_frame(r, TN_WS_OP_BINARY, p + done, k))
-			return -1;
-		done += k;	/* what TLS did not take is in tx_pend, in order */
-	}
+	k = tn_ring_write(&l->up, p + done, n - done);
+	if (k == (size_t)-1)
+		return (ssize_t)done;	/* no memory for the queue: the owner sees it short */
+	done += k;
+	if (k && l->opened)
+		tn_link_want_write(l);
 	return (ssize_t)done;
 }
 
-/* Open link, socket writable: pending bytes, control frames, then data. */
-static int tn_link_writeable_open(struct tn_relay *r)
+size_t tn_link_room(const struct tn_link *l)
 {
-	struct tn_engine *eng = r->eng;
+	return tn_ring_space(&l->up);
+}
+
+void tn_link_pause(struct tn_link *l, int paused)
+{
+	l->paused = paused ? 1 : 0;
+	if (!l->w)
+		return;
+	tn_loop_pause(l->w, paused);
+	if (!paused && l->phase == TN_PH_OPEN) {
+		l->rx_kick = 1;	/* read-ahead bytes may be waiting inside OpenSSL */
+		tn_loop_want_write(l->w);
+	}
+}
+
+void tn_link_close(struct tn_link *l, unsigned code, int linger)
+{
+	if (l->close_wanted)
+		return;
+	l->close_wanted = 1;
+	l->linger = linger ? 1 : 0;
+	if (!l->close_sent && !l->peer_closed)
+		tn_link_set_close(l, code);
+	if (l->opened)
+		tn_link_want_write(l);
+}
+
+void tn_link_abort(struct tn_link *l)
+{
+	if (l->w)
+		tn_loop_kill(l->w);
+}
+
+/* Open link, socket writable: pending bytes, control frames, then data. */
+static int tn_link_writeable_open(struct tn_link *l)
+{
+	const struct tn_link_env *env = l->env;
 	int rc, i;
 
-	if (r->rx_kick && tn_link_drain(r))
+	if (l->rx_kick && tn_link_drain(l))
 		return -1;
-	rc = tn_link_flush(r);
+	rc = tn_link_flush(l);
 	if (rc)
 		return rc < 0 ? -1 : 0;
-	if (r->pong_due && !r->close_sent) {
-		r->pong_due = 0;
-		if (tn_link_send_frame(r, TN_WS_OP_PONG, r->pong, r->pong_len))
+	if (l->pong_due && !l->close_sent) {
+		l->pong_due = 0;
+		if (tn_link_send_frame(l, TN_WS_OP_PONG, l->pong, l->pong_len))
 			return -1;
 	}
-	if (r->ping_due && !r->close_sent && !r->tx_pend) {
-		r->ping_due = 0;
-		if (tn_link_send_frame(r, TN_WS_OP_PING, NULL, 0))
+	if (l->ping_due && !l->close_sent && !l->tx_pend) {
+		l->ping_due = 0;
+		if (tn_link_send_frame(l, TN_WS_OP_PING, NULL, 0))
 			return -1;
 	}
-	if ((r->peer_closed || r->is_check) && !r->close_sent) {
-		if (tn_link_send_close(r))	/* echo the server's close, or goodbye */
-			return -1;
-	}
-	if (r->close_sent) {
-		if (r->tx_pend)
+	if (l->peer_closed && !l->close_sent && tn_link_send_close(l))	/* echo the server's close */
+		return -1;
+	if (l->close_sent) {
+		if (l->tx_pend)
 			return 0;
-		/* check and an answered close are done; ours waits for the reply */
-		return r->peer_closed || r->is_check ? -1 : 0;
+		/* an answered close, or one that waits for nothing, is done;
+		 * ours waits for the reply */
+		return l->peer_closed || !l->linger ? -1 : 0;
 	}
-	for (i = 0; i < 8 && !r->tx_pend && tn_ring_used(&r->up); i++) {
-		size_t n = tn_ring_copyout(&r->up, eng->txbuf + TN_WS_HDR_MAX, TN_FRAME_MAX);
+	for (i = 0; i < 8 && !l->tx_pend && tn_ring_used(&l->up); i++) {
+		size_t n = tn_ring_copyout(&l->up, env->txbuf + TN_WS_HDR_MAX, TN_FRAME_MAX);
 
-		if (tn_link_send_frame(r, TN_WS_OP_BINARY, NULL, n))
+		if (tn_link_send_frame(l, TN_WS_OP_BINARY, NULL, n))
 			return -1;
-		tn_ring_consume(&r->up, n);
-		r->bytes_up += n;
-		atomic_fetch_add(&eng->stats.bytes_up, n);
+		tn_ring_consume(&l->up, n);
+		l->bytes_up += n;
+		atomic_fetch_add(env->bytes_up, n);
 	}
-	tn_relay_up_drained(r);
-	if (tn_ring_used(&r->up))
-		tn_link_want_write(r);
-	else if (r->local_gone && !r->tx_pend)
-		return tn_link_send_close(r);	/* local EOF, everything sent */
+	l->ops->drained(l->ctx);
+	if (tn_ring_used(&l->up)) {
+		tn_link_want_write(l);
+	} else if (l->close_wanted && !l->tx_pend) {	/* everything sent */
+		if (tn_link_send_close(l))
+			return -1;
+		if (!l->tx_pend && !l->linger)
+			return -1;
+	}
 	return 0;
 }
 
-static int tn_link_writeable(struct tn_relay *r)
+static int tn_link_writeable(struct tn_link *l)
 {
 	int rc;
 
-	switch (r->phase) {
+	switch (l->phase) {
 	case TN_PH_TCP:
-		rc = tn_conn_finish(r);
+		rc = tn_conn_finish(&l->conn, &l->fd, &l->err);
 		if (rc < 0)
 			return -1;
-		if (!rc) {	/* next address on a new socket: swap wsi */
-			struct lws *old = r->ws;
-
-			r->ws = NULL;
-			if (tn_link_adopt(r))
-				r->ws = old;	/* its close reports the failure */
-			return -1;	/* else the old wsi closes unnoticed */
+		if (!rc) {	/* the next address, on a new socket */
+			if (tn_loop_replace(l->w, l->fd))
+				return tn_err_set(&l->err, TN_E_INTERNAL, 0,
+						  "cannot watch the tunnel socket");
+			tn_loop_deadline(l->w, TN_HS_SECS);
+			tn_loop_want_write(l->w);
+			return 0;
 		}
-		if (r->eng->cfg.proxy) {
-			r->phase = TN_PH_PROXY;
-			return tn_conn_proxy_send(r);
+		if (l->env->cfg->proxy) {
+			l->phase = TN_PH_PROXY;
+			return tn_conn_proxy_send(&l->conn, l->fd, &l->err);
 		}
-		if (tn_link_start_tls(r))
-			return -1;
-		return tn_link_tls_step(r);
+		return tn_link_start_tls(l);
 	case TN_PH_PROXY:
 		return 0;
 	case TN_PH_TLS:
-		return tn_link_tls_step(r);
+		return tn_link_tls_step(l);
 	case TN_PH_UPGRADE:
-		rc = tn_link_flush(r);
+		rc = tn_link_flush(l);
 		return rc < 0 ? -1 : 0;
 	case TN_PH_OPEN:
 		break;
 	}
-	return tn_link_writeable_open(r);
+	return tn_link_writeable_open(l);
 }
 
-static int tn_link_readable(struct tn_relay *r)
+static int tn_link_readable(struct tn_link *l)
 {
 	int rc;
 
-	switch (r->phase) {
+	switch (l->phase) {
 	case TN_PH_TCP:
 		return 0;	/* the outcome comes with POLLOUT */
 	case TN_PH_PROXY:
-		rc = tn_conn_proxy_rx(r);
+		rc = tn_conn_proxy_rx(&l->conn, l->fd, &l->err);
 		if (rc <= 0)
 			return rc;
-		if (tn_link_start_tls(r))
-			return -1;
-		return tn_link_tls_step(r);
+		return tn_link_start_tls(l);
 	case TN_PH_TLS:
-		return tn_link_tls_step(r);
+		return tn_link_tls_step(l);
 	case TN_PH_UPGRADE:
 	case TN_PH_OPEN:
 		break;
 	}
-	return tn_link_drain(r);
+	return tn_link_drain(l);
 }
 
 /* Keep-alive tick: a ping each interval; hang up when nothing at all has
  * arrived for the hang-up time (a paused WebSocket included, as with lws).
- * Also the moment to return idle ring buffers. */
-static int tn_link_timer(struct tn_relay *r)
+ * Also the moment to return an idle queue's buffer. */
+static int tn_link_timer(struct tn_link *l)
 {
-	const lws_retry_bo_t *rt = &r->eng->retry;
+	const struct tn_link_env *env = l->env;
 
-	if (r->rx_seen || r->ws_paused)
-		r->idle_secs = 0;
-	else if ((unsigned)r->idle_secs + rt->secs_since_valid_ping < 65535)
-		r->idle_secs = (uint16_t)(r->idle_secs + rt->secs_since_valid_ping);
-	r->rx_seen = 0;
-	if (r->idle_secs >= rt->secs_since_valid_hangup) {
-		tn_err_set(&r->err, TN_E_CLOSED, 0, "%s stopped answering", r->eng->cfg.host);
+	if (l->rx_seen || l->paused)
+		l->idle_secs = 0;
+	else if (l->idle_secs + env->ping_secs < 65535)
+		l->idle_secs = (uint16_t)(l->idle_secs + env->ping_secs);
+	l->rx_seen = 0;
+	if (l->idle_secs >= env->hangup_secs) {
+		tn_err_set(&l->err, TN_E_CLOSED, 0, "%s stopped answering", env->cfg->host);
 		return -1;
 	}
-	tn_ring_trim(&r->up);
-	tn_ring_trim(&r->down);
-	if (!r->close_sent && !r->peer_closed) {
-		r->ping_due = 1;
-		tn_link_want_write(r);
+	tn_ring_trim(&l->up);
+	if (!l->close_sent && !l->peer_closed) {
+		l->ping_due = 1;
+		tn_link_want_write(l);
 	}
-	lws_set_timer_usecs(r->ws, (lws_usec_t)rt->secs_since_valid_ping * LWS_US_PER_SEC);
+	tn_loop_timer(l->w, (int64_t)env->ping_secs * 1000000);
 	return 0;
 }
 
-int tn_link_callback(struct lws *wsi, enum lws_callback_reasons reason, struct tn_relay *r)
+/* The connection went away before it opened and nothing said why: either
+ * the handshake deadline fired (the server stayed silent) or the peer hung up. */
+static void tn_link_note_handshake_end(struct tn_link *l)
 {
-	(void)wsi;
-	switch (reason) {
-	case LWS_CALLBACK_RAW_WRITEABLE_FILE: {
-		int rc;
+	static const char *const step[] = {
+		[TN_PH_TCP] = "the TCP connection", [TN_PH_PROXY] = "the proxy's CONNECT",
+		[TN_PH_TLS] = "the TLS handshake", [TN_PH_UPGRADE] = "the WebSocket upgrade",
+		[TN_PH_OPEN] = "the WebSocket upgrade",
+	};
+	const char *host = l->env->cfg->host;
 
-		r->in_wcb = 1;
-		rc = tn_link_writeable(r);
-		r->in_wcb = 0;
-		if (!rc && r->rearm_due)
-			lws_sul_schedule(lws_get_context(r->ws), 0, &r->rearm, tn_link_rearm_cb, 1);
-		r->rearm_due = 0;
-		return rc;
-	}
-	case LWS_CALLBACK_RAW_RX_FILE:
-		return tn_link_readable(r);
-	case LWS_CALLBACK_TIMER:
-		return tn_link_timer(r);
-	default:
-		return 0;
-	}
+	if (l->err.kind != TN_OK)
+		return;
+	if (l->hs_started && tn_loop_now_us() - l->hs_started >= (int64_t)TN_HS_SECS * 1000000)
+		tn_err_set(&l->err, TN_E_TIMEOUT, 0, "%s did not complete %s within %d s", host,
+			   step[l->phase], TN_HS_SECS);
+	else
+		tn_err_set(&l->err, TN_E_CONNECT, 0, "%s closed the connection during %s", host,
+			   step[l->phase]);
 }
 
-void tn_link_free(struct tn_relay *r)
+static int tn_link_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_t len)
 {
-	lws_sul_cancel(&r->rearm);
-	tn_tls_free(r);
-	if (r->ai)
-		freeaddrinfo(r->ai);
-	r->ai = r->ai_next = NULL;
-	free(r->hs_buf);
-	r->hs_buf = NULL;
-	free(r->ws_accept);
-	r->ws_accept = NULL;
-	if (r->tx_pend)
-		explicit_bzero(r->tx_pend, r->tx_len);	/* may be the upgrade request */
-	free(r->tx_pend);
-	r->tx_pend = NULL;
+	struct tn_link *l = ctx;
+
+	(void)in;
+	(void)len;
+	switch (ev) {
+	case TN_LOOP_READ:
+		return tn_link_readable(l);
+	case TN_LOOP_WRITE:
+		return tn_link_writeable(l);
+	case TN_LOOP_TIMER:
+		return tn_link_timer(l);
+	case TN_LOOP_GONE:
+		l->w = NULL;
+		if (!l->opened)
+			tn_link_note_handshake_end(l);
+		tn_link_free(l);
+		l->ops->closed(l->ctx);	/* the owner may free l: nothing after this */
+		return 0;
+	}
+	return 0;
+}
+
+void tn_link_free(struct tn_link *l)
+{
+	tn_tls_free(&l->tls);
+	tn_conn_free(&l->conn);
+	tn_ws_free(&l->ws);
+	if (l->tx_pend)
+		explicit_bzero(l->tx_pend, l->tx_len);	/* may be the upgrade request */
+	free(l->tx_pend);
+	l->tx_pend = NULL;
+	l->tx_len = l->tx_off = 0;
+	tn_ring_free(&l->up);
 }

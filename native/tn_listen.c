@@ -13,9 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "tn_engine.h"
+#include "tn_listen.h"
 
-int tn_listen_open(const char *addr, int port, int *fd_out, int *port_out, struct tn_err *err)
+int tn_listen_open(struct tn_listen *l, struct tn_relay_env *env, const char *addr, int port,
+		   struct tn_err *err)
 {
 	struct addrinfo hints, *res = NULL;
 	struct sockaddr_storage ss;
@@ -23,7 +24,10 @@ int tn_listen_open(const char *addr, int port, int *fd_out, int *port_out, struc
 	char service[16];
 	int fd, one = 1, rc, e;
 
-	*fd_out = -1;
+	memset(l, 0, sizeof(*l));
+	l->env = env;
+	l->addr = addr;
+	l->fd = -1;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -48,7 +52,7 @@ int tn_listen_open(const char *addr, int port, int *fd_out, int *port_out, struc
 		freeaddrinfo(res);
 		if (e == EADDRINUSE)
 			return tn_err_set(err, TN_E_BIND, 0,
-					  "port %d on %s is already in use; choose another with --port",
+					  "port %d on %s is already in use",
 					  port, addr);
 		return tn_err_set(err, TN_E_BIND, 0, "cannot listen on %s port %d: %s",
 				  addr, port, strerror(e));
@@ -59,10 +63,10 @@ int tn_listen_open(const char *addr, int port, int *fd_out, int *port_out, struc
 		close(fd);
 		return tn_err_set(err, TN_E_BIND, 0, "getsockname: %s", strerror(e));
 	}
-	*port_out = ntohs(ss.ss_family == AF_INET6 ?
+	l->port = ntohs(ss.ss_family == AF_INET6 ?
 			  ((struct sockaddr_in6 *)&ss)->sin6_port :
 			  ((struct sockaddr_in *)&ss)->sin_port);
-	*fd_out = fd;
+	l->fd = fd;
 	return 0;
 }
 
@@ -85,48 +89,22 @@ static void tn_peer_name(const struct sockaddr_storage *ss, char *out, size_t ou
 	snprintf(out, outlen, "%s:%d", host, port);
 }
 
-/* Service thread: relay one connected local socket (accepted, or adopted
- * through tn_engine_adopt). fd is ours: closed on every failure. */
-void tn_listen_relay_fd(struct tn_engine *eng, int fd, const char *peer)
+void tn_listen_relay_fd(struct tn_relay_env *env, int fd, const char *peer)
 {
-	lws_sock_file_fd_type sfd;
-	struct tn_relay *r;
+	struct tn_relay *r = tn_relay_new(env, peer);
 
-	r = tn_relay_new(eng);
 	if (!r) {
 		close(fd);
-		atomic_fetch_add(&eng->stats.failures, 1);
+		atomic_fetch_add(&env->stats.failures, 1);
 		return;
 	}
-	snprintf(r->peer, sizeof(r->peer), "%s", peer);
-	atomic_fetch_add(&eng->stats.open, 1);
-	atomic_fetch_add(&eng->stats.total, 1);
-
-	sfd.sockfd = fd;
-	r->local = lws_adopt_descriptor_vhost(eng->vh, LWS_ADOPT_SOCKET, sfd, "tunnel-local", NULL);
-	if (!r->local) {	/* lws closed fd */
-		tn_err_set(&r->err, TN_E_INTERNAL, 0, "cannot adopt the local connection");
-		r->local_gone = 1;
-		r->ws_gone = 1;
-		tn_relay_finish(r);
-		return;
-	}
-	lws_set_opaque_user_data(r->local, r);
-	tn_relay_connect(r);
+	atomic_fetch_add(&env->stats.open, 1);
+	atomic_fetch_add(&env->stats.total, 1);
+	tn_relay_start(r, fd);	/* failures are reported through the relay */
 }
 
 #define TN_LISTEN_BACKOFF_US	(100 * 1000)
-#define TN_LISTEN_TELL_US	(5 * LWS_US_PER_SEC)	/* one event per episode, at most this often */
-
-static void tn_listen_resume(lws_sorted_usec_list_t *sul)
-{
-	struct tn_engine *eng = lws_container_of(sul, struct tn_engine, listen_sul);
-
-	if (!eng->listen_paused || !eng->listen_wsi)
-		return;
-	eng->listen_paused = 0;
-	lws_rx_flow_control(eng->listen_wsi, 1);
-}
+#define TN_LISTEN_TELL_US	(5 * 1000000)	/* one event per episode, at most this often */
 
 /*
  * accept() found no descriptor (or memory) for the connection: it stays in
@@ -134,21 +112,20 @@ static void tn_listen_resume(lws_sorted_usec_list_t *sul)
  * would spin at 100% CPU until something closes. Stop watching the
  * listener for a moment instead, and tell the user why connections wait.
  */
-static void tn_listen_back_off(struct tn_engine *eng, int e)
+static void tn_listen_back_off(struct tn_listen *l, int e)
 {
-	lws_usec_t now = lws_now_usecs();
+	int64_t now = tn_loop_now_us();
 	struct tn_event ev;
 	struct tn_err err;
 
-	if (!eng->listen_wsi || eng->listen_paused)
+	if (!l->w || l->paused)
 		return;
-	eng->listen_paused = 1;
-	lws_rx_flow_control(eng->listen_wsi, 0);
-	lws_sul_schedule(lws_get_context(eng->listen_wsi), 0, &eng->listen_sul, tn_listen_resume,
-			 TN_LISTEN_BACKOFF_US);
-	if (eng->listen_told && now - eng->listen_told < TN_LISTEN_TELL_US)
+	l->paused = 1;
+	tn_loop_pause(l->w, 1);
+	tn_loop_timer(l->w, TN_LISTEN_BACKOFF_US);
+	if (l->told && now - l->told < TN_LISTEN_TELL_US)
 		return;
-	eng->listen_told = now;
+	l->told = now;
 	if (tn_err_is_fds(e))
 		tn_err_set_fds(&err, e, "accepting a local connection; it waits until one is free");
 	else
@@ -157,23 +134,16 @@ static void tn_listen_back_off(struct tn_engine *eng, int e)
 	memset(&ev, 0, sizeof(ev));
 	ev.kind = TN_EV_FAILED;
 	ev.error_kind = err.kind;
-	snprintf(ev.peer, sizeof(ev.peer), "%s:%d", eng->cfg.bind_addr, eng->port);
+	snprintf(ev.peer, sizeof(ev.peer), "%s:%d", l->addr, l->port);
 	snprintf(ev.message, sizeof(ev.message), "%s", err.msg);
-	tn_events_push(&eng->events, &ev);
+	tn_events_push(&l->env->events, &ev);
 }
 
-/* Service thread, before the context goes. */
-void tn_listen_stop(struct tn_engine *eng)
+/* Listener readable: accept everything pending. Failures of one accept
+ * never stop the listener. */
+static int tn_listen_accept(struct tn_listen *l)
 {
-	lws_sul_cancel(&eng->listen_sul);
-	eng->listen_paused = 0;
-}
-
-/* Service thread, listener readable: accept everything pending. Failures
- * of one accept never stop the listener. */
-int tn_listen_accept(struct tn_engine *eng)
-{
-	if (eng->listen_paused)
+	if (l->paused)
 		return 0;	/* a readiness reported before the pause */
 	for (;;) {
 		struct sockaddr_storage ss;
@@ -181,19 +151,54 @@ int tn_listen_accept(struct tn_engine *eng)
 		char peer[64];
 		int one = 1, fd;
 
-		fd = accept4(eng->listen_fd, (struct sockaddr *)&ss, &sl,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			int e = errno;
 
 			if (e == EINTR || e == ECONNABORTED)
 				continue;
 			if (tn_err_is_fds(e) || e == ENOBUFS || e == ENOMEM)
-				tn_listen_back_off(eng, e);
+				tn_listen_back_off(l, e);
 			return 0;	/* EAGAIN: drained */
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		tn_peer_name(&ss, peer, sizeof(peer));
-		tn_listen_relay_fd(eng, fd, peer);
+		tn_listen_relay_fd(l->env, fd, peer);
 	}
+}
+
+static int tn_listen_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_t len)
+{
+	struct tn_listen *l = ctx;
+
+	(void)in;
+	(void)len;
+	switch (ev) {
+	case TN_LOOP_READ:
+		return tn_listen_accept(l);
+	case TN_LOOP_TIMER:	/* the back-off is over */
+		if (l->paused) {
+			l->paused = 0;
+			tn_loop_pause(l->w, 0);
+		}
+		return 0;
+	case TN_LOOP_GONE:	/* nothing may pause it any more */
+		l->w = NULL;
+		l->paused = 0;
+		return 0;
+	case TN_LOOP_WRITE:
+		break;
+	}
+	return 0;
+}
+
+int tn_listen_watch(struct tn_listen *l, struct tn_err *err)
+{
+	/* our own socket (precise bind errors, port 0) runs in the loop */
+	l->w = tn_loop_adopt(l->env->link.loop, l->fd, TN_WATCH_FILE, tn_listen_event, l);
+	if (!l->w) {	/* the loop closed it */
+		l->fd = -1;
+		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot watch the listening socket");
+	}
+	return 0;
 }

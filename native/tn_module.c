@@ -15,7 +15,9 @@
 
 #include <curl/curl.h>
 
+#include "tn_config.h"
 #include "tn_engine.h"
+#include "tn_loop.h"
 #include "tn_probe.h"
 #include "tn_pump.h"
 #include "tn_time.h"
@@ -226,7 +228,7 @@ static PyObject *Engine_stop(EngineObject *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *Engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
-	struct tn_stats *s = &self->eng->stats;
+	struct tn_stats *s = &self->eng->env.stats;
 
 	/* atomics only: never blocks on the service thread */
 	return Py_BuildValue("{sKsKsKsKsK}",
@@ -253,7 +255,7 @@ static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(igno
 	}
 	do {
 		Py_BEGIN_ALLOW_THREADS
-		n = tn_events_drain(&self->eng->events, evs, BATCH);
+		n = tn_events_drain(&self->eng->env.events, evs, BATCH);
 		Py_END_ALLOW_THREADS
 		for (i = 0; i < n; i++) {
 			PyObject *t;
@@ -299,7 +301,7 @@ static PyObject *Engine_wait(EngineObject *self, PyObject *args)
 			    left < 0 ? 0 : (int)left;
 
 		Py_BEGIN_ALLOW_THREADS
-		rc = tn_events_wait(&self->eng->events, slice);
+		rc = tn_events_wait(&self->eng->env.events, slice);
 		Py_END_ALLOW_THREADS
 		if (PyErr_CheckSignals())
 			return NULL;
@@ -330,8 +332,7 @@ static PyObject *Engine_adopt(EngineObject *self, PyObject *args)
 
 static PyObject *Engine_running(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
-	return PyBool_FromLong(atomic_load(&self->eng->running) &&
-			       !atomic_load(&self->eng->stopping));
+	return PyBool_FromLong(tn_engine_running(self->eng));
 }
 
 static PyMethodDef Engine_methods[] = {
@@ -568,23 +569,12 @@ static PyMethodDef tn_functions[] = {
 	{ NULL, NULL, 0, NULL }
 };
 
-static int lws_log_wanted = -1;
-
-/* lws logs go nowhere unless WEBAPP_TUNNEL_DEBUG is set (lws never logs
- * header values at the levels enabled here). */
-static void tn_lws_log(int level, const char *line)
-{
-	(void)level;
-	if (lws_log_wanted)
-		fputs(line, stderr);
-}
-
 static int tn_exec(PyObject *m)
 {
 	tn_state *st = PyModule_GetState(m);
 
-	lws_log_wanted = getenv("WEBAPP_TUNNEL_DEBUG") != NULL;
-	lws_set_log_level(lws_log_wanted ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, tn_lws_log);
+	/* library diagnostics go nowhere unless WEBAPP_TUNNEL_DEBUG is set */
+	tn_loop_log(getenv("WEBAPP_TUNNEL_DEBUG") != NULL);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		PyErr_SetString(PyExc_ImportError, "libcurl failed to initialise");
 		return -1;

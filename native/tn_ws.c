@@ -1,12 +1,11 @@
 /*
- * tn_ws.c - the client side of RFC 6455 over an lws raw TLS connection:
- * the upgrade request, the 101 check, and frame parsing and building.
+ * tn_ws.c - the client side of RFC 6455 as a codec (see tn_ws.h): the
+ * upgrade request, the 101 check, and frame building and parsing.
  *
  * Why not lws' own ws client role: in lws 4.1 it parses every received
  * byte through a per-byte state machine call (about 10 CPU-seconds per
  * GiB downloaded) and masks byte by byte on send. Here payload runs are
- * handed on whole and masking works a word at a time. tn_link.c moves the
- * bytes (TCP, proxy, TLS); this file only knows the wire format.
+ * handed on whole and masking works a word at a time.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,28 +15,37 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-#include "tn_engine.h"
+#include "tn_ws.h"
 
 #define TN_WS_GUID	"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 /* xorshift64*: mask keys only need to vary, TLS already hides the data */
-static uint32_t tn_ws_rand32(struct tn_engine *eng)
+static uint32_t tn_ws_rand32(struct tn_ws *ws)
 {
-	uint64_t x = eng->mask_seed;
+	uint64_t x = ws->seed;
 
 	x ^= x >> 12;
 	x ^= x << 25;
 	x ^= x >> 27;
-	eng->mask_seed = x;
+	ws->seed = x;
 	return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
-void tn_ws_seed(struct tn_engine *eng)
+void tn_ws_init(struct tn_ws *ws, const char *host, uint64_t seed)
 {
-	if (getrandom(&eng->mask_seed, sizeof(eng->mask_seed), 0) != sizeof(eng->mask_seed))
-		eng->mask_seed = (uint64_t)(uintptr_t)eng ^ 0x9E3779B97F4A7C15ULL;
-	if (!eng->mask_seed)
-		eng->mask_seed = 0x9E3779B97F4A7C15ULL;
+	memset(ws, 0, sizeof(*ws));
+	ws->host = host;
+	ws->need = 2;	/* expecting a frame header */
+	if (!seed && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = (uint64_t)(uintptr_t)ws ^ 0x9E3779B97F4A7C15ULL;
+	ws->seed = seed ? seed : 0x9E3779B97F4A7C15ULL;
+}
+
+void tn_ws_free(struct tn_ws *ws)
+{
+	free(ws->ans);
+	ws->ans = NULL;
+	ws->ans_len = 0;
 }
 
 /* accept = base64(sha1(key + GUID)), RFC 6455 section 4.2.2 */
@@ -54,40 +62,37 @@ static void tn_ws_accept_for(const char *key, char out[29])
 	out[28] = '\0';
 }
 
-int tn_ws_request(struct tn_relay *r, char *buf, size_t cap)
+int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t cap)
 {
-	const struct tn_config *c = &r->eng->cfg;
 	unsigned char nonce[16];
 	char key[25], host[300], extra[400];
 	int n, e = 0;
 	size_t i;
 
 	for (i = 0; i < sizeof(nonce); i += 4) {
-		uint32_t v = tn_ws_rand32(r->eng);
+		uint32_t v = tn_ws_rand32(ws);
 
 		memcpy(nonce + i, &v, 4);
 	}
 	EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
 	key[24] = '\0';
-	r->ws_accept = malloc(29);
-	if (!r->ws_accept)
-		return -1;
-	tn_ws_accept_for(key, r->ws_accept);
+	tn_ws_accept_for(key, ws->accept);
+	ws->bearer = !strncasecmp(q->authorization, "Bearer", 6);
 
-	if (c->port == 443)
-		snprintf(host, sizeof(host), "%s", c->host);
+	if (q->port == 443)
+		snprintf(host, sizeof(host), "%s", q->host);
 	else
-		snprintf(host, sizeof(host), "%s:%d", c->host, c->port);
+		snprintf(host, sizeof(host), "%s:%d", q->host, q->port);
 	extra[0] = '\0';
-	if (c->instance) {
-		n = snprintf(extra, sizeof(extra), "Cookie: ARRAffinity=%s\r\n", c->instance);
+	if (q->instance) {
+		n = snprintf(extra, sizeof(extra), "Cookie: ARRAffinity=%s\r\n", q->instance);
 		if (n < 0 || (size_t)n >= sizeof(extra))
 			return -1;
 		e = n;
 	}
-	if (c->target_port) {
+	if (q->target_port) {
 		n = snprintf(extra + e, sizeof(extra) - (size_t)e, "AppsvcTunnelPort: %d\r\n",
-			     c->target_port);
+			     q->target_port);
 		if (n < 0 || (size_t)n >= sizeof(extra) - (size_t)e)
 			return -1;
 	}
@@ -102,7 +107,7 @@ int tn_ws_request(struct tn_relay *r, char *buf, size_t cap)
 		     "Sec-WebSocket-Key: %s\r\n"
 		     "Sec-WebSocket-Version: 13\r\n"
 		     "Authorization: %s\r\n"
-		     "%s\r\n", host, host, key, c->authorization, extra);
+		     "%s\r\n", host, host, key, q->authorization, extra);
 	if (n < 0 || (size_t)n >= cap)
 		return -1;
 	return n;
@@ -133,26 +138,34 @@ static const char *tn_ws_header(const char *hs, const char *name, size_t *vlen)
 	return NULL;
 }
 
-/*
- * Feeds handshake bytes. Returns -1 (r->err set) on a refusal or a bad
- * answer, 0 while the header block is incomplete, else the number of
- * bytes of `in` that belonged to it (the rest is WebSocket data).
- */
-ssize_t tn_ws_handshake_rx(struct tn_relay *r, const unsigned char *in, size_t len)
+/* The server answered the upgrade with something other than 101: facts
+ * only (what the user can do about it is said in Python). */
+static int tn_ws_refused(struct tn_ws *ws, unsigned status, struct tn_err *err)
 {
-	size_t take = len, old = r->hs_len, vlen, hdr_len;
+	if (status == 401 || status == 403)
+		return tn_err_set(err, TN_E_AUTH, (int)status,
+				  "%s refused the credentials (HTTP %u); %s authentication was used",
+				  ws->host, status, ws->bearer ? "Bearer" : "Basic");
+	return tn_err_set(err, TN_E_HTTP, (int)status, "%s answered HTTP %u to the tunnel request",
+			  ws->host, status);
+}
+
+ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
+			   struct tn_err *err)
+{
+	size_t take = len, old = ws->ans_len, vlen, hdr_len;
 	const char *end, *v;
 	unsigned int status;
 
-	if (!r->hs_buf) {
-		r->hs_buf = malloc(TN_HS_MAX + 1);
-		if (!r->hs_buf)
-			return tn_err_set(&r->err, TN_E_INTERNAL, 0, "out of memory");
+	if (!ws->ans) {
+		ws->ans = malloc(TN_WS_ANSWER_MAX + 1);
+		if (!ws->ans)
+			return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
 	}
-	if (take > TN_HS_MAX - old)
-		take = TN_HS_MAX - old;
-	memcpy(r->hs_buf + old, in, take);
-	r->hs_len = old + take;
+	if (take > TN_WS_ANSWER_MAX - old)
+		take = TN_WS_ANSWER_MAX - old;
+	memcpy(ws->ans + old, in, take);
+	ws->ans_len = old + take;
 	/* The read may go on past the header block into WebSocket frames
 	 * (binary, NULs included): find the end first, by length, and hold
 	 * only the header block to the no-NUL rule (a NUL would hide its end
@@ -160,37 +173,29 @@ ssize_t tn_ws_handshake_rx(struct tn_relay *r, const unsigned char *in, size_t l
 	{
 		size_t from = old > 3 ? old - 3 : 0;
 
-		end = memmem(r->hs_buf + from, r->hs_len - from, "\r\n\r\n", 4);
+		end = memmem(ws->ans + from, ws->ans_len - from, "\r\n\r\n", 4);
 	}
-	hdr_len = end ? (size_t)(end + 4 - r->hs_buf) : r->hs_len;
-	if (hdr_len > old && memchr(r->hs_buf + old, '\0', hdr_len - old))
-		return tn_err_set(&r->err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer",
-				  r->eng->cfg.host);
-	r->hs_buf[hdr_len] = '\0';
+	hdr_len = end ? (size_t)(end + 4 - ws->ans) : ws->ans_len;
+	if (hdr_len > old && memchr(ws->ans + old, '\0', hdr_len - old))
+		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
+	ws->ans[hdr_len] = '\0';
 	if (!end) {
-		if (r->hs_len >= TN_HS_MAX)
-			return tn_err_set(&r->err, TN_E_HTTP, 0,
-					  "%s sent an oversized HTTP answer", r->eng->cfg.host);
+		if (ws->ans_len >= TN_WS_ANSWER_MAX)
+			return tn_err_set(err, TN_E_HTTP, 0, "%s sent an oversized HTTP answer",
+					  ws->host);
 		return 0;
 	}
-	if (sscanf(r->hs_buf, "HTTP/1.%*1[01] %3u", &status) != 1)
-		return tn_err_set(&r->err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer",
-				  r->eng->cfg.host);
-	if (status != 101) {
-		tn_classify_http_status(r->eng, r, status);
-		return -1;
-	}
-	v = tn_ws_header(r->hs_buf, "Sec-WebSocket-Accept", &vlen);
-	if (!v || vlen != 28 || memcmp(v, r->ws_accept, 28))
-		return tn_err_set(&r->err, TN_E_HTTP, 101,
+	if (sscanf(ws->ans, "HTTP/1.%*1[01] %3u", &status) != 1)
+		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
+	if (status != 101)
+		return tn_ws_refused(ws, status, err);
+	v = tn_ws_header(ws->ans, "Sec-WebSocket-Accept", &vlen);
+	if (!v || vlen != 28 || memcmp(v, ws->accept, 28))
+		return tn_err_set(err, TN_E_HTTP, 101,
 				  "%s answered the upgrade without a valid Sec-WebSocket-Accept",
-				  r->eng->cfg.host);
-	take = (size_t)(end + 4 - r->hs_buf) - old;
-	free(r->hs_buf);
-	r->hs_buf = NULL;
-	r->hs_len = 0;
-	free(r->ws_accept);
-	r->ws_accept = NULL;
+				  ws->host);
+	take = hdr_len - old;
+	tn_ws_free(ws);
 	return (ssize_t)take;
 }
 
@@ -217,11 +222,11 @@ static void tn_ws_mask(unsigned char *dst, const unsigned char *src, size_t n,
 		dst[i] = src[i] ^ k[i & 7];
 }
 
-size_t tn_ws_frame(struct tn_engine *eng, int opcode, const unsigned char *src, size_t n,
-		   unsigned char **out)
+size_t tn_ws_frame(struct tn_ws *ws, int opcode, unsigned char *payload,
+		   const unsigned char *src, size_t n, unsigned char **out)
 {
-	unsigned char hdr[TN_WS_HDR_MAX], key[4], *payload = eng->txbuf + TN_WS_HDR_MAX;
-	uint32_t m = tn_ws_rand32(eng);
+	unsigned char hdr[TN_WS_HDR_MAX], key[4];
+	uint32_t m = tn_ws_rand32(ws);
 	size_t h = 0;
 
 	hdr[h++] = (unsigned char)(0x80 | opcode);	/* FIN: we never fragment */
@@ -254,90 +259,117 @@ static int tn_ws_opcode_known(unsigned op)
 	return op <= 2 || (op >= 8 && op <= 10);
 }
 
-/*
- * Parses WebSocket bytes from the server: data payload runs go to
- * tn_relay_ws_payload() as they are (no copy); control frames are
- * collected and handed to tn_link_control(). Returns -1 to close, else 0.
- */
-int tn_ws_parse(struct tn_relay *r, unsigned char *in, size_t len)
+/* The two first header bytes are in: check them, learn the header's length. */
+static int tn_ws_header_start(struct tn_ws *ws, struct tn_err *err)
 {
-	struct tn_wsp *p = &r->wsp;
+	unsigned l7 = ws->hdr[1] & 0x7f;
 
-	while (len) {
-		if (p->need) {	/* collecting a header */
-			size_t want;
+	if (ws->hdr[0] & 0x70)
+		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent a frame with reserved bits set",
+				  ws->host);
+	/* RFC 6455 5.1: a client must close on a masked frame */
+	if (ws->hdr[1] & 0x80)
+		return tn_err_set(err, TN_E_PROTOCOL, 0,
+				  "%s sent a masked frame (servers never mask)", ws->host);
+	if (!tn_ws_opcode_known(ws->hdr[0] & 0x0f))
+		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent a frame with unknown opcode %u",
+				  ws->host, ws->hdr[0] & 0x0fu);
+	ws->need = (uint8_t)(2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0));
+	return 0;
+}
 
-			p->hdr[p->hlen++] = *in++;
-			len--;
-			if (p->hlen == 2) {
-				unsigned l7 = p->hdr[1] & 0x7f;
+/* The whole header is in: the frame's opcode and length. */
+static int tn_ws_header_done(struct tn_ws *ws, struct tn_err *err)
+{
+	unsigned l7 = ws->hdr[1] & 0x7f, i;
+	uint64_t plen = l7;
 
-				if (p->hdr[0] & 0x70)
-					return tn_err_set(&r->err, TN_E_PROTOCOL, 0,
-							  "%s sent a frame with reserved bits set",
-							  r->eng->cfg.host);
-				/* RFC 6455 5.1: a client must close on a masked frame */
-				if (p->hdr[1] & 0x80)
-					return tn_err_set(&r->err, TN_E_PROTOCOL, 0,
-							  "%s sent a masked frame (servers never mask)",
-							  r->eng->cfg.host);
-				if (!tn_ws_opcode_known(p->hdr[0] & 0x0f))
-					return tn_err_set(&r->err, TN_E_PROTOCOL, 0,
-							  "%s sent a frame with unknown opcode %u",
-							  r->eng->cfg.host, p->hdr[0] & 0x0fu);
-				want = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
-				p->need = (uint8_t)want;
-			}
-			if (p->hlen < p->need)
+	if (l7 == 126) {
+		plen = ((uint64_t)ws->hdr[2] << 8) | ws->hdr[3];
+	} else if (l7 == 127) {
+		plen = 0;
+		for (i = 0; i < 8; i++)
+			plen = (plen << 8) | ws->hdr[2 + i];
+	}
+	ws->opcode = ws->hdr[0] & 0x0f;
+	ws->remain = plen;
+	ws->ctl_len = 0;
+	if (ws->opcode >= 8 && (plen > sizeof(ws->ctl) || !(ws->hdr[0] & 0x80)))
+		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent an invalid control frame",
+				  ws->host);
+	if (plen > TN_RX_FRAME_MAX)
+		return tn_err_set(err, TN_E_PROTOCOL, 0,
+				  "%s sent a frame of %llu bytes (at most %u accepted)", ws->host,
+				  (unsigned long long)plen, TN_RX_FRAME_MAX);
+	ws->need = 0;
+	ws->hlen = 0;
+	return 0;
+}
+
+/* A frame ended: a control frame is an event; expect the next header. */
+static int tn_ws_frame_end(struct tn_ws *ws, struct tn_ws_msg *m)
+{
+	int op = ws->opcode;
+
+	ws->need = 2;
+	ws->hlen = 0;
+	if (op < 8)
+		return TN_WS_MORE;
+	m->p = ws->ctl;
+	m->n = ws->ctl_len;
+	if (op == TN_WS_OP_CLOSE) {
+		ws->closed = 1;
+		return TN_WS_CLOSE;
+	}
+	return op == TN_WS_OP_PING ? TN_WS_PING : TN_WS_PONG;
+}
+
+int tn_ws_next(struct tn_ws *ws, unsigned char **in, size_t *len, struct tn_ws_msg *m,
+	       struct tn_err *err)
+{
+	while (*len && !ws->closed) {
+		if (ws->need) {	/* collecting a header */
+			ws->hdr[ws->hlen++] = **in;
+			(*in)++;
+			(*len)--;
+			if (ws->hlen == 2 && tn_ws_header_start(ws, err))
+				return -1;
+			if (ws->hlen < ws->need)
 				continue;
-			/* header complete */
-			{
-				unsigned l7 = p->hdr[1] & 0x7f, i;
-				uint64_t plen = l7;
-
-				if (l7 == 126) {
-					plen = ((uint64_t)p->hdr[2] << 8) | p->hdr[3];
-				} else if (l7 == 127) {
-					plen = 0;
-					for (i = 0; i < 8; i++)
-						plen = (plen << 8) | p->hdr[2 + i];
-				}
-				p->opcode = p->hdr[0] & 0x0f;
-				p->remain = plen;
-				p->ctl_len = 0;
-				if (p->opcode >= 8 && (plen > sizeof(p->ctl) || !(p->hdr[0] & 0x80)))
-					return tn_err_set(&r->err, TN_E_PROTOCOL, 0,
-							  "%s sent an invalid control frame",
-							  r->eng->cfg.host);
-				if (plen > TN_RX_FRAME_MAX)
-					return tn_err_set(&r->err, TN_E_PROTOCOL, 0,
-							  "%s sent a frame of %llu bytes (at most %u accepted)",
-							  r->eng->cfg.host, (unsigned long long)plen,
-							  TN_RX_FRAME_MAX);
-				p->need = 0;
-				p->hlen = 0;
-			}
+			if (tn_ws_header_done(ws, err))
+				return -1;
 		} else {
-			size_t n = p->remain < len ? (size_t)p->remain : len;
+			size_t n = ws->remain < *len ? (size_t)ws->remain : *len;
+			unsigned char *p = *in;
 
-			if (p->opcode >= 8) {
-				memcpy(p->ctl + p->ctl_len, in, n);
-				p->ctl_len = (uint8_t)(p->ctl_len + n);
-			} else if (n && tn_relay_ws_payload(r, in, n)) {
-				return -1;
+			*in += n;
+			*len -= n;
+			ws->remain -= n;
+			if (ws->opcode < 8) {
+				if (!ws->remain) {	/* the next header follows */
+					ws->need = 2;
+					ws->hlen = 0;
+				}
+				if (n) {
+					m->p = p;
+					m->n = n;
+					return TN_WS_DATA;
+				}
+				continue;
 			}
-			in += n;
-			len -= n;
-			p->remain -= n;
+			memcpy(ws->ctl + ws->ctl_len, p, n);
+			ws->ctl_len = (uint8_t)(ws->ctl_len + n);
 		}
-		if (!p->need && !p->remain) {	/* frame complete */
-			if (p->opcode >= 8 && tn_link_control(r, p->opcode, p->ctl, p->ctl_len))
-				return -1;
-			if (r->peer_closed)
-				return 0;	/* nothing after a close frame counts */
-			p->need = 2;
-			p->hlen = 0;
+		if (!ws->need && !ws->remain) {	/* frame complete */
+			int ev = tn_ws_frame_end(ws, m);
+
+			if (ev != TN_WS_MORE)
+				return ev;
 		}
 	}
-	return 0;
+	if (ws->closed) {	/* nothing after a close frame counts */
+		*in += *len;
+		*len = 0;
+	}
+	return TN_WS_MORE;
 }

@@ -1,7 +1,9 @@
 /*
  * tn_link_test.c - the WebSocket writer's rule, one writer and one pending
- * buffer (run by tests/test_trust_native.py), on the real tn_link.c and
- * tn_ws.c with the socket and OpenSSL replaced by a model.
+ * buffer (run by tests/test_trust_native.py), on the real tn_link.c,
+ * tn_ws.c and tn_ring.c; the link's two seams below it are replaced: the
+ * TLS adapter (tn_tls.h) by a model of OpenSSL on a socket, the loop
+ * (tn_loop.h) by a record of the handler, which the test calls itself.
  *
  * The model keeps what OpenSSL promises a non-blocking writer: a record it
  * could not send whole is kept inside, and the next SSL_write must offer
@@ -15,9 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/ssl.h>
-
-#include "tn_engine.h"
+#include "tn_link.h"
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "FAIL %s:%d %s\n", __FILE__, __LINE__, #c); \
 			   return 1; } } while (0)
@@ -45,65 +45,101 @@ static void sink_add(const unsigned char *p, size_t n)
 	w.len += n;
 }
 
-ssize_t tn_tls_write(struct tn_relay *r, const unsigned char *p, size_t n)
+enum tn_io tn_tls_write(struct tn_tls *t, const unsigned char *p, size_t n, size_t *put,
+			struct tn_err *err)
 {
 	size_t rec = n < REC_MAX ? n : REC_MAX;
 
-	(void)r;
+	(void)t;
+	(void)err;
+	*put = 0;
 	if (w.pend_len) {
 		/* a retry: OpenSSL finishes its record from its own copy */
 		if (n < w.pend_len || memcmp(p, w.pend, w.pend_len))
 			w.violations++;
 		if (w.room < w.pend_len)
-			return 0;
+			return TN_IO_WANT_WRITE;
 		sink_add(w.pend, w.pend_len);
 		w.room -= w.pend_len;
-		rec = w.pend_len;
+		*put = w.pend_len;
 		w.pend_len = 0;
-		return (ssize_t)rec;
+		return TN_IO_DONE;
 	}
 	if (w.room < rec) {
 		memcpy(w.pend, p, rec);
 		w.pend_len = rec;
-		return 0;	/* SSL_ERROR_WANT_WRITE */
+		return TN_IO_WANT_WRITE;
 	}
 	sink_add(p, rec);
 	w.room -= rec;
-	return (ssize_t)rec;
+	*put = rec;
+	return TN_IO_DONE;
 }
 
-/* The rest of what tn_link.c and tn_ws.c call: nothing happens there. */
-int SSL_has_pending(const SSL *s) { (void)s; return 0; }
-int lws_callback_on_writable(struct lws *wsi) { (void)wsi; return 1; }
-void lws_set_timeout(struct lws *wsi, enum pending_timeout reason, int secs)
-{ (void)wsi; (void)reason; (void)secs; }
-void lws_set_timer_usecs(struct lws *wsi, lws_usec_t usecs) { (void)wsi; (void)usecs; }
-void lws_sul_schedule(struct lws_context *ctx, int tsi, lws_sorted_usec_list_t *sul,
-		      sul_cb_t cb, lws_usec_t us)
-{ (void)ctx; (void)tsi; (void)sul; (void)cb; (void)us; }
-void lws_sul_cancel(lws_sorted_usec_list_t *sul) { (void)sul; }
-struct lws_context *lws_get_context(const struct lws *wsi) { (void)wsi; return NULL; }
-lws_usec_t lws_now_usecs(void) { return 0; }
-void lws_set_opaque_user_data(struct lws *wsi, void *data) { (void)wsi; (void)data; }
-struct lws *lws_adopt_descriptor_vhost(struct lws_vhost *vh, lws_adoption_type type,
-				       lws_sock_file_fd_type fd, const char *prot, struct lws *parent)
-{ (void)vh; (void)type; (void)fd; (void)prot; (void)parent; return NULL; }
-int tn_conn_start(struct tn_relay *r) { (void)r; return -1; }
-int tn_conn_finish(struct tn_relay *r) { (void)r; return -1; }
-int tn_conn_proxy_send(struct tn_relay *r) { (void)r; return -1; }
-int tn_conn_proxy_rx(struct tn_relay *r) { (void)r; return -1; }
-void tn_relay_report_check(struct tn_relay *r) { (void)r; }
-void tn_relay_up_drained(struct tn_relay *r) { (void)r; }
-void tn_relay_ws_opened(struct tn_relay *r) { (void)r; }
-int tn_relay_ws_payload(struct tn_relay *r, unsigned char *p, size_t n)
-{ (void)r; (void)p; (void)n; return 0; }
-void tn_classify_http_status(struct tn_engine *eng, struct tn_relay *r, unsigned int status)
-{ (void)eng; (void)r; (void)status; }
-int tn_tls_start(struct tn_relay *r) { (void)r; return -1; }
-int tn_tls_handshake(struct tn_relay *r) { (void)r; return -1; }
-ssize_t tn_tls_read(struct tn_relay *r, unsigned char *buf, size_t cap)
-{ (void)r; (void)buf; (void)cap; return 0; }
-void tn_tls_free(struct tn_relay *r) { (void)r; }
+/* What the server sends, read in one go. */
+static struct {
+	unsigned char buf[256];
+	size_t len;
+} srv;
+
+enum tn_io tn_tls_read(struct tn_tls *t, unsigned char *buf, size_t cap, size_t *got,
+		       struct tn_err *err)
+{
+	(void)t;
+	(void)err;
+	*got = srv.len < cap ? srv.len : cap;
+	if (!*got)
+		return TN_IO_WANT_READ;
+	memcpy(buf, srv.buf, *got);
+	memmove(srv.buf, srv.buf + *got, srv.len - *got);
+	srv.len -= *got;
+	return TN_IO_DONE;
+}
+
+int tn_tls_pending(const struct tn_tls *t) { (void)t; return 0; }
+int tn_tls_start(struct tn_tls *t, struct ssl_ctx_st *ctx, int fd, const char *host, int bundle,
+		 struct tn_err *err)
+{ (void)t; (void)ctx; (void)fd; (void)host; (void)bundle; return tn_err_set(err, TN_E_TLS, 0, "model"); }
+enum tn_io tn_tls_handshake(struct tn_tls *t, struct tn_err *err) { (void)t; (void)err; return TN_IO_ERROR; }
+void tn_tls_free(struct tn_tls *t) { (void)t; }
+
+/* The connect: at once, on a descriptor nobody reads. */
+void tn_conn_init(struct tn_conn *c, const struct tn_config *cfg) { memset(c, 0, sizeof(*c)); c->cfg = cfg; }
+int tn_conn_start(struct tn_conn *c, int *fd, struct tn_err *err) { (void)c; (void)err; *fd = 1000; return 0; }
+int tn_conn_finish(struct tn_conn *c, int *fd, struct tn_err *err) { (void)c; (void)fd; (void)err; return 1; }
+int tn_conn_proxy_send(struct tn_conn *c, int fd, struct tn_err *err) { (void)c; (void)fd; (void)err; return -1; }
+int tn_conn_proxy_rx(struct tn_conn *c, int fd, struct tn_err *err) { (void)c; (void)fd; (void)err; return -1; }
+void tn_conn_free(struct tn_conn *c) { (void)c; }
+
+/* The loop: the link's handler is kept, and called by the test. */
+static struct {
+	tn_loop_fn fn;
+	void *ctx;
+} loop;
+
+struct tn_watch *tn_loop_adopt(struct tn_loop *lp, int fd, enum tn_watch_kind kind,
+			       tn_loop_fn fn, void *ctx)
+{
+	(void)lp; (void)fd; (void)kind;
+	loop.fn = fn;
+	loop.ctx = ctx;
+	return (struct tn_watch *)&loop;	/* never dereferenced */
+}
+int tn_loop_replace(struct tn_watch *wt, int fd) { (void)wt; (void)fd; return -1; }
+void tn_loop_want_write(struct tn_watch *wt) { (void)wt; }
+void tn_loop_pause(struct tn_watch *wt, int paused) { (void)wt; (void)paused; }
+void tn_loop_timer(struct tn_watch *wt, int64_t usecs) { (void)wt; (void)usecs; }
+void tn_loop_deadline(struct tn_watch *wt, int secs) { (void)wt; (void)secs; }
+void tn_loop_kill(struct tn_watch *wt) { (void)wt; }
+int64_t tn_loop_now_us(void) { return 0; }
+
+/* The owner: nothing is expected of it here. */
+static unsigned data_calls;
+static void own_opened(void *ctx) { (void)ctx; }
+static int own_data(void *ctx, const unsigned char *p, size_t n) { (void)ctx; (void)p; (void)n; data_calls++; return 0; }
+static void own_drained(void *ctx) { (void)ctx; }
+static void own_closed(void *ctx) { (void)ctx; }
+static const struct tn_link_ops ops = { own_opened, own_data, own_drained, own_closed };
 
 /* One masked client frame at sink[*off]: its opcode and unmasked payload. */
 static int next_frame(size_t *off, int *op, unsigned char *out, size_t cap, size_t *n)
@@ -135,57 +171,69 @@ static int next_frame(size_t *off, int *op, unsigned char *out, size_t cap, size
 	return 0;
 }
 
-static int writeable(struct tn_relay *r)
+static int writeable(void)
 {
-	return tn_link_callback(NULL, LWS_CALLBACK_RAW_WRITEABLE_FILE, r);
+	return loop.fn(loop.ctx, TN_LOOP_WRITE, NULL, 0);
+}
+
+static int readable(void)
+{
+	return loop.fn(loop.ctx, TN_LOOP_READ, NULL, 0);
 }
 
 int main(void)
 {
 	static const unsigned char ping[] = "are you there?";
 	static unsigned char data[100000], got[TN_FRAME_MAX];
-	struct tn_engine eng;
-	struct tn_relay r;
+	static struct tn_config cfg;
+	static struct tn_link_env env;
+	static struct tn_link l;
+	atomic_uint_fast64_t up = 0;
 	size_t off = 0, n, i, sent = 0;
 	int op;
 
-	memset(&eng, 0, sizeof(eng));
-	memset(&r, 0, sizeof(r));
-	eng.txbuf = malloc(TN_WS_HDR_MAX + TN_FRAME_MAX);
-	CHECK(eng.txbuf);
-	eng.cfg.host = "link.test";
-	eng.mask_seed = 0x9E3779B97F4A7C15ULL;
-	r.eng = &eng;
-	r.ws = (struct lws *)&r;	/* never dereferenced by the stubs */
-	r.phase = TN_PH_OPEN;
-	r.ws_up = 1;
-	r.wsp.need = 2;
-	tn_ring_init(&r.up, TN_RING_CAP);
-	tn_ring_init(&r.down, TN_RING_CAP);
+	cfg.host = "link.test";
+	env.cfg = &cfg;
+	env.txbuf = malloc(TN_WS_HDR_MAX + TN_FRAME_MAX);
+	env.rxbuf = malloc(TN_TLS_READ);
+	env.bytes_up = &up;
+	env.ping_secs = 30;
+	env.hangup_secs = 330;
+	CHECK(env.txbuf && env.rxbuf);
+	CHECK(tn_link_open(&l, &env, &ops, NULL) == 0 && loop.fn);
+	l.phase = TN_PH_OPEN;	/* as after the 101 */
+	l.opened = 1;
 	for (i = 0; i < sizeof(data); i++)
 		data[i] = (unsigned char)(i * 7 + 3);
 
 	/* a busy upload: the first frame only partly fits the socket */
-	CHECK(tn_ring_write(&r.up, data, sizeof(data)) == sizeof(data));
 	w.room = 20000;
-	CHECK(writeable(&r) == 0);
-	CHECK(r.tx_pend && w.pend_len);
+	CHECK(tn_link_send(&l, data, sizeof(data)) == (ssize_t)sizeof(data));
+	CHECK(writeable() == 0);
+	CHECK(l.tx_pend && w.pend_len);
 
 	/* the server sends a Ping, then a Close */
-	CHECK(tn_link_control(&r, TN_WS_OP_PING, ping, sizeof(ping) - 1) == 0);
-	unsigned char code[2] = { 0x03, 0xe8 };
-	CHECK(tn_link_control(&r, TN_WS_OP_CLOSE, code, 2) == 0);
+	srv.buf[srv.len++] = 0x80 | TN_WS_OP_PING;
+	srv.buf[srv.len++] = sizeof(ping) - 1;
+	memcpy(srv.buf + srv.len, ping, sizeof(ping) - 1);
+	srv.len += sizeof(ping) - 1;
+	srv.buf[srv.len++] = 0x80 | TN_WS_OP_CLOSE;
+	srv.buf[srv.len++] = 2;
+	srv.buf[srv.len++] = 0x03;
+	srv.buf[srv.len++] = 0xe8;
+	CHECK(readable() == 0);
+	CHECK(l.pong_due && l.peer_closed && !data_calls);
 
 	/* room for exactly what is pending: the pong meets a full socket */
-	w.room = r.tx_len - r.tx_off;
-	CHECK(writeable(&r) == 0);
+	w.room = l.tx_len - l.tx_off;
+	CHECK(writeable() == 0);
 	CHECK(w.violations == 0);
 
 	/* the socket drains: everything goes, the link is done after the close */
 	w.room = 1 << 20;
-	CHECK(writeable(&r) == -1);
+	CHECK(writeable() == -1);
 	CHECK(w.violations == 0);
-	CHECK(!r.tx_pend && !w.pend_len);
+	CHECK(!l.tx_pend && !w.pend_len);
 
 	/* what the server got: the data frame(s), the pong, the close, nothing else */
 	for (;;) {
@@ -201,10 +249,9 @@ int main(void)
 	CHECK(op == TN_WS_OP_CLOSE && n == 2 && got[0] == 0x03 && got[1] == 0xe8);
 	CHECK(off == w.len);
 
-	tn_link_free(&r);
-	tn_ring_free(&r.up);
-	tn_ring_free(&r.down);
-	free(eng.txbuf);
+	tn_link_free(&l);
+	free(env.txbuf);
+	free(env.rxbuf);
 	free(w.sink);
 	printf("link ok: %zu data bytes, pong, close; %zu bytes on the wire\n", sent, w.len);
 	return 0;

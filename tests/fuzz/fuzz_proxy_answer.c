@@ -7,12 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_stubs.h"
+#include "tn_conn.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct tn_engine eng;
-	struct tn_relay r;
+	struct tn_config cfg;
+	struct tn_conn conn;
+	struct tn_err err;
 	size_t step, off = 0;
 
 	if (size < 1)
@@ -20,17 +21,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	step = (size_t)data[0] % 300 + 1;
 	data++;
 	size--;
-	fuzz_setup(&eng, &r);
-	eng.cfg.proxy = "proxy.invalid:3128";
-	eng.cfg.port = 443;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.host = "fuzz.invalid";
+	cfg.port = 443;
+	cfg.proxy = "proxy.invalid:3128";
+	tn_conn_init(&conn, &cfg);
 	while (off < size) {
 		size_t n = size - off < step ? size - off : step;
-		int rc = tn_conn_proxy_answer(&r, (const char *)data + off, n);
+		int rc = tn_conn_proxy_answer(&conn, (const char *)data + off, n, &err);
 
 		if (rc)
 			break;
 		off += n;
 	}
-	free(r.hs_buf);
+	tn_conn_free(&conn);
 	return 0;
 }

@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_stubs.h"
+#include "tn_ws.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct tn_engine eng;
-	struct tn_relay r;
+	struct tn_ws ws;
+	struct tn_err err;
 	size_t step, off = 0;
 
 	if (size < 1)
@@ -21,13 +21,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	step = (size_t)data[0] % 200 + 1;
 	data++;
 	size--;
-	fuzz_setup(&eng, &r);
-	r.ws_accept = strdup("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-	if (!r.ws_accept)
-		return 0;
+	tn_ws_init(&ws, "fuzz.invalid", 1);
+	memcpy(ws.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", 29);
 	while (off < size) {
 		size_t n = size - off < step ? size - off : step;
-		ssize_t took = tn_ws_handshake_rx(&r, data + off, n);
+		ssize_t took = tn_ws_handshake_rx(&ws, data + off, n, &err);
 
 		if (took < 0)
 			break;
@@ -38,7 +36,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		off += n;
 	}
-	free(r.hs_buf);
-	free(r.ws_accept);
+	tn_ws_free(&ws);
 	return 0;
 }

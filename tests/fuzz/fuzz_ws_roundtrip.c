@@ -1,7 +1,7 @@
 /*
  * fuzz_ws_roundtrip.c - frames built by tn_ws_frame (masked, as a client
  * sends them) decode, by the plain reference decoder below, to exactly the
- * payload that went in; re-sent unmasked, as a server would, tn_ws_parse
+ * payload that went in; re-sent unmasked, as a server would, tn_ws_next
  * delivers that payload again, whatever the message sizes and read
  * boundaries. Checks the word-at-a-time masking and both sides' length
  * encodings against an independent reading of RFC 6455.
@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_stubs.h"
+#include "tn_config.h"
+#include "tn_ws.h"
 
 /* RFC 6455 5.2 read byte by byte: turns one client frame at `in` into the
  * same frame unmasked at `out`; returns the bytes consumed, or 0. */
@@ -47,10 +48,11 @@ static size_t ref_unmask(const unsigned char *in, size_t len, unsigned char *out
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct tn_engine eng;
-	struct tn_relay r;
-	unsigned char *wire = NULL, *frame;
-	size_t step, unit, wlen = 0, off;
+	struct tn_ws ws;
+	struct tn_ws_msg m;
+	struct tn_err err;
+	unsigned char *wire = NULL, *frame, *txbuf = NULL, *sink = NULL;
+	size_t step, unit, wlen = 0, off, slen = 0;
 
 	if (size < 2)
 		return 0;
@@ -58,14 +60,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unit = (size_t)data[1] * 263 % 70000 + 1;	/* crosses the 126 and 65536 encodings */
 	data += 2;
 	size -= 2;
-	fuzz_setup(&eng, &r);
-	eng.txbuf = malloc(TN_WS_HDR_MAX + TN_FRAME_MAX);
+	tn_ws_init(&ws, "fuzz.invalid", 0);
+	txbuf = malloc(TN_WS_HDR_MAX + TN_FRAME_MAX);
 	wire = malloc(size + (size / unit + 1) * TN_WS_HDR_MAX + 1);
-	fuzz_sink.buf = malloc(size + 1);
-	fuzz_sink.cap = size;
-	if (!eng.txbuf || !wire || !fuzz_sink.buf)
+	sink = malloc(size + 1);
+	if (!txbuf || !wire || !sink)
 		goto out;
-	tn_ws_seed(&eng);
 	for (off = 0; off < size;) {
 		size_t n = size - off, flen, ulen;
 
@@ -73,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			n = unit;
 		if (n > TN_FRAME_MAX)
 			n = TN_FRAME_MAX;
-		flen = tn_ws_frame(&eng, 2, data + off, n, &frame);
+		flen = tn_ws_frame(&ws, TN_WS_OP_BINARY, txbuf + TN_WS_HDR_MAX, data + off, n, &frame);
 		if (ref_unmask(frame, flen, wire + wlen, &ulen) != flen ||
 		    ulen != flen - 4 || memcmp(wire + wlen + ulen - n, data + off, n))
 			__builtin_trap();	/* tn_ws_frame built a wrong frame */
@@ -81,17 +81,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += n;
 	}
 	for (off = 0; off < wlen;) {
-		size_t n = wlen - off < step ? wlen - off : step;
+		size_t n = wlen - off < step ? wlen - off : step, left = n;
+		unsigned char *p = wire + off;
+		int ev;
 
-		if (tn_ws_parse(&r, wire + off, n))
-			__builtin_trap();	/* our own frames must parse */
+		while ((ev = tn_ws_next(&ws, &p, &left, &m, &err)) > 0) {
+			if (ev != TN_WS_DATA || slen + m.n > size)
+				__builtin_trap();	/* only our data frames went in */
+			memcpy(sink + slen, m.p, m.n);
+			slen += m.n;
+		}
+		if (ev < 0 || left)
+			__builtin_trap();	/* our own frames must decode */
 		off += n;
 	}
-	if (fuzz_sink.len != size || memcmp(fuzz_sink.buf, data, size))
+	if (slen != size || memcmp(sink, data, size))
 		__builtin_trap();
 out:
-	free(eng.txbuf);
+	tn_ws_free(&ws);
+	free(txbuf);
 	free(wire);
-	free(fuzz_sink.buf);
+	free(sink);
 	return 0;
 }

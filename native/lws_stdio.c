@@ -1,5 +1,5 @@
 /*
- * Linked into the tunnel engine only when libwebsockets is linked statically (setup.py).
+ * lws_stdio.c - stdin, stdout and stderr for the statically linked libwebsockets (setup.py).
  *
  * Debian's libwebsockets.a is compiled as position-independent *executable* code (-fPIE), not
  * position-independent *library* code: it addresses the C library's data objects stdin, stdout and

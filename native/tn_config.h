@@ -1,0 +1,32 @@
+/*
+ * tn_config.h - the tunnel's settings (plain data every layer may read)
+ * and the sizes the layers agree on.
+ */
+#ifndef TN_CONFIG_H
+#define TN_CONFIG_H
+
+#define TN_RING_CAP	(256 * 1024)	/* per direction, per connection */
+#define TN_LOCAL_CHUNK	(64 * 1024)	/* one read of a local socket */
+#define TN_TLS_READ	(64 * 1024)	/* decrypted bytes gathered per link read */
+/* OpenSSL's read-ahead buffer: one recv() brings several records */
+#define TN_TLS_READ_AHEAD	(64 * 1024)
+#define TN_FRAME_MAX	(64 * 1024)	/* largest binary message we send */
+#define TN_HS_MAX	8192		/* longest proxy / upgrade answer we accept */
+#define TN_HS_SECS	20		/* connect + proxy + TLS + upgrade deadline */
+
+struct tn_config {
+	char *host;		/* SCM host name (no port) */
+	int port;		/* SCM port (443) */
+	char *authorization;	/* full header value; wiped on free; under auth_mu once running */
+	char *bind_addr;	/* local listen address; NULL: no listener (tn_engine_adopt only) */
+	int bind_port;		/* 0: the kernel picks */
+	char *instance;		/* ARRAffinity cookie value, or NULL */
+	int target_port;	/* AppsvcTunnelPort, or 0 */
+	int ping_secs;		/* client keep-alive */
+	char *ca_file;		/* REQUESTS_CA_BUNDLE, or NULL: system store */
+	int verify;		/* 0 only when the user turned it off */
+	char *proxy;		/* "host:port" HTTP CONNECT proxy, or NULL; never credentials */
+	char *proxy_auth;	/* Proxy-Authorization value for CONNECT, or NULL; wiped on free */
+};
+
+#endif
