@@ -168,19 +168,19 @@ def stop_tunnel(engine):
 
 
 def event_reporter(endpoint):
-    """One warning per kind of failure once the tunnel is open, in the words of the error the same
-    failure gives at start, naming the instance."""
+    """One warning per kind of failure once the tunnel is open, naming the instance, in the words
+    `az webapp remote-connection doctor` uses for the hop that failed (the error the same failure
+    gives at start, under the doctor's title for its hop)."""
+    from azext_webapp._errors import after_start_warning, hop_of_kind, silent_container_message
     target = endpoint.target
 
     def failure_warning(kind, status, detail):
         error = tunnel_error(kind, status, detail, endpoint)
-        return f'A new connection failed{on_instance(endpoint.instance)}. {error}'
+        return after_start_warning(hop_of_kind(kind), endpoint.instance, str(error), target)
 
     def silent_container():
         port = endpoint.target_port or SSH_PORT
-        return (f'Container port {port} of {describe(target)}{on_instance(endpoint.instance)} stopped '
-                'answering: new connections are closed before it sends a byte. It answered when the tunnel '
-                'opened, so the process behind it (sshd for SSH) has probably stopped or the container '
-                f'restarted. {restart_advice(target)}')
+        return after_start_warning('banner', endpoint.instance,
+                                   silent_container_message(target, endpoint.instance, port), target)
 
     return EventReporter(failure_warning, silent_container)

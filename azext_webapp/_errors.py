@@ -137,6 +137,51 @@ def tunnel_error(kind, status, detail, endpoint):
     return AzureResponseError(f'The tunnel to {site} failed: {detail}.')
 
 
+# The hops between this machine and the container's sshd, in the order `az webapp remote-connection
+# doctor` checks them. The doctor's table and the tunnel's warnings after start use these words.
+HOPS = (
+    ('arm', 'Signed in and allowed to read the app (Azure Resource Manager)'),
+    ('app', 'App found, on Linux, running'),
+    ('scm', 'SCM host resolves and its certificate verifies'),
+    ('credentials', 'SCM site accepts the credentials'),
+    ('status', 'Container port answers (GetStatus)'),
+    ('websocket', 'WebSocket upgrade to the tunnel'),
+    ('banner', 'SSH banner through the tunnel'),
+    ('algorithms', "Container's SSH algorithms (this OpenSSH, the portal's browser SSH)"),
+    ('login', "Root login with the password 'Docker!'"),
+    ('sftp', 'sftp subsystem (sftp, scp)'),
+)
+HOP_TITLES = dict(HOPS)
+
+# The hop an engine failure of this kind belongs to.
+_HOP_OF_KIND = {'auth': 'credentials', 'tls': 'scm', 'dns': 'scm', 'connect': 'scm', 'proxy': 'scm',
+                'timeout': 'scm', 'resource': 'scm', 'closed': 'websocket', 'http': 'websocket'}
+
+
+def hop_of_kind(kind):
+    return _HOP_OF_KIND.get(kind, 'websocket')
+
+
+def doctor_command(target, instance=None):
+    slot = f' --slot {target.slot}' if target.slot else ''
+    one = f' --instance {instance}' if instance else ''
+    return f'az webapp remote-connection doctor -g {target.resource_group} -n {target.name}{slot}{one}'
+
+
+def after_start_warning(hop, instance, text, target):
+    """A failure of new connections once the tunnel is open, in the doctor's words for its hop."""
+    return (f"A new connection failed{on_instance(instance)} at the hop '{HOP_TITLES[hop]}'. {text} "
+            f'(`{doctor_command(target, instance)}` checks every hop.)')
+
+
+def silent_container_message(target, instance, port):
+    """Nothing answered on the container port of a tunnel that worked (doctor: the banner hop)."""
+    return (f'Container port {port} of {describe(target)}{on_instance(instance)} stopped answering: new '
+            'connections are closed before it sends a byte. It answered when the tunnel opened, so the '
+            'process behind it (sshd for SSH) has probably stopped or the container restarted. '
+            f'{restart_advice(target)}')
+
+
 def auth_error(status, auth_kind, target, scm_url):
     enable_basic = (f'az resource update -g {target.resource_group} --namespace Microsoft.Web --resource-type '
                     f'basicPublishingCredentialsPolicies --parent sites/{target.name}'

@@ -44,7 +44,8 @@ def create_remote_connection(cmd, resource_group_name, name, port=None, slot=Non
 def _remote_connection(cmd, target, port, instance, timeout, bind, target_port):
     endpoint = resolve(cmd, target, instance, target_port)
     with open_tunnel(endpoint, bind=bind, port=port) as (engine, remote_port):
-        _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port)
+        _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port,
+                     _ssh_options_for(engine.port, bind, remote_port, endpoint))
         # Returns on --timeout; Ctrl+C (KeyboardInterrupt) and SIGTERM (Terminated) leave it by exception.
         serving_since = time.monotonic()
         engine.serve(timeout=timeout)
@@ -133,7 +134,12 @@ def _exit_status(returncode):
 def ssh_config_remote_connection(cmd, resource_group_name, name, slot=None, instance=None, host=None,
                                  file=None):
     target = Target(resource_group_name, name, slot)
-    scm_url = locate(web_client(cmd.cli_ctx), target, instance)
+    client = web_client(cmd.cli_ctx)
+    scm_url = locate(client, target, instance)
+    from azext_webapp._arm import arm_call, site_op
+    config = arm_call(target, 'read the configuration of', site_op(client, 'get_configuration', target))
+    if getattr(config, 'remote_debugging_enabled', False):  # its ProxyCommand would reach the debugger
+        raise ValidationError(debugging_message(target, 'ssh-config'))
     host = host or (f'{name}-{slot}' if slot else name)
     known_hosts = ssh.known_hosts_file(cmd.cli_ctx.config.config_dir)
     block = ssh.config_block(host, resource_group_name, name, ssh.host_key_alias(scm_url, instance), known_hosts,
@@ -149,22 +155,51 @@ def ssh_config_remote_connection(cmd, resource_group_name, name, slot=None, inst
 _OUTCOME_WORDS = {'added': 'Added', 'updated': 'Updated', 'unchanged': 'Already up to date:'}
 
 
-def _print_ready(port, bind, debugging, target_port, remote_port):
+def _ssh_options_for(port, bind, remote_port, endpoint):
+    """The -o options the printed ssh line needs, learned from the container's own KEXINIT through
+    the tunnel: none when OpenSSH's defaults match (the built-in images), `Ciphers=+aes128-cbc` for
+    a container configured as the documentation says (CBC ciphers only)."""
+    if remote_port != SSH_PORT:
+        return []
+    from azext_webapp import _kexinit
+    from azext_webapp._errors import doctor_command
+    try:
+        offer = _kexinit.probe(port, host=_client_host(bind), timeout=10.0)
+    except _kexinit.ProbeError as err:
+        logger.info('Could not read the SSH server\'s offer through the tunnel: %s', err)
+        return []
+    options = _kexinit.extra_options(offer)
+    if options is None:
+        logger.warning('The SSH server in the container offers no cipher and MAC that OpenSSH supports '
+                       '(ciphers: %s; MACs: %s). Run `%s` for what to change.', ','.join(offer.ciphers),
+                       ','.join(offer.macs), doctor_command(endpoint.target, endpoint.instance))
+        return []
+    return [f'-o {keyword}={value}' for keyword, value in options]
+
+
+def _print_ready(port, bind, debugging, target_port, remote_port, ssh_options=()):
     host = _client_host(bind)
-    if debugging:
+    if debugging and not target_port:
         lines = [f'Port {port} is open',
                  f'Remote debugging is enabled: this tunnel is for the debugger (container port {remote_port}), '
                  'not for SSH',
                  f'Attach your debugger to {_host_port(host, port)}']
-    elif target_port and target_port != SSH_PORT:
+    elif remote_port != SSH_PORT:
         lines = [f'Port {port} is open',
-                 f'The tunnel leads to container port {target_port}',
+                 f'The tunnel leads to container port {remote_port}',
                  f'Connect your client to {_host_port(host, port)}']
     else:
+        options = ''.join(f'{option} ' for option in ssh_options)
         lines = [f'Port {port} is open',
                  f'SSH is available {{ username: {SSH_USER}, password: {SSH_PASSWORD} }}',
                  f'Start your favorite client and connect to port {port}',
-                 f'For example: ssh {SSH_USER}@{host} -p {port}']
+                 f'For example: ssh {options}{SSH_USER}@{host} -p {port}']
+        if ssh_options:
+            lines.append(f'(the container offers only algorithms OpenSSH leaves out by default; give scp and '
+                         f'sftp the same {" ".join(ssh_options)})')
+        if debugging:
+            lines.insert(1, f'Remote debugging is enabled, but --target-port {SSH_PORT} leads this tunnel to SSH '
+                            f'(container port {SSH_PORT}), not to the debugger')
     lines.append('Ctrl + C to close')
     # User output, like the reference's; flushed so that `az ... &` and pipes show it at once.
     print('\n'.join(lines), flush=True)

@@ -38,6 +38,11 @@ case "$1" in
 esac
 """
 
+# Containers configured as the documentation says offer only CBC ciphers (`Ciphers aes128-cbc,
+# 3des-cbc,aes256-cbc`), which OpenSSH 7.x and later leave out by default. '+' appends them to the
+# client's defaults, so the defaults still win wherever the container offers them.
+ALGORITHM_OPTIONS = (('Ciphers', '+aes128-cbc,aes256-cbc'),)
+
 BLOCK_BEGIN = '# BEGIN az webapp remote-connection: {host}'
 BLOCK_END = '# END az webapp remote-connection: {host}'
 
@@ -157,7 +162,8 @@ def pinning_options(alias, known_hosts):
 
 def ssh_argv(ssh_path, port, alias, known_hosts, ssh_args=None):
     """The argv of the ssh child. Ours come first: OpenSSH keeps the first value it reads, so the
-    user's options cannot turn host-key checking off."""
+    user's options cannot turn host-key checking off; the algorithm options come after the user's,
+    so a user's -c or -o Ciphers= wins."""
     options, command = split_ssh_args(ssh_args)
     argv = [ssh_path]
     for keyword, value in pinning_options(alias, known_hosts):
@@ -165,7 +171,8 @@ def ssh_argv(ssh_path, port, alias, known_hosts, ssh_args=None):
     argv += ['-p', str(port)]
     own_user = any(letter == 'l' for letter, _ in _option_values(options)) or 'user' in _config_keys(options)
     destination = LOOPBACK if own_user else f'{SSH_USER}@{LOOPBACK}'
-    return argv + options + [destination] + command
+    algorithms = [word for keyword, value in ALGORITHM_OPTIONS for word in ('-o', f'{keyword}={value}')]
+    return argv + options + algorithms + [destination] + command
 
 
 def write_askpass(directory):
@@ -284,6 +291,7 @@ def config_block(host, resource_group, name, alias, known_hosts, slot=None, inst
              f'    User {SSH_USER}',
              f'    ProxyCommand {proxy_command(resource_group, name, slot, instance)}']
     lines += [f'    {keyword} {_config_value(value)}' for keyword, value in pinning_options(alias, known_hosts)]
+    lines += [f'    {keyword} {value}' for keyword, value in ALGORITHM_OPTIONS]
     lines.append(BLOCK_END.format(host=host))
     return '\n'.join(lines) + '\n'
 

@@ -143,9 +143,9 @@ def test_ssh_argv_is_exact():
                                ['-v', '-L', '8080:localhost:80', '-oServerAliveInterval=5', 'ls', '-l'])
     assert argv == ['/usr/bin/ssh', '-o', 'HostKeyAlias=app.example', '-o', 'UserKnownHostsFile=/c/webapp/known_hosts',
                     '-o', 'StrictHostKeyChecking=accept-new', '-p', '40001', '-v', '-L', '8080:localhost:80',
-                    '-oServerAliveInterval=5', 'root@127.0.0.1', 'ls', '-l']
+                    '-oServerAliveInterval=5', '-o', 'Ciphers=+aes128-cbc,aes256-cbc', 'root@127.0.0.1', 'ls', '-l']
     own = webapp_ssh.ssh_argv('ssh', 1, 'a', '/kh', ['-l', 'bob', '-i', 'key', '--', '-x'])
-    assert own[-3:] == ['key', '127.0.0.1', '-x']
+    assert own[-5:] == ['key', '-o', 'Ciphers=+aes128-cbc,aes256-cbc', '127.0.0.1', '-x']
     assert webapp_ssh.has_own_identity(['-i', 'key'])
     assert webapp_ssh.has_own_identity(['-o', 'IdentityFile=/k'])
     assert not webapp_ssh.has_own_identity(['-v', '-L', '1:h:2'])
