@@ -32,6 +32,10 @@ def validate_remote_connection_ssh_config(namespace):
             'wildcards (* ? !), commas or quotes, such as my-app.')
 
 
+def validate_remote_connection_doctor(namespace):
+    _validate_instance_and_slot(namespace)
+
+
 def _validate_instance_and_slot(namespace):
     if namespace.instance is not None and not namespace.instance.strip():
         raise InvalidArgumentValueError(

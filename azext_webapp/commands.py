@@ -1,7 +1,9 @@
 """Command table: ``az webapp remote-connection``."""
 
-from azext_webapp._validators import (validate_remote_connection_create, validate_remote_connection_ssh,
-                                      validate_remote_connection_ssh_config)
+from azure.cli.core.commands import CliCommandType
+
+from azext_webapp._validators import (validate_remote_connection_create, validate_remote_connection_doctor,
+                                      validate_remote_connection_ssh, validate_remote_connection_ssh_config)
 
 
 def load_command_table(self, _):
@@ -10,3 +12,5 @@ def load_command_table(self, _):
         g.custom_command('ssh', 'ssh_remote_connection', validator=validate_remote_connection_ssh)
         g.custom_command('ssh-config', 'ssh_config_remote_connection',
                          validator=validate_remote_connection_ssh_config)
+        g.custom_command('doctor', 'doctor_remote_connection', validator=validate_remote_connection_doctor,
+                         custom_command_type=CliCommandType(operations_tmpl='azext_webapp._doctor#{}'))
