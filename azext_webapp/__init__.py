@@ -13,8 +13,12 @@ class WebappCommandsLoader(AzCommandsLoader):
         super().__init__(cli_ctx=cli_ctx, custom_command_type=webapp_custom)
 
     def load_command_table(self, args):
+        from knack.events import EVENT_INVOKER_PRE_PARSE_ARGS
+        from azext_webapp._validators import hint_ssh_options
         from azext_webapp.commands import load_command_table
         load_command_table(self, args)
+        if self.cli_ctx is not None:
+            self.cli_ctx.register_event(EVENT_INVOKER_PRE_PARSE_ARGS, hint_ssh_options)
         return self.command_table
 
     def load_arguments(self, command):

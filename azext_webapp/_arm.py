@@ -84,9 +84,14 @@ def scm_url_of(site, target):
         'connection. Check the app in the Azure portal.')
 
 
-def check_instance(client, target, instance):
+def instance_names(client, target):
+    """The names of the app's instances (``az webapp list-instances``), in ARM's order."""
     instances = arm_call(target, 'list the instances of', site_op(client, 'list_instance_identifiers', target))
-    names = [item.name for item in instances]
+    return [item.name for item in instances]
+
+
+def check_instance(client, target, instance):
+    names = instance_names(client, target)
     if instance not in names:
         known = ', '.join(names) if names else 'none'
         raise InvalidArgumentValueError(

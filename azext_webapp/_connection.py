@@ -3,6 +3,7 @@ real handshake, token renewal, and what the tunnel says about its connections on
 
 import contextlib
 import signal
+import threading
 import time
 
 from azure.cli.core.azclierror import CLIInternalError, UnclassifiedUserFault, ValidationError
@@ -10,7 +11,7 @@ from knack.log import get_logger
 
 from azext_webapp import ssh
 from azext_webapp._arm import arm_call, locate, scm_credential, site_op, web_client
-from azext_webapp._errors import (describe, first_line, on_instance, restart_advice, stopped_message,
+from azext_webapp._errors import (bind_error, describe, first_line, on_instance, restart_advice, stopped_message,
                                   tunnel_error, unreachable_message)
 from azext_webapp._events import EventReporter
 from azext_webapp._renewal import TokenRenewal
@@ -91,6 +92,9 @@ def open_tunnel(endpoint, bind='127.0.0.1', port=None, listen=True):
             endpoint.authorization = None
             engine.check(timeout=PROBE_TIMEOUT)
         except tunnel.TunnelError as err:
+            if err.kind == 'bind' and listen:
+                from azext_webapp._validators import address_problem
+                raise bind_error(first_line(err), bind, port, address_problem(bind)) from None
             raise tunnel_error(err.kind, err.status, first_line(err), endpoint) from None
         if endpoint.credential.renew:
             renewal = TokenRenewal(endpoint.credential.renew, engine.set_authorization,
@@ -154,8 +158,11 @@ def ssh_answered_before(endpoint):
 
 
 def stop_tunnel(engine):
-    # A second Ctrl+C or SIGTERM while closing must not interrupt the clean stop (< 1 s).
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A second Ctrl+C or SIGTERM while closing must not interrupt the clean stop (< 1 s). Only the
+    # main thread may set handlers (and only it receives signals): a fan-out's threads just stop.
+    in_main = threading.current_thread() is threading.main_thread()
+    signals = (signal.SIGINT, signal.SIGTERM) if in_main else ()
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
     try:
         engine.stop()
     finally:

@@ -107,8 +107,7 @@ def tunnel_error(kind, status, detail, endpoint):
     if kind == 'auth':
         return auth_error(status, endpoint.auth_kind, target, scm_url)
     if kind == 'bind':
-        return InvalidArgumentValueError(
-            f'{detail}. Choose another local port with --port, or leave --port out to use a free one.')
+        return bind_error(detail, None, None, None)
     site = f'the SCM site {scm_url} of {describe(target)}'
     if kind == 'tls' and 'another host' in detail:
         return AzureConnectionError(
@@ -135,6 +134,23 @@ def tunnel_error(kind, status, detail, endpoint):
             f'{site[0].upper()}{site[1:]} refused the tunnel: {detail}. Try again in a minute; if it persists, '
             f'restart the app (`az webapp restart -g {target.resource_group} -n {target.name}`).')
     return AzureResponseError(f'The tunnel to {site} failed: {detail}.')
+
+
+def bind_error(detail, bind, port, address_problem):
+    """The local listener could not start. detail: the engine's words; address_problem: why this
+    machine cannot listen on the --bind address at all (None when it can, so the port is at fault)."""
+    if 'already in use' in detail:
+        where = f'Port {port} on {bind} is already in use' if port else detail.split(';')[0].rstrip('.')
+        return InvalidArgumentValueError(
+            f'{where[0].upper()}{where[1:]}. Choose another local port with --port, or leave --port out to use a '
+            'free one.')
+    if address_problem:
+        return InvalidArgumentValueError(
+            f'Cannot listen on --bind {bind}: it is not an address of this machine ({address_problem}). Use one '
+            'of its addresses: 127.0.0.1 or ::1 (this machine only), or 0.0.0.0 (every IPv4 address).')
+    return InvalidArgumentValueError(
+        f'{detail.split(";")[0].rstrip(".")}. Choose another local port with --port, or leave --port out to use '
+        'a free one.')
 
 
 # The hops between this machine and the container's sshd, in the order `az webapp remote-connection

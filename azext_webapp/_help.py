@@ -17,8 +17,10 @@ type: command
 short-summary: Open a tunnel from a local port to the SSH server (or remote debugger) of a Linux web app.
 long-summary: >
     Checks that the app runs on Linux and that its container answers, then listens on a local
-    port until Ctrl+C, SIGTERM or --timeout. Connect with `ssh root@127.0.0.1 -p PORT`
-    (password `Docker!` on the built-in images). Add --verbose to log each connection.
+    port until Ctrl+C, SIGTERM or --timeout (which closes the tunnel with every session still
+    open through it). Connect with `ssh root@127.0.0.1 -p PORT` (password `Docker!` on the
+    built-in images). Add --verbose to log each connection. Ctrl+C before the tunnel is ready
+    exits with status 130.
 examples:
   - name: Open a tunnel on a free local port, then connect with ssh.
     text: |
@@ -34,9 +36,12 @@ examples:
     text: |
         az webapp list-instances -g MyResourceGroup -n MyWebApp --query "[].name" -o tsv
         az webapp remote-connection create -g MyResourceGroup -n MyWebApp --instance INSTANCE_NAME
-  - name: Keep the tunnel open for 10 minutes only.
+  - name: Keep the tunnel open for 10 minutes only (sessions still open then are cut).
     text: |
         az webapp remote-connection create -g MyResourceGroup -n MyWebApp --timeout 600
+  - name: Open a tunnel to an app or slot given by its resource ID.
+    text: |
+        az webapp remote-connection create --ids $(az webapp show -g MyResourceGroup -n MyWebApp --query id -o tsv)
   - name: Tunnel to another port in the container, listening on all local IPv4 addresses.
     text: |
         az webapp remote-connection create -g MyResourceGroup -n MyWebApp --target-port 9229 --bind 0.0.0.0 -p 9229
@@ -52,7 +57,10 @@ long-summary: >
     Opens a tunnel on a free loopback port and runs the system OpenSSH client (ssh, OpenSSH 8.4 or
     later) through it. ssh owns the terminal: Ctrl+C goes to the remote program and Ctrl+D (or
     `exit`) ends the session; the tunnel closes when ssh exits, and the exit status is ssh's.
-    Arguments after `--` are passed to ssh: options (-L, -R, -v, -i ...) and a remote command.
+    Arguments after `--` are passed to ssh: options (-L, -R, -v, -i ...) and a remote command
+    (before `--`, -i is --instance and -o is --output). With --instance all (or NAME,NAME) and a
+    command, the command runs on each instance at once, through a tunnel of its own; an instance
+    that cannot be reached is reported with its reason (exit status 255) while the others run.
     The container's password (`Docker!` on the built-in images) is supplied through SSH_ASKPASS,
     never on a command line, unless you pass an identity of your own with -i.
     Host keys are checked: the first connection records the container's key under a HostKeyAlias
@@ -75,36 +83,12 @@ examples:
   - name: Sign in with your own key (its public key must be in the container's authorized_keys).
     text: |
         az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp -- -i ~/.ssh/id_ed25519
-"""
-
-helps['webapp remote-connection doctor'] = """
-type: command
-short-summary: Check every hop between this machine and the SSH server of a Linux web app, and say how to fix the first that fails.
-long-summary: >
-    Checks, in order: your sign-in and permission to read the app (Azure Resource Manager); that
-    the app exists, runs on Linux and is running; that its SCM host resolves and its certificate
-    verifies (behind a proxy or private CA, set REQUESTS_CA_BUNDLE); that the SCM site accepts the
-    credentials (the publishing credentials with Basic auth, or your Microsoft Entra token when
-    Basic auth is disabled); then, for each instance: GetStatus (state, canReachPort, port), the
-    WebSocket upgrade, an SSH banner through the tunnel, the container's SSH algorithms (from its
-    key-exchange message) against this machine's OpenSSH and the portal's browser SSH (which needs
-    aes128-cbc, 3des-cbc, aes256-cbc or an aes-ctr cipher, and hmac-sha1, hmac-sha1-96 or
-    hmac-md5-96), root login with the password `Docker!`, and the sftp subsystem (without it sftp
-    fails, and so does OpenSSH 9's scp unless given -O). The first hop that fails stops the checks
-    of its instance. Prints a readable table; --output json gives the same as one record for
-    scripts. Exits with status 1 when a hop fails, 0 otherwise (warnings, such as an algorithm
-    list the portal cannot use, do not count as failures).
-examples:
-  - name: Check why `ssh` or `create` does not reach an app.
+  - name: Run one command on every instance at once; each output line starts with the instance name, and the exit status is the worst instance's.
     text: |
-        az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp
-  - name: Check one instance of a scaled-out app, or a slot.
+        az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp --instance all -- df -h /home
+  - name: Run it on two instances, one JSON record per instance (instance, exitStatus, stdout, stderr, seconds, error).
     text: |
-        az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp --instance INSTANCE_NAME
-        az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp --slot staging
-  - name: In a script, the failing hops as JSON (exit status 1 when any fails).
-    text: |
-        az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp -o json --query "checks[?status=='fail']"
+        az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp --instance INSTANCE1,INSTANCE2 -o json -- uptime
 """
 
 helps['webapp remote-connection ssh-config'] = """
@@ -116,8 +100,12 @@ long-summary: >
     the container's host key exactly as `az webapp remote-connection ssh` does (same HostKeyAlias and
     known_hosts file). The block does not hold a password: type `Docker!` when asked (built-in images),
     set SSH_ASKPASS yourself, or add an IdentityFile line for a key in the container's authorized_keys.
-    With --file the block is added to the file, or replaced in place when it is already there, so
-    running the command again is safe.
+    The ProxyCommand names the subscription, and AZURE_CONFIG_DIR when it is not the default.
+    With --file the block goes into FILE.az-webapp, which an Include line at the top of FILE reads
+    first: OpenSSH keeps the first value it finds, so the block wins over `Host *` and `Match`
+    blocks. Running the command again replaces the block in place. A Host block of the same name
+    that this command did not write is never replaced (choose another --host), and a missing
+    directory is not created.
 examples:
   - name: Print the block for an app.
     text: |
@@ -128,9 +116,6 @@ examples:
         ssh MyWebApp
         scp ./app.log MyWebApp:/home/
         rsync -a -e ssh ./site/ MyWebApp:/home/site/wwwroot/
-  - name: Copy to a container whose sshd has no sftp subsystem (OpenSSH 9's scp speaks SFTP unless given -O).
-    text: |
-        scp -O ./app.log MyWebApp:/home/
   - name: A block for a slot under a name of your choice.
     text: |
         az webapp remote-connection ssh-config -g MyResourceGroup -n MyWebApp --slot staging --host myapp-staging --file ~/.ssh/config

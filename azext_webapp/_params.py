@@ -8,17 +8,29 @@ def load_arguments(self, _):
         c.argument('resource_group_name', resource_group_name_type)
         c.argument('name', options_list=['--name', '-n'], id_part='name',
                    help='Name of the web app.')
-        c.argument('slot', options_list=['--slot', '-s'],
+        c.argument('slot', options_list=['--slot', '-s'], id_part='child_name_1',
                    help='Name of the deployment slot. Default: the production slot.')
         c.argument('instance', options_list=['--instance', '-i'],
                    help='Instance of a scaled-out app to connect to (see `az webapp list-instances`). '
                         'Default: the instance the front end picks.')
 
     with self.argument_context('webapp remote-connection create') as c:
+        # az adds --ids to every command of a resource except those named create: this one opens a
+        # tunnel rather than creating a resource, so it takes --ids like ssh and ssh-config.
+        c.argument('resource_group_name', resource_group_name_type, required=False, arg_group='Resource Id')
+        c.argument('name', options_list=['--name', '-n'], required=False, arg_group='Resource Id',
+                   help='Name of the web app.')
+        c.argument('slot', options_list=['--slot', '-s'], arg_group='Resource Id',
+                   help='Name of the deployment slot. Default: the production slot.')
+        c.argument('ids', options_list=['--ids'], nargs='+', arg_group='Resource Id',
+                   help="Resource ID of the app or slot (as `az webapp show --query id` prints it), instead of "
+                        "--resource-group, --name and --slot; its subscription is used.")
         c.argument('port', options_list=['--port', '-p'], type=int,
                    help='Local port to listen on. Default: a free port chosen by the system.')
         c.argument('timeout', options_list=['--timeout', '-t'], type=int,
-                   help='Close the tunnel after this many seconds. Default: run until Ctrl+C.')
+                   help='Close the tunnel after this many seconds, ending the sessions still open through it '
+                        '(ssh, scp, a debugger): it is a limit on the whole tunnel, not an idle time-out. '
+                        'Default: run until Ctrl+C.')
         c.argument('bind', options_list=['--bind'],
                    help='Local address to listen on. Anything other than a loopback '
                         'address lets other machines reach the container through this tunnel.')
@@ -31,13 +43,14 @@ def load_arguments(self, _):
                         "bytes go to standard output; warnings and errors go to standard error.")
 
     with self.argument_context('webapp remote-connection ssh') as c:
+        c.argument('instance', options_list=['--instance', '-i'],
+                   help='Instance of a scaled-out app to connect to (see `az webapp list-instances`); with a '
+                        'command after `--`, also `all` or several names separated by commas: the command runs '
+                        'on each at once, its output lines prefixed with the instance name (one record per '
+                        'instance with --output json), and the exit status is the worst instance\'s. '
+                        'Default: the instance the front end picks.')
         c.positional('ssh_args', nargs='*',
                      help='Arguments for ssh after `--`: options such as -L or -v, then a remote command.')
-
-    with self.argument_context('webapp remote-connection doctor') as c:
-        c.argument('instance', options_list=['--instance', '-i'],
-                   help='Check only this instance of a scaled-out app (see `az webapp list-instances`). '
-                        'Default: every instance, each on its own.')
 
     with self.argument_context('webapp remote-connection ssh-config') as c:
         c.argument('host', options_list=['--host'],

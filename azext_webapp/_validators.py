@@ -2,7 +2,7 @@
 
 import ipaddress
 
-from azure.cli.core.azclierror import InvalidArgumentValueError
+from azure.cli.core.azclierror import InvalidArgumentValueError, RequiredArgumentMissingError
 from knack.log import get_logger
 
 logger = get_logger(__name__)
@@ -11,6 +11,8 @@ DEFAULT_BIND = '127.0.0.1'
 
 
 def validate_remote_connection_create(namespace):
+    _validate_ids(namespace)
+    _validate_one_instance(namespace, 'create opens one tunnel to one instance')
     _validate_port(namespace.port, '--port', allow_zero=True)
     _validate_port(namespace.target_port, '--target-port', allow_zero=False)
     _validate_timeout(namespace)
@@ -24,6 +26,7 @@ def validate_remote_connection_ssh(namespace):
 
 
 def validate_remote_connection_ssh_config(namespace):
+    _validate_one_instance(namespace, 'a Host block leads to one instance')
     _validate_instance_and_slot(namespace)
     if namespace.host is not None and (not namespace.host.strip() or any(c.isspace() or c in '*?!,#"'
                                                                          for c in namespace.host)):
@@ -32,8 +35,49 @@ def validate_remote_connection_ssh_config(namespace):
             'wildcards (* ? !), commas or quotes, such as my-app.')
 
 
-def validate_remote_connection_doctor(namespace):
-    _validate_instance_and_slot(namespace)
+def _validate_ids(namespace):
+    """create's --ids (az adds --ids to every command but those named create): one app or slot ID
+    becomes --resource-group, --name, --slot and the subscription, as az does for the others."""
+    ids = getattr(namespace, 'ids', None)
+    if not ids:
+        missing = [option for option, value in (('--resource-group', namespace.resource_group_name),
+                                                ('--name', namespace.name)) if not value]
+        if missing:
+            raise RequiredArgumentMissingError(
+                f'({" ".join(missing)} | --ids) are required: name the app with --resource-group and --name, '
+                'or give its resource ID with --ids.')
+        return
+    from azure.mgmt.core.tools import is_valid_resource_id, parse_resource_id
+    if len(ids) != 1:
+        raise InvalidArgumentValueError(
+            f'--ids has {len(ids)} resource IDs, but create opens one tunnel to one app. Give one ID, or run the '
+            'command once per app.')
+    parts = parse_resource_id(ids[0]) if is_valid_resource_id(ids[0]) else {}
+    is_site = (parts.get('namespace', '').lower() == 'microsoft.web' and parts.get('type', '').lower() == 'sites'
+               and parts.get('child_type_1', 'slots').lower() == 'slots' and 'child_type_2' not in parts)
+    if not is_site or not parts.get('resource_group'):
+        raise InvalidArgumentValueError(
+            f'--ids {ids[0]} is not the resource ID of a web app or slot. Use the ID that '
+            '`az webapp show -g GROUP -n APP --query id -o tsv` prints (for a slot, '
+            '`az webapp deployment slot list -g GROUP -n APP --query [].id -o tsv`).')
+    for option, value in (('--resource-group', namespace.resource_group_name), ('--name', namespace.name),
+                          ('--slot', namespace.slot)):
+        if value:
+            logger.warning("option '%s' will be ignored due to use of '--ids'.", option)
+    namespace.resource_group_name = parts['resource_group']
+    namespace.name = parts['name']
+    namespace.slot = parts.get('child_name_1')
+    cmd = getattr(namespace, 'cmd', None)
+    if cmd is not None and parts.get('subscription'):
+        cmd.cli_ctx.data['subscription_id'] = parts['subscription']
+
+
+def _validate_one_instance(namespace, why):
+    value = namespace.instance
+    if value is not None and (value.strip().lower() == 'all' or ',' in value):
+        raise InvalidArgumentValueError(
+            f'--instance {value}: {why}. Name one instance (list them with `az webapp list-instances`); to run a '
+            'command on several instances at once, use `az webapp remote-connection ssh --instance all -- CMD`.')
 
 
 def _validate_instance_and_slot(namespace):
@@ -85,6 +129,92 @@ def _validate_bind(namespace):
             f'--bind {namespace.bind} is not an IP address. Use a local address such as 127.0.0.1 or ::1.'
         ) from None
     namespace.bind = str(address)
+    problem = address_problem(namespace.bind)
+    if problem:
+        raise InvalidArgumentValueError(
+            f'Cannot listen on --bind {namespace.bind}: it is not an address of this machine ({problem}). Use one '
+            'of its addresses: 127.0.0.1 or ::1 (this machine only), or 0.0.0.0 (every IPv4 address).')
     if not address.is_loopback:
         logger.warning('Listening on %s: other machines that can reach this address can use the tunnel '
                        'to reach the container. Use --bind 127.0.0.1 to keep it local.', address)
+
+
+def address_problem(bind):
+    """Why nothing can listen on the address bind (on any port), or None when something can."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(bind, 0, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.bind(infos[0][4])
+    except OSError as err:
+        return (err.strerror or str(err)).rstrip('.')
+    return None
+
+
+SSH_COMMAND = 'webapp remote-connection ssh'
+# az's own options on every command (knack strips none of them before parsing).
+_GLOBAL_FLAGS = {'--debug', '--verbose', '--only-show-errors', '--help', '-h'}
+_GLOBAL_WITH_VALUE = {'--output', '-o', '--query', '--subscription'}
+_OUTPUT_FORMATS = {'json', 'jsonc', 'yaml', 'yamlc', 'table', 'tsv', 'none'}
+
+
+def hint_ssh_options(cli_ctx, **kwargs):
+    """Before az parses `az webapp remote-connection ssh ...`: ssh's own options typed without `--`
+    (-L 8080:localhost:80, -v, -i KEY, -o Option=value) would become az's "unrecognized arguments"
+    (or be read as az's -i/--instance, -o/--output); say where they go instead."""
+    args = list(kwargs.get('args') or [])
+    if [arg.lower() for arg in args[:3]] != SSH_COMMAND.split():
+        return
+    before = args[3:args.index('--')] if '--' in args else args[3:]
+    subparser = getattr(getattr(getattr(cli_ctx, 'invocation', None), 'parser', None), 'subparser_map', {})
+    subparser = subparser.get(SSH_COMMAND) if isinstance(subparser, dict) else None
+    actions = getattr(subparser, '_option_string_actions', {}) if subparser is not None else {}
+    stray = _stray_ssh_options(before, actions)
+    if not stray:
+        return
+    from azure.cli.core.azclierror import UnrecognizedArgumentError
+    words = ' '.join(stray)
+    raise UnrecognizedArgumentError(
+        f"{words}: az reads the words before `--` as its own arguments. Put ssh's options and the remote command "
+        f'after `--`, e.g. `az webapp remote-connection ssh -g GROUP -n APP -- {words}`.')
+
+
+def _stray_ssh_options(words, actions):
+    """The words az would not read as the ssh command's own options (with their values)."""
+    stray = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        option = word.split('=', 1)[0] if word.startswith('--') else word
+        action = actions.get(option)
+        takes_value = (action.nargs != 0) if action is not None else option in _GLOBAL_WITH_VALUE
+        known = action is not None or option in _GLOBAL_FLAGS or option in _GLOBAL_WITH_VALUE
+        if not word.startswith('-') or word == '-':
+            i += 1
+            continue
+        value = word.split('=', 1)[1] if '=' in word and word.startswith('--') else (
+            words[i + 1] if i + 1 < len(words) else '')
+        consumed = 1 if '=' in word and word.startswith('--') else 2
+        if known and not takes_value:
+            i += 1
+        elif known and option in ('-o', '--output') and value not in _OUTPUT_FORMATS:
+            stray += words[i:i + consumed]  # ssh's -o Option=value
+            i += consumed
+        elif known and option in ('-i', '--instance') and _looks_like_a_key_file(value):
+            stray += words[i:i + consumed]  # ssh's -i KEY
+            i += consumed
+        elif known:
+            i += consumed
+        else:
+            stray.append(word)  # and its value, when it has one, is the next word
+            if len(word) == 2 and word[1] in 'BbcDEeFIiJLlmOoPpQRSWw' and i + 1 < len(words):
+                stray.append(words[i + 1])
+                i += 1
+            i += 1
+    return stray
+
+
+def _looks_like_a_key_file(value):
+    import os
+    return bool(value) and ('/' in value or '\\' in value or value.startswith('~')
+                            or os.path.isfile(os.path.expanduser(value)))

@@ -16,7 +16,7 @@ import time
 from azure.cli.core.azclierror import CLIInternalError, ValidationError
 from knack.log import get_logger
 
-from azext_webapp import ssh
+from azext_webapp import _fanout, ssh
 from azext_webapp._arm import Target, locate, web_client
 from azext_webapp._connection import open_tunnel, resolve
 from azext_webapp._errors import debugging_message, describe
@@ -26,26 +26,36 @@ from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
 logger = get_logger(__name__)
 
 
-def create_remote_connection(cmd, resource_group_name, name, port=None, slot=None, instance=None,
-                             timeout=None, bind='127.0.0.1', target_port=None, stdio=False):
+def create_remote_connection(cmd, resource_group_name=None, name=None, port=None, slot=None, instance=None,
+                             timeout=None, bind='127.0.0.1', target_port=None, stdio=False,
+                             ids=None):  # pylint: disable=unused-argument
+    # ids: resolved into resource_group_name, name, slot and the subscription by the validator.
     target = Target(resource_group_name, name, slot)
     if stdio:
         _stdio_connection(cmd, target, instance, target_port)
         return
+    ready = []
     with terminate_on('SIGTERM', 'SIGBREAK'):
         try:
-            _remote_connection(cmd, target, port, instance, timeout, bind, target_port)
+            _remote_connection(cmd, target, port, instance, timeout, bind, target_port, ready)
         except KeyboardInterrupt:
+            if not ready:  # nothing was served: not a success, as a shell's 130 says
+                logger.warning('Cancelled (Ctrl+C) before the tunnel was ready.')
+                sys.exit(CTRL_C_STATUS)
             logger.warning('Closed (Ctrl+C).')
         except Terminated as ended:
             logger.warning('Closed (%s).', ended.signal_name)
 
 
-def _remote_connection(cmd, target, port, instance, timeout, bind, target_port):
+CTRL_C_STATUS = 130  # 128 + SIGINT, what a shell reports for a program ended by Ctrl+C
+
+
+def _remote_connection(cmd, target, port, instance, timeout, bind, target_port, ready):
     endpoint = resolve(cmd, target, instance, target_port)
     with open_tunnel(endpoint, bind=bind, port=port) as (engine, remote_port):
         _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port,
                      _ssh_options_for(engine.port, bind, remote_port, endpoint))
+        ready.append(True)
         # Returns on --timeout; Ctrl+C (KeyboardInterrupt) and SIGTERM (Terminated) leave it by exception.
         serving_since = time.monotonic()
         engine.serve(timeout=timeout)
@@ -71,8 +81,13 @@ def _stdio_connection(cmd, target, instance, target_port):
 
 
 def ssh_remote_connection(cmd, resource_group_name, name, slot=None, instance=None, ssh_args=None):
+    wanted = _fanout.wanted_instances(instance)
+    if wanted:
+        _fanout.check_command(instance, ssh.split_ssh_args(ssh_args)[1])
     ssh_path = _ssh_program('ssh')
     target = Target(resource_group_name, name, slot)
+    if wanted:
+        return _ssh_every_instance(cmd, target, wanted, ssh_path, ssh_args)
     endpoint = resolve(cmd, target, instance)
     if endpoint.debugging:
         raise ValidationError(debugging_message(target, 'ssh'))
@@ -91,6 +106,41 @@ def ssh_remote_connection(cmd, resource_group_name, name, slot=None, instance=No
                 f'`ssh-keygen -R {alias} -f {known_hosts}` and run the command again.')
     if code:
         sys.exit(code)
+    return None
+
+
+def _ssh_every_instance(cmd, target, wanted, ssh_path, ssh_args):
+    """--instance all / NAME,NAME with a command: see _fanout. With an explicit --output the records
+    are printed in that format; either way az exits with the worst instance's status."""
+    names = _fanout.choose_instances(cmd, target, wanted)
+    endpoint = resolve(cmd, target)
+    if endpoint.debugging:
+        raise ValidationError(debugging_message(target, 'ssh'))
+    known_hosts = ssh.known_hosts_file(cmd.cli_ctx.config.config_dir)
+    structured = _output_given(cmd)
+    with terminate_on('SIGTERM', 'SIGBREAK'):
+        try:
+            results, worst = _fanout.run(endpoint, names, ssh_path, ssh_args, known_hosts, structured)
+        except KeyboardInterrupt:
+            logger.warning('Stopped (Ctrl+C): the command was ended on every instance.')
+            sys.exit(CTRL_C_STATUS)
+        except Terminated as ended:
+            logger.warning('Stopped (%s): the command was ended on every instance.', ended.signal_name)
+            sys.exit(128 + ended.signum)
+    if structured and cmd.cli_ctx.invocation.data['output'] != 'none':
+        from knack.util import CommandResultItem
+        output = cmd.cli_ctx.output
+        output.out(CommandResultItem(results), formatter=output.get_formatter(cmd.cli_ctx.invocation.data['output']),
+                   out_file=sys.stdout)
+        sys.stdout.flush()
+    if worst:
+        sys.exit(worst)
+
+
+def _output_given(cmd):
+    """Whether --output/-o was on the command line (az's default format is json either way)."""
+    given = cmd.cli_ctx.data.get('safe_params') or []
+    return any(param in ('-o', '--output') for param in given)
 
 
 def _ssh_program(name):
@@ -141,15 +191,22 @@ def ssh_config_remote_connection(cmd, resource_group_name, name, slot=None, inst
     if getattr(config, 'remote_debugging_enabled', False):  # its ProxyCommand would reach the debugger
         raise ValidationError(debugging_message(target, 'ssh-config'))
     host = host or (f'{name}-{slot}' if slot else name)
-    known_hosts = ssh.known_hosts_file(cmd.cli_ctx.config.config_dir)
+    config_dir = cmd.cli_ctx.config.config_dir
+    known_hosts = ssh.known_hosts_file(config_dir)
+    from azure.cli.core.commands.client_factory import get_subscription_id
     block = ssh.config_block(host, resource_group_name, name, ssh.host_key_alias(scm_url, instance), known_hosts,
-                             slot=slot, instance=instance)
+                             slot=slot, instance=instance, subscription=get_subscription_id(cmd.cli_ctx),
+                             config_dir=config_dir)
     if not file:
         print(block, end='', flush=True)
         return
-    outcome = ssh.update_config_file(file, block, host)
-    logger.warning("%s the Host block '%s' in %s. Connect with: ssh %s", _OUTCOME_WORDS[outcome], host, file,
-                   host)
+    try:
+        outcome, ours = ssh.update_config_file(file, block, host)
+    except ssh.ConfigFileError as err:
+        raise ValidationError(str(err)) from None
+    logger.warning("%s the Host block '%s' in %s (included from the top of %s, so that its settings take "
+                   "effect before any Host * or Match block). Connect with: ssh %s", _OUTCOME_WORDS[outcome], host,
+                   ours, file, host)
 
 
 _OUTCOME_WORDS = {'added': 'Added', 'updated': 'Updated', 'unchanged': 'Already up to date:'}

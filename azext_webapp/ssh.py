@@ -264,21 +264,54 @@ def _config_quote(word):
     return shlex.quote(word).replace('%', '%%')
 
 
-def proxy_command(resource_group, name, slot=None, instance=None):
-    argv = az_invocation() + ['webapp', 'remote-connection', 'create', '-g', resource_group, '-n', name]
+def proxy_command(resource_group, name, slot=None, instance=None, subscription=None, config_dir=None,
+                  windows=None):
+    """The ProxyCommand line: this az, for this subscription and (when not the default) this az
+    config directory, so ssh run from any shell reaches the same app with the same sign-in."""
+    windows = os.name == 'nt' if windows is None else windows
+    argv = ['webapp', 'remote-connection', 'create', '-g', resource_group, '-n', name]
     if slot:
         argv += ['--slot', slot]
     if instance:
         argv += ['--instance', instance]
+    if subscription:
+        argv += ['--subscription', subscription]
     argv.append('--stdio')
+    if config_dir and not _same_path(config_dir, default_config_dir()):
+        if windows:  # no `env` there: the Python that runs az sets the variable itself
+            flag = az_invocation()[1]
+            setter = (f'import os,runpy;os.environ["AZURE_CONFIG_DIR"]={config_dir!r};'
+                      'runpy.run_module("azure.cli",run_name="__main__",alter_sys=True)')
+            return _windows_command_line([sys.executable, flag, '-c', setter] + argv)
+        argv = ['env', f'AZURE_CONFIG_DIR={config_dir}'] + az_invocation() + argv
+    else:
+        argv = az_invocation() + argv
+    if windows:
+        return _windows_command_line(argv)
     return ' '.join(_config_quote(word) for word in argv)
+
+
+def _windows_command_line(argv):
+    """Quoted as Windows programs read their command line (Win32-OpenSSH starts it with
+    CreateProcess), % doubled for ssh's tokens."""
+    return subprocess.list2cmdline(argv).replace('%', '%%')
+
+
+def default_config_dir():
+    """az's default configuration directory (AZURE_CONFIG_DIR unset)."""
+    return os.path.expanduser(os.path.join('~', '.azure'))
+
+
+def _same_path(one, other):
+    return os.path.normcase(os.path.realpath(one)) == os.path.normcase(os.path.realpath(other))
 
 
 def _config_value(value):
     return f'"{value}"' if any(c.isspace() for c in value) else value
 
 
-def config_block(host, resource_group, name, alias, known_hosts, slot=None, instance=None):
+def config_block(host, resource_group, name, alias, known_hosts, slot=None, instance=None, subscription=None,
+                 config_dir=None):
     """The ``Host`` block (with BEGIN/END markers, so that it can be replaced in place)."""
     what = f"slot '{slot}' of app '{name}'" if slot else f"app '{name}'"
     lines = [BLOCK_BEGIN.format(host=host),
@@ -289,7 +322,7 @@ def config_block(host, resource_group, name, alias, known_hosts, slot=None, inst
              f'Host {host}',
              f'    HostName {host}',
              f'    User {SSH_USER}',
-             f'    ProxyCommand {proxy_command(resource_group, name, slot, instance)}']
+             f'    ProxyCommand {proxy_command(resource_group, name, slot, instance, subscription, config_dir)}']
     lines += [f'    {keyword} {_config_value(value)}' for keyword, value in pinning_options(alias, known_hosts)]
     lines += [f'    {keyword} {value}' for keyword, value in ALGORITHM_OPTIONS]
     lines.append(BLOCK_END.format(host=host))
@@ -310,24 +343,110 @@ def merge_block(existing, block, host):
     return existing + ('\n' if existing.strip() else '') + block
 
 
-def update_config_file(path, block, host):
-    """Write the block into path (created 0600, its directory 0700, when missing); returns
-    'added', 'updated' or 'unchanged'."""
-    path = os.path.realpath(os.path.expanduser(path))  # a symlinked config stays a symlink
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+def remove_block(existing, host):
+    """existing without the marked block for host (and one blank line before it)."""
+    if BLOCK_BEGIN.format(host=host) not in existing:
+        return existing
+    merged = merge_block(existing, '\0', host)
+    before, after = merged.split('\0', 1)
+    if before.endswith('\n\n'):
+        before = before[:-1]
+    return before + after
+
+
+# The file of ours that the user's config includes first: OpenSSH keeps the first value it reads for
+# each option, so our blocks must come before the user's `Host *` and `Match` blocks, and before
+# options outside any block (an Include at the top returns to the top level after the file).
+OURS_HEADER = ('# Host blocks written by `az webapp remote-connection ssh-config`; included from the top of {config}.\n'
+               '# Each block is replaced in place when the command runs again; blocks you add here are kept.\n')
+INCLUDE_BEGIN = '# BEGIN az webapp remote-connection: the Host blocks it writes (first, so that they take effect)'
+INCLUDE_END = '# END az webapp remote-connection'
+
+
+class ConfigFileError(Exception):
+    """The ssh_config file cannot be written as asked; str() says what to do."""
+
+
+def ours_path(path):
+    """The file of ours beside the user's config: ``<config>.az-webapp``."""
+    return path + '.az-webapp'
+
+
+def include_lines(ours, windows=None):
+    windows = os.name == 'nt' if windows is None else windows
+    target = ours.replace('\\', '/') if windows else ours  # OpenSSH for Windows reads / in paths
+    quoted = f'"{target}"' if any(c.isspace() for c in target) else target
+    return f'{INCLUDE_BEGIN}\nInclude {quoted}\n{INCLUDE_END}\n'
+
+
+def foreign_host_line(text, host, ignore_ours=True):
+    """The line number (1-based) of a ``Host`` line naming host exactly, outside our marked blocks,
+    or None."""
+    inside = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith('# BEGIN az webapp remote-connection: '):
+            inside = ignore_ours
+        elif line.startswith('# END az webapp remote-connection'):
+            inside = False
+        elif not inside:
+            words = line.replace('=', ' ', 1).split()
+            if len(words) >= 2 and words[0].lower() == 'host' and host in words[1:]:
+                return number
+    return None
+
+
+def _read(path):
     try:
         with open(path, encoding='utf-8') as handle:
-            existing = handle.read()
+            return handle.read()
     except FileNotFoundError:
-        existing = None
-    merged = merge_block(existing or '', block, host)
-    if existing == merged:
-        return 'unchanged'
+        return None
+
+
+def _write(path, text, existing):
     mode = stat.S_IMODE(os.stat(path).st_mode) if existing is not None else 0o600
     temp = f'{path}.az-{os.getpid()}.tmp'
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-        handle.write(merged)
+        handle.write(text)
     os.replace(temp, path)
-    return 'added' if existing is None or BLOCK_BEGIN.format(host=host) not in existing else 'updated'
+
+
+def update_config_file(path, block, host):
+    """Put the block for host into the file of ours (``<path>.az-webapp``), included from the top of
+    path; returns (outcome, path of ours), outcome 'added', 'updated' or 'unchanged'. Raises
+    ConfigFileError, changing nothing, when the directory is missing or a Host block for host that
+    this command did not write is in either file."""
+    path = os.path.realpath(os.path.expanduser(path))  # a symlinked config stays a symlink
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise ConfigFileError(
+            f'The directory {directory} does not exist, so {path} cannot be written. Create it first '
+            f'(`mkdir -m 700 {directory}`), or choose another file with --file.')
+    ours = ours_path(path)
+    existing, existing_ours = _read(path), _read(ours)
+    if existing_ours is not None and not existing_ours.startswith(OURS_HEADER.split('{', 1)[0]):
+        raise ConfigFileError(
+            f'{ours} exists but was not written by this command, so it is left alone. Move it away, or choose '
+            'another file with --file.')
+    for text, where in ((existing or '', path), (existing_ours or '', ours)):
+        line = foreign_host_line(text, host)
+        if line:
+            raise ConfigFileError(
+                f"{where} already has a Host block for '{host}' (line {line}) that this command did not write; "
+                'it is left as it is. Choose another name with --host, or remove that block and run the command '
+                'again.')
+    # Blocks of ours that an older version appended to the user's file move to the file of ours.
+    moved = BLOCK_BEGIN.format(host=host) in (existing or '')
+    base = existing_ours if existing_ours is not None else OURS_HEADER.format(config=path)
+    merged_ours = merge_block(base, block, host)
+    merged = remove_block(existing or '', host)
+    if INCLUDE_BEGIN not in merged:
+        merged = include_lines(ours) + ('\n' + merged if merged.strip() else '')
+    if existing_ours == merged_ours and existing == merged:
+        return 'unchanged', ours
+    _write(ours, merged_ours, existing_ours)
+    if existing != merged:
+        _write(path, merged, existing)
+    was_there = moved or (existing_ours is not None and BLOCK_BEGIN.format(host=host) in existing_ours)
+    return ('updated' if was_there else 'added'), ours

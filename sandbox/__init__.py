@@ -412,15 +412,16 @@ class Sandbox:
         self._update(name, slot, basic=[info.basic_user, info.basic_password] if allowed else None)
 
     @contextlib.contextmanager
-    def sshd_down(self, name: str, slot: str | None = None):
-        """Within the block nothing answers on the app's container port 2222 on any instance, as
-        when its sshd has died: GetStatus says canReachPort false, and a tunnel's WebSocket is
-        accepted and then closed at once. The sshds themselves keep running for the other tests."""
+    def sshd_down(self, name: str, slot: str | None = None, instance: str | None = None):
+        """Within the block nothing answers on the app's container port 2222 on any instance (or
+        on the one named), as when its sshd has died: GetStatus says canReachPort false, and a
+        tunnel's WebSocket is accepted and then closed at once. The sshds themselves keep running
+        for the other tests."""
         site = self.app(name, slot).site
         original = [dict(i, ports=dict(i["ports"])) for i in self._scm_sites[site]["instances"]]
         dead = self._dead_port()
         self._update(name, slot, instances=[dict(i, ports={**i["ports"], str(catalogue.SSH_PORT): dead})
-                                            for i in original])
+                                            if instance in (None, i["name"]) else i for i in original])
         try:
             yield
         finally:

@@ -39,7 +39,14 @@ CASES = {
     'invalid-timeout': ('webapp_az', ['-n', 'linux-app', '--timeout', '-5'],
                         [r'--timeout -5 is not a positive number']),
     'busy-port': ('webapp_az', ['-n', 'linux-app', '--port', '{busy_port}'],
-                  [r'{busy_port}', r'--port']),
+                  [r'^ERROR: Port {busy_port} on 127\.0\.0\.1 is already in use\. Choose another local port with '
+                   r'--port, or leave --port out to use a free one\.$']),
+    'bind-not-local': ('webapp_az', ['-n', 'linux-app', '--bind', '192.0.2.1'],  # TEST-NET-1: nobody's
+                       [r'Cannot listen on --bind 192\.0\.2\.1: it is not an address of this machine',
+                        r'127\.0\.0\.1', r'^(?!.*--port).*$']),
+    'ids-of-another-type': ('webapp_az', ['--ids', '/subscriptions/0/resourceGroups/sandbox-rg/providers/'
+                                          'Microsoft.Sql/servers/linux-app'],
+                            [r'is not the resource ID of a web app or slot', r'az webapp show']),
     'untrusted-certificate': ('webapp_az', ['-n', 'badcert-app'], [r'(?i)certificate', r'REQUESTS_CA_BUNDLE']),
     'certificate-wrong-host': ('webapp_az', ['-n', 'wronghost-app'], [r'(?i)certificate', r'(?i)host']),
     'unreachable-scm-host': ('webapp_az', ['-n', 'debug-app'],

@@ -1,6 +1,7 @@
 """`az webapp remote-connection ssh`, `ssh-config` and `create --stdio` end to end: the real az with
 the extension wheel, the sandbox's sshd, real OpenSSH (ssh, scp, rsync) and a pseudo-terminal."""
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -102,23 +103,83 @@ def test_ssh_config_prints_block_and_updates_file_idempotently(webapp_az, sandbo
     assert f'    UserKnownHostsFile {known_hosts(webapp_az)}' in lines
     assert '    StrictHostKeyChecking accept-new' in lines
     proxy = next(line for line in lines if line.startswith('    ProxyCommand '))
+    # The subscription and the (non-default) az config directory go with it.
+    assert proxy.startswith(f"    ProxyCommand env AZURE_CONFIG_DIR={webapp_az.env['AZURE_CONFIG_DIR']} "), proxy
     assert proxy.endswith(' -P -m azure.cli webapp remote-connection create -g sandbox-rg -n slot-app '
-                          '--slot staging --stdio')
+                          f'--slot staging --subscription {sandbox_sshd.subscription} --stdio')
 
     config = tmp_path / 'config'
     config.write_text('Host other\n    User bob')  # no final newline
+    ours = tmp_path / 'config.az-webapp'
     for expected in ('Added', 'Already up to date:'):
         result = webapp_az.run('webapp', 'remote-connection', 'ssh-config', '-g', 'sandbox-rg', '-n', 'slot-app',
                                '--slot', 'staging', '--file', str(config))
         assert result.returncode == 0, result.stderr
-        assert expected in result.stderr
+        assert expected in result.stderr and f'included from the top of {config}' in result.stderr
         assert result.stdout == ''
-    assert config.read_text() == 'Host other\n    User bob\n\n' + printed.stdout
-    fresh = tmp_path / 'new' / 'config'  # a missing file (and directory) is created private
-    webapp_az.run('webapp', 'remote-connection', 'ssh-config', '-g', 'sandbox-rg', '-n', 'slot-app', '--slot',
-                  'staging', '--file', str(fresh), check=True)
-    assert fresh.read_text() == printed.stdout
-    assert (fresh.stat().st_mode & 0o777) == 0o600 and (fresh.parent.stat().st_mode & 0o777) == 0o700
+    assert config.read_text() == webapp_ssh.include_lines(str(ours)) + '\nHost other\n    User bob'
+    assert ours.read_text() == webapp_ssh.OURS_HEADER.format(config=config) + '\n' + printed.stdout
+    assert (ours.stat().st_mode & 0o777) == 0o600
+    fresh = tmp_path / 'new' / 'config'  # a missing directory is not created behind the user's back
+    missing = webapp_az.run('webapp', 'remote-connection', 'ssh-config', '-g', 'sandbox-rg', '-n', 'slot-app',
+                            '--slot', 'staging', '--file', str(fresh))
+    assert missing.returncode != 0
+    assert f'The directory {fresh.parent} does not exist' in missing.stderr and 'mkdir -m 700' in missing.stderr
+    assert not fresh.parent.exists()
+
+
+def test_ssh_config_block_wins_over_host_star_and_never_replaces_a_foreign_block(webapp_az, sandbox_sshd,
+                                                                               tmp_path):
+    """A real configuration: options outside any block and a `Host *` with `User bob` come first. OpenSSH
+    keeps the first value it reads, yet the generated host logs in as root, through the ProxyCommand,
+    without AZURE_CONFIG_DIR in ssh's environment; other hosts keep the user's settings."""
+    config = tmp_path / 'config'
+    user_text = ('ForwardAgent yes\n'
+                 'Host *\n    User bob\n    ServerAliveInterval 7\n'
+                 'Match host nothing-matches\n    User carol\n'
+                 '# an older run of this command appended its block here\n\n'
+                 + webapp_ssh.config_block('linux-app', 'old-rg', 'linux-app', 'old-alias', '/old/known_hosts'))
+    config.write_text(user_text)
+    webapp_az.run('webapp', 'remote-connection', 'ssh-config', '-g', 'sandbox-rg', '-n', 'linux-app', '--file',
+                  str(config), check=True)
+    text = config.read_text()
+    assert text.startswith(webapp_ssh.include_lines(f'{config}.az-webapp'))
+    assert 'old-rg' not in text and 'old-rg' not in (tmp_path / 'config.az-webapp').read_text()  # moved, updated
+    env = ssh_env(str(tmp_path))
+    env.update({k: v for k, v in webapp_az.env.items() if k.startswith(('AZURE_', 'REQUESTS_'))})
+    env.pop('AZURE_CONFIG_DIR')  # the ProxyCommand names it
+    run = dict(env=env, cwd=webapp_az.cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    settings = subprocess.run(['ssh', '-G', '-F', str(config), 'linux-app'], **run).stdout.splitlines()
+    assert 'user root' in settings and 'forwardagent yes' in settings and 'serveraliveinterval 7' in settings
+    other = subprocess.run(['ssh', '-G', '-F', str(config), 'elsewhere'], **run).stdout.splitlines()
+    assert 'user bob' in other and 'forwardagent yes' in other
+    login = subprocess.run(['ssh', '-F', str(config), 'linux-app', 'whoami; hostname'], **run)
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.split() == ['root', 'linux-app-i0']
+
+    # A Host block of the user's own with the same name is never replaced: a clear error, nothing written.
+    before, ours_before = config.read_text(), (tmp_path / 'config.az-webapp').read_text()
+    config.write_text(before + 'Host mine\n    User bob\n')
+    refused = webapp_az.run('webapp', 'remote-connection', 'ssh-config', '-g', 'sandbox-rg', '-n', 'linux-app',
+                            '--host', 'mine', '--file', str(config))
+    assert refused.returncode != 0
+    assert f"{config} already has a Host block for 'mine'" in refused.stderr and '--host' in refused.stderr
+    assert config.read_text() == before + 'Host mine\n    User bob\n'
+    assert (tmp_path / 'config.az-webapp').read_text() == ours_before
+
+
+def test_proxy_command_on_windows_and_with_the_default_config_dir():
+    """The platform branch, simulated: Windows has no `env` and reads a CreateProcess command line."""
+    default = webapp_ssh.default_config_dir()
+    posix = webapp_ssh.proxy_command('rg', 'app', subscription='sub-1', config_dir=default, windows=False)
+    assert 'AZURE_CONFIG_DIR' not in posix and posix.endswith(' create -g rg -n app --subscription sub-1 --stdio')
+    windows = webapp_ssh.proxy_command('rg', 'app 1%', subscription='sub-1', config_dir='C:\\Users\\me\\az dir',
+                                       windows=True)
+    assert not windows.startswith('env ')
+    assert "os.environ[\\\"AZURE_CONFIG_DIR\\\"]='C:\\\\Users\\\\me\\\\az dir'" in windows, windows
+    assert windows.endswith(' -n "app 1%%" --subscription sub-1 --stdio'), windows
+    assert webapp_ssh.include_lines('C:\\Users\\me\\.ssh\\config.az-webapp', windows=True).splitlines()[1] == \
+        'Include C:/Users/me/.ssh/config.az-webapp'
 
 
 def test_stdio_takes_no_port_options(webapp_az):
@@ -227,3 +288,87 @@ def test_256_mib_through_stdio_mode_arrive_byte_exact(proxy_config, webapp_az):
     assert proc.returncode == 0, err.decode(errors='replace')
     assert out.decode().split()[0] == digest.hexdigest()
     assert time.monotonic() - started < 180
+
+
+# ---------------------------------------------------------------------------------------------
+# --instance all / NAME,NAME: one command on every instance at once
+
+
+def _times_and_host(stdout_lines):
+    """(start, end, hostname) from the lines of `date +%s.%N; sleep 2; date +%s.%N; hostname`."""
+    return float(stdout_lines[0]), float(stdout_lines[1]), stdout_lines[2]
+
+
+EVERYWHERE = 'date +%s.%N; sleep 2; date +%s.%N; hostname; echo to-stderr >&2; exit 3'
+
+
+def _forget_keys(webapp_az, sandbox_sshd, app, names):
+    """Start from no pinned keys for these instances (test_changed_host_key_is_refused plants a wrong one)."""
+    for name in names:
+        alias = webapp_ssh.host_key_alias(sandbox_sshd.app(app).scm_url, name)
+        if os.path.exists(known_hosts(webapp_az)):
+            subprocess.run(['ssh-keygen', '-R', alias, '-f', known_hosts(webapp_az)], capture_output=True, check=True)
+
+
+def test_instance_all_runs_on_every_instance_at_once_with_prefixed_lines(webapp_az, sandbox_sshd):
+    _forget_keys(webapp_az, sandbox_sshd, 'scaled-app', ['scaled-app-i0', 'scaled-app-i1'])
+    result = az_ssh(webapp_az, '-n', 'scaled-app', '--instance', 'all', remote=[EVERYWHERE])
+    assert result.returncode == 3, result.stderr
+    runs = {}
+    for name in ('scaled-app-i0', 'scaled-app-i1'):
+        mine = [line[len(name) + 2:] for line in result.stdout.splitlines() if line.startswith(f'{name}: ')]
+        assert len(mine) == 3, result.stdout
+        runs[name] = _times_and_host(mine)
+        assert runs[name][2] == name  # each instance's own sshd, through its own tunnel
+        assert f'{name}: to-stderr' in result.stderr.splitlines()
+    (start0, end0, _), (start1, end1, _) = runs.values()
+    assert start0 < end1 and start1 < end0, runs  # the two 2-second runs overlapped: in parallel
+    # Each instance's key is pinned under its own alias.
+    for name in ('scaled-app-i0', 'scaled-app-i1'):
+        alias = webapp_ssh.host_key_alias(sandbox_sshd.app('scaled-app').scm_url, name)
+        assert webapp_ssh.stored_keys(alias, known_hosts(webapp_az))
+    for secret in secrets_of(sandbox_sshd, 'scaled-app'):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_instance_list_with_a_failing_instance_json_records_and_worst_status(webapp_az, sandbox_sshd):
+    _forget_keys(webapp_az, sandbox_sshd, 'scaled-app', ['scaled-app-i0', 'scaled-app-i1'])
+    with sandbox_sshd.sshd_down('scaled-app', instance='scaled-app-i1'):
+        result = az_ssh(webapp_az, '-n', 'scaled-app', '--instance', 'scaled-app-i1,scaled-app-i0', '-o', 'json',
+                        remote=['hostname; echo err >&2; exit 4'])
+    assert result.returncode == 255, result.stderr  # the unreachable instance is the worst
+    records = json.loads(result.stdout)
+    assert [record['instance'] for record in records] == ['scaled-app-i1', 'scaled-app-i0']
+    down, up = records
+    assert up['exitStatus'] == 4 and up['stdout'] == 'scaled-app-i0\n' and up['stderr'].endswith('err\n')
+    assert up['error'] is None and 0 < up['seconds'] < 60
+    assert down['exitStatus'] == 255 and down['stdout'] == ''
+    assert "container port 2222 of app 'scaled-app' (instance 'scaled-app-i1')" in down['error'], down
+    assert 'Traceback' not in result.stderr
+
+
+def test_instance_all_needs_a_command_and_unknown_names_are_named(webapp_az, sandbox_sshd):
+    interactive = webapp_az.run('webapp', 'remote-connection', 'ssh', '-g', 'sandbox-rg', '-n', 'scaled-app',
+                                '--instance', 'all')
+    assert interactive.returncode != 0 and interactive.stdout == ''
+    assert 'needs the command after `--`' in interactive.stderr
+    assert 'An interactive session reaches one instance' in interactive.stderr
+    unknown = az_ssh(webapp_az, '-n', 'scaled-app', '--instance', 'scaled-app-i0,nope', remote=['true'])
+    assert unknown.returncode != 0
+    assert "'nope' is not an instance of app 'scaled-app' (instances: scaled-app-i0, scaled-app-i1)" \
+        in unknown.stderr
+    create = webapp_az.run('webapp', 'remote-connection', 'create', '-g', 'sandbox-rg', '-n', 'scaled-app',
+                           '--instance', 'all')
+    assert create.returncode != 0 and 'create opens one tunnel to one instance' in create.stderr
+
+
+def test_ssh_options_without_double_dash_get_a_hint(webapp_az):
+    for words, shown in ((['-L', '8080:localhost:80'], '-L 8080:localhost:80'),
+                         (['-i', '~/.ssh/id_ed25519', '-v'], '-i ~/.ssh/id_ed25519 -v'),
+                         (['-o', 'ConnectTimeout=5'], '-o ConnectTimeout=5')):
+        result = webapp_az.run('webapp', 'remote-connection', 'ssh', '-g', 'sandbox-rg', '-n', 'linux-app', *words)
+        assert result.returncode != 0
+        errors = [line for line in result.stderr.splitlines() if line.startswith('ERROR:')]
+        assert len(errors) == 1, result.stderr
+        assert 'Put ssh\'s options and the remote command after `--`' in errors[0]
+        assert f'az webapp remote-connection ssh -g GROUP -n APP -- {shown}`' in errors[0], errors[0]
