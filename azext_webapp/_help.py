@@ -91,6 +91,36 @@ examples:
         az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp --instance INSTANCE1,INSTANCE2 -o json -- uptime
 """
 
+helps['webapp remote-connection doctor'] = """
+type: command
+short-summary: Check every hop between this machine and the SSH server of a Linux web app, and say how to fix the first that fails.
+long-summary: >
+    Checks, in order: your sign-in and permission to read the app (Azure Resource Manager); that
+    the app exists, runs on Linux and is running; that its SCM host resolves and its certificate
+    verifies (behind a proxy or private CA, set REQUESTS_CA_BUNDLE); that the SCM site accepts the
+    credentials (the publishing credentials with Basic auth, or your Microsoft Entra token when
+    Basic auth is disabled); then, for each instance: GetStatus (state, canReachPort, port), the
+    WebSocket upgrade, an SSH banner through the tunnel, the container's SSH algorithms (from its
+    key-exchange message) against this machine's OpenSSH and the portal's browser SSH (which needs
+    aes128-cbc, 3des-cbc, aes256-cbc or an aes-ctr cipher, and hmac-sha1, hmac-sha1-96 or
+    hmac-md5-96), root login with the password `Docker!`, and the sftp subsystem (without it sftp
+    fails, and so does OpenSSH 9's scp unless given -O). The first hop that fails stops the checks
+    of its instance. Prints a readable table; --output json gives the same as one record for
+    scripts. Exits with status 1 when a hop fails, 0 otherwise (warnings, such as an algorithm
+    list the portal cannot use, do not count as failures).
+examples:
+  - name: Check why `ssh` or `create` does not reach an app.
+    text: |
+        az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp
+  - name: Check one instance of a scaled-out app, or a slot.
+    text: |
+        az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp --instance INSTANCE_NAME
+        az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp --slot staging
+  - name: In a script, the failing hops as JSON (exit status 1 when any fails).
+    text: |
+        az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp -o json --query "checks[?status=='fail']"
+"""
+
 helps['webapp remote-connection ssh-config'] = """
 type: command
 short-summary: Write an ssh_config Host block so that `ssh APP`, scp, sftp, rsync and editors reach the app.
@@ -116,6 +146,9 @@ examples:
         ssh MyWebApp
         scp ./app.log MyWebApp:/home/
         rsync -a -e ssh ./site/ MyWebApp:/home/site/wwwroot/
+  - name: Copy to a container whose sshd has no sftp subsystem (OpenSSH 9's scp speaks SFTP unless given -O).
+    text: |
+        scp -O ./app.log MyWebApp:/home/
   - name: A block for a slot under a name of your choice.
     text: |
         az webapp remote-connection ssh-config -g MyResourceGroup -n MyWebApp --slot staging --host myapp-staging --file ~/.ssh/config

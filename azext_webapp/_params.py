@@ -52,6 +52,11 @@ def load_arguments(self, _):
         c.positional('ssh_args', nargs='*',
                      help='Arguments for ssh after `--`: options such as -L or -v, then a remote command.')
 
+    with self.argument_context('webapp remote-connection doctor') as c:
+        c.argument('instance', options_list=['--instance', '-i'],
+                   help='Check only this instance of a scaled-out app (see `az webapp list-instances`). '
+                        'Default: every instance, each on its own.')
+
     with self.argument_context('webapp remote-connection ssh-config') as c:
         c.argument('host', options_list=['--host'],
                    help='Name for the Host block (what you type after `ssh`). Default: the app name, '

@@ -80,6 +80,10 @@ def _validate_one_instance(namespace, why):
             'command on several instances at once, use `az webapp remote-connection ssh --instance all -- CMD`.')
 
 
+def validate_remote_connection_doctor(namespace):
+    _validate_instance_and_slot(namespace)
+
+
 def _validate_instance_and_slot(namespace):
     if namespace.instance is not None and not namespace.instance.strip():
         raise InvalidArgumentValueError(
