@@ -360,6 +360,29 @@ class Sandbox:
     def extension_url(self, filename: str) -> str:
         return f"{self.arm.base_url}extensions/{filename}"
 
+    def publish_extension(self, wheel: str | None = None, log=None) -> str:
+        """Fill the extension index (`az extension add --name webapp` against the sandbox's
+        AZURE_EXTENSION_INDEX_URL): copy `wheel`, or build one from this source tree (with the
+        native engine; without it, the portable engine, when the native build fails), into
+        extension_dir and rewrite index.json. Returns the wheel's path in extension_dir."""
+        import sys
+        tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+        if tools not in sys.path:
+            sys.path.insert(0, tools)
+        import build_index
+        if wheel is None:
+            try:
+                wheel = build_index.build_wheel(self.extension_dir)
+            except SystemExit as e:         # build_index's way of failing
+                if log:
+                    log(f"building the native engine failed; the wheel carries the portable engine "
+                        f"({str(e).splitlines()[0]})")
+                wheel = build_index.build_wheel(self.extension_dir, native=False)
+        elif os.path.dirname(os.path.abspath(wheel)) != self.extension_dir:
+            wheel = shutil.copy(wheel, self.extension_dir)
+        build_index.write_index(self.extension_dir, base_url=self.extension_url(""))
+        return os.path.join(self.extension_dir, os.path.basename(wheel))
+
     @property
     def app_names(self) -> list:
         return [a.name for a in APPS]
@@ -553,6 +576,15 @@ class Sandbox:
             lines.append("  az " + " ".join(_shq(a) for a in argv))
         lines.append(f"  az webapp show -g {self.resource_group} -n linux-app "
                      f"--query hostNameSslStates")
+        lines.append("  az extension add --name webapp     # from the sandbox's extension index")
+        workdir = _shq(self.workdir)
+        lines += ["", "Faults and states, from another shell (or sb.set_fault(...) from Python):",
+                  f"  python -m sandbox fault linux-app refuse=401 --workdir {workdir}"
+                  "   # drop_after_bytes=N, stall_after_bytes=N, none",
+                  f"  python -m sandbox state linux-app STOPPED --workdir {workdir}    # STARTED, STARTING",
+                  f"  python -m sandbox starting starting-app 30 --workdir {workdir}",
+                  f"  python -m sandbox basic linux-app off --workdir {workdir}        # on",
+                  f"  python -m sandbox sshd linux-app down --workdir {workdir}        # up"]
         return "\n".join(lines)
 
     def _write_summary_files(self):

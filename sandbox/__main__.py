@@ -1,4 +1,6 @@
-"""`python -m sandbox [--workdir D]`: start the sandbox, print how to use it, run until Ctrl+C."""
+"""`python -m sandbox [--workdir D]`: start the sandbox, fill its extension index, print how to use it,
+run until Ctrl+C. `python -m sandbox fault|state|starting|basic|sshd APP VALUE --workdir D`: change
+a running sandbox from another shell (sandbox/control.py)."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +14,10 @@ from . import Sandbox
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from . import control
+    if argv and argv[0] in ("fault", "state", "starting", "basic", "sshd"):
+        return control.main(argv)
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--workdir", help="where configs, certificates and logs go "
                                           "(default: a new temporary directory, removed on exit)")
@@ -19,6 +25,9 @@ def main(argv=None) -> int:
                         help="do not start sshd instances (they need root)")
     parser.add_argument("--login", action="store_true",
                         help="also sign the real az in, into <workdir>/az (AZURE_CONFIG_DIR)")
+    parser.add_argument("--no-extension", action="store_true",
+                        help="leave the extension index empty (default: build this tree's wheel into it, "
+                             "so that `az extension add --name webapp` works against the sandbox)")
     args = parser.parse_args(argv)
 
     # SIGINT (also when inherited as ignored, e.g. started with `&` from a script), SIGTERM and
@@ -35,6 +44,12 @@ def main(argv=None) -> int:
     try:
         t0 = time.monotonic()
         sb.start()
+        controller = control.Controller(sb)
+        if not args.no_extension:
+            print("Building the extension wheel for the sandbox's extension index...", file=sys.stderr,
+                  flush=True)
+            wheel = sb.publish_extension(log=lambda line: print(line, file=sys.stderr, flush=True))
+            print(f"Extension index: {os.path.basename(wheel)}", file=sys.stderr, flush=True)
         config_dir = os.path.join(sb.workdir, "az")
         if args.login:
             sb.az_login(config_dir)
@@ -45,7 +60,8 @@ def main(argv=None) -> int:
               + f"{os.path.join(sb.workdir, 'sandbox.json')}.\nCtrl+C stops everything.",
               flush=True)
         while True:
-            time.sleep(3600)
+            controller.poll()           # faults and states set with `python -m sandbox fault ...`
+            time.sleep(0.1)
     except KeyboardInterrupt:
         print("\nStopping the sandbox...", file=sys.stderr, flush=True)
         return 0
