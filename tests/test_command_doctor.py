@@ -236,3 +236,12 @@ def test_warnings_after_start_use_the_doctors_words(webapp_az, sandbox_sshd, ssh
     assert "at the hop 'SSH banner through the tunnel'. Container port 2222 of app 'linux-app'" in warnings[1]
     for warning in warnings:
         assert warning.endswith('(`az webapp remote-connection doctor -g sandbox-rg -n linux-app` checks every hop.)')
+
+
+@pytest.mark.root
+@pytest.mark.parametrize('app', ['linux-app', 'bearer-app'])
+def test_no_secret_under_debug(webapp_az, sandbox_sshd, app):
+    result = doctor(webapp_az, '-n', app, '--debug', '--verbose')
+    assert result.returncode == 0, result.stderr[-3000:]
+    for secret in secrets_of(sandbox_sshd, app):
+        assert secret not in result.stdout + result.stderr
