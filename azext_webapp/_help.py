@@ -42,6 +42,13 @@ examples:
   - name: Open a tunnel to an app or slot given by its resource ID.
     text: |
         az webapp remote-connection create --ids $(az webapp show -g MyResourceGroup -n MyWebApp --query id -o tsv)
+  - name: A custom container configured as the documentation says offers only CBC ciphers; the ssh line create prints then carries the option that adds one (scp and sftp take it too; scp also needs -O without an sftp subsystem).
+    text: |
+        ssh -o Ciphers=+aes128-cbc root@127.0.0.1 -p 21382
+        scp -O -o Ciphers=+aes128-cbc -P 21382 ./app.log root@127.0.0.1:/home/
+  - name: On an app with remote debugging enabled, tunnel to SSH instead of the debugger.
+    text: |
+        az webapp remote-connection create -g MyResourceGroup -n MyWebApp --target-port 2222
   - name: Tunnel to another port in the container, listening on all local IPv4 addresses.
     text: |
         az webapp remote-connection create -g MyResourceGroup -n MyWebApp --target-port 9229 --bind 0.0.0.0 -p 9229
@@ -62,7 +69,10 @@ long-summary: >
     command, the command runs on each instance at once, through a tunnel of its own; an instance
     that cannot be reached is reported with its reason (exit status 255) while the others run.
     The container's password (`Docker!` on the built-in images) is supplied through SSH_ASKPASS,
-    never on a command line, unless you pass an identity of your own with -i.
+    never on a command line, unless you pass an identity of your own with -i. `Ciphers
+    +aes128-cbc,aes256-cbc` is added for containers that offer only CBC ciphers (as the
+    documentation configures custom images); OpenSSH's defaults still win where offered. When it
+    does not connect, `az webapp remote-connection doctor` says which hop fails.
     Host keys are checked: the first connection records the container's key under a HostKeyAlias
     for the app in AZURE_CONFIG_DIR/webapp/known_hosts, and a changed key is refused (remove it with
     the `ssh-keygen -R` line the error shows when you know why it changed).

@@ -221,7 +221,7 @@ def _ssh_options_for(port, bind, remote_port, endpoint):
     from azext_webapp import _kexinit
     from azext_webapp._errors import doctor_command
     try:
-        offer = _kexinit.probe(port, host=_client_host(bind), timeout=10.0)
+        offer = _kexinit.probe(port, host=_client_host(bind), timeout=5.0)
     except _kexinit.ProbeError as err:
         logger.info('Could not read the SSH server\'s offer through the tunnel: %s', err)
         return []

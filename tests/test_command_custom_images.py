@@ -117,3 +117,17 @@ def test_remote_debugging_apps_are_handled_consistently(webapp_az, sandbox_sshd,
         assert result.stdout.strip() == 'debug-app-i0', result.stderr
     with webapp_az.tunnel('-g', 'sandbox-rg', '-n', 'debug-app') as tunnel:
         assert 'this tunnel is for the debugger (container port 9229)' in tunnel.stdout_lines[1]
+
+
+def test_help_says_scp_needs_dash_o_and_shows_the_cbc_option(webapp_az):
+    doctor = webapp_az.run('webapp', 'remote-connection', 'doctor', '--help')
+    assert doctor.returncode == 0, doctor.stderr
+    text = ' '.join(doctor.stdout.split())
+    assert "and so does OpenSSH 9's scp unless given -O" in text
+    assert 'sha1-96 or hmac-md5-96' in text
+    config = ' '.join(webapp_az.run('webapp', 'remote-connection', 'ssh-config', '--help').stdout.split())
+    assert 'scp -O ./app.log MyWebApp:/home/' in config
+    create = ' '.join(webapp_az.run('webapp', 'remote-connection', 'create', '--help').stdout.split())
+    assert 'ssh -o Ciphers=+aes128-cbc root@127.0.0.1 -p 21382' in create
+    assert 'scp -O -o Ciphers=+aes128-cbc -P 21382' in create
+    assert '--target-port 2222' in create

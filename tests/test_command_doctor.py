@@ -245,3 +245,11 @@ def test_no_secret_under_debug(webapp_az, sandbox_sshd, app):
     assert result.returncode == 0, result.stderr[-3000:]
     for secret in secrets_of(sandbox_sshd, app):
         assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.root
+def test_query_on_the_json_record_and_the_exit_status(webapp_az, sandbox_sshd):
+    result = webapp_az.run('webapp', 'remote-connection', 'doctor', '-g', 'sandbox-rg', '-n', 'seed-app', '-o', 'tsv',
+                           '--query', "checks[?status=='fail'].hop", timeout=180)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.split() == ['sftp']
