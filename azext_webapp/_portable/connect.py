@@ -2,9 +2,8 @@
 TLS verified against a CA file or the system store, with the host name checked (tn_conn.c and
 tn_tls.c's counterpart). Used by the WebSocket links and by the probes.
 
-``HeadProtocol`` is the asyncio protocol both build on: while a header block is expected (the
-proxy's answer, the 101, a probe's answer) it collects it for ``await expect_head(...)``;
-afterwards ``on_bytes`` gets what arrives.
+``HeadProtocol`` is the asyncio protocol both build on: TLS on memory BIOs, and header blocks
+(the proxy's answer, the 101, a probe's answer) collected for ``await expect_head(...)``.
 """
 import asyncio
 import socket
@@ -60,18 +59,162 @@ def split_hostport(text, default_port=80):
     return host, int(port) if port.isdigit() else default_port
 
 
-class HeadProtocol(asyncio.Protocol):
-    """Collects header blocks on request; see the module docstring."""
+READ_MIN, READ_MAX = 16 * 1024, 64 * 1024
+
+
+class HeadProtocol(asyncio.BufferedProtocol):
+    """A TCP connection with TLS of its own and header blocks collected on request.
+
+    TLS runs on memory BIOs here rather than through loop.start_tls(): one layer fewer per message
+    (asyncio's TLS protocol is a state machine with its own buffers and flow control), nothing private
+    of asyncio touched, and the same code on the selector loop (POSIX) and the proactor loop (Windows).
+    The read buffer starts small (an idle connection holds 16 KiB) and grows while reads fill it.
+
+    While a header block is expected (the proxy's answer, the 101, a probe's answer) it is collected
+    for ``await expect_head(...)``; afterwards ``on_bytes`` gets what arrives. Subclasses hear of the
+    end through ``ended()`` (EOF or close_notify: a clean end) and ``lost(exc)`` (the connection is
+    gone; exc says why, None for a clean close)."""
 
     def __init__(self):
         self.transport = None
         self._collector = None
         self._head = None            # future of (head, rest) while a header block is expected
         self._lost_why = None        # Error for an end while a header block is expected
+        self._buf = bytearray(READ_MIN)
+        self._view = memoryview(self._buf)
+        self._tls = self._bio_in = self._bio_out = None
+        self._handshake = None       # future while the TLS handshake runs
+        self._tls_error = None
+        self._paused = False
 
     def connection_made(self, transport):
         self.transport = transport
 
+    # -- TLS ------------------------------------------------------------------------------------
+    def start_tls(self, context, server_hostname):
+        """Begin the TLS handshake; the returned future is done when it completes (or failed)."""
+        self._bio_in, self._bio_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._bio_in, self._bio_out, server_side=False,
+                                     server_hostname=server_hostname)
+        self._handshake = asyncio.get_running_loop().create_future()
+        self._step_handshake()
+        return self._handshake
+
+    def _step_handshake(self):
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush()
+            return
+        except (ssl.SSLError, ValueError) as exc:
+            self._flush()            # the alert, so the server knows why
+            self._end_handshake(exc)
+            return
+        self._flush()
+        self._end_handshake(None)
+        if self._bio_in.pending:
+            self._decrypt()
+
+    def _end_handshake(self, exc):
+        fut, self._handshake = self._handshake, None
+        if fut is not None and not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+    def send(self, data):
+        """Write application data (encrypted once TLS is up)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._tls is None:
+            self.transport.write(data)
+            return
+        try:
+            self._tls.write(data)
+        except ssl.SSLError as exc:
+            self._fail_tls(exc)
+            return
+        self._flush()
+
+    def _flush(self):
+        out = self._bio_out.read()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def _fail_tls(self, exc):
+        self._tls_error = exc
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _decrypt(self):
+        if self._paused or self._tls is None:
+            return
+        chunks, eof = [], False
+        try:
+            while True:
+                chunk = self._tls.read(READ_MAX)
+                if not chunk:
+                    eof = True
+                    break
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            eof = True
+        except ssl.SSLError as exc:
+            if chunks:
+                self.data_received(b"".join(chunks))
+            self._fail_tls(exc)
+            return
+        if self._bio_out.pending:    # TLS 1.3 post-handshake messages
+            self._flush()
+        if chunks:
+            self.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if eof:                      # close_notify: a clean end from the server
+            self.ended()
+            self.transport.close()
+
+    # -- reading ---------------------------------------------------------------------------------
+    def get_buffer(self, sizehint):
+        return self._view
+
+    def buffer_updated(self, nbytes):
+        full = nbytes == len(self._buf)
+        data = self._view[:nbytes]
+        if self._tls is None:
+            self.data_received(bytes(data))
+        else:
+            self._bio_in.write(data)
+            if self._handshake is not None:
+                self._step_handshake()
+            else:
+                self._decrypt()
+        if full and len(self._buf) < READ_MAX:    # a busy connection: read more at once
+            self._resize(min(len(self._buf) * 4, READ_MAX))
+
+    def _resize(self, size):
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+
+    def shrink(self):
+        """An idle connection gives its large read buffer back."""
+        if len(self._buf) > READ_MIN:
+            self._resize(READ_MIN)
+
+    def pause_reading(self):
+        if not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self):
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+            if self._tls is not None and self._bio_in.pending:
+                asyncio.get_running_loop().call_soon(self._decrypt)   # what arrived before the pause
+
+    # -- header blocks ---------------------------------------------------------------------------
     def expect_head(self, collector, lost_why):
         self._collector = collector
         self._lost_why = lost_why
@@ -98,14 +241,34 @@ class HeadProtocol(asyncio.Protocol):
             else:
                 fut.set_result(result)
 
+    # -- ends --------------------------------------------------------------------------------------
     def eof_received(self):
-        if self._head is not None:
-            self._finish_head(exc=self._lost_why)
-        return False
+        if self._handshake is not None:
+            self._end_handshake(ConnectionResetError("the server closed the connection"))
+        else:
+            self.ended()
+        return False                 # the transport closes; lost() follows
 
     def connection_lost(self, exc):
+        exc = exc or self._tls_error
+        if self._handshake is not None:
+            self._end_handshake(exc or ConnectionResetError("the server closed the connection"))
         if self._head is not None:
             self._finish_head(exc=self._lost_why)
+        self.lost(exc)
+        # gone: give back the TLS session and the read buffer now, not when the garbage collector
+        # gets to this protocol's reference cycles (a busy tunnel would hold hundreds of them)
+        self._tls = self._bio_in = self._bio_out = None
+        self._buf = bytearray()
+        self._view = memoryview(self._buf)
+
+    def ended(self):
+        """EOF from the server (overridden); while a header block is expected, a failure."""
+        if self._head is not None:
+            self._finish_head(exc=self._lost_why)
+
+    def lost(self, exc):  # pragma: no cover - overridden
+        pass
 
     def on_bytes(self, data):  # pragma: no cover - overridden
         pass
@@ -170,7 +333,8 @@ class Route:
 
     async def open(self, loop, protocol, step):
         """TCP (+ CONNECT) + TLS to the host, with ``protocol`` (a HeadProtocol) attached; returns the
-        TLS transport. ``step(name)`` is told each step ("tcp", "proxy", "tls") as it begins."""
+        TCP transport (application data goes through ``protocol.send``). ``step(name)`` is told each
+        step ("tcp", "proxy", "tls") as it begins."""
         step("tcp")
         transport = None
         failure = None
@@ -189,18 +353,13 @@ class Route:
                 await self._connect_through_proxy(transport, protocol)
             step("tls")
             try:
-                tls = await loop.start_tls(transport, protocol, self.ssl_context, server_hostname=self.host,
-                                           ssl_handshake_timeout=3600)
+                await protocol.start_tls(self.ssl_context, self.host)
             except ssl.SSLError as exc:
                 raise tls_failure(self.host, exc, self.ca_file) if not self.probe else _probe_tls(self.host, exc) \
                     from None
-            except (ConnectionError, OSError) as exc:
+            except (ConnectionError, OSError, ValueError) as exc:
                 raise resource_error(exc) or tls_failure(self.host, exc, self.ca_file) from None
-            if tls is None:
-                raise tls_failure(self.host, ConnectionResetError(), self.ca_file)
-            _smaller_tls_read_buffer(tls)
-            protocol.transport = tls
-            return tls
+            return transport
         except BaseException:
             transport.abort()
             raise
@@ -214,7 +373,7 @@ class Route:
                                   f"the proxy {self.proxy} sent a malformed answer")
         head = protocol.expect_head(collector, Error("proxy", 0, f"the proxy {self.proxy} closed the connection "
                                                                  f"to {target}"))
-        transport.write((request + "\r\n").encode("latin-1"))
+        protocol.send((request + "\r\n").encode("latin-1"))
         del request
         answer, _ = await head
         status = status_of(answer) or 0
@@ -225,23 +384,6 @@ class Route:
             hint = "; it wants credentials in HTTPS_PROXY" if status == 407 else ""
             raise Error("proxy", status, f"the proxy {self.proxy} refused to CONNECT to {target} "
                                          f"(HTTP {status}){hint}")
-
-
-TLS_READ = 64 * 1024
-
-
-def _smaller_tls_read_buffer(tls):
-    """asyncio's TLS protocol (3.11+) reads into a 256 KiB buffer of its own per connection, zeroed
-    and so resident from the start: 1,000 connections would hold 256 MiB for it alone. 64 KiB (the
-    native engine's TLS read size, and what Kudu sends per message) costs no throughput. Python 3.10's
-    TLS protocol has no such buffer; anything else is left as it is."""
-    proto = getattr(tls, "_ssl_protocol", None)
-    if proto is None or not isinstance(getattr(proto, "_ssl_buffer", None), bytearray):
-        return
-    if len(proto._ssl_buffer) > TLS_READ:  # pylint: disable=protected-access
-        proto.max_size = TLS_READ
-        proto._ssl_buffer = bytearray(TLS_READ)  # pylint: disable=protected-access
-        proto._ssl_buffer_view = memoryview(proto._ssl_buffer)  # pylint: disable=protected-access
 
 
 def _probe_tls(host, exc):

@@ -44,14 +44,13 @@ class _Answer(HeadProtocol):
             else:
                 self.done.set_result(None)
 
-    def eof_received(self):
+    def ended(self):
         if self._head is not None:
-            return super().eof_received()
+            super().ended()
+            return
         self._finish()
-        return False
 
-    def connection_lost(self, exc):
-        super().connection_lost(exc)
+    def lost(self, exc):
         self._finish()
 
 
@@ -88,7 +87,7 @@ async def _get(route, path, authorization, instance):
                    f"Accept: */*\r\nAuthorization: {authorization}\r\n"
                    + (f"Cookie: ARRAffinity={instance}\r\n" if instance else "")
                    + "Connection: close\r\n\r\n")
-        tls.write(request.encode("latin-1"))
+        answer.send(request.encode("latin-1"))
         del request
         raw, rest = await head
         status = status_of(raw)

@@ -72,15 +72,13 @@ class Link(HeadProtocol):
         except Error as err:
             relay.link_failed(err)
 
-    def eof_received(self):
+    def ended(self):
         if self._head is not None:
-            return super().eof_received()
+            super().ended()
+            return
         self.relay.link_eof()
-        return False
 
-    def connection_lost(self, exc):
-        if self._head is not None:
-            super().connection_lost(exc)
+    def lost(self, exc):
         self.relay.link_lost(exc)
 
     def pause_writing(self):
@@ -166,7 +164,7 @@ class Relay:
         authorization = core.authorization()
         request = codec.upgrade_request(core.host, core.port, authorization, key, core.instance,
                                         core.target_port)
-        link.transport.write(request)
+        link.send(request)
         del request
         answer, rest = await head
         codec.check_upgrade(answer, core.host, key, authorization)
@@ -230,7 +228,7 @@ class Relay:
         self._send_data(data)
 
     def _send_data(self, data):
-        self.link.transport.write(codec.data_frames(data))
+        self.link.send(codec.data_frames(data))
         n = len(data)
         self.bytes_up += n
         self.core.stats["bytes_up"] += n
@@ -246,7 +244,7 @@ class Relay:
     def _control(self, opcode, payload):
         if opcode == codec.OP_PING:
             if not self.close_sent:
-                self.link.transport.write(codec.frame(codec.OP_PONG, payload))
+                self.link.send(codec.frame(codec.OP_PONG, payload))
         elif opcode == codec.OP_CLOSE:         # 1011 included: the normal end
             self.peer_closed = True
             self.remote_closed = not self.close_sent      # not the answer to our own Close
@@ -265,7 +263,7 @@ class Relay:
         self.close_sent = True
         transport = self.link.transport
         if transport is not None and not transport.is_closing():
-            transport.write(codec.frame(codec.OP_CLOSE, codec.close_payload(code)))
+            self.link.send(codec.frame(codec.OP_CLOSE, codec.close_payload(code)))
 
     # -- back-pressure -------------------------------------------------------------------------
     def pause_local_reading(self):
@@ -279,16 +277,14 @@ class Relay:
             self.local.resume_reading()
 
     def pause_link_reading(self):
-        transport = self.link.transport
-        if not self.link_paused and self.ws_up and not self.ws_gone and transport is not None:
+        if not self.link_paused and self.ws_up and not self.ws_gone and self.link.transport is not None:
             self.link_paused = True
-            transport.pause_reading()
+            self.link.pause_reading()
 
     def resume_link_reading(self):
-        transport = self.link.transport
-        if self.link_paused and not self.ws_gone and transport is not None:
+        if self.link_paused and not self.ws_gone and self.link.transport is not None:
             self.link_paused = False
-            transport.resume_reading()
+            self.link.resume_reading()
 
     # -- keep-alive ------------------------------------------------------------------------------
     def _tick(self):
@@ -300,11 +296,12 @@ class Relay:
             self.idle = 0.0
         else:
             self.idle += core.ping_interval
+            self.link.shrink()
         self.rx_seen = False
         if self.idle >= core.hangup:
             self.link_failed(Error("closed", 0, f"{core.host} stopped answering"))
             return
-        self.link.transport.write(codec.frame(codec.OP_PING))
+        self.link.send(codec.frame(codec.OP_PING))
         self.timer = core.loop.call_later(core.ping_interval, self._tick)
 
     # -- ends -------------------------------------------------------------------------------------
@@ -384,6 +381,7 @@ class Relay:
         if not core.stopping:
             core.emit(self, "failed" if self.err is not None else "closed")
         self.pending = []
+        self.link.parser = None      # it holds this relay's methods: no cycle left to collect
 
     def abort(self):
         """stop(): cut both sides now, no events."""
