@@ -228,7 +228,10 @@ def _instance_hops(state, instance, report):
                                'sshd_config (as the documentation shows, https://go.microsoft.com/fwlink/?linkid='
                                '2132395), rebuild and redeploy.')
                 raise _Failed(f'GetStatus: state STARTED, canReachPort false, port {result.port}', message)
-            return f'state STARTED, canReachPort true, port {result.port}'
+            detail = f'state STARTED, canReachPort true, port {result.port}'
+            if result.port and result.port != SSH_PORT:  # remote debugging: the debugger's port
+                detail += f' (the default tunnel port; SSH on {SSH_PORT} is what the next hops check)'
+            return detail
         _run(report, 'status', status, instance)
         hops.remove('status')
 

@@ -183,6 +183,9 @@ def test_debug_app_checks_ssh_and_says_why(webapp_az, sandbox_sshd):
     code, table, _, record, _ = checks(webapp_az, '-n', 'debug-app')
     assert code == 0, statuses(record)
     assert 'remote debugging is on' in table[('app', None)]['detail']
+    assert table[('status', 'debug-app-i0')]['detail'] == ('state STARTED, canReachPort true, port 9229 (the default '
+                                                           'tunnel port; SSH on 2222 is what the next hops check)')
+    assert table[('banner', 'debug-app-i0')]['detail'].startswith('SSH-2.0-OpenSSH')
 
 
 @pytest.mark.root
