@@ -191,6 +191,21 @@ def test_proxy_address_forms():
     assert connect.split_hostport("proxy.corp") == ("proxy.corp", 80)
 
 
+def test_read_buffer_grows_while_reads_fill_it_and_shrinks_when_idle():
+    proto = connect.HeadProtocol()
+    got = []
+    proto.on_bytes = got.append
+    assert len(proto.get_buffer(-1)) == connect.READ_MIN
+    for size in (connect.READ_MIN, 4 * connect.READ_MIN, connect.READ_MAX):
+        buf = proto.get_buffer(-1)
+        buf[:size] = b"x" * size
+        proto.buffer_updated(size)
+    assert len(proto.get_buffer(-1)) == connect.READ_MAX
+    assert b"".join(got) == b"x" * (connect.READ_MIN * 5 + connect.READ_MAX)
+    proto.shrink()
+    assert len(proto.get_buffer(-1)) == connect.READ_MIN
+
+
 # -- TLS settings ------------------------------------------------------------------------------------
 
 def test_tls_context_verifies_unless_told_not_to(tmp_path):
