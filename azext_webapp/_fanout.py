@@ -47,7 +47,16 @@ def wanted_instances(value):
     return list(dict.fromkeys(names))  # each once, in the order given
 
 
-def check_command(value, command):
+FORWARDING = set('LRDW')  # ssh options that forward ports: one local port cannot serve every instance
+
+
+def check_command(value, options, command):
+    forwarding = sorted({word[:2] for word in options if len(word) >= 2 and word[0] == '-' and word[1] in FORWARDING})
+    if forwarding:
+        raise ValidationError(
+            f'--instance {value} runs one command on several instances, so it cannot forward ports '
+            f'({", ".join(forwarding)}): each instance would need the same local port. Forward ports to one '
+            'instance at a time with --instance NAME.')
     if not command:
         raise ValidationError(
             f'--instance {value} runs one command on several instances, so it needs the command after `--` '

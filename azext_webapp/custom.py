@@ -83,7 +83,7 @@ def _stdio_connection(cmd, target, instance, target_port):
 def ssh_remote_connection(cmd, resource_group_name, name, slot=None, instance=None, ssh_args=None):
     wanted = _fanout.wanted_instances(instance)
     if wanted:
-        _fanout.check_command(instance, ssh.split_ssh_args(ssh_args)[1])
+        _fanout.check_command(instance, *ssh.split_ssh_args(ssh_args))
     ssh_path = _ssh_program('ssh')
     target = Target(resource_group_name, name, slot)
     if wanted:
@@ -128,10 +128,15 @@ def _ssh_every_instance(cmd, target, wanted, ssh_path, ssh_args):
             logger.warning('Stopped (%s): the command was ended on every instance.', ended.signal_name)
             sys.exit(128 + ended.signum)
     if structured and cmd.cli_ctx.invocation.data['output'] != 'none':
+        # Printed here, as az would print a result (--query applied by its own handler), because az
+        # cannot also exit with a status of ours after printing a returned result.
+        from knack.events import EVENT_INVOKER_FILTER_RESULT
         from knack.util import CommandResultItem
+        event_data = {'result': results}
+        cmd.cli_ctx.raise_event(EVENT_INVOKER_FILTER_RESULT, event_data=event_data)
         output = cmd.cli_ctx.output
-        output.out(CommandResultItem(results), formatter=output.get_formatter(cmd.cli_ctx.invocation.data['output']),
-                   out_file=sys.stdout)
+        output.out(CommandResultItem(event_data['result']),
+                   formatter=output.get_formatter(cmd.cli_ctx.invocation.data['output']), out_file=sys.stdout)
         sys.stdout.flush()
     if worst:
         sys.exit(worst)

@@ -360,6 +360,16 @@ def test_instance_all_needs_a_command_and_unknown_names_are_named(webapp_az, san
     create = webapp_az.run('webapp', 'remote-connection', 'create', '-g', 'sandbox-rg', '-n', 'scaled-app',
                            '--instance', 'all')
     assert create.returncode != 0 and 'create opens one tunnel to one instance' in create.stderr
+    forward = az_ssh(webapp_az, '-n', 'scaled-app', '--instance', 'all', remote=['-L', '8080:localhost:80', 'true'])
+    assert forward.returncode != 0 and 'cannot forward ports (-L)' in forward.stderr, forward.stderr
+
+
+def test_instance_all_output_honours_query(webapp_az, sandbox_sshd):
+    _forget_keys(webapp_az, sandbox_sshd, 'scaled-app', ['scaled-app-i0', 'scaled-app-i1'])
+    result = az_ssh(webapp_az, '-n', 'scaled-app', '--instance', 'all', '-o', 'tsv', '--query',
+                    '[].[instance, exitStatus, stdout]', remote=['hostname'])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['scaled-app-i0', '0', 'scaled-app-i0', 'scaled-app-i1', '0', 'scaled-app-i1']
 
 
 def test_ssh_options_without_double_dash_get_a_hint(webapp_az):
