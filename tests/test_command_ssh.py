@@ -382,3 +382,11 @@ def test_ssh_options_without_double_dash_get_a_hint(webapp_az):
         assert len(errors) == 1, result.stderr
         assert 'Put ssh\'s options and the remote command after `--`' in errors[0]
         assert f'az webapp remote-connection ssh -g GROUP -n APP -- {shown}`' in errors[0], errors[0]
+
+
+def test_ssh_ids_of_a_slot_reach_the_slot(webapp_az, sandbox_sshd):
+    """--ids on ssh (az's own) now carries the slot too (slot is the ID's child_name_1)."""
+    result = webapp_az.run('webapp', 'remote-connection', 'ssh', '--ids', sandbox_sshd.site_id('slot-app', 'staging'),
+                           '--', 'hostname')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'slot-app-staging-i0'
