@@ -47,11 +47,14 @@ def wanted_instances(value):
     return list(dict.fromkeys(names))  # each once, in the order given
 
 
-FORWARDING = set('LRDW')  # ssh options that forward ports: one local port cannot serve every instance
+# ssh options that forward ports: one local port cannot serve every instance.
+FORWARDING = set('LRDW')
+FORWARDING_KEYWORDS = {'localforward', 'remoteforward', 'dynamicforward'}
 
 
 def check_command(value, options, command):
-    forwarding = sorted({word[:2] for word in options if len(word) >= 2 and word[0] == '-' and word[1] in FORWARDING})
+    forwarding = sorted({f'-{letter}' for letter, _ in ssh.option_values(options) if letter in FORWARDING}
+                        | {f'-o {key}' for key in ssh.config_keys(options) & FORWARDING_KEYWORDS})
     if forwarding:
         raise ValidationError(
             f'--instance {value} runs one command on several instances, so it cannot forward ports '

@@ -139,6 +139,16 @@ def _option_values(options):
     return values
 
 
+def option_values(options):
+    """[(letter, value)] of the options that take a value (-vL 8080:h:80 gives ('L', '8080:h:80'))."""
+    return _option_values(options)
+
+
+def config_keys(options):
+    """Lower-case keywords given with -o."""
+    return _config_keys(options)
+
+
 def _config_keys(options):
     """Lower-case keywords given with -o (``-o User=bob`` and ``-o "User bob"``)."""
     keys = set()
