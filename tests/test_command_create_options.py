@@ -47,3 +47,11 @@ def test_help_says_timeout_cuts_open_sessions_and_shows_ids(webapp_az):
     assert 'ending the sessions still open through it' in text
     assert 'not an idle time-out' in text
     assert 'remote-connection create --ids' in text
+
+
+def test_help_of_ssh_and_ssh_config_shows_the_new_options(webapp_az):
+    text = ' '.join(webapp_az.run('webapp', 'remote-connection', 'ssh', '--help', check=True).stdout.split())
+    assert '--instance all -- df -h /home' in text and '--instance INSTANCE1,INSTANCE2 -o json -- uptime' in text
+    assert "the exit status is the worst instance's" in text
+    config = ' '.join(webapp_az.run('webapp', 'remote-connection', 'ssh-config', '--help', check=True).stdout.split())
+    assert 'FILE.az-webapp' in config and 'never replaced' in config
