@@ -390,3 +390,37 @@ def test_ssh_ids_of_a_slot_reach_the_slot(webapp_az, sandbox_sshd):
                            '--', 'hostname')
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == 'slot-app-staging-i0'
+
+
+def test_stray_ssh_options_leave_az_options_alone():
+    """The hint before az parses: only what az would not take as the ssh command's own options."""
+    from types import SimpleNamespace
+    from azext_webapp._validators import _stray_ssh_options
+    value = SimpleNamespace(nargs=None)
+    actions = {'-g': value, '--resource-group': value, '-n': value, '--name': value, '--instance': value,
+               '-i': value, '--slot': value, '-s': value, '--ids': SimpleNamespace(nargs='+')}
+    ours = ['-g', 'rg', '-n', 'app', '--instance', 'all', '-o', 'json', '--query', '[].instance', '--debug',
+            '--subscription', 'sub', '--output=tsv', 'uname']
+    assert _stray_ssh_options(ours, actions) == []
+    assert _stray_ssh_options(['-n', 'app', '-vL', '1:h:2'], actions) == ['-vL']
+    assert _stray_ssh_options(['-n', 'app', '-p', '22', '-A'], actions) == ['-p', '22', '-A']
+    assert _stray_ssh_options(['-n', 'app', '-i', 'C:\\keys\\id_rsa'], actions) == ['-i', 'C:\\keys\\id_rsa']
+    assert _stray_ssh_options(['-n', 'app', '-o', 'yaml'], actions) == []
+
+
+def test_update_config_file_keeps_one_include_and_refuses_user_blocks_in_our_file(tmp_path):
+    config = tmp_path / 'config'
+    block = webapp_ssh.config_block('app', 'rg', 'app', 'alias', '/kh')
+    assert webapp_ssh.update_config_file(str(config), block, 'app') == ('added', f'{config}.az-webapp')
+    other = webapp_ssh.config_block('app2', 'rg', 'app2', 'alias2', '/kh')
+    assert webapp_ssh.update_config_file(str(config), other, 'app2')[0] == 'added'
+    assert config.read_text().count('Include ') == 1
+    ours = tmp_path / 'config.az-webapp'
+    assert ours.read_text().count('# BEGIN az webapp remote-connection: ') == 2
+    ours.write_text(ours.read_text() + 'Host app3\n    User bob\n')
+    with pytest.raises(webapp_ssh.ConfigFileError, match="already has a Host block for 'app3'"):
+        webapp_ssh.update_config_file(str(config), webapp_ssh.config_block('app3', 'rg', 'a', 'x', '/kh'), 'app3')
+    (tmp_path / 'foreign').write_text('Host x\n')
+    (tmp_path / 'foreign.az-webapp').write_text('Host x\n')
+    with pytest.raises(webapp_ssh.ConfigFileError, match='was not written by this command'):
+        webapp_ssh.update_config_file(str(tmp_path / 'foreign'), block, 'app')
