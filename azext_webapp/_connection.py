@@ -11,8 +11,8 @@ from knack.log import get_logger
 
 from azext_webapp import ssh
 from azext_webapp._arm import arm_call, locate, scm_credential, site_op, web_client
-from azext_webapp._errors import (bind_error, describe, first_line, on_instance, restart_advice, stopped_message,
-                                  tunnel_error, unreachable_message)
+from azext_webapp._errors import (bind_error, describe, first_line, stopped_message, tunnel_error,
+                                  unreachable_message)
 from azext_webapp._events import EventReporter
 from azext_webapp._renewal import TokenRenewal
 from azext_webapp.ssh import SSH_PORT
