@@ -5,6 +5,7 @@
     python -m sandbox starting starting-app 30 --workdir DIR        # GetStatus STARTING for 30 s
     python -m sandbox basic linux-app off --workdir DIR             # on | off
     python -m sandbox sshd linux-app down --workdir DIR             # down | up: container port 2222 answers or not
+                                                                    # (--instance NAME: one instance)
 
 The running sandbox is the only writer of its SCM config: a command is a request file in
 `<workdir>/control/`, which the sandbox's main loop applies through the same Python API tests use
@@ -114,9 +115,12 @@ class Controller:
             sb.set_basic(app, bool(request["allowed"]), slot=slot)
             return f"{label}: Basic auth {'accepted' if request['allowed'] else 'refused'} by SCM"
         if action == "sshd":
-            key = (app, slot)
+            instance = request.get("instance")
+            key = (app, slot, instance)
+            if instance:
+                label += f" instance {instance}"
             if request["down"] and key not in self._down:
-                context = sb.sshd_down(app, slot=slot)
+                context = sb.sshd_down(app, slot=slot, instance=instance) if instance else sb.sshd_down(app, slot=slot)
                 context.__enter__()
                 self._down[key] = context
             elif not request["down"] and key in self._down:
@@ -136,12 +140,13 @@ def main(argv) -> int:
                                       "none; state: STARTED|STOPPED|STARTING; starting: seconds; basic: on|off; "
                                       "sshd: down|up")
     parser.add_argument("--slot")
+    parser.add_argument("--instance", help="sshd: only this instance of a scaled-out app")
     parser.add_argument("--workdir", default=os.environ.get("SANDBOX_WORKDIR"),
                         help="the running sandbox's --workdir (default: $SANDBOX_WORKDIR)")
     args = parser.parse_args(argv)
     if not args.workdir:
         parser.error("--workdir (or SANDBOX_WORKDIR) is required: the workdir of the running sandbox")
-    request = {"action": args.action, "app": args.app, "slot": args.slot}
+    request = {"action": args.action, "app": args.app, "slot": args.slot, "instance": args.instance}
     try:
         if args.action == "fault":
             request["fault"] = parse_fault(args.value)

@@ -171,11 +171,13 @@ def test_scaled_app_every_instance_on_its_own(webapp_az, sandbox_sshd):
 
 @pytest.mark.root
 def test_one_instance_failing_among_several(webapp_az, sandbox_sshd):
-    with sandbox_sshd.sshd_down('scaled-app'):
+    with sandbox_sshd.sshd_down('scaled-app', instance='scaled-app-i1'):
         code, table, _, record, _ = checks(webapp_az, '-n', 'scaled-app')
     assert code == 1
-    for instance in ('scaled-app-i0', 'scaled-app-i1'):
-        assert table[('status', instance)]['status'] == 'fail'
+    assert all(table[(hop, 'scaled-app-i0')]['status'] == 'ok' for hop in HOPS[4:]), statuses(record)
+    assert table[('status', 'scaled-app-i1')]['status'] == 'fail'
+    assert "(instance 'scaled-app-i1')" in table[('status', 'scaled-app-i1')]['fix']
+    assert all(table[(hop, 'scaled-app-i1')]['status'] == 'not checked' for hop in HOPS[5:])
 
 
 @pytest.mark.root

@@ -104,3 +104,6 @@ def test_extension_index_filled_and_faults_from_the_command_line(running_sandbox
     assert refused.returncode == 1 and "no sandbox app 'no-such-app'" in refused.stderr
     assert sandbox('fault', 'linux-app', 'refuse=502').stdout.strip() == 'linux-app: fault {"refuse": 502}'
     assert sandbox('fault', 'linux-app', 'none').returncode == 0
+    down = sandbox('sshd', 'scaled-app', 'down', '--instance', 'scaled-app-i1')
+    assert down.stdout.strip() == 'scaled-app instance scaled-app-i1: container port 2222 does not answer', down.stderr
+    assert sandbox('sshd', 'scaled-app', 'up', '--instance', 'scaled-app-i1').returncode == 0
