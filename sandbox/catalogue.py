@@ -26,6 +26,7 @@ SERVE_SHARED_SSHD = "shared-sshd"   # reuse the sshd of another app's first inst
 SSHD_IMAGES = "images"     # the built-in images: the seed's CBC ciphers plus ctr, sftp subsystem
 SSHD_SEED = "seed"         # the documentation's sshd_config as custom images copy it: CBC only, no sftp
 SSHD_NOSFTP = "nosftp"     # OpenSSH's default (modern) algorithms, but no `Subsystem sftp` line
+SSHD_MODERN = "modern"     # AEAD ciphers and etm MACs only: nothing the portal's browser SSH offers
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class AppSpec:
     forbidden: bool = False                  # every ARM read answers 403 AuthorizationFailed
     cert: str = "good"                       # SCM certificate: good | untrusted | wronghost
     scm: bool = True                         # has an SCM site at all
-    sshd_config: str = SSHD_IMAGES           # SSHD_IMAGES | SSHD_SEED | SSHD_NOSFTP
+    sshd_config: str = SSHD_IMAGES           # SSHD_IMAGES | SSHD_SEED | SSHD_NOSFTP | SSHD_MODERN
     root_password: str | None = None         # root's sshd password; None: "Docker!"
 
     @property
@@ -91,6 +92,8 @@ APPS: tuple[AppSpec, ...] = (
             root_password="not-Docker!"),
     AppSpec("port22-app", "custom image: sshd listens on 22, not 2222 (GetStatus canReachPort false)",
             serves={22: SERVE_SSHD}),
+    AppSpec("modern-app", "custom image: AEAD ciphers and etm MACs only (OpenSSH works, the portal's "
+            "browser SSH does not)", sshd_config=SSHD_MODERN),
 )
 
 APPS_BY_NAME = {a.name: a for a in APPS}

@@ -68,6 +68,10 @@ _ALGORITHMS = {
     "seed": ("Ciphers aes128-cbc,3des-cbc,aes256-cbc\nMACs hmac-sha1,hmac-sha1-96\n", ""),
     # OpenSSH's defaults (chacha20, aes-gcm, aes-ctr; etm MACs and hmac-sha1), no sftp subsystem
     "nosftp": ("", ""),
+    # only what the portal's browser SSH (issue 16: CBC/ctr ciphers, hmac-sha1/-96, hmac-md5-96) lacks
+    "modern": ("Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com\n"
+               "MACs hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com\n",
+               "Subsystem sftp internal-sftp\n"),
 }
 
 

@@ -258,3 +258,16 @@ def test_query_on_the_json_record_and_the_exit_status(webapp_az, sandbox_sshd):
                            '--query', "checks[?status=='fail'].hop", timeout=180)
     assert result.returncode == 1, result.stderr
     assert result.stdout.split() == ['sftp']
+
+
+@pytest.mark.root
+def test_modern_app_works_here_but_not_in_the_portal(webapp_az, sandbox_sshd):
+    code, table, _, record, _ = checks(webapp_az, '-n', 'modern-app')
+    assert code == 0, statuses(record)  # a warning is not a failure
+    algorithms = table[('algorithms', 'modern-app-i0')]
+    assert algorithms['status'] == 'warning'
+    assert "OpenSSH here works with its defaults; the portal's browser SSH does not" in algorithms['detail']
+    assert 'add aes128-ctr or aes128-cbc to Ciphers and hmac-sha1 to MACs' in algorithms['fix']
+    assert table[('sftp', 'modern-app-i0')]['status'] == 'ok'
+    readable = doctor(webapp_az, '-n', 'modern-app')
+    assert readable.returncode == 0 and "WARN  Container's SSH algorithms" in readable.stdout
