@@ -60,6 +60,7 @@ def split_hostport(text, default_port=80):
 
 
 READ_MIN, READ_MAX = 16 * 1024, 64 * 1024
+READ_BULK = 256 * 1024        # a connection's read_max when few are open (see relay.py)
 
 
 class HeadProtocol(asyncio.BufferedProtocol):
@@ -68,7 +69,8 @@ class HeadProtocol(asyncio.BufferedProtocol):
     TLS runs on memory BIOs here rather than through loop.start_tls(): one layer fewer per message
     (asyncio's TLS protocol is a state machine with its own buffers and flow control), nothing private
     of asyncio touched, and the same code on the selector loop (POSIX) and the proactor loop (Windows).
-    The read buffer starts small (an idle connection holds 16 KiB) and grows while reads fill it.
+    The read buffer starts small (an idle connection holds 16 KiB) and grows while reads fill it, up
+    to ``read_max``.
 
     While a header block is expected (the proxy's answer, the 101, a probe's answer) it is collected
     for ``await expect_head(...)``; afterwards ``on_bytes`` gets what arrives. Subclasses hear of the
@@ -82,6 +84,7 @@ class HeadProtocol(asyncio.BufferedProtocol):
         self._lost_why = None        # Error for an end while a header block is expected
         self._buf = bytearray(READ_MIN)
         self._view = memoryview(self._buf)
+        self.read_max = READ_MAX
         self._tls = self._bio_in = self._bio_out = None
         self._handshake = None       # future while the TLS handshake runs
         self._tls_error = None
@@ -190,8 +193,8 @@ class HeadProtocol(asyncio.BufferedProtocol):
                 self._step_handshake()
             else:
                 self._decrypt()
-        if full and len(self._buf) < READ_MAX:    # a busy connection: read more at once
-            self._resize(min(len(self._buf) * 4, READ_MAX))
+        if full and len(self._buf) < self.read_max:    # a busy connection: read more at once
+            self._resize(min(len(self._buf) * 4, self.read_max))
 
     def _resize(self, size):
         self._buf = bytearray(size)
