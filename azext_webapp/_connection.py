@@ -11,7 +11,7 @@ from knack.log import get_logger
 
 from azext_webapp import ssh
 from azext_webapp._arm import arm_call, locate, scm_credential, site_op, web_client
-from azext_webapp._errors import (bind_error, describe, first_line, stopped_message, tunnel_error,
+from azext_webapp._errors import (bind_error, describe, doctor_command, first_line, stopped_message, tunnel_error,
                                   unreachable_message)
 from azext_webapp._events import EventReporter
 from azext_webapp._renewal import TokenRenewal
@@ -132,7 +132,8 @@ def wait_until_ready(endpoint):
         if state == 'STARTED':
             if status.can_reach_port or (target_port and target_port != status.port):
                 return target_port or status.port
-            raise ValidationError(unreachable_message(endpoint, status.port, ssh_answered_before(endpoint)))
+            raise ValidationError(unreachable_message(endpoint, status.port, ssh_answered_before(endpoint))
+                                  + f' `{doctor_command(target, endpoint.instance)}` checks every hop.')
         if state == 'STOPPED':
             raise ValidationError(stopped_message(target))
         waited = time.monotonic() - started

@@ -104,6 +104,11 @@ def ssh_remote_connection(cmd, resource_group_name, name, slot=None, instance=No
                 f'(as {alias}). Someone may be intercepting the connection, or the container was rebuilt '
                 'with new host keys. If you know why it changed, remove the old key with '
                 f'`ssh-keygen -R {alias} -f {known_hosts}` and run the command again.')
+        if code == 255:  # ssh's own failure (not the remote command's status): name the tool that finds the hop
+            from azext_webapp._errors import doctor_command
+            logger.warning('ssh could not connect or log in (exit status 255). `%s` checks every hop, from the '
+                           "tunnel to the container's algorithms, root login and sftp.",
+                           doctor_command(target, instance))
     if code:
         sys.exit(code)
     return None

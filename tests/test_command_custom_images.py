@@ -131,3 +131,17 @@ def test_help_says_scp_needs_dash_o_and_shows_the_cbc_option(webapp_az):
     assert 'ssh -o Ciphers=+aes128-cbc root@127.0.0.1 -p 21382' in create
     assert 'scp -O -o Ciphers=+aes128-cbc -P 21382' in create
     assert '--target-port 2222' in create
+
+
+def test_failures_point_to_the_doctor(webapp_az, sandbox_sshd):
+    ssh = webapp_az.run('webapp', 'remote-connection', 'ssh', '-g', 'sandbox-rg', '-n', 'wrongpw-app', '--', 'true')
+    assert ssh.returncode == 255
+    assert 'Permission denied' in ssh.stderr
+    assert ('ssh could not connect or log in (exit status 255). `az webapp remote-connection doctor -g sandbox-rg '
+            '-n wrongpw-app` checks every hop') in ' '.join(ssh.stderr.split())
+    create = webapp_az.run('webapp', 'remote-connection', 'create', '-g', 'sandbox-rg', '-n', 'port22-app',
+                           '--timeout', '5')
+    assert create.returncode != 0
+    text = ' '.join(create.stderr.split())
+    assert "Nothing answers on container port 2222 of app 'port22-app'" in text
+    assert '`az webapp remote-connection doctor -g sandbox-rg -n port22-app` checks every hop.' in text
