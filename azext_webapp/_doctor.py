@@ -95,6 +95,11 @@ def _run(report, hop, check, instance=None):
     except _Failed as failed:
         report.add(hop, FAIL, failed.detail, failed.fix, instance)
         raise _Stop(hop) from None
+    except Exception as err:  # pylint: disable=broad-except
+        logger.debug('The %s check failed unexpectedly', hop, exc_info=True)
+        report.add(hop, FAIL, f'unexpected {type(err).__name__}: {first_line(err)}',
+                   'Run the command again with --debug to see where; report it if it persists.', instance)
+        raise _Stop(hop) from None
     if isinstance(outcome, tuple):
         report.add(hop, outcome[0], outcome[1], outcome[2], instance)
     else:
@@ -120,10 +125,8 @@ def _shared_hops(cmd, target, instance, report):
         except ResourceNotFoundError:
             site['missing'] = sys.exc_info()[1]
             return f'signed in; allowed to look {target.name} up in resource group {target.resource_group}'
-        except CLIError as err:
-            raise _Failed(str(err), 'Sign in with `az login` (and pick the subscription with --subscription); '
-                                    'reading the app needs a role such as Reader or Website Contributor.') \
-                from None
+        except CLIError as err:  # not signed in, 401/403, ARM unreachable: the message says what to do
+            raise _Failed(str(err)) from None
         site['client'] = client
         return f'signed in; allowed to read {describe(target)}'
     _run(report, 'arm', arm)
@@ -272,12 +275,20 @@ def _instance_hops(state, instance, report):
 
         def login():
             nonlocal transport
-            transport = _login(engine.port, offer['value'])
+            transport = _login(engine.port)
+            if transport is None:  # only az's SSH library and the container have nothing in common
+                return (WARN, f'not checked: paramiko (the SSH library az ships) cannot negotiate with the container '
+                              f"(its ciphers: {','.join(offer['value'].ciphers)})",
+                        f'Log in with OpenSSH instead: `az webapp remote-connection ssh -g {target.resource_group} '
+                        f'-n {target.name}{" --slot " + target.slot if target.slot else ""}`.')
             return f"logged in as {SSH_USER} with the password '{SSH_PASSWORD}'"
         _run(report, 'login', login, instance)
         hops.remove('login')
 
-        _run(report, 'sftp', lambda: _sftp(transport), instance)
+        if transport is None:
+            report.add('sftp', WARN, 'not checked: no login (see above)', instance=instance)
+        else:
+            _run(report, 'sftp', lambda: _sftp(transport), instance)
         hops.remove('sftp')
     except _Stop as stop:
         report.rest_not_checked(hops[1:] if hops and hops[0] == stop.hop else hops, instance)
@@ -359,14 +370,19 @@ def algorithms(offer, client):
 # Login and sftp (paramiko, which az itself depends on)
 
 
-def _login(port, offer):
+def _login(port):
+    """An authenticated paramiko Transport through the tunnel; None when paramiko and the container
+    share no algorithms (OpenSSH may still: the algorithms hop said so)."""
     try:
         import paramiko
     except ImportError:
         raise _Failed('not checked: paramiko is not available in the Python that runs az',
                       f"Try `ssh {SSH_USER}@127.0.0.1 -p PORT` through `az webapp remote-connection create`.") from None
     import socket
-    sock = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
+    try:
+        sock = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
+    except OSError as err:
+        raise _Failed(f'cannot connect to the tunnel: {err}') from None
     transport = paramiko.Transport(sock)
     transport.banner_timeout = transport.auth_timeout = TIMEOUT
     try:
@@ -383,6 +399,9 @@ def _login(port, offer):
                       f"Set it in the image (`echo \"{SSH_USER}:{SSH_PASSWORD}\" | chpasswd` in the Dockerfile) with "
                       '`PermitRootLogin yes` and `PasswordAuthentication yes` in sshd_config, then rebuild and '
                       'redeploy; or connect with your own password or key (`-- -i KEY`).') from None
+    except paramiko.IncompatiblePeer:
+        transport.close()
+        return None
     except (paramiko.SSHException, OSError, EOFError) as err:
         transport.close()
         raise _Failed(f'SSH negotiation failed: {first_line(err) or type(err).__name__}',

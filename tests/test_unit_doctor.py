@@ -129,3 +129,29 @@ def test_no_posix_only_module_in_the_doctor_or_the_probe():
         source = open(module.__file__, encoding='utf-8').read()
         for call in ('os.fork', 'os.setsid', 'os.killpg', 'signal.SIGHUP', 'os.geteuid', 'select.poll'):
             assert call not in source, (module.__name__, call)
+
+
+def test_login_when_only_paramiko_cannot_negotiate(monkeypatch):
+    import paramiko
+
+    class Transport:
+        def __init__(self, sock):
+            self.sock = sock
+
+        def start_client(self, timeout):
+            raise paramiko.IncompatiblePeer('Incompatible ssh peer (no acceptable ciphers)')
+
+        def close(self):
+            self.sock.close()
+    monkeypatch.setattr(paramiko, 'Transport', Transport)
+    assert _doctor._login(serve_once(b'SSH-2.0-x\r\n')) is None
+
+
+def test_an_unexpected_error_is_a_failed_hop_not_a_traceback():
+    report = _doctor.Report()
+
+    def broken():
+        raise KeyError('surprise')
+    with pytest.raises(_doctor._Stop):
+        _doctor._run(report, 'banner', broken, 'i0')
+    assert report.checks[0]['status'] == 'fail' and report.checks[0]['detail'] == "unexpected KeyError: 'surprise'"
