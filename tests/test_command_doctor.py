@@ -271,3 +271,11 @@ def test_modern_app_works_here_but_not_in_the_portal(webapp_az, sandbox_sshd):
     assert table[('sftp', 'modern-app-i0')]['status'] == 'ok'
     readable = doctor(webapp_az, '-n', 'modern-app')
     assert readable.returncode == 0 and "WARN  Container's SSH algorithms" in readable.stdout
+
+
+def test_ids_of_a_slot(webapp_az, sandbox):
+    result = webapp_az.run('webapp', 'remote-connection', 'doctor', '--ids', sandbox.site_id('slot-app', 'staging'),
+                           '-o', 'json', timeout=180)
+    record = json.loads(result.stdout)
+    assert record['app'] == 'slot-app' and record['slot'] == 'staging'
+    assert sandbox.app('slot-app', 'staging').scm_host in record['checks'][2]['detail'], result.stderr
