@@ -85,10 +85,10 @@ class Link(HeadProtocol):
         self.relay.link_lost(exc)
 
     def pause_writing(self):
-        self.relay.pause_local_reading()
+        self.relay.pause_local_reading("link")
 
     def resume_writing(self):
-        self.relay.resume_local_reading()
+        self.relay.resume_local_reading("link")
 
 
 class Relay:
@@ -105,7 +105,8 @@ class Relay:
         self.step = "tcp"
         self.ws_up = self.ws_gone = self.local_gone = False
         self.close_sent = self.peer_closed = self.remote_closed = False
-        self.link_paused = self.local_paused = False
+        self.link_paused = False
+        self.local_paused = set()           # why the local side is not read: "pending", "link"
         self.rx_seen = False
         self.idle = 0.0
         self.timer = None
@@ -212,8 +213,7 @@ class Relay:
         if self.pending:
             data, self.pending, self.pending_size = b"".join(self.pending), [], 0
             self._send_data(data)
-            if self.local_paused and self.local is not None and not link.transport.is_closing():
-                self.resume_local_reading()
+        self.resume_local_reading("pending")
         if rest:
             link.on_bytes(rest)
         if self.local_gone and not self.close_sent:
@@ -227,7 +227,7 @@ class Relay:
             self.pending.append(data)
             self.pending_size += len(data)
             if self.pending_size >= RING_CAP - 2 * codec.FRAME_MAX:
-                self.pause_local_reading()
+                self.pause_local_reading("pending")
             return
         self._send_data(data)
 
@@ -270,14 +270,18 @@ class Relay:
             self.link.send(codec.frame(codec.OP_CLOSE, codec.close_payload(code)))
 
     # -- back-pressure -------------------------------------------------------------------------
-    def pause_local_reading(self):
-        if not self.local_paused and self.local is not None and not self.local_gone:
-            self.local_paused = True
+    def pause_local_reading(self, why):
+        if self.local is None or self.local_gone:
+            return
+        if not self.local_paused:
             self.local.pause_reading()
+        self.local_paused.add(why)
 
-    def resume_local_reading(self):
-        if self.local_paused and self.local is not None and not self.local_gone:
-            self.local_paused = False
+    def resume_local_reading(self, why):
+        if why not in self.local_paused or self.local is None or self.local_gone:
+            return
+        self.local_paused.discard(why)
+        if not self.local_paused:           # the local side is read again once no reason is left
             self.local.resume_reading()
 
     def pause_link_reading(self):
