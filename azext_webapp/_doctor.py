@@ -459,7 +459,8 @@ def render(result, width=100):
 # The command
 
 
-def doctor_remote_connection(cmd, resource_group_name, name, slot=None, instance=None):
+def doctor_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None,
+                             ids=None):  # pylint: disable=unused-argument
     """`az webapp remote-connection doctor`: the readable table unless --output asks for a format;
     exit status 1 when a hop fails."""
     from azext_webapp._arm import Target

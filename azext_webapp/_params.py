@@ -5,18 +5,8 @@ from azure.cli.core.commands.parameters import get_three_state_flag, resource_gr
 
 def load_arguments(self, _):
     with self.argument_context('webapp remote-connection') as c:
-        c.argument('resource_group_name', resource_group_name_type)
-        c.argument('name', options_list=['--name', '-n'], id_part='name',
-                   help='Name of the web app.')
-        c.argument('slot', options_list=['--slot', '-s'], id_part='child_name_1',
-                   help='Name of the deployment slot. Default: the production slot.')
-        c.argument('instance', options_list=['--instance', '-i'],
-                   help='Instance of a scaled-out app to connect to (see `az webapp list-instances`). '
-                        'Default: the instance the front end picks.')
-
-    with self.argument_context('webapp remote-connection create') as c:
-        # az adds --ids to every command of a resource except those named create: this one opens a
-        # tunnel rather than creating a resource, so it takes --ids like ssh and ssh-config.
+        # No id_part: az's own --ids would then demand a slot in every ID (a production app's has none).
+        # Every command takes one --ids of an app or a slot instead, resolved by _validators.py.
         c.argument('resource_group_name', resource_group_name_type, required=False, arg_group='Resource Id')
         c.argument('name', options_list=['--name', '-n'], required=False, arg_group='Resource Id',
                    help='Name of the web app.')
@@ -25,6 +15,11 @@ def load_arguments(self, _):
         c.argument('ids', options_list=['--ids'], nargs='+', arg_group='Resource Id',
                    help="Resource ID of the app or slot (as `az webapp show --query id` prints it), instead of "
                         "--resource-group, --name and --slot; its subscription is used.")
+        c.argument('instance', options_list=['--instance', '-i'],
+                   help='Instance of a scaled-out app to connect to (see `az webapp list-instances`). '
+                        'Default: the instance the front end picks.')
+
+    with self.argument_context('webapp remote-connection create') as c:
         c.argument('port', options_list=['--port', '-p'], type=int,
                    help='Local port to listen on. Default: a free port chosen by the system.')
         c.argument('timeout', options_list=['--timeout', '-t'], type=int,

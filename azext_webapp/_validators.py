@@ -22,10 +22,12 @@ def validate_remote_connection_create(namespace):
 
 
 def validate_remote_connection_ssh(namespace):
+    _validate_ids(namespace)
     _validate_instance_and_slot(namespace)
 
 
 def validate_remote_connection_ssh_config(namespace):
+    _validate_ids(namespace)
     _validate_one_instance(namespace, 'a Host block leads to one instance')
     _validate_instance_and_slot(namespace)
     if namespace.host is not None and (not namespace.host.strip() or any(c.isspace() or c in '*?!,#"'
@@ -36,8 +38,7 @@ def validate_remote_connection_ssh_config(namespace):
 
 
 def _validate_ids(namespace):
-    """create's --ids (az adds --ids to every command but those named create): one app or slot ID
-    becomes --resource-group, --name, --slot and the subscription, as az does for the others."""
+    """--ids: one app or slot ID becomes --resource-group, --name, --slot and the subscription."""
     ids = getattr(namespace, 'ids', None)
     if not ids:
         missing = [option for option, value in (('--resource-group', namespace.resource_group_name),
@@ -50,8 +51,8 @@ def _validate_ids(namespace):
     from azure.mgmt.core.tools import is_valid_resource_id, parse_resource_id
     if len(ids) != 1:
         raise InvalidArgumentValueError(
-            f'--ids has {len(ids)} resource IDs, but create opens one tunnel to one app. Give one ID, or run the '
-            'command once per app.')
+            f'--ids has {len(ids)} resource IDs, but the command works on one app or slot. Give one ID, or run '
+            'the command once per app.')
     parts = parse_resource_id(ids[0]) if is_valid_resource_id(ids[0]) else {}
     is_site = (parts.get('namespace', '').lower() == 'microsoft.web' and parts.get('type', '').lower() == 'sites'
                and parts.get('child_type_1', 'slots').lower() == 'slots' and 'child_type_2' not in parts)
@@ -81,6 +82,7 @@ def _validate_one_instance(namespace, why):
 
 
 def validate_remote_connection_doctor(namespace):
+    _validate_ids(namespace)
     _validate_instance_and_slot(namespace)
 
 

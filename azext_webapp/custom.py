@@ -80,7 +80,8 @@ def _stdio_connection(cmd, target, instance, target_port):
             pass
 
 
-def ssh_remote_connection(cmd, resource_group_name, name, slot=None, instance=None, ssh_args=None):
+def ssh_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None, ssh_args=None,
+                          ids=None):  # pylint: disable=unused-argument
     wanted = _fanout.wanted_instances(instance)
     if wanted:
         _fanout.check_command(instance, *ssh.split_ssh_args(ssh_args))
@@ -191,8 +192,8 @@ def _exit_status(returncode):
     return 128 - returncode if returncode < 0 else returncode  # killed by signal N: as a shell says
 
 
-def ssh_config_remote_connection(cmd, resource_group_name, name, slot=None, instance=None, host=None,
-                                 file=None):
+def ssh_config_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None, host=None,
+                                 file=None, ids=None):  # pylint: disable=unused-argument
     target = Target(resource_group_name, name, slot)
     client = web_client(cmd.cli_ctx)
     scm_url = locate(client, target, instance)

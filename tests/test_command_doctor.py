@@ -279,3 +279,10 @@ def test_ids_of_a_slot(webapp_az, sandbox):
     record = json.loads(result.stdout)
     assert record['app'] == 'slot-app' and record['slot'] == 'staging'
     assert sandbox.app('slot-app', 'staging').scm_host in record['checks'][2]['detail'], result.stderr
+
+
+def test_ids_of_a_production_app(webapp_az, sandbox):
+    result = webapp_az.run('webapp', 'remote-connection', 'doctor', '--ids', sandbox.site_id('linux-app'),
+                           '-o', 'json', timeout=180)
+    record = json.loads(result.stdout)
+    assert record['app'] == 'linux-app' and not record['slot'], result.stderr

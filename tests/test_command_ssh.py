@@ -384,12 +384,19 @@ def test_ssh_options_without_double_dash_get_a_hint(webapp_az):
         assert f'az webapp remote-connection ssh -g GROUP -n APP -- {shown}`' in errors[0], errors[0]
 
 
-def test_ssh_ids_of_a_slot_reach_the_slot(webapp_az, sandbox_sshd):
-    """--ids on ssh (az's own) now carries the slot too (slot is the ID's child_name_1)."""
-    result = webapp_az.run('webapp', 'remote-connection', 'ssh', '--ids', sandbox_sshd.site_id('slot-app', 'staging'),
+@pytest.mark.parametrize('app,slot,hostname', [('slot-app', 'staging', 'slot-app-staging-i0'),
+                                               ('linux-app', None, 'linux-app-i0')])
+def test_ssh_ids_of_an_app_or_a_slot_reach_it(webapp_az, sandbox_sshd, app, slot, hostname):
+    result = webapp_az.run('webapp', 'remote-connection', 'ssh', '--ids', sandbox_sshd.site_id(app, slot),
                            '--', 'hostname')
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == 'slot-app-staging-i0'
+    assert result.stdout.strip() == hostname
+
+
+def test_ssh_config_ids_of_a_production_app(webapp_az, sandbox):
+    result = webapp_az.run('webapp', 'remote-connection', 'ssh-config', '--ids', sandbox.site_id('linux-app'))
+    assert result.returncode == 0, result.stderr
+    assert 'Host linux-app' in result.stdout
 
 
 def test_stray_ssh_options_leave_az_options_alone():
