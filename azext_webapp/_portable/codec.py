@@ -240,8 +240,17 @@ class FrameParser:
         view = memoryview(data)
         pos, end = 0, len(view)
         while pos < end and not self.closed:
-            if self.need:
-                # collect the header (2..10 bytes); the common case has it whole in this chunk
+            if self.need == 2 and not self.hdr and end - pos >= 10:
+                # the common case: a whole header in this chunk, taken at once
+                l7 = view[pos + 1] & 0x7F
+                size = 4 if l7 == 126 else 10 if l7 == 127 else 2
+                self.hdr = bytes(view[pos:pos + 2])
+                self._header()
+                self.hdr = bytes(view[pos:pos + size])
+                pos += size
+                self._begin()
+            elif self.need:
+                # collect the header (2..10 bytes) across chunks
                 take = min(self.need - len(self.hdr), end - pos)
                 self.hdr += bytes(view[pos:pos + take])
                 pos += take

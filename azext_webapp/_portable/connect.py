@@ -156,11 +156,13 @@ class HeadProtocol(asyncio.BufferedProtocol):
         chunks, eof = [], False
         try:
             while True:
-                chunk = self._tls.read(READ_MAX)
+                chunk = self._tls.read(READ_BULK)
                 if not chunk:
                     eof = True
                     break
                 chunks.append(chunk)
+                if not self._bio_in.pending and not self._tls.pending():
+                    break            # all of it: no SSLWantReadError to raise and catch
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:

@@ -25,7 +25,8 @@ class _Answer(HeadProtocol):
     def read_body(self, rest, want, chunked):
         self.want, self.chunked = want, chunked
         self.done = asyncio.get_running_loop().create_future()
-        self.on_bytes(rest)
+        early, self.body = bytes(self.body), bytearray()   # what came after the head's own chunk
+        self.on_bytes(rest + early)
         return self.done
 
     def on_bytes(self, data):

@@ -64,11 +64,15 @@ class Link(HeadProtocol):
         super().__init__()
         self.relay = relay
         self.parser = None
+        self.early = []          # frames that arrived after the 101 but before the relay took it
 
     def on_bytes(self, data):
         relay = self.relay
         relay.rx_seen = True
-        if self.parser is None or relay.ws_gone:
+        if relay.ws_gone:
+            return
+        if self.parser is None:
+            self.early.append(bytes(data))
             return
         try:
             self.parser.feed(data)
@@ -214,8 +218,9 @@ class Relay:
             data, self.pending, self.pending_size = b"".join(self.pending), [], 0
             self._send_data(data)
         self.resume_local_reading("pending")
-        if rest:
-            link.on_bytes(rest)
+        if rest or link.early:
+            data, link.early = rest + b"".join(link.early), []
+            link.on_bytes(data)
         if self.local_gone and not self.close_sent:
             self._local_end_close()
 
