@@ -7,7 +7,6 @@ engine sends to the SCM site: they are not logged, not shown under --debug and n
 other program.
 """
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -95,6 +94,7 @@ def ssh_remote_connection(cmd, resource_group_name=None, name=None, slot=None, i
     known_hosts = ssh.known_hosts_file(cmd.cli_ctx.config.config_dir)
     alias = ssh.host_key_alias(endpoint.scm_url, instance)
     options, _ = ssh.split_ssh_args(ssh_args)
+    _warn_if_askpass_unsupported(ssh_path, options)
     with open_tunnel(endpoint) as (engine, _):
         argv = ssh.ssh_argv(ssh_path, engine.port, alias, known_hosts, ssh_args)
         with ssh.AskpassDir(wanted=not ssh.has_own_identity(options)) as askpass:
@@ -155,13 +155,20 @@ def _output_given(cmd):
 
 
 def _ssh_program(name):
-    path = shutil.which(name)
+    path = ssh.find_ssh(name)
     if not path:
         raise ValidationError(
-            f'The OpenSSH client ({name}) was not found on PATH. Install it (Debian/Ubuntu: '
-            '`apt-get install openssh-client`), or open a tunnel with `az webapp remote-connection create` '
-            'and connect with the client you have.')
+            f'The OpenSSH client ({name}) was not found on PATH. Install it ({ssh.install_hint()}), or open a '
+            'tunnel with `az webapp remote-connection create` and connect with the client you have.')
     return path
+
+
+def _warn_if_askpass_unsupported(ssh_path, options):
+    """Older OpenSSH (Windows 10 ships 8.1) ignores SSH_ASKPASS_REQUIRE: say so before ssh asks."""
+    if not ssh.has_own_identity(options):
+        message = ssh.askpass_unsupported_message(ssh.openssh_version(ssh_path))
+        if message:
+            logger.warning(message)
 
 
 def _run_owning_terminal(argv, env):

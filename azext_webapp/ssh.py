@@ -10,6 +10,7 @@ independent of the local port, which changes every time.
 """
 
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -185,13 +186,87 @@ def ssh_argv(ssh_path, port, alias, known_hosts, ssh_args=None):
     return argv + options + algorithms + [destination] + command
 
 
-def write_askpass(directory):
-    """The askpass helper in ``directory`` (private); returns its path."""
-    path = os.path.join(directory, 'askpass')
+# Windows has no /bin/sh: OpenSSH for Windows starts the helper with CreateProcess, which runs a .cmd
+# through cmd.exe; the .cmd hands the prompt to the Python that runs az (isolated mode), and that
+# answers only the password prompt, like the shell script.
+_ASKPASS_PY = """# az webapp remote-connection ssh: supplies the App Service container's SSH password.
+import sys
+if 'password:' not in ' '.join(sys.argv[1:]).lower():
+    sys.exit(1)
+print({password!r})
+"""
+_ASKPASS_CMD = '@"{python}" -I "{script}" %*\r\n'
+
+# SSH_ASKPASS_REQUIRE=force, which makes ssh use the helper although it has a terminal.
+ASKPASS_MIN_OPENSSH = (8, 4)
+
+
+def write_askpass(directory, windows=None):
+    """The askpass helper in ``directory`` (private); returns the path to give SSH_ASKPASS."""
+    windows = os.name == 'nt' if windows is None else windows
+    if not windows:
+        return _write_private(os.path.join(directory, 'askpass'),
+                              _ASKPASS_SCRIPT.format(password=SSH_PASSWORD))
+    script = _write_private(os.path.join(directory, 'askpass.py'), _ASKPASS_PY.format(password=SSH_PASSWORD))
+    return _write_private(os.path.join(directory, 'askpass.cmd'),
+                          _ASKPASS_CMD.format(python=sys.executable, script=script))
+
+
+def _write_private(path, text):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
-    with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-        handle.write(_ASKPASS_SCRIPT.format(password=SSH_PASSWORD))
+    with os.fdopen(fd, 'w', encoding='utf-8', newline='') as handle:
+        handle.write(text)
     return path
+
+
+def openssh_version(ssh_path):
+    """(major, minor) of the OpenSSH client at ssh_path ("OpenSSH_9.2p1", "OpenSSH_for_Windows_8.1p1"),
+    or None when it cannot tell."""
+    try:
+        proc = subprocess.run([ssh_path, '-V'], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_openssh_version(proc.stderr + proc.stdout)
+
+
+def parse_openssh_version(text):
+    match = re.search(r'OpenSSH_(?:for_Windows_)?(\d+)\.(\d+)', text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def askpass_unsupported_message(version):
+    """None when this OpenSSH takes the password from our helper; else the one line to show."""
+    if version is None or version >= ASKPASS_MIN_OPENSSH:
+        return None
+    return (f'This OpenSSH client ({version[0]}.{version[1]}) cannot take the password from az: that needs '
+            f'OpenSSH {ASKPASS_MIN_OPENSSH[0]}.{ASKPASS_MIN_OPENSSH[1]} or later (on Windows, update the '
+            "\"OpenSSH Client\" optional feature or install Win32-OpenSSH). Type the password "
+            f'{SSH_PASSWORD} when ssh asks for it.')
+
+
+def find_ssh(name='ssh', windows=None):
+    """The OpenSSH client program: on PATH, else where Windows installs its own."""
+    path = shutil.which(name)
+    if path:
+        return path
+    windows = os.name == 'nt' if windows is None else windows
+    if windows:
+        system = os.path.join(os.environ.get('SystemRoot', r'C:\Windows'), 'System32', 'OpenSSH', name + '.exe')
+        if os.path.isfile(system):
+            return system
+    return None
+
+
+def install_hint(platform=None):
+    """How to get the OpenSSH client on this platform."""
+    platform = platform or sys.platform
+    if platform.startswith('win'):
+        return ('add the "OpenSSH Client" optional feature (Settings > System > Optional features), which puts '
+                'ssh.exe under System32\\OpenSSH')
+    if platform == 'darwin':
+        return 'macOS ships it as /usr/bin/ssh; make sure /usr/bin is on PATH'
+    return 'Debian/Ubuntu: `apt-get install openssh-client`; Alpine: `apk add openssh-client`'
 
 
 def ssh_env(askpass_path, base=None):
