@@ -135,3 +135,20 @@ def test_known_host_finds_plain_and_hashed_entries(tmp_path):
     assert ssh.known_host(str(path), 'app.scm.example')
     assert not ssh.known_host(str(path), 'app2.scm.example')
     assert not ssh.known_host(str(tmp_path / 'missing'), 'plain.example')
+
+
+def test_no_open_file_limit_to_raise_on_windows(monkeypatch):
+    """Windows has no `resource` module: the limit step is skipped, nothing else changes."""
+    monkeypatch.setitem(__import__('sys').modules, 'resource', None)     # import resource -> ImportError
+    monkeypatch.setattr(tunnel, '_fd_limit_checked', False)
+    tunnel._raise_fd_limit()  # pylint: disable=protected-access
+    assert tunnel._fd_limit_checked  # pylint: disable=protected-access
+
+
+def test_terminate_on_takes_only_the_signals_this_platform_has(monkeypatch):
+    """On Windows there is no SIGHUP; SIGBREAK exists there only."""
+    import signal
+    monkeypatch.delattr(signal, 'SIGHUP', raising=False)
+    from azext_webapp import _termination
+    with _termination.terminate_on('SIGTERM', 'SIGHUP', 'SIGBREAK'):
+        assert signal.getsignal(signal.SIGTERM).__name__ == 'on_signal'
