@@ -10,7 +10,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcu
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
 MODULE_STAMP := $(VENV)/.stamp-module
 
-.PHONY: all deps venv build scm-server test test-portable test-fast test-sanitize demo bench clean
+.PHONY: all deps venv build wheel scm-server test test-portable test-fast test-sanitize demo bench clean
 
 all: build
 
@@ -41,36 +41,48 @@ $(MODULE_STAMP): $(NATIVE_SOURCES) setup.py | $(VENV)/.stamp-pip
 	WEBAPP_WERROR=1 $(VPY) setup.py -q build_ext --inplace
 	touch $@
 
+# The sandbox's SCM server is the test bench, not the product: built only for the demo, tests and bench.
 scm-server: $(VENV)/.stamp-debian
 	$(MAKE) -s -C sandbox/scm
 
-build: $(MODULE_STAMP) scm-server
+# The extension: the native engine in place (azext_webapp/_native/<platform>/).
+build: $(MODULE_STAMP)
+
+# What users install: the universal wheel and an extension index (index.json) in dist/.
+wheel: build
+	$(VPY) tools/build_index.py --out dist
 
 # The engine and hardening suites run against both engines in the first pass (tests/fixtures_engine.py);
 # the command suites, which run the real az, run again with the portable engine (test-portable).
-test: build
+test: build scm-server
 	$(VPY) -m pytest tests
 	$(MAKE) --no-print-directory test-portable
+
+# The fast tier: pure units (error mappings, validators, proxy parsing, argv and ssh_config builders,
+# codecs, simulated platforms) in seconds, with no root, no sandbox and no build.
+test-fast: venv
+	$(VPY) -m pytest -q tests/test_unit_*.py tests/test_portable_units.py
 
 # The real az with the portable engine (what Windows, macOS, Linux on Arm and Alpine run): the extension
 # picks its engine from WEBAPP_ENGINE, which az and every tunnel it starts inherit. Also the engine
 # contract's regression tests (tests/test_trust_native.py), but for its C-level unit test and the
 # accept() out-of-descriptors case: asyncio accepts what is waiting before any relay opens its
 # WebSocket, so there the relays fail with "resource" instead of the first one going through.
-test-portable: build
+test-portable: build scm-server
 	WEBAPP_ENGINE=portable $(VPY) -m pytest tests/test_command_*.py tests/test_trust_native.py \
+		tests/test_trust_command.py tests/test_trust_signals.py \
 		-k "not link_writer and not (out_of_file_descriptors and accept)"
 
 # The engine's tests again against ASan+UBSan and TSan builds of the module (run by .ci/run).
-test-sanitize: build
+test-sanitize: build scm-server
 	$(VPY) tests/sanitize.py
 
-demo: build
+demo: build scm-server
 	$(VPY) -m sandbox.demo
 
-bench: build
+bench: build scm-server
 	$(VPY) -m bench
 
 clean:
-	rm -rf build .build-* azext_webapp/*.so azext_webapp/_native/*/ $(MODULE_STAMP)
+	rm -rf build dist .build-* azext_webapp/*.so azext_webapp/_native/*/ $(MODULE_STAMP)
 	$(MAKE) -s -C sandbox/scm clean

@@ -122,8 +122,9 @@ def split_ssh_args(args):
     return options, args[i:]
 
 
-def _option_values(options):
-    """[(letter, value)] of the options that take a value, e.g. ('o', 'User=bob'), ('i', 'key')."""
+def option_values(options):
+    """[(letter, value)] of the options that take a value, e.g. ('o', 'User=bob'), ('i', 'key'),
+    ('L', '8080:h:80') from -vL 8080:h:80."""
     values = []
     i = 0
     while i < len(options):
@@ -140,20 +141,10 @@ def _option_values(options):
     return values
 
 
-def option_values(options):
-    """[(letter, value)] of the options that take a value (-vL 8080:h:80 gives ('L', '8080:h:80'))."""
-    return _option_values(options)
-
-
 def config_keys(options):
-    """Lower-case keywords given with -o."""
-    return _config_keys(options)
-
-
-def _config_keys(options):
     """Lower-case keywords given with -o (``-o User=bob`` and ``-o "User bob"``)."""
     keys = set()
-    for letter, value in _option_values(options):
+    for letter, value in option_values(options):
         if letter == 'o':
             keys.add(value.replace('=', ' ').strip().split(' ')[0].lower())
     return keys
@@ -161,8 +152,8 @@ def _config_keys(options):
 
 def has_own_identity(options):
     """True when the user chose an identity (-i, -o IdentityFile=...): no askpass then."""
-    return (any(letter == 'i' for letter, _ in _option_values(options))
-            or 'identityfile' in _config_keys(options))
+    return (any(letter == 'i' for letter, _ in option_values(options))
+            or 'identityfile' in config_keys(options))
 
 
 def pinning_options(alias, known_hosts):
@@ -180,7 +171,7 @@ def ssh_argv(ssh_path, port, alias, known_hosts, ssh_args=None):
     for keyword, value in pinning_options(alias, known_hosts):
         argv += ['-o', f'{keyword}={value}']
     argv += ['-p', str(port)]
-    own_user = any(letter == 'l' for letter, _ in _option_values(options)) or 'user' in _config_keys(options)
+    own_user = any(letter == 'l' for letter, _ in option_values(options)) or 'user' in config_keys(options)
     destination = LOOPBACK if own_user else f'{SSH_USER}@{LOOPBACK}'
     algorithms = [word for keyword, value in ALGORITHM_OPTIONS for word in ('-o', f'{keyword}={value}')]
     return argv + options + algorithms + [destination] + command

@@ -69,3 +69,11 @@ def test_a_header_change_rebuilds_the_module(tmp_path):
     header = tmp_path / "native" / "tn_err.h"
     os.utime(header, ns=(first + 10**9, first + 10**9))
     assert build() > first, "a header change did not rebuild the module"
+
+
+def test_build_is_the_extension_alone_and_wheel_puts_it_in_dist():
+    """The sandbox is the test bench: `make build` leaves it alone; `make wheel` writes dist/."""
+    assert "sandbox/scm" not in _make("-n", "-B", "build").stdout
+    assert "tools/build_index.py --out dist" in _make("-n", "-B", "wheel").stdout
+    for target in ("demo", "test", "bench", "test-sanitize"):
+        assert "sandbox/scm" in _make("-n", "-B", target).stdout, target

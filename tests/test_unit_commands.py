@@ -1,0 +1,174 @@
+"""Fast tier: the commands' pure parts -- the error catalogue, the argument checks, the ssh argv
+and the ssh_config block -- with no az process, no sandbox and no root."""
+from types import SimpleNamespace
+
+import pytest
+from azure.cli.core.azclierror import (AzureConnectionError, AzureResponseError, ForbiddenError,
+                                       InvalidArgumentValueError, RequiredArgumentMissingError,
+                                       ResourceNotFoundError, UnauthorizedError)
+
+from azext_webapp import _errors, _validators, ssh
+from azext_webapp._arm import Target
+
+APP = Target('rg', 'app', None)
+SLOT = Target('rg', 'app', 'staging')
+SCM = 'https://app.scm.example'
+
+
+def _endpoint(auth_kind='Basic', target=APP, instance=None):
+    return SimpleNamespace(target=target, scm_url=SCM, auth_kind=auth_kind, instance=instance)
+
+
+# -- the error catalogue ------------------------------------------------------------------------
+
+@pytest.mark.parametrize('kind,status,detail,error_type,words', [
+    ('tls', 0, 'certificate verify failed', AzureConnectionError, ['REQUESTS_CA_BUNDLE']),
+    ('tls', 0, 'the certificate is for another host', AzureConnectionError, ['DNS and proxy settings']),
+    ('dns', 0, 'cannot resolve app.scm.example', AzureConnectionError, ['private endpoint']),
+    ('proxy', 407, 'proxy 10.0.0.1:3128 refused CONNECT (HTTP 407)', AzureConnectionError, ['HTTPS_PROXY']),
+    ('connect', 0, 'refused', AzureConnectionError, ['access restrictions']),
+    ('resource', 0, 'out of file descriptors (EMFILE; open-file limit 1024)', AzureConnectionError,
+     ['ulimit -n']),
+    ('http', 502, 'HTTP 502', AzureResponseError, ['az webapp restart -g rg -n app']),
+    ('protocol', 0, 'a masked frame from the server', AzureResponseError, ['failed']),
+])
+def test_each_engine_failure_kind_has_its_advice(kind, status, detail, error_type, words):
+    error = _errors.tunnel_error(kind, status, detail, _endpoint())
+    assert isinstance(error, error_type)
+    text = str(error)
+    assert detail in text and SCM in text and "app 'app'" in text
+    assert all(word in text for word in words), text
+    assert '\n' not in text
+
+
+@pytest.mark.parametrize('auth_kind,status,error_type,words', [
+    ('Basic', 401, UnauthorizedError, ['rejected Basic auth', 'run the command again']),
+    ('Bearer', 401, UnauthorizedError, ['Entra token', 'az login', 'basicPublishingCredentialsPolicies']),
+    ('Bearer', 403, ForbiddenError, ['HTTP 403', 'Website Contributor']),
+])
+def test_auth_failures_say_which_credential_and_what_to_do(auth_kind, status, error_type, words):
+    error = _errors.tunnel_error('auth', status, '', _endpoint(auth_kind))
+    assert isinstance(error, error_type)
+    assert all(word in str(error) for word in words), str(error)
+
+
+def test_enabling_basic_auth_for_a_slot_names_the_slot():
+    text = str(_errors.tunnel_error('auth', 401, '', _endpoint('Bearer', SLOT)))
+    assert '--parent sites/app/slots/staging' in text
+
+
+@pytest.mark.parametrize('status,code,action,target,error_type,words', [
+    (404, 'ResourceGroupNotFound', None, APP, ResourceNotFoundError, ["Resource group 'rg'", 'az group list']),
+    (404, 'ResourceNotFound', None, APP, ResourceNotFoundError, ["App 'app' was not found", 'az webapp list']),
+    (404, 'ResourceNotFound', None, SLOT, ResourceNotFoundError, ["Slot 'staging'", 'deployment slot list']),
+    (401, 'InvalidAuthenticationToken', None, APP, UnauthorizedError, ['az login']),
+    (403, 'AuthorizationFailed', 'list the instances of', APP, ForbiddenError,
+     ["list the instances of app 'app'", 'AuthorizationFailed', 'Website Contributor']),
+    (500, 'InternalError', None, APP, AzureResponseError, ['HTTP 500 InternalError']),
+])
+def test_arm_failures(status, code, action, target, error_type, words):
+    err = SimpleNamespace(status_code=status, error=SimpleNamespace(code=code, message='boom'), message='boom')
+    error = _errors.arm_error(err, target, action)
+    assert isinstance(error, error_type)
+    assert all(word in str(error) for word in words), str(error)
+
+
+def test_nothing_answering_on_2222_names_both_causes_unless_ssh_worked_before():
+    never = _errors.unreachable_message(SimpleNamespace(target=APP, instance='i0', debugging=False), 2222, False)
+    before = _errors.unreachable_message(SimpleNamespace(target=APP, instance='i0', debugging=False), 2222, True)
+    assert 'Either SSH is not set up' in never and 'or its sshd has stopped' in never and "(instance 'i0')" in never
+    assert 'though it did before' in before and 'not set up' not in before
+    assert 'az webapp restart -g rg -n app' in before
+
+
+# -- argument checks ----------------------------------------------------------------------------
+
+def _create_args(**given):
+    args = dict(resource_group_name='rg', name='app', slot=None, ids=None, instance=None, port=None,
+                target_port=None, timeout=None, stdio=False, bind=None)
+    args.update(given)
+    return SimpleNamespace(**args)
+
+
+@pytest.mark.parametrize('given,words', [
+    ({'port': 70000}, '--port 70000 is not a valid TCP port'),
+    ({'target_port': 0}, '--target-port 0 is not a valid TCP port'),
+    ({'timeout': -5}, '--timeout -5 is not a positive number'),
+    ({'bind': 'not-an-address'}, '--bind not-an-address is not an IP address'),
+    ({'bind': '192.0.2.1'}, 'it is not an address of this machine'),
+    ({'stdio': True, 'port': 2000}, '--stdio relays standard input and output'),
+    ({'instance': 'all'}, 'create opens one tunnel to one instance'),
+    ({'instance': '  '}, '--instance is empty'),
+])
+def test_create_refuses_bad_arguments_with_what_to_do(given, words):
+    with pytest.raises(InvalidArgumentValueError) as err:
+        _validators.validate_remote_connection_create(_create_args(**given))
+    assert words in str(err.value)
+
+
+def test_create_needs_an_app():
+    with pytest.raises(RequiredArgumentMissingError) as err:
+        _validators.validate_remote_connection_create(_create_args(resource_group_name=None, name=None))
+    assert '--ids' in str(err.value)
+
+
+@pytest.mark.parametrize('resource_id,slot', [
+    ('/subscriptions/s1/resourceGroups/g1/providers/Microsoft.Web/sites/a1', None),
+    ('/subscriptions/s1/resourceGroups/g1/providers/Microsoft.Web/sites/a1/slots/staging', 'staging'),
+])
+def test_ids_of_an_app_or_a_slot(resource_id, slot):
+    args = _create_args(resource_group_name=None, name=None, ids=[resource_id])
+    _validators.validate_remote_connection_create(args)
+    assert (args.resource_group_name, args.name, args.slot, args.bind) == ('g1', 'a1', slot, '127.0.0.1')
+
+
+def test_ids_of_something_else_is_refused():
+    args = _create_args(ids=['/subscriptions/s1/resourceGroups/g1/providers/Microsoft.Storage/storageAccounts/x'])
+    with pytest.raises(InvalidArgumentValueError) as err:
+        _validators.validate_remote_connection_create(args)
+    assert 'is not the resource ID of a web app or slot' in str(err.value)
+
+
+# -- ssh argv and the ssh_config block ----------------------------------------------------------
+
+def test_ssh_argv_puts_pinning_first_and_the_command_last():
+    argv = ssh.ssh_argv('/usr/bin/ssh', 40022, 'app.scm.example', '/cfg/webapp/known_hosts',
+                        ['-v', '-L', '8080:localhost:80', '--', 'uname', '-a'])
+    assert argv[:7] == ['/usr/bin/ssh', '-o', 'HostKeyAlias=app.scm.example', '-o',
+                        'UserKnownHostsFile=/cfg/webapp/known_hosts', '-o', 'StrictHostKeyChecking=accept-new']
+    assert argv[7:9] == ['-p', '40022']
+    assert argv[-3:] == ['root@127.0.0.1', 'uname', '-a']
+    assert '-L' in argv and argv[argv.index('-L') + 1] == '8080:localhost:80'
+    assert 'Ciphers=+aes128-cbc,aes256-cbc' in argv
+    assert 'Docker!' not in ' '.join(argv)
+
+
+def test_ssh_argv_keeps_the_users_own_user():
+    argv = ssh.ssh_argv('ssh', 1, 'a', 'k', ['-l', 'bob', '--', 'id'])
+    assert argv[-2:] == ['127.0.0.1', 'id']
+    assert ssh.has_own_identity(['-i', 'key']) and ssh.has_own_identity(['-o', 'IdentityFile=k'])
+    assert not ssh.has_own_identity(['-v'])
+
+
+def test_host_key_alias_per_app_port_and_instance():
+    assert ssh.host_key_alias('https://app.scm.example') == 'app.scm.example'
+    assert ssh.host_key_alias('https://127.0.0.1:4443') == '127.0.0.1.4443'
+    assert ssh.host_key_alias('https://app.scm.example', 'i0') == 'i0.app.scm.example'
+
+
+def test_config_block_has_no_secret_and_pins_the_key():
+    block = ssh.config_block('app', 'rg', 'app', 'app.scm.example', '/cfg/webapp/known_hosts', slot='staging')
+    lines = block.splitlines()
+    assert lines[0] == ssh.BLOCK_BEGIN.format(host='app') and lines[-1] == ssh.BLOCK_END.format(host='app')
+    assert '    User root' in lines and '    HostKeyAlias app.scm.example' in lines
+    proxy = next(line for line in lines if line.startswith('    ProxyCommand '))
+    assert 'webapp remote-connection create' in proxy and '--stdio' in proxy and '--slot staging' in proxy
+    assert 'Docker!' not in proxy
+
+
+def test_merge_block_replaces_in_place_and_appends_otherwise():
+    block = ssh.config_block('app', 'rg', 'app', 'alias', 'kh')
+    first = ssh.merge_block('Host other\n    User bob\n', block, 'app')
+    assert first.startswith('Host other\n') and first.endswith(block)
+    newer = block.replace('alias', 'alias2')
+    assert ssh.merge_block(first, newer, 'app') == first.replace(block, newer)
