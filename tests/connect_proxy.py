@@ -15,10 +15,10 @@ def proxy_auth_value(user=PROXY_USER, password=PROXY_PASSWORD):
 
 class AuthProxy(threading.Thread):
     """An HTTP CONNECT proxy on loopback for any number of connections. mode: "auth" (Basic
-    credentials required: 407 without the right Proxy-Authorization), "refuse" (403 always).
+    credentials required: 407 without the right Proxy-Authorization), "open" (no credentials asked),
+    "refuse" (403 always).
     refuse_ports: targets on these ports get 403 whatever the mode (a proxy whose policy blocks
-    one site). Records every request head. (tests/test_engine_errors.py's _ConnectProxy is
-    one-shot and checks no credentials.)"""
+    one site). Records every request head."""
 
     def __init__(self, mode="auth", expected=None, refuse_ports=()):
         super().__init__(daemon=True)
@@ -54,7 +54,7 @@ class AuthProxy(threading.Thread):
             if self.mode == "refuse" or int(port) in self.refuse_ports:
                 conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
                 return
-            if given != [self.expected]:
+            if self.mode == "auth" and given != [self.expected]:
                 conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
                              b"Proxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n")
                 return

@@ -1,12 +1,10 @@
 """Every failure becomes a typed, actionable exception without the credential in it."""
 import socket
-import threading
-import time
 
 import pytest
 
 from azext_webapp import tunnel
-from tests import engine_targets
+from tests.connect_proxy import AuthProxy
 from tests.fixtures_engine import BASIC_USER, basic_auth, free_port
 
 SECRET = "s3cret-never-shown"
@@ -183,43 +181,9 @@ def test_no_proxy_matching(host, no_proxy, expected):
     assert tunnel._no_proxy_matches(host, 443, no_proxy) is expected
 
 
-class _ConnectProxy(threading.Thread):
-    """A one-shot HTTP CONNECT proxy on loopback: answers `status`; on 200 relays both ways."""
-
-    def __init__(self, status):
-        super().__init__(daemon=True)
-        self.status = status
-        self.requests = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-
-    def run(self):
-        with self.listener:
-            conn, _ = self.listener.accept()
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
-            self.requests.append(head.decode("latin-1"))
-            if self.status != 200:
-                conn.sendall(b"HTTP/1.1 %d Forbidden\r\nContent-Length: 0\r\n\r\n" % self.status)
-                return
-            target = head.split()[1].decode()
-            host, port = target.rsplit(":", 1)
-            with socket.create_connection((host, int(port))) as up:
-                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                for a, b in ((conn, up), (up, conn)):
-                    threading.Thread(target=engine_targets.pipe, args=(a, b), daemon=True).start()
-                time.sleep(3)
-
-
 @pytest.mark.parametrize("status", [200, 403])
 def test_proxy_connect_is_used_and_a_refusal_is_proxy_error(engine_env, monkeypatch, status):
-    proxy = _ConnectProxy(status)
-    proxy.start()
+    proxy = AuthProxy(mode="open" if status == 200 else "refuse")
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
@@ -234,4 +198,5 @@ def test_proxy_connect_is_used_and_a_refusal_is_proxy_error(engine_env, monkeypa
             assert "refused" in str(info.value) and "403" in str(info.value)
     finally:
         t.stop()
+        proxy.close()
     assert proxy.requests and proxy.requests[0].startswith("CONNECT localhost:")
