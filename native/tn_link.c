@@ -4,9 +4,8 @@
  * -> frames, keep-alive and the close handshake.
  *
  * Received data is read up to 64 KiB at a time into the engine's scratch
- * buffer, the frames are decoded in place and their payload runs moved
- * together, so the owner gets one run per read (one local write, not one
- * per frame). Nothing stays in the scratch buffers between events, so an
+ * buffer and the frames decoded in place; the owner gets the payload runs
+ * of one read together (one local write, not one per frame, no copy). Nothing stays in the scratch buffers between events, so an
  * idle link holds only its SSL and this state.
  *
  * One writer: a WebSocket has one pending buffer (tx_pend). While TLS has
@@ -237,15 +236,18 @@ static void tn_link_opened(struct tn_link *l)
 		tn_link_want_write(l);
 }
 
-/* Frames in buf: payload runs are moved together and handed on as one;
- * control frames answered. -1 closes. */
+#define TN_LINK_RUNS	16	/* payload runs handed on at once */
+
+/* Frames in buf: the payload runs are handed on together (one local
+ * write, not one per frame, and no copy); control frames answered. -1 closes. */
 static int tn_link_frames(struct tn_link *l, unsigned char *buf, size_t n)
 {
+	struct iovec runs[TN_LINK_RUNS];
 	unsigned char *p = buf;
-	size_t left = n, got = 0;
+	size_t left = n;
 	struct tn_ws_msg m;
 	struct tn_err e;
-	int ev, rc = 0;
+	int ev, rc = 0, nruns = 0;
 
 	while ((ev = tn_ws_next(&l->ws, &p, &left, &m, &e)) != TN_WS_MORE) {
 		if (ev < 0) {
@@ -256,9 +258,14 @@ static int tn_link_frames(struct tn_link *l, unsigned char *buf, size_t n)
 		}
 		switch (ev) {
 		case TN_WS_DATA:
-			if (m.p != buf + got)
-				memmove(buf + got, m.p, m.n);
-			got += m.n;
+			if (nruns == TN_LINK_RUNS) {	/* many small frames */
+				if (l->ops->data(l->ctx, runs, nruns))
+					return -1;
+				nruns = 0;
+			}
+			runs[nruns].iov_base = m.p;
+			runs[nruns].iov_len = m.n;
+			nruns++;
 			break;
 		case TN_WS_PING:	/* answer the latest one */
 			memcpy(l->pong, m.p, m.n);
@@ -279,7 +286,7 @@ static int tn_link_frames(struct tn_link *l, unsigned char *buf, size_t n)
 		}
 	}
 	/* what came before a bad frame is delivered */
-	if (got && l->ops->data(l->ctx, buf, got))
+	if (nruns && l->ops->data(l->ctx, runs, nruns))
 		return -1;
 	if (rc)
 		return rc;

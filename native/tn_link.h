@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "tn_config.h"
 #include "tn_conn.h"
@@ -38,8 +39,8 @@ struct tn_link_env {
 /* What the link tells its owner (ctx). */
 struct tn_link_ops {
 	void (*opened)(void *ctx);	/* the upgrade succeeded */
-	/* data payload from the server; -1 ends the link */
-	int (*data)(void *ctx, const unsigned char *p, size_t n);
+	/* data payload from the server, in order, as n runs; -1 ends the link */
+	int (*data)(void *ctx, const struct iovec *runs, int n);
 	void (*drained)(void *ctx);	/* queued data left: tn_link_room() grew */
 	/* the connection is gone (err, remote_end, opened say how); the last call */
 	void (*closed)(void *ctx);

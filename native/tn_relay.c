@@ -133,19 +133,26 @@ static void tn_relay_opened(void *ctx)
 	tn_relay_emit(r, TN_EV_OPENED);
 }
 
-/* Data payload from the server: straight to the local socket when nothing
- * is queued before it, the rest into the ring. */
-static int tn_relay_data(void *ctx, const unsigned char *p, size_t len)
+/* Data payload from the server: straight to the local socket (one
+ * sendmsg for every run) when nothing is queued before it, the rest into
+ * the ring. */
+static int tn_relay_data(void *ctx, const struct iovec *runs, int nruns)
 {
 	struct tn_relay *r = ctx;
 	struct tn_relay_env *env = r->env;
-	size_t n;
+	size_t skip = 0;
+	int i;
 
-	if (!r->local || !len)
+	if (!r->local)
 		return 0;	/* the WebSocket is being closed behind it */
 	if (!tn_ring_used(&r->down)) {
-		ssize_t s = send(tn_loop_fd(r->local), p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		struct msghdr mh;
+		ssize_t s;
 
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = (struct iovec *)runs;
+		mh.msg_iovlen = (size_t)nruns;
+		s = sendmsg(tn_loop_fd(r->local), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (s < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			/* the local client is gone; its watch notices on its own */
 			tn_loop_want_write(r->local);
@@ -154,17 +161,28 @@ static int tn_relay_data(void *ctx, const unsigned char *p, size_t len)
 		if (s > 0) {
 			r->bytes_down += (uint64_t)s;
 			atomic_fetch_add(&env->stats.bytes_down, (uint64_t)s);
-			p += s;
-			len -= (size_t)s;
+			skip = (size_t)s;
 		}
-		if (!len)
-			return 0;
 	}
-	n = tn_ring_write(&r->down, p, len);
-	if (n != len) {
-		tn_err_set(&r->err, TN_E_INTERNAL, 0, "relay buffer exhausted");
-		return -1;
+	for (i = 0; i < nruns; i++) {	/* what the socket did not take */
+		const unsigned char *p = runs[i].iov_base;
+		size_t len = runs[i].iov_len, n;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		p += skip;
+		len -= skip;
+		skip = 0;
+		n = tn_ring_write(&r->down, p, len);
+		if (n != len) {
+			tn_err_set(&r->err, TN_E_INTERNAL, 0, "relay buffer exhausted");
+			return -1;
+		}
 	}
+	if (!tn_ring_used(&r->down))
+		return 0;
 	if (!r->link_paused && tn_ring_space(&r->down) < TN_DOWN_LOW) {
 		tn_link_pause(&r->link, 1);
 		r->link_paused = 1;
