@@ -129,6 +129,11 @@ def tunnel_error(kind, status, detail, endpoint):
         return AzureConnectionError(
             f'Cannot reach {site}: {detail}. Check your network connection, proxy settings (HTTPS_PROXY, '
             "NO_PROXY) and the access restrictions of the app's SCM site.")
+    if kind == 'http' and status == 404:
+        return AzureResponseError(
+            f'{site[0].upper()}{site[1:]} has no tunnel endpoint: {detail}. Is this the SCM (Kudu) host of an '
+            'App Service on Linux app? Check the app with `az webapp show -g '
+            f'{target.resource_group} -n {target.name} --query "[kind, reserved]"`.')
     if kind == 'http':
         return AzureResponseError(
             f'{site[0].upper()}{site[1:]} refused the tunnel: {detail}. Try again in a minute; if it persists, '

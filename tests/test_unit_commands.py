@@ -30,6 +30,7 @@ def _endpoint(auth_kind='Basic', target=APP, instance=None):
     ('resource', 0, 'out of file descriptors (EMFILE; open-file limit 1024)', AzureConnectionError,
      ['ulimit -n']),
     ('http', 502, 'HTTP 502', AzureResponseError, ['az webapp restart -g rg -n app']),
+    ('http', 404, 'HTTP 404', AzureResponseError, ['no tunnel endpoint', 'App Service on Linux']),
     ('protocol', 0, 'a masked frame from the server', AzureResponseError, ['failed']),
 ])
 def test_each_engine_failure_kind_has_its_advice(kind, status, detail, error_type, words):
