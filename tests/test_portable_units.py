@@ -206,6 +206,17 @@ def test_read_buffer_grows_while_reads_fill_it_and_shrinks_when_idle():
     assert len(proto.get_buffer(-1)) == connect.READ_MIN
 
 
+def test_frames_that_arrive_before_the_relay_takes_the_101_are_kept():
+    """The 101's future resolves on the next loop turn; what the server sends meanwhile (a container
+    that speaks first) waits for the parser instead of being dropped."""
+    import types
+    from azext_webapp._portable import relay
+    link = relay.Link(types.SimpleNamespace(rx_seen=False, ws_gone=False))
+    link.on_bytes(b"\x82\x03bye")
+    link.on_bytes(b"\x88\x02\x03\xf3")
+    assert link.early == [b"\x82\x03bye", b"\x88\x02\x03\xf3"]
+
+
 # -- TLS settings ------------------------------------------------------------------------------------
 
 def test_tls_context_verifies_unless_told_not_to(tmp_path):
