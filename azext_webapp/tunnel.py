@@ -442,11 +442,9 @@ def _probe(scm_url, path, authorization, instance, timeout):
                                         verify=verify, timeout=float(timeout), **_proxy_arguments(host, port))
     except _tunnel.Error as err:
         raise _typed(err, host) from None
-    if status in (401, 403):
-        scheme = _scheme_of(authorization)
-        hint = " - Basic auth may be disabled for this app; try a Bearer token" if scheme == "Basic" else ""
-        raise AuthenticationError(f"{host} refused the credentials (HTTP {status}); {scheme} authentication "
-                                  f"was used{hint}", status=status, host=host)
+    if status in (401, 403):  # the engines' words for the same answer at the upgrade
+        raise AuthenticationError(f"{host} refused the credentials (HTTP {status}); {_scheme_of(authorization)} "
+                                  "authentication was used", status=status, host=host)
     if status != 200:
         raise HTTPStatusError(f"{host} answered HTTP {status} to {path.split('?')[0]}", status=status, host=host)
     return host, body

@@ -86,8 +86,7 @@ def tls_failure(host, exc, ca_file):
         if getattr(exc, "verify_code", None) in _NAME_MISMATCH:
             return Error("tls", 0, f"the certificate of {host} is issued for another host name")
         why = getattr(exc, "verify_message", None) or one_line(exc.reason or exc)
-        hint = "; checked against REQUESTS_CA_BUNDLE" if ca_file else \
-            "; set REQUESTS_CA_BUNDLE to the CA that issued it"
+        hint = "; checked against REQUESTS_CA_BUNDLE" if ca_file else ""
         return Error("tls", 0, f"the certificate of {host} is not trusted ({why}){hint}")
     if isinstance(exc, ssl.SSLError):
         why = exc.reason or exc.__class__.__name__
@@ -102,12 +101,9 @@ def scheme_of(authorization):
 
 
 def http_status_error(host, status, authorization):
-    """The upgrade was answered with something other than 101 (tn_classify_http_status)."""
+    """The upgrade was answered with something other than 101 (tn_ws_refused): facts only; what the
+    user can do about it is said once, in azext_webapp/_errors.py."""
     if status in (401, 403):
-        scheme = scheme_of(authorization)
-        hint = " - Basic auth may be disabled for this app; try a Bearer token" if scheme == "Basic" else ""
-        return Error("auth", status, f"{host} refused the credentials (HTTP {status}); {scheme} "
-                                     f"authentication was used{hint}")
-    hint = " (is this the SCM host of a Linux app?)" if status == 404 else \
-        " (the SCM site or the container is not ready; retry)" if status >= 500 else ""
-    return Error("http", status, f"{host} answered HTTP {status} to the tunnel request{hint}")
+        return Error("auth", status, f"{host} refused the credentials (HTTP {status}); "
+                                     f"{scheme_of(authorization)} authentication was used")
+    return Error("http", status, f"{host} answered HTTP {status} to the tunnel request")

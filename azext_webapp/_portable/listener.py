@@ -34,8 +34,7 @@ def open_listener(addr, port):
     except OSError as exc:
         sock.close()
         if exc.errno in _IN_USE or (os.name == "nt" and exc.errno in _WINDOWS_ACCESS):
-            raise Error("bind", 0, f"port {port} on {addr} is already in use; choose another with --port") \
-                from None
+            raise Error("bind", 0, f"port {port} on {addr} is already in use") from None
         raise Error("bind", 0, f"cannot listen on {addr} port {port}: {exc.strerror or exc}") from None
     return sock
 
