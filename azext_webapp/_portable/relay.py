@@ -414,6 +414,8 @@ def _stream_failure(host, exc):
     err = resource_error(exc)
     if err is not None:
         return err
+    # The native engine's words (tn_tls.c), without its "while reading/writing": asyncio does not say.
     if isinstance(exc, ssl.SSLError):
-        return Error("tls", 0, f"the TLS connection to {host} failed: {one_line(exc.reason or exc)}")
-    return Error("connect", 0, f"the connection to {host} was reset")
+        return Error("tls", 0, f"TLS failure with {host}: {one_line(exc.reason or exc)}")
+    why = getattr(exc, "strerror", None) or "connection reset"
+    return Error("connect", 0, f"the connection to {host} broke ({why})")
