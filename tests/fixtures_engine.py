@@ -202,3 +202,16 @@ class CliTunnel:
         self.proc.send_signal(sig)
         out, err = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture(scope="module")
+def hostile(scm, tmp_path_factory):
+    """tests/hostile_server.py behind a certificate of the engine's CA; one per test module."""
+    from sandbox import pki
+    from tests.hostile_server import HostileServer
+    ca_cert = Path(scm.ca_file)
+    ca = pki.Ca(ca_cert.stem, ca_cert, ca_cert.with_suffix(".key"))
+    cert, key = ca.issue(tmp_path_factory.mktemp("hostile-pki"), "hostile")
+    server = HostileServer(str(cert), str(key), scm.ports["engine-site"])
+    yield server
+    server.close()

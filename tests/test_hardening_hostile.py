@@ -8,12 +8,10 @@ and hostile connections side by side.
 """
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
 from tests import engine_targets
-from tests.hostile_server import HostileServer
 
 # Handshake-phase behaviours: the WebSocket never opens, so a "failed" event must say why.
 HANDSHAKE = ["huge_headers", "huge_status", "no_tls",
@@ -24,17 +22,6 @@ FRAMES = ["bad_opcode", "reserved_bits", "len_2_63", "bad_control", "masked_fram
           "oversize_message"]
 # The engine's handshake time-out (tn_engine.c: info.timeout_secs = 20) plus slack.
 HANDSHAKE_LIMIT = 35
-
-
-@pytest.fixture(scope="module")
-def hostile(scm, tmp_path_factory):
-    from sandbox import pki
-    ca_cert = Path(scm.ca_file)
-    ca = pki.Ca(ca_cert.stem, ca_cert, ca_cert.with_suffix(".key"))
-    cert, key = ca.issue(tmp_path_factory.mktemp("hostile-pki"), "hostile")
-    server = HostileServer(str(cert), str(key), scm.ports["engine-site"])
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -31,7 +30,7 @@ from tests.fixtures_engine import (BASIC_USER, CLOSER_PORT, ROOT, basic_auth, en
                                    free_port)
 from tests.fixtures_engine import cli_env as _cli_env
 from tests.connect_proxy import PROXY_PASSWORD, PROXY_USER, AuthProxy, proxy_auth_value
-from tests.hostile_server import HELLO, ZERO_PAYLOAD, HostileServer
+from tests.hostile_server import HELLO, ZERO_PAYLOAD
 
 # The native engine only, whatever tunnel.py would pick (the C half of the fixes is under test).
 _tunnel = engine_module("native")
@@ -395,20 +394,9 @@ def test_event_fields_for_a_local_close_and_a_server_close(make_tunnel):
     assert (end.kind, end.error_kind, end.status, end.remote_closed) == ("closed", "", 0, True), events
 
 
-@pytest.fixture(scope="module")
-def trust_hostile(scm, tmp_path_factory):
-    from sandbox import pki
-    ca_cert = Path(scm.ca_file)
-    ca = pki.Ca(ca_cert.stem, ca_cert, ca_cert.with_suffix(".key"))
-    cert, key = ca.issue(tmp_path_factory.mktemp("trust-hostile-pki"), "hostile")
-    server = HostileServer(str(cert), str(key), scm.ports["engine-site"])
-    yield server
-    server.close()
-
-
 @pytest.fixture
-def hostile_tunnel(trust_hostile, engine_env):
-    t = tunnel.Tunnel(f"https://localhost:{trust_hostile.port}", basic_auth())
+def hostile_tunnel(hostile, engine_env):
+    t = tunnel.Tunnel(f"https://localhost:{hostile.port}", basic_auth())
     t.start()
     yield t
     t.stop()
@@ -419,10 +407,10 @@ def hostile_tunnel(trust_hostile, engine_env):
     ("tls_garbage_mid_stream", "failed", "tls"),
     ("close_1011", "closed", ""),
 ])
-def test_a_mid_stream_end_from_the_server_is_reported_for_what_it_is(hostile_tunnel, trust_hostile,
+def test_a_mid_stream_end_from_the_server_is_reported_for_what_it_is(hostile_tunnel, hostile,
                                                                      behaviour, kind, error_kind):
     t = hostile_tunnel
-    trust_hostile.push(behaviour)
+    hostile.push(behaviour)
     with socket.create_connection(("127.0.0.1", t.port)) as c:
         c.sendall(b"SSH-2.0-test\r\n")
         assert engine_targets.recv_exact(c, len(HELLO)) == HELLO
@@ -442,9 +430,9 @@ def test_a_mid_stream_end_from_the_server_is_reported_for_what_it_is(hostile_tun
 # 6. One writer, one pending buffer
 
 
-def test_ping_then_close_while_the_upload_fills_the_socket(hostile_tunnel, trust_hostile):
+def test_ping_then_close_while_the_upload_fills_the_socket(hostile_tunnel, hostile):
     t = hostile_tunnel
-    trust_hostile.push("ping_close_when_full")
+    hostile.push("ping_close_when_full")
     c = socket.create_connection(("127.0.0.1", t.port))
     block = os.urandom(1 << 20)
 
@@ -457,11 +445,11 @@ def test_ping_then_close_while_the_upload_fills_the_socket(hostile_tunnel, trust
     uploader = threading.Thread(target=upload, daemon=True)
     uploader.start()
     try:
-        assert wait_for(lambda: any(b == "ping_close_when_full" for b, _ in trust_hostile.served), 40)
+        assert wait_for(lambda: any(b == "ping_close_when_full" for b, _ in hostile.served), 40)
     finally:
         c.close()
         uploader.join(10)
-    outcome = [o for b, o in trust_hostile.served if b == "ping_close_when_full"][-1]
+    outcome = [o for b, o in hostile.served if b == "ping_close_when_full"][-1]
     print(outcome)
     assert outcome.startswith("frames ok"), outcome
     assert "1 pong(s)" in outcome, outcome
@@ -492,9 +480,9 @@ def test_link_writer_queues_a_pong_and_a_close_behind_a_pending_write(tmp_path):
 # 7. A frame in the 101's record
 
 
-def test_a_frame_with_nul_bytes_in_the_record_of_the_101_is_delivered(hostile_tunnel, trust_hostile):
+def test_a_frame_with_nul_bytes_in_the_record_of_the_101_is_delivered(hostile_tunnel, hostile):
     t = hostile_tunnel
-    trust_hostile.push("frame_in_101")
+    hostile.push("frame_in_101")
     with socket.create_connection(("127.0.0.1", t.port), timeout=15) as c:
         c.sendall(b"SSH-2.0-test\r\n")
         assert engine_targets.recv_exact(c, len(ZERO_PAYLOAD)) == ZERO_PAYLOAD
