@@ -13,7 +13,7 @@ def proxy_auth_value(user=PROXY_USER, password=PROXY_PASSWORD):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-class AuthProxy(threading.Thread):
+class AuthProxy(engine_targets.AcceptingServer):
     """An HTTP CONNECT proxy on loopback for any number of connections. mode: "auth" (Basic
     credentials required: 407 without the right Proxy-Authorization), "open" (no credentials asked),
     "refuse" (403 always).
@@ -21,22 +21,14 @@ class AuthProxy(threading.Thread):
     one site). Records every request head."""
 
     def __init__(self, mode="auth", expected=None, refuse_ports=()):
-        super().__init__(daemon=True)
         self.mode = mode
         self.refuse_ports = {int(port) for port in refuse_ports}
         self.expected = expected or proxy_auth_value()
         self.requests = []
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
-        self.port = self.sock.getsockname()[1]
-        self.start()
+        super().__init__()
 
-    def run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def _handle(self, conn):
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
         with conn:
@@ -65,8 +57,3 @@ class AuthProxy(threading.Thread):
                 engine_targets.pipe(conn, up)
                 up.shutdown(socket.SHUT_RDWR)
                 t.join(5)
-
-    def close(self):
-        self.sock.close()
-
-

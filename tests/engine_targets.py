@@ -131,7 +131,7 @@ class EchoServer(_Server):
         sel.close()
 
 
-class _AcceptingServer(_Server):
+class AcceptingServer(_Server):
     """Calls self._handle(conn) for every accepted connection, on the accepting thread."""
 
     def _run(self):
@@ -143,7 +143,7 @@ class _AcceptingServer(_Server):
             self._handle(conn)
 
 
-class StreamServer(_AcceptingServer):
+class StreamServer(AcceptingServer):
     def _handle(self, conn):
         threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
@@ -176,7 +176,7 @@ class StreamServer(_AcceptingServer):
             conn.close()
 
 
-class CloserServer(_AcceptingServer):
+class CloserServer(AcceptingServer):
     @staticmethod
     def _handle(conn):
         try:

@@ -82,25 +82,17 @@ def _read_to_eof(conn, timeout=15):
 # 2. Signals during start-up
 
 
-class _SilentServer(threading.Thread):
+class _SilentServer(engine_targets.AcceptingServer):
     """Accepts TCP on loopback and never sends a byte; notes when each client goes away."""
 
     def __init__(self):
-        super().__init__(daemon=True)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.accepted = 0
         self.closed = threading.Event()
-        self.start()
+        super().__init__()
 
-    def run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+    def _handle(self, conn):
+        self.accepted += 1
+        threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
 
     def _hold(self, conn):
         with conn:
@@ -110,9 +102,6 @@ class _SilentServer(threading.Thread):
             except OSError:
                 pass
         self.closed.set()
-
-    def close(self):
-        self.sock.close()
 
 
 SIGNAL_SCRIPT = r"""
