@@ -17,38 +17,34 @@ def deadline_of(timeout):
     return None if timeout is None or timeout < 0 else time.monotonic() + timeout
 
 
-def wait_event(event, timeout):
-    """True once ``event`` is set, False when the timeout passed first."""
+def _in_slices(timeout, block, done):
+    """True once block(seconds) says so, False when the timeout passed first (then done() decides).
+    block waits at most the seconds it is given, so the caller's thread runs every SLICE."""
     deadline = deadline_of(timeout)
     while True:
         left = _remaining(deadline)
         if left is not None and left <= 0:
-            return event.is_set()
-        if event.wait(SLICE if left is None else min(SLICE, left)):
+            return done()
+        if block(SLICE if left is None else min(SLICE, left)):
             return True
+
+
+def wait_event(event, timeout):
+    """True once ``event`` is set, False when the timeout passed first."""
+    return _in_slices(timeout, event.wait, event.is_set)
 
 
 def wait_future(future, timeout):
-    """True once the concurrent.futures.Future is done, False when the timeout passed first."""
-    deadline = deadline_of(timeout)
-    while True:
-        left = _remaining(deadline)
-        if left is not None and left <= 0:
-            return future.done()
-        try:
-            future.exception(SLICE if left is None else min(SLICE, left))
-            return True
-        except concurrent.futures.TimeoutError:
-            continue
-        except concurrent.futures.CancelledError:
-            return True
+    """True once the concurrent.futures.Future is done (or cancelled), False when the timeout passed first."""
+    return _in_slices(timeout, lambda seconds: bool(concurrent.futures.wait([future], seconds).done), future.done)
 
 
 def join_thread(thread, timeout):
-    deadline = deadline_of(timeout)
-    while thread.is_alive():
-        left = _remaining(deadline)
-        if left is not None and left <= 0:
-            return False
-        thread.join(SLICE if left is None else min(SLICE, left))
-    return True
+    """True once the thread has ended, False when the timeout passed first."""
+    def ended():
+        return not thread.is_alive()
+
+    def block(seconds):
+        thread.join(seconds)
+        return ended()
+    return _in_slices(timeout, block, ended)
