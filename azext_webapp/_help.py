@@ -101,6 +101,31 @@ examples:
         az webapp remote-connection ssh -g MyResourceGroup -n MyWebApp --instance INSTANCE1,INSTANCE2 -o json -- uptime
 """
 
+helps['webapp remote-connection browse'] = """
+type: command
+short-summary: Open the app's browser SSH page (the SCM site's /webssh/host) in your default browser.
+long-summary: >
+    The page is a terminal in the container, served by the app's SCM (Kudu) site: sign in there
+    as the browser asks. It needs nothing on this machine but a browser, but it logs in with the
+    portal's fixed list of algorithms (ciphers aes128-cbc, 3des-cbc, aes256-cbc, aes128-ctr,
+    aes192-ctr, aes256-ctr; MACs hmac-sha1, hmac-sha1-96, hmac-md5-96), so a custom image whose
+    sshd_config offers none of them fails there while `az webapp remote-connection ssh` works
+    (`az webapp remote-connection doctor` tells). Where this machine has no browser (an SSH
+    session, a container, Cloud Shell), the URL is printed instead: open it on a machine that
+    has one. The URL holds no secret.
+examples:
+  - name: Open a shell in the app's container in your browser.
+    text: |
+        az webapp remote-connection browse -g MyResourceGroup -n MyWebApp
+  - name: The page for one instance of a scaled-out app, or for a slot.
+    text: |
+        az webapp remote-connection browse -g MyResourceGroup -n MyWebApp --instance INSTANCE_NAME
+        az webapp remote-connection browse -g MyResourceGroup -n MyWebApp --slot staging
+  - name: Keep the URL in a variable (it is printed on standard output where no browser opens).
+    text: |
+        az webapp remote-connection browse -g MyResourceGroup -n MyWebApp 2>/dev/null
+"""
+
 helps['webapp remote-connection doctor'] = """
 type: command
 short-summary: Check every hop between this machine and the SSH server of a Linux web app, and say how to fix the first that fails.

@@ -1,4 +1,4 @@
-"""Arguments of ``az webapp remote-connection create``, ``ssh`` and ``ssh-config``."""
+"""Arguments of ``az webapp remote-connection``'s commands."""
 
 from azure.cli.core.commands.parameters import get_three_state_flag, resource_group_name_type
 
@@ -46,6 +46,11 @@ def load_arguments(self, _):
                         'Default: the instance the front end picks.')
         c.positional('ssh_args', nargs='*',
                      help='Arguments for ssh after `--`: options such as -L or -v, then a remote command.')
+
+    with self.argument_context('webapp remote-connection browse') as c:
+        c.argument('instance', options_list=['--instance', '-i'],
+                   help='Instance of a scaled-out app whose container the page opens a shell in (see '
+                        '`az webapp list-instances`). Default: the instance the SCM site picks.')
 
     with self.argument_context('webapp remote-connection doctor') as c:
         c.argument('instance', options_list=['--instance', '-i'],

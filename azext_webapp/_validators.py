@@ -37,6 +37,12 @@ def validate_remote_connection_ssh_config(namespace):
             'wildcards (* ? !), commas or quotes, such as my-app.')
 
 
+def validate_remote_connection_browse(namespace):
+    _validate_ids(namespace)
+    _validate_one_instance(namespace, 'a browser page shows one instance')
+    _validate_instance_and_slot(namespace)
+
+
 def _validate_ids(namespace):
     """--ids: one app or slot ID becomes --resource-group, --name, --slot and the subscription."""
     ids = getattr(namespace, 'ids', None)

@@ -2,7 +2,8 @@
 
 from azure.cli.core.commands import CliCommandType
 
-from azext_webapp._validators import (validate_remote_connection_create, validate_remote_connection_doctor,
+from azext_webapp._validators import (validate_remote_connection_browse, validate_remote_connection_create,
+                                      validate_remote_connection_doctor,
                                       validate_remote_connection_ssh, validate_remote_connection_ssh_config)
 
 
@@ -12,5 +13,6 @@ def load_command_table(self, _):
         g.custom_command('ssh', 'ssh_remote_connection', validator=validate_remote_connection_ssh)
         g.custom_command('ssh-config', 'ssh_config_remote_connection',
                          validator=validate_remote_connection_ssh_config)
+        g.custom_command('browse', 'browse_remote_connection', validator=validate_remote_connection_browse)
         g.custom_command('doctor', 'doctor_remote_connection', validator=validate_remote_connection_doctor,
                          custom_command_type=CliCommandType(operations_tmpl='azext_webapp._doctor#{}'))

@@ -1,4 +1,4 @@
-"""The commands of ``az webapp remote-connection``: ``create``, ``ssh`` and ``ssh-config``.
+"""The commands of ``az webapp remote-connection``: ``create``, ``ssh``, ``ssh-config`` and ``browse``.
 
 The flow follows azure-cli's ``create_tunnel`` (appservice module): ARM look-ups (``_arm.py``),
 then a started and checked tunnel (``_connection.py``); failures become one line that says what to
@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import quote
 
 from azure.cli.core.azclierror import CLIInternalError, ValidationError
 from knack.log import get_logger
@@ -290,3 +291,42 @@ def _client_host(bind):
 
 def _host_port(host, port):
     return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
+
+
+WEBSSH_PATH = '/webssh/host'
+
+
+def browse_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None,
+                             ids=None):  # pylint: disable=unused-argument
+    target = Target(resource_group_name, name, slot)
+    url = webssh_url(locate(web_client(cmd.cli_ctx), target, instance), instance)
+    if open_in_browser(url):
+        logger.warning('Opened %s in your browser: sign in to the SCM site there if it asks.', url)
+        return
+    logger.warning('No browser can be opened from here: open this URL in a browser where you can sign in '
+                   'to Azure.')
+    print(url)
+
+
+def webssh_url(scm_url, instance=None):
+    """The SCM site's browser SSH page; ?instance= picks the container of a scaled-out app."""
+    url = scm_url.rstrip('/') + WEBSSH_PATH
+    return url + '?instance=' + quote(instance, safe='') if instance else url
+
+
+def open_in_browser(url):
+    """Whether the default browser was asked to open url. az decides how per platform (webbrowser,
+    macOS `open`, powershell.exe under WSL) and whether there is a browser at all ($BROWSER counts)."""
+    from azure.cli.core.util import can_launch_browser, open_page_in_browser
+    if not can_launch_browser():
+        return False
+    try:
+        opened = open_page_in_browser(url)
+    except OSError as err:
+        logger.info('Could not start a browser: %s', err)
+        return False
+    if isinstance(opened, bool):  # webbrowser.open (Windows, Linux)
+        return opened
+    if isinstance(opened, int):  # powershell.exe's exit status (WSL)
+        return opened == 0
+    return True  # a started `open` process (macOS)
