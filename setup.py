@@ -24,7 +24,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # WEBAPP_VERSION overrides it for test builds (tools/build_index.py builds newer versions for `az extension update`).
-VERSION = os.environ.get("WEBAPP_VERSION", "1.0.0")
+VERSION = os.environ.get("WEBAPP_VERSION", "1.1.0")
 
 # pkg-config name -> the Debian package that provides it
 NATIVE_DEPENDENCIES = {
