@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcu
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
 MODULE_STAMP := $(VENV)/.stamp-module
 
-.PHONY: all deps venv build wheel scm-server test test-portable test-fast test-sanitize demo bench clean
+.PHONY: all deps venv build wheel scm-server webssh-assets test test-portable test-fast test-sanitize demo bench clean
 
 all: build
 
@@ -46,6 +46,12 @@ $(MODULE_STAMP): $(NATIVE_SOURCES) setup.py | $(VENV)/.stamp-pip
 scm-server: $(VENV)/.stamp-debian
 	$(MAKE) -s -C sandbox/scm
 
+# The sandbox's browser SSH page: xterm.js (Debian's node-xterm, CommonJS) bundled for the browser
+# with Debian's esbuild into build/webssh/; the script rebuilds only what is stale. Standard library
+# only, so the system python runs it (the web SSH service also builds it when missing).
+webssh-assets: $(VENV)/.stamp-debian
+	$(PYTHON) sandbox/webssh/assets.py build/webssh
+
 # The extension: the native engine in place (azext_webapp/_native/<platform>/).
 build: $(MODULE_STAMP)
 
@@ -55,7 +61,7 @@ wheel: build
 
 # The engine and hardening suites run against both engines in the first pass (tests/fixtures_engine.py);
 # the command suites, which run the real az, run again with the portable engine (test-portable).
-test: build scm-server
+test: build scm-server webssh-assets
 	$(VPY) -m pytest tests
 	$(MAKE) --no-print-directory test-portable
 
@@ -69,19 +75,19 @@ test-fast: venv
 # contract's regression tests (tests/test_trust_native.py), but for its C-level unit test and the
 # accept() out-of-descriptors case: asyncio accepts what is waiting before any relay opens its
 # WebSocket, so there the relays fail with "resource" instead of the first one going through.
-test-portable: build scm-server
+test-portable: build scm-server webssh-assets
 	WEBAPP_ENGINE=portable $(VPY) -m pytest tests/test_command_*.py tests/test_trust_native.py \
 		tests/test_trust_command.py tests/test_trust_signals.py \
 		-k "not link_writer and not (out_of_file_descriptors and accept)"
 
 # The engine's tests again against ASan+UBSan and TSan builds of the module (run by .ci/run).
-test-sanitize: build scm-server
+test-sanitize: build scm-server webssh-assets
 	$(VPY) tests/sanitize.py
 
-demo: build scm-server
+demo: build scm-server webssh-assets
 	$(VPY) -m sandbox.demo
 
-bench: build scm-server
+bench: build scm-server webssh-assets
 	$(VPY) -m bench
 
 clean:

@@ -4,7 +4,8 @@
     with Sandbox(workdir) as sb:
         sb.app("linux-app").scm_url
 
-Starts identity + ARM (HTTPS, sandbox/arm.py, a thread of this process), the C SCM server
+Starts identity + ARM (HTTPS, sandbox/arm.py, a thread of this process), the browser SSH
+service behind the SCM sites' /webssh/ (sandbox/webssh/), the C SCM server
 (sandbox/scm_process.py) and, as root, a real sshd per instance (sandbox/sshd.py), all on
 127.0.0.1 with ports picked at run time. `stop()` (also on leaving the `with`, at exit, and
 when this process dies: PR_SET_PDEATHSIG) ends every process it started.
@@ -115,6 +116,7 @@ class Sandbox:
         self.sshd_unavailable_reason: str | None = None
         self.arm = None                 # arm.ArmServer
         self.scm = None                 # scm_process.ScmServer
+        self.webssh = None              # webssh.WebsshService (browser SSH behind /webssh/)
         self._sshds: dict = {}          # instance name -> sshd.SshdInstance
         self._aux: list = []            # Debugger / DeadPort objects
         self._apps: dict = {}           # (app, slot) -> AppInfo
@@ -159,6 +161,7 @@ class Sandbox:
         model.token = self.bearer_token = arm.make_token(self.tenant, self.sp_id, self.arm.base_url)
 
         instances = self._start_containers()
+        self._start_webssh()
         self._start_scm(instances)
         for (app, slot), info in self._apps.items():
             model.sites[(app, slot)] = arm.SiteView(
@@ -266,6 +269,13 @@ class Sandbox:
         self._aux.append(d)
         return d.port
 
+    def _start_webssh(self):
+        """The browser SSH service that the SCM sites' /webssh/ proxies to (sandbox/webssh/);
+        its port and token go into the SCM server's config, so it starts first."""
+        from .webssh import WebsshService
+        self.webssh = WebsshService(log_path=os.path.join(self.workdir, "logs", "webssh.log"))
+        self.webssh.start()
+
     def _start_scm(self, instances: dict):
         from . import scm_process
         now = time.time()
@@ -293,7 +303,8 @@ class Sandbox:
         self.scm = scm_process.ScmServer(
             self.workdir, sites, keepalive_seconds=self._keepalive[0],
             keepalive_kind=self._keepalive[1],
-            log_path=os.path.join(self.workdir, "logs", "scm-server.log"))
+            log_path=os.path.join(self.workdir, "logs", "scm-server.log"),
+            **self._webssh_config())
         self.scm.start()
         for site, (spec, slot, infos) in instances.items():
             port = self.scm.port(site)
@@ -305,6 +316,15 @@ class Sandbox:
                 default_port=spec.default_port, linux=spec.linux, state=spec.state,
                 remote_debugging=spec.remote_debugging, cert=spec.cert, what=spec.what)
 
+    def _webssh_config(self) -> dict:
+        import inspect
+        from . import scm_process
+        # An SCM server without the /webssh/ proxy (before issue 16's part A) takes no such keys.
+        if self.webssh is None or "webssh_port" not in inspect.signature(
+                scm_process.ScmServer).parameters:
+            return {}
+        return {"webssh_port": self.webssh.port, "webssh_token": self.webssh.token}
+
     def stop(self):
         """Stop everything this sandbox started; idempotent, safe after a failed start."""
         with self._lock:
@@ -313,7 +333,8 @@ class Sandbox:
                 return
             self._stopped = True
         errors = []
-        for step in ([lambda: self.scm and self.scm.stop()]
+        for step in ([lambda: self.scm and self.scm.stop(),
+                      lambda: self.webssh and self.webssh.stop()]
                      + [i.stop for i in self._sshds.values()]
                      + [a.stop for a in self._aux]
                      + [lambda: self.arm and self.arm.stop()]):
@@ -336,6 +357,8 @@ class Sandbox:
         out = []
         if self.scm is not None and getattr(self.scm, "pid", None):
             out += procs.descendants(self.scm.pid)
+        if self.webssh is not None and self.webssh.pid:
+            out += procs.descendants(self.webssh.pid)
         for inst in self._sshds.values():
             out += inst.pids()
         return out

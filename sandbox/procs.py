@@ -35,12 +35,15 @@ def _pdeathsig_preexec(parent_pid: int):
     return preexec
 
 
-def spawn(argv: list, *, log_path: str | None = None, env=None, cwd=None) -> subprocess.Popen:
-    """Start argv in its own process group, tied to our life; output to log_path (or null)."""
+def spawn(argv: list, *, log_path: str | None = None, env=None, cwd=None,
+          pass_fds: tuple = ()) -> subprocess.Popen:
+    """Start argv in its own process group, tied to our life; output to log_path (or null).
+    pass_fds: descriptors the child inherits (e.g. a listening socket it serves)."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                              env=env, cwd=cwd, start_new_session=True, close_fds=True,
+                             pass_fds=pass_fds,
                              preexec_fn=_pdeathsig_preexec(os.getpid()))
     finally:
         if log_path:
