@@ -18,6 +18,10 @@ SCM_SERVER_BINARY in the environment runs another build instead of the default
 one (e.g. an ASan build: make -C sandbox/scm SANITIZE=address,undefined in a
 copy of the directory).
 
+webssh_port / webssh_token (both or neither) name the local web SSH service that the
+server proxies /webssh/ to (the "webssh" config key); webssh_session_seconds shortens the
+session cookie's 8 h lifetime (tests).
+
 update_site() rewrites the config and sends SIGHUP, then waits until the
 ready file's "generation" moves past the value seen before: the reload is
 applied when it returns (or it raises with the server's reason).
@@ -114,9 +118,12 @@ def _terminate(proc: subprocess.Popen, parent_w: list, timeout: float = 5.0) -> 
 class ScmServer:
     def __init__(self, workdir, sites, keepalive_seconds: float = 15,
                  keepalive_kind: str = "ping", listen: str = "127.0.0.1", ca=None,
-                 log_path=None, binary=None, start_timeout: float = 15.0):
+                 log_path=None, binary=None, start_timeout: float = 15.0,
+                 webssh_port=None, webssh_token=None, webssh_session_seconds=None):
         if keepalive_kind not in ("ping", "pong"):
             raise ValueError("keepalive_kind must be 'ping' or 'pong'")
+        if (webssh_port is None) != (webssh_token is None):
+            raise ValueError("webssh_port and webssh_token go together")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.sites = {s["name"]: copy.deepcopy(dict(s)) for s in sites}
@@ -131,6 +138,11 @@ class ScmServer:
         self.log_path = Path(log_path) if log_path else self.workdir / "scm-server.log"
         self.binary = Path(binary) if binary else None
         self.start_timeout = start_timeout
+        # The local web SSH service that /webssh/ is proxied to (None: /webssh/ is 404);
+        # written on every start and reload.
+        self.webssh_port = webssh_port
+        self.webssh_token = webssh_token
+        self.webssh_session_seconds = webssh_session_seconds
         self.proc: subprocess.Popen | None = None
         self.generation = 0
         self._ports: dict = {}
@@ -267,6 +279,10 @@ class ScmServer:
             "keepalive_kind": self.keepalive_kind,
             "sites": list(self.sites.values()),
         }
+        if self.webssh_port is not None:
+            cfg["webssh"] = {"port": int(self.webssh_port), "token": str(self.webssh_token)}
+            if self.webssh_session_seconds is not None:
+                cfg["webssh"]["session_seconds"] = int(self.webssh_session_seconds)
         _write_atomic(self.config_path, json.dumps(cfg, indent=1))
 
     def _read_ready(self) -> dict:

@@ -18,6 +18,8 @@
  *   scm_ws.c      ws_      RFC 6455 server-side framing
  *   scm_probe.c   probe_   "can reach port": a real TCP connect
  *   scm_relay.c   relay_   the WebSocket <-> container-port data path
+ *   scm_webssh.c  webssh_  /webssh/: auth, session cookie, and the raw
+ *                          proxy to the local web SSH service
  */
 #ifndef SCM_H
 #define SCM_H
@@ -86,11 +88,17 @@ struct scm_site {
 	int port;				/* bound listener port */
 };
 
+/* Longest web SSH service token accepted from the config. */
+#define SCM_WEBSSH_TOKEN_MAX 256
+
 struct scm_config {
 	char *listen;
 	char *ready_file;
 	int keepalive_seconds;	/* mutable, like the site fields */
 	int keepalive_pong;	/* 1: unsolicited Pong, 0: Ping */
+	int webssh_port;	/* mutable too; 0: no web SSH service */
+	char *webssh_token;
+	int webssh_session_seconds;
 	struct scm_site *sites;
 	size_t nsites;
 };
@@ -156,5 +164,25 @@ void relay_run(struct scm_conn *c, const struct scm_route *route,
 	       const unsigned char *early, size_t early_len);
 void relay_end_all(void);
 size_t relay_open_count(void);
+int relay_stop_fd(void);
+
+/* scm_webssh.c: a /webssh request, handed over before http_parse's
+ * in-place decoding could alter its head. */
+struct webssh_request {
+	const char *raw;		/* the head as received, CRLF CRLF
+					 * included, NUL-terminated */
+	size_t raw_len;
+	const char *authorization;	/* NULL: none */
+	const char *cookie;		/* every Cookie header, joined */
+	int upgrade;			/* Upgrade: websocket */
+	const unsigned char *early;	/* bytes read after the head */
+	size_t early_len;
+};
+
+int webssh_init(void);
+int webssh_wants(const char *head);
+int webssh_path(const char *path);
+int webssh_proxy(struct scm_conn *c, const struct webssh_request *rq);
+size_t webssh_open_count(void);
 
 #endif

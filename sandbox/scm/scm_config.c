@@ -1,7 +1,7 @@
 /*
  * scm_config.c - the config file of Contract 2: load, reload (SIGHUP), and
  * the look-ups requests need (route by ARRAffinity, container port mapping,
- * effective state).
+ * effective state).  Also the optional web SSH service ("webssh").
  *
  * Sites live in one array for the process lifetime: listeners and open
  * relays point at them, so a reload swaps field values in place instead of
@@ -282,6 +282,54 @@ config_site(const struct json *j, struct scm_site *s, char *err,
 	return config_fault(json_get(j, "fault"), &s->fault, err, errlen);
 }
 
+/* Optional "webssh": {"port": N, "token": T[, "session_seconds": S]}. */
+static int
+config_webssh(const struct json *j, struct scm_config *cfg, char *err,
+	      size_t errlen)
+{
+	const struct json *v;
+	long long n;
+	size_t len, i;
+
+	if (!j || j->type == JSON_NULL)
+		return 0;
+	if (j->type != JSON_OBJECT) {
+		snprintf(err, errlen, "webssh: expected null or an object "
+			 "{port, token}");
+		return -1;
+	}
+	if (config_int(json_get(j, "port"), "webssh.port", 1, 65535, &n, err,
+		       errlen))
+		return -1;
+	cfg->webssh_port = (int)n;
+	cfg->webssh_token = config_strdup(json_get(j, "token"), "webssh.token",
+					  err, errlen);
+	if (!cfg->webssh_token)
+		return -1;
+	/* it goes into a header line as it is */
+	len = strlen(cfg->webssh_token);
+	if (!len || len > SCM_WEBSSH_TOKEN_MAX) {
+		snprintf(err, errlen, "webssh.token: 1 to %d characters",
+			 SCM_WEBSSH_TOKEN_MAX);
+		return -1;
+	}
+	for (i = 0; i < len; i++)
+		if (cfg->webssh_token[i] <= ' ' ||
+		    cfg->webssh_token[i] >= 127) {
+			snprintf(err, errlen, "webssh.token: visible ASCII "
+				 "only");
+			return -1;
+		}
+	cfg->webssh_session_seconds = 8 * 3600;
+	if ((v = json_get(j, "session_seconds"))) {
+		if (config_int(v, "webssh.session_seconds", 1, 30 * 86400, &n,
+			       err, errlen))
+			return -1;
+		cfg->webssh_session_seconds = (int)n;
+	}
+	return 0;
+}
+
 static int
 config_parse(const char *text, size_t len, struct scm_config *cfg, char *err,
 	     size_t errlen)
@@ -323,6 +371,8 @@ config_parse(const char *text, size_t len, struct scm_config *cfg, char *err,
 		}
 		cfg->keepalive_pong = !strcmp(v->string, "pong");
 	}
+	if (config_webssh(json_get(root, "webssh"), cfg, err, errlen))
+		goto done;
 	sites = json_get(root, "sites");
 	if (!sites || sites->type != JSON_ARRAY || !sites->count) {
 		snprintf(err, errlen, "sites: expected a non-empty array");
@@ -423,6 +473,9 @@ config_reload(struct scm_config *cur, const char *path, char *err,
 	}
 	cur->keepalive_seconds = next.keepalive_seconds;
 	cur->keepalive_pong = next.keepalive_pong;
+	cur->webssh_port = next.webssh_port;
+	CONFIG_SWAP(cur->webssh_token, next.webssh_token);
+	cur->webssh_session_seconds = next.webssh_session_seconds;
 	pthread_rwlock_unlock(&config_lock);
 	config_free(&next);
 	return 0;
@@ -438,6 +491,7 @@ config_free(struct scm_config *cfg)
 	free(cfg->sites);
 	free(cfg->listen);
 	free(cfg->ready_file);
+	free(cfg->webssh_token);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

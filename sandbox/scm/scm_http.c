@@ -7,7 +7,8 @@
  * challenge without accepted credentials.  The upgrade is refused the same
  * way (or with the site's "refuse" fault) or accepted with 101, routed
  * (ARRAffinity, AppsvcTunnelPort, AppsvcTunnelBuffer) and handed to
- * scm_relay.c on this same thread.
+ * scm_relay.c on this same thread.  /webssh requests, plain or upgrade, go
+ * to scm_webssh.c when the config names a web SSH service.
  */
 #include "scm.h"
 #include "scm_ws.h"
@@ -376,19 +377,42 @@ http_discard(struct scm_conn *c, unsigned char *buf, size_t cap,
 	return 0;
 }
 
+/*
+ * A /webssh request goes to scm_webssh.c with the head as received (raw
+ * holds it); 1 when it took the connection.
+ */
+static int
+http_webssh(struct scm_conn *c, const struct http_request *rq,
+	    const char *raw, size_t head_len, const unsigned char *buf,
+	    size_t have)
+{
+	struct webssh_request w;
+
+	if (!raw || !webssh_path(rq->path))
+		return 0;
+	w.raw = raw;
+	w.raw_len = head_len;
+	w.authorization = rq->authorization;
+	w.cookie = rq->cookie;
+	w.upgrade = rq->upgrade && !strcasecmp(rq->upgrade, "websocket");
+	w.early = buf + head_len;
+	w.early_len = have - head_len;
+	return webssh_proxy(c, &w);
+}
+
 static void
 http_serve(struct scm_conn *c, unsigned char *buf)
 {
 	struct http_request rq;
 	size_t have = 0, head_len;
-	char *end;
+	char *end, *raw;
 	ssize_t n;
-	int closing;
+	int closing, bad, proxied;
 
 	for (;;) {
-		/* read until a complete head is buffered */
-		buf[have] = '\0';
-		while (!(end = strstr((char *)buf, "\r\n\r\n"))) {
+		/* read until a complete head is buffered; what follows it
+		 * (a body, early WebSocket frames) may hold any byte */
+		while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
 			if (have >= HTTP_HEAD_MAX) {
 				http_respond(c, 431, NULL, NULL, 0, 1);
 				return;
@@ -398,19 +422,31 @@ http_serve(struct scm_conn *c, unsigned char *buf)
 				     have ? HTTP_REQUEST_MS : HTTP_IDLE_MS);
 			if (n <= 0)
 				return;
-			if (memchr(buf + have, '\0', (size_t)n)) {
-				http_respond(c, 400, NULL, NULL, 0, 1);
-				return;
-			}
 			have += (size_t)n;
-			buf[have] = '\0';
 		}
-		*end = '\0';
+		buf[have] = '\0';
 		head_len = (size_t)(end - (char *)buf) + 4;
-		if (http_parse((char *)buf, &rq)) {
+		if (memchr(buf, '\0', head_len)) {
 			http_respond(c, 400, NULL, NULL, 0, 1);
 			return;
 		}
+		/* the proxy forwards the request line undecoded */
+		raw = NULL;
+		if (webssh_wants((char *)buf) &&
+		    !(raw = strndup((char *)buf, head_len))) {
+			http_respond(c, 500, NULL, NULL, 0, 1);
+			return;
+		}
+		*end = '\0';
+		bad = http_parse((char *)buf, &rq);
+		proxied = !bad && http_webssh(c, &rq, raw, head_len, buf, have);
+		free(raw);
+		if (bad) {
+			http_respond(c, 400, NULL, NULL, 0, 1);
+			return;
+		}
+		if (proxied)
+			return;
 		if (rq.upgrade && !strcasecmp(rq.upgrade, "websocket")) {
 			http_upgrade(c, &rq, buf + head_len, have - head_len);
 			return;

@@ -290,7 +290,7 @@ main_loop(const char *path, struct scm_config *cfg)
 	return 0;
 }
 
-/* End tunnels as the real SCM does, bounded in time. */
+/* End tunnels as the real SCM does, and web SSH proxies, bounded in time. */
 static void
 main_drain(void)
 {
@@ -298,7 +298,8 @@ main_drain(void)
 	int waited = 0;
 
 	relay_end_all();
-	while (relay_open_count() && waited < MAIN_DRAIN_MS) {
+	while ((relay_open_count() || webssh_open_count()) &&
+	       waited < MAIN_DRAIN_MS) {
 		nanosleep(&pause, NULL);
 		waited += 2;
 	}
@@ -325,6 +326,7 @@ main(int argc, char **argv)
 	}
 	main_raise_nofile();
 	if (main_signals() || main_parent_watch() || relay_init() ||
+	    webssh_init() ||
 	    pthread_attr_init(&main_thread_attr) ||
 	    pthread_attr_setstacksize(&main_thread_attr, MAIN_THREAD_STACK) ||
 	    pthread_attr_setdetachstate(&main_thread_attr,

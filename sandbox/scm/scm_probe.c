@@ -3,7 +3,8 @@
  * (a real TCP connect, as the real SCM does) and the tunnel's own.
  *
  * Blocking on purpose but bounded: loopback answers at once (accept or
- * RST); the timeout only covers a listener whose backlog is full.
+ * RST); the timeout only covers a listener whose backlog is full, and
+ * shutdown ends it early.
  */
 #include "scm.h"
 
@@ -25,7 +26,7 @@ int
 probe_connect(int port, int timeout_ms)
 {
 	struct sockaddr_in sa;
-	struct pollfd pfd;
+	struct pollfd pfd[2];
 	socklen_t elen = sizeof(int);
 	int fd, e = 0, ok = 0, one = 1;
 
@@ -41,9 +42,13 @@ probe_connect(int port, int timeout_ms)
 	if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		ok = 1;
 	} else if (errno == EINPROGRESS) {
-		pfd.fd = fd;
-		pfd.events = POLLOUT;
-		if (poll(&pfd, 1, timeout_ms) == 1 &&
+		pfd[0].fd = fd;
+		pfd[0].events = POLLOUT;
+		/* shutdown ends the wait too (-1 before relay_init: ignored) */
+		pfd[1].fd = relay_stop_fd();
+		pfd[1].events = POLLIN;
+		pfd[0].revents = pfd[1].revents = 0;
+		if (poll(pfd, 2, timeout_ms) > 0 && pfd[0].revents &&
 		    !getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) && !e)
 			ok = 1;
 	}

@@ -107,6 +107,13 @@ relay_open_count(void)
 	return atomic_load(&relay_open);
 }
 
+/* Readable once shutdown has begun (never drained): for other waits too. */
+int
+relay_stop_fd(void)
+{
+	return relay_stop_pipe[0];
+}
+
 static void
 relay_close_target(struct relay *r)
 {
