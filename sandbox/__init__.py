@@ -304,7 +304,7 @@ class Sandbox:
             self.workdir, sites, keepalive_seconds=self._keepalive[0],
             keepalive_kind=self._keepalive[1],
             log_path=os.path.join(self.workdir, "logs", "scm-server.log"),
-            **self._webssh_config())
+            webssh_port=self.webssh.port, webssh_token=self.webssh.token)
         self.scm.start()
         for site, (spec, slot, infos) in instances.items():
             port = self.scm.port(site)
@@ -315,15 +315,6 @@ class Sandbox:
                 basic_allowed=spec.basic_allowed, instances=tuple(infos),
                 default_port=spec.default_port, linux=spec.linux, state=spec.state,
                 remote_debugging=spec.remote_debugging, cert=spec.cert, what=spec.what)
-
-    def _webssh_config(self) -> dict:
-        import inspect
-        from . import scm_process
-        # An SCM server without the /webssh/ proxy (before issue 16's part A) takes no such keys.
-        if self.webssh is None or "webssh_port" not in inspect.signature(
-                scm_process.ScmServer).parameters:
-            return {}
-        return {"webssh_port": self.webssh.port, "webssh_token": self.webssh.token}
 
     def stop(self):
         """Stop everything this sandbox started; idempotent, safe after a failed start."""
@@ -357,8 +348,6 @@ class Sandbox:
         out = []
         if self.scm is not None and getattr(self.scm, "pid", None):
             out += procs.descendants(self.scm.pid)
-        if self.webssh is not None and self.webssh.pid:
-            out += procs.descendants(self.webssh.pid)
         for inst in self._sshds.values():
             out += inst.pids()
         return out
@@ -575,6 +564,9 @@ class Sandbox:
                  f"  extension index: {self.extension_index_url} (files in {self.extension_dir})",
                  "  sshd: " + ("one real sshd per instance, root password 'Docker!'"
                                if self.sshd_available else f"NOT RUNNING: {self.sshd_unavailable_reason}"),
+                 "  browser SSH: <SCM URL>/webssh/host[?instance=NAME] on every site"
+                 + (f" (service 127.0.0.1:{self.webssh.port}, log logs/webssh.log)"
+                    if self.webssh else ""),
                  "", "Apps:"]
         for spec in APPS:
             if not spec.scm:

@@ -15,6 +15,9 @@ import paramiko
 
 CIPHERS = ("aes128-cbc", "3des-cbc", "aes256-cbc", "aes128-ctr", "aes256-ctr", "aes192-ctr")
 MACS = ("hmac-sha1", "hmac-sha1-96", "hmac-md5-96")
+# The lines the documentation's sshd_config for custom images has (docs/CONTAINERS.md).
+DOCS_CIPHERS = "Ciphers aes128-cbc,3des-cbc,aes256-cbc"
+DOCS_MACS = "MACs hmac-sha1,hmac-sha1-96"
 USER = "root"
 PASSWORD = "Docker!"          # App Service's documented root password for custom images
 CONTAINER_PORT = 2222
@@ -32,13 +35,12 @@ class SessionError(Exception):
 
 
 def _algorithms_message(instance: str, kind: str, offered_by_server: str | None) -> str:
-    fix = (f"Ciphers {','.join(CIPHERS)}", f"MACs {','.join(MACS)}")
     server = f" Its sshd offers only: {offered_by_server}." if offered_by_server else ""
     return (f"The SSH server on port {CONTAINER_PORT} of instance {instance} accepts none of the "
             f"{kind} that the web SSH offers (ciphers: {', '.join(CIPHERS)}; MACs: "
-            f"{', '.join(MACS)}).{server} Add them to the container's /etc/ssh/sshd_config, as "
-            f"the documentation's sshd_config for custom images does: \"{fix[0]}\" and "
-            f"\"{fix[1]}\", then restart sshd.")
+            f"{', '.join(MACS)}).{server} Allow at least one of each in the container's "
+            f"/etc/ssh/sshd_config, as the documentation's sshd_config for custom images does: \"{DOCS_CIPHERS}\" and "
+            f"\"{DOCS_MACS}\", then restart sshd.")
 
 
 class _KexListener(logging.Handler):
