@@ -43,9 +43,9 @@ _QUIET_FLAGS = [
     "--no-first-run", "--no-default-browser-check", "--disable-gpu",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-default-apps", "--disable-extensions", "--no-pings", "--metrics-recording-only",
-    # Crashpad's handler would start in a session of its own, outside the process group that
-    # close() ends; a throw-away browser has no crash reports to keep anyway.
-    "--disable-crash-reporter", "--disable-crashpad-for-testing",
+    # (Not --disable-crashpad-for-testing: with it, Fetch never pauses a request and every load
+    # that asks for a password hangs. Crashpad's handlers are found by close() instead.)
+    "--disable-crash-reporter",
     "--mute-audio", "--password-store=basic", "--use-mock-keychain", "--disable-dev-shm-usage",
     "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider",
     # A page in a background tab would have its timers throttled; our one page must keep running.
@@ -214,11 +214,17 @@ class Browser:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 pass
-            # Renderers and helpers share its process group; whatever is left goes too.
+            # Renderers and helpers share its process group; whatever is left goes too. Crashpad's
+            # handlers start sessions of their own: they are known by our profile in their argv.
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            for pid in self._strays():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -236,6 +242,24 @@ class Browser:
         if self.dir and not self.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+
+    def _strays(self) -> list:
+        """Processes (other than zombies) whose command line names this browser's directory."""
+        if not self.dir:
+            return []
+        mark = self.dir.encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if mark in cmdline and procs.alive(int(entry)):
+                found.append(int(entry))
+        return found
 
     # -- the pipe ---------------------------------------------------------------------------
     def _read_loop(self):
@@ -345,24 +369,34 @@ class Browser:
                     and m.get("method") == method and (session is None or m.get("sessionId") == session)]
 
     # -- pages ------------------------------------------------------------------------------
-    def new_page(self, width: int | None = None, height: int | None = None) -> "Page":
-        """A new window with a blank page, attached with its own session."""
+    def new_page(self, width: int | None = None, height: int | None = None, *,
+                 isolated: bool = True) -> "Page":
+        """A new window with a blank page, attached with its own session. isolated: in a
+        browser context of its own, like a fresh private window: no cookies, no remembered
+        passwords from other pages (dropped when the page closes)."""
         width, height = width or self.size[0], height or self.size[1]
-        target = self.send("Target.createTarget", {"url": "about:blank", "newWindow": True,
-                                                    "width": width, "height": height})["targetId"]
+        params = {"url": "about:blank", "newWindow": True, "width": width, "height": height}
+        context = None
+        if isolated:
+            context = self.send("Target.createBrowserContext",
+                                {"disposeOnDetach": True})["browserContextId"]
+            params["browserContextId"] = context
+        target = self.send("Target.createTarget", params)["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target,
                                                       "flatten": True})["sessionId"]
-        page = Page(self, target, session)
-        page._setup()
+        page = Page(self, target, session, context)
         self._pages.append(page)
+        page._setup()
         return page
 
 
 class Page:
     """One tab: navigation, JavaScript, keyboard, window size, screenshots, HTTP auth."""
 
-    def __init__(self, browser: Browser, target_id: str, session_id: str):
+    def __init__(self, browser: Browser, target_id: str, session_id: str,
+                 context_id: str | None = None):
         self.browser = browser
+        self.context_id = context_id
         self.target_id = target_id
         self.session = session_id
         self.frame_id: str | None = None
@@ -514,6 +548,13 @@ class Page:
         self.send("Input.dispatchKeyEvent", {"type": "keyDown", "text": "\r", **key})
         self.send("Input.dispatchKeyEvent", {"type": "keyUp", **key})
 
+    def click(self, x: float, y: float):
+        """A left click at (x, y) in CSS pixels of the viewport."""
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y,
+                                                   "button": "left" if kind != "mouseMoved" else "none",
+                                                   "clickCount": 1 if kind != "mouseMoved" else 0})
+
     # -- window -------------------------------------------------------------------------------
     def set_window_size(self, width: int, height: int):
         """Resize the page's browser window (the page gets a 'resize' event, as when a person
@@ -534,10 +575,21 @@ class Page:
         return path
 
     def close(self):
-        if self in self.browser._pages:
-            self.browser._pages.remove(self)
+        if self not in self.browser._pages:
+            return
+        self.browser._pages.remove(self)
+        if self._on_event in self.browser._handlers:
             self.browser._handlers.remove(self._on_event)
-            try:
-                self.browser.send("Target.closeTarget", {"targetId": self.target_id}, timeout=10)
-            except BrowserError:
-                pass
+        try:
+            self.browser.send("Target.closeTarget", {"targetId": self.target_id}, timeout=10)
+            if self.context_id:
+                self.browser.send("Target.disposeBrowserContext",
+                                  {"browserContextId": self.context_id}, timeout=10)
+        except BrowserError:
+            pass            # a browser that is gone has closed the page too
+
+    def __enter__(self) -> "Page":
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
