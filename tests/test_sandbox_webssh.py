@@ -335,3 +335,41 @@ def test_scm_site_socket_refusals(sandbox_sshd):
     modern = sandbox_sshd.app("modern-app")
     message = scm_term(sandbox_sshd, "modern-app", modern.basic_authorization).error()
     assert "aes128-cbc" in message and "hmac-sha1" in message
+
+
+def test_a_container_with_only_an_ed25519_host_key(sandbox, tmp_path):
+    """The portal's client knows ECDSA (and ssh-rsa) host keys only: an sshd with nothing but an
+    Ed25519 key fails there, and here, with what to add."""
+    import socket
+    import threading
+    key = paramiko.Ed25519Key.from_private_key_file(_ed25519_key(tmp_path))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_one():
+        conn, _ = listener.accept()
+        server = paramiko.Transport(conn)
+        server.add_server_key(key)
+        try:
+            server.start_server(server=paramiko.ServerInterface())
+        except (paramiko.SSHException, EOFError, OSError):
+            pass
+        finally:
+            server.close()
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    try:
+        message = direct_term(sandbox, "linux-app", port=port).error()
+    finally:
+        listener.close()
+        thread.join(TIMEOUT)
+    assert "has no host key of a type the web SSH accepts" in message
+    assert "ecdsa-sha2-nistp256" in message and "ssh-keygen -A" in message
+
+
+def _ed25519_key(tmp_path) -> str:
+    import subprocess
+    path = str(tmp_path / "ed25519")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True)
+    return path

@@ -1,8 +1,9 @@
 """The SSH side of a browser terminal: paramiko logs in to an instance's sshd as the portal does.
 
 App Service's web SSH (Kudu's WebSSH2 fork) signs in as root with the documented password,
-by password and then keyboard-interactive, offering ONLY the ciphers and MACs below; that is
-why the documentation asks custom images for them. Every failure becomes a SessionError whose
+by password and then keyboard-interactive, offering ONLY the ciphers and MACs below (that is
+why the documentation asks custom images for them) and only ECDH/group-exchange key exchanges
+and ECDSA (or ssh-rsa) host keys. Every failure becomes a SessionError whose
 message says, in the user's terms, what is wrong with the container and what fixes it.
 """
 from __future__ import annotations
@@ -15,6 +16,12 @@ import paramiko
 
 CIPHERS = ("aes128-cbc", "3des-cbc", "aes256-cbc", "aes128-ctr", "aes256-ctr", "aes192-ctr")
 MACS = ("hmac-sha1", "hmac-sha1-96", "hmac-md5-96")
+# The portal's client also offers diffie-hellman-group14-sha1 and ssh-rsa host keys (SHA-1
+# signatures), which this paramiko no longer has; OpenSSH 8.8 and later sshd refuse to sign with
+# ssh-rsa anyway, so against such an sshd the portal, too, ends up with these.
+KEX = ("ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
+       "diffie-hellman-group-exchange-sha256")
+HOST_KEY_TYPES = ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 # The lines the documentation's sshd_config for custom images has (docs/CONTAINERS.md).
 DOCS_CIPHERS = "Ciphers aes128-cbc,3des-cbc,aes256-cbc"
 DOCS_MACS = "MACs hmac-sha1,hmac-sha1-96"
@@ -105,6 +112,8 @@ class Shell:
         options = t.get_security_options()
         options.ciphers = CIPHERS
         options.digests = MACS
+        options.kex = KEX
+        options.key_types = HOST_KEY_TYPES
         try:
             t.start_client(timeout=HANDSHAKE_SECONDS)
         except paramiko.IncompatiblePeer as e:
@@ -115,6 +124,16 @@ class Shell:
             if "mac" in text:
                 raise SessionError(_algorithms_message(
                     self.instance, "MACs", listener.offered.get("client mac"))) from None
+            if "host key" in text:
+                raise SessionError(
+                    f"The SSH server on port {CONTAINER_PORT} of instance {self.instance} has no "
+                    f"host key of a type the web SSH accepts ({', '.join(HOST_KEY_TYPES)}). Give the "
+                    f"container an ECDSA host key (`ssh-keygen -A` makes one) and restart sshd.") from None
+            if "kex" in text:
+                raise SessionError(
+                    f"The SSH server on port {CONTAINER_PORT} of instance {self.instance} accepts none "
+                    f"of the key exchanges the web SSH offers ({', '.join(KEX)}). Allow one of them in "
+                    f"the container's sshd_config (KexAlgorithms) and restart sshd.") from None
             raise SessionError(f"The SSH server of instance {self.instance} and the web SSH "
                                f"share no algorithm: {text}") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
