@@ -3,9 +3,14 @@
 Starts the sandbox, installs this extension into the real `az` from the sandbox's extension index,
 signs in, opens `az webapp remote-connection create` in the background, connects the real `ssh`
 through the tunnel, runs a command inside the "container", copies a file with `scp` and checks it
-arrived intact, stops the tunnel with Ctrl+C, and tears everything down.
+arrived intact, stops the tunnel with Ctrl+C, opens the SCM site's browser SSH page (/webssh/host)
+in headless Chromium, runs a command in its terminal and saves a screenshot, and tears everything
+down.
+
+The screenshot goes to build/demo/ (DEMO_OUTPUT_DIR overrides it); everything else is temporary.
 """
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -17,6 +22,7 @@ import tempfile
 import time
 
 from sandbox import Sandbox, sshd_unavailable_reason
+from sandbox.browser import Browser, BrowserError, chromium_unavailable_reason
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 import build_index  # noqa: E402  (tools/ is not a package)
@@ -24,6 +30,7 @@ import build_index  # noqa: E402  (tools/ is not a package)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AZ = os.path.join(ROOT, ".venv", "bin", "az")
 APP = "linux-app"
+OUTPUT_DIR = os.environ.get("DEMO_OUTPUT_DIR") or os.path.join(ROOT, "build", "demo")
 
 
 def say(text=""):
@@ -89,10 +96,52 @@ def wait_for_tunnel(proc, timeout=120):
     raise SystemExit("demo failed: the tunnel did not open in time")
 
 
+# The terminal's last line is a shell prompt (root's ends in "#").
+PROMPT_JS = "/[#$]$/.test(webssh.screenText().trimEnd())"
+
+
+def browser_ssh(sb, app):
+    """The SCM site's /webssh/host in headless Chromium (certificate checks on, the sandbox's CA
+    trusted): sign in, run a command in the page's terminal, save a screenshot. Returns its path."""
+    url = f"{app.scm_url}/webssh/host"
+    instance = app.instance_names[0]
+    command = "hostname; uname -sr"
+    with Browser(ca_file=sb.ca_file, width=1000, height=600) as browser, browser.new_page() as page:
+        say(f"   headless {browser.version}, trusting the sandbox's CA")
+        say(f"   open {url}  (signed in with the app's deployment credentials)")
+        page.basic_auth(app.basic_user, app.basic_password)
+        status = page.goto(url)
+        if status != 200:
+            raise SystemExit(f"demo failed: {url} answered {status}: {page.text()[:300]}")
+        page.wait_for("window.webssh && window.webssh.state === 'connected'", timeout=30)
+        say("   the page says: " + page.evaluate("document.getElementById('status').textContent"))
+        # Type once the shell has shown its prompt, as a person would (keys typed earlier are
+        # kept too, but they would show up above the prompt in the screenshot).
+        page.wait_for(PROMPT_JS, timeout=15,
+                      describe=lambda: "terminal:\n" + page.evaluate("webssh.screenText()"))
+        say(f"   type into its terminal: {command}")
+        page.type_text(command)
+        page.press_enter()
+        # The output is the line that is the instance's name alone (the prompt and the echoed
+        # command hold it too, but not alone), followed by uname's.
+        lines = page.wait_for(
+            "(() => { const l = webssh.screenText().split('\\n').map(s => s.trimEnd());"
+            " const i = l.indexOf(%s); return i >= 0 && i + 1 < l.length && l[i + 1] ? l.slice(i, i + 2)"
+            " : null; })()" % json.dumps(instance), timeout=15,
+            describe=lambda: "terminal:\n" + page.evaluate("webssh.screenText()"))
+        for line in lines:
+            say("     " + line)
+        os.makedirs(OUTPUT_DIR, exist_ok=True)
+        return page.screenshot(os.path.join(OUTPUT_DIR, f"browser-ssh-{instance}.png"))
+
+
 def main():
     reason = sshd_unavailable_reason()
     if reason:
         raise SystemExit(f"make demo needs the sandbox's sshd: {reason}")
+    reason = chromium_unavailable_reason()
+    if reason:
+        raise SystemExit(f"make demo needs Chromium for its browser step: {reason}")
     workdir = tempfile.mkdtemp(prefix="webapp-demo-")
     say("webapp demo: SSH into an App Service on Linux container through `az webapp remote-connection`.")
     say("Everything runs on this machine: the sandbox stands in for Azure's sign-in, Resource Manager,")
@@ -160,7 +209,14 @@ def main():
                 raise SystemExit("demo failed: the tunnel did not exit cleanly")
             tunnel = None
 
-            step(9, "Tear the sandbox down")
+            step(9, "Open the app's browser SSH page (/webssh/host) in headless Chromium and run a command there")
+            try:
+                shot = browser_ssh(sb, app)
+            except BrowserError as e:
+                raise SystemExit(f"demo failed: the browser step: {e}")
+            say(f"   Browser SSH screenshot: {shot}")
+
+            step(10, "Tear the sandbox down")
         say("   every sandbox process has stopped")
         say()
         say("Done. Against a real app, the same commands are in README.md under 'Using it with a real Azure app'.")

@@ -61,6 +61,9 @@ def open_terminal(browser, app, instance=None, *, user=None, password=None, head
         assert status == 200, f"{page_url(app, instance)} answered {status}: {page.text()[:500]}"
         page.wait_for("window.webssh && window.webssh.state === 'connected'",
                       timeout=CONNECT_SECONDS, describe=describe(page))
+        # Type once the shell shows its prompt, as a person would.
+        page.wait_for("/[#$]$/.test(webssh.screenText().trimEnd())", timeout=OUTPUT_SECONDS,
+                      describe=describe(page))
         focus_terminal(page)
         return page
     except BaseException:
