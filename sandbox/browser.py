@@ -104,6 +104,8 @@ class Browser:
         self._lock = threading.Lock()           # one writer at a time on the command pipe
         self._cond = threading.Condition()      # guards _replies, _events, _dead
         self._replies: dict = {}
+        self._unawaited: set = set()            # ids of commands sent by post() alone
+        self.unawaited_errors: list = []
         self._events: list = []                 # (seq, message) of every event, in order
         self._seq = 0
         self._next_id = 0
@@ -283,6 +285,12 @@ class Browser:
     def _dispatch(self, msg: dict):
         if "id" in msg:
             with self._cond:
+                if msg["id"] in self._unawaited:
+                    # Nobody waits for this answer; an error in it is kept for failure reports.
+                    self._unawaited.discard(msg["id"])
+                    if "error" in msg:
+                        self.unawaited_errors.append(msg["error"])
+                    return
                 self._replies[msg["id"]] = msg
                 self._cond.notify_all()
             return
@@ -293,10 +301,13 @@ class Browser:
         for handler in list(self._handlers):
             handler(msg)
 
-    def _write(self, msg: dict) -> int:
+    def _write(self, msg: dict, awaited: bool = True) -> int:
         with self._lock:
             self._next_id += 1
             msg = dict(msg, id=self._next_id)
+            if not awaited:
+                with self._cond:
+                    self._unawaited.add(msg["id"])
             data = json.dumps(msg).encode() + b"\0"
             if self._cmd_w is None:
                 raise BrowserError("the browser is closed")
@@ -308,17 +319,18 @@ class Browser:
                                    f"{self.log_tail()}") from None
             return msg["id"]
 
-    def post(self, method: str, params: dict | None = None, session: str | None = None) -> int:
+    def post(self, method: str, params: dict | None = None, session: str | None = None,
+             awaited: bool = False) -> int:
         """Send a command without waiting for its answer (safe from an event handler)."""
         msg = {"method": method, "params": params or {}}
         if session:
             msg["sessionId"] = session
-        return self._write(msg)
+        return self._write(msg, awaited)
 
     def send(self, method: str, params: dict | None = None, session: str | None = None,
              timeout: float | None = None) -> dict:
         """Send a command and wait (bounded) for its result."""
-        mid = self.post(method, params, session)
+        mid = self.post(method, params, session, awaited=True)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         with self._cond:
             while mid not in self._replies:

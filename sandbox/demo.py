@@ -209,7 +209,7 @@ def main():
                 raise SystemExit("demo failed: the tunnel did not exit cleanly")
             tunnel = None
 
-            step(9, "Open the app's browser SSH page (/webssh/host) in headless Chromium and run a command there")
+            step(9, "Open the browser SSH page (/webssh/host) in headless Chromium; run a command there")
             try:
                 shot = browser_ssh(sb, app)
             except BrowserError as e:

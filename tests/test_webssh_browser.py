@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from sandbox.browser import Browser, BrowserError, chromium_unavailable_reason
+from sandbox.browser import Browser, chromium_unavailable_reason
 
 pytestmark = pytest.mark.root          # the pages reach real sshds
 
@@ -192,7 +192,7 @@ def test_modern_only_sshd_shows_the_algorithm_error_in_the_page(sandbox, browser
         error = page.evaluate("webssh.error")
         status = page.evaluate("document.getElementById('status').textContent")
         # What the portal offers, what the container's sshd accepts, and the fix's directive.
-        for word in ("aes128-ctr", "hmac-sha1", "chacha20-poly1305@openssh.com", "Ciphers"):
+        for word in (*PORTAL_CIPHERS, "hmac-sha1", "chacha20-poly1305@openssh.com", "Ciphers"):
             assert word in error, f"{word!r} not in the error: {error}"
         assert error.splitlines()[0] in status, (error, status)
         assert "sshd_config" in error, error
