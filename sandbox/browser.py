@@ -382,21 +382,26 @@ class Browser:
 
     # -- pages ------------------------------------------------------------------------------
     def new_page(self, width: int | None = None, height: int | None = None, *,
-                 isolated: bool = True) -> "Page":
+                 isolated: bool = True, beside: "Page | None" = None) -> "Page":
         """A new window with a blank page, attached with its own session. isolated: in a
         browser context of its own, like a fresh private window: no cookies, no remembered
-        passwords from other pages (dropped when the page closes)."""
+        passwords from other pages (dropped when the page closes). beside: in that page's
+        context instead, sharing its cookies, like a second tab."""
         width, height = width or self.size[0], height or self.size[1]
         params = {"url": "about:blank", "newWindow": True, "width": width, "height": height}
-        context = None
-        if isolated:
+        context, owned = None, False
+        if beside is not None:
+            context = beside.context_id
+        elif isolated:
             context = self.send("Target.createBrowserContext",
                                 {"disposeOnDetach": True})["browserContextId"]
+            owned = True
+        if context:
             params["browserContextId"] = context
         target = self.send("Target.createTarget", params)["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target,
                                                       "flatten": True})["sessionId"]
-        page = Page(self, target, session, context)
+        page = Page(self, target, session, context, owns_context=owned)
         self._pages.append(page)
         page._setup()
         return page
@@ -406,9 +411,10 @@ class Page:
     """One tab: navigation, JavaScript, keyboard, window size, screenshots, HTTP auth."""
 
     def __init__(self, browser: Browser, target_id: str, session_id: str,
-                 context_id: str | None = None):
+                 context_id: str | None = None, owns_context: bool = False):
         self.browser = browser
         self.context_id = context_id
+        self._owns_context = owns_context
         self.target_id = target_id
         self.session = session_id
         self.frame_id: str | None = None
@@ -470,6 +476,11 @@ class Page:
     def extra_headers(self, headers: dict):
         """Headers sent with every request of this page (e.g. Authorization: Bearer ...)."""
         self.send("Network.setExtraHTTPHeaders", {"headers": headers})
+
+    def cookies(self) -> list:
+        """The cookies this page's browser context holds (HttpOnly ones too)."""
+        params = {"browserContextId": self.context_id} if self.context_id else {}
+        return self.browser.send("Storage.getCookies", params).get("cookies", [])
 
     # -- navigation ---------------------------------------------------------------------------
     def goto(self, url: str, timeout: float = 30.0) -> int | None:
@@ -594,7 +605,7 @@ class Page:
             self.browser._handlers.remove(self._on_event)
         try:
             self.browser.send("Target.closeTarget", {"targetId": self.target_id}, timeout=10)
-            if self.context_id:
+            if self._owns_context:
                 self.browser.send("Target.disposeBrowserContext",
                                   {"browserContextId": self.context_id}, timeout=10)
         except BrowserError:

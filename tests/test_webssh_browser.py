@@ -196,3 +196,37 @@ def test_modern_only_sshd_shows_the_algorithm_error_in_the_page(sandbox, browser
             assert word in error, f"{word!r} not in the error: {error}"
         assert error.splitlines()[0] in status, (error, status)
         assert "sshd_config" in error, error
+
+
+# -- the session cookie and the instance's name -----------------------------------------------
+
+def test_the_session_cookie_signs_in_a_second_tab(sandbox, browser):
+    """Signed in once, the browser needs no credentials for the page or its WebSocket: the SCM
+    site's WebsshSession cookie (Secure, HttpOnly, SameSite=Strict, /webssh only) carries it."""
+    app = sandbox.app("bearer-app")     # the token goes on the first page's requests only
+    first = open_terminal(browser, app, headers={"Authorization": f"Bearer {sandbox.bearer_token}"})
+    try:
+        session = [c for c in first.cookies() if c["name"] == "WebsshSession"]
+        assert len(session) == 1, first.cookies()
+        cookie = session[0]
+        assert (cookie["secure"], cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == \
+            (True, True, "Strict", "/webssh"), cookie
+        assert "WebsshSession" not in first.evaluate("document.cookie")
+        with browser.new_page(beside=first) as second:
+            second.basic_auth(None)     # a sign-in dialog would be dismissed
+            assert second.goto(page_url(app)) == 200, second.text()[:500]
+            assert second.auth_challenges == 0
+            second.wait_for("window.webssh && window.webssh.state === 'connected'",
+                            timeout=CONNECT_SECONDS, describe=describe(second))
+    finally:
+        first.close()
+
+
+def test_an_unknown_instance_is_named_with_the_apps_instances(sandbox, browser):
+    app = sandbox.app("scaled-app")
+    with browser.new_page() as page:
+        page.basic_auth(app.basic_user, app.basic_password)
+        assert page.goto(page_url(app, "no-such-instance")) == 404
+        text = page.text()
+        assert "no-such-instance" in text and all(i in text for i in app.instance_names), text
+        assert no_terminal(page), text[:500]
