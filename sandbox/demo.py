@@ -100,10 +100,9 @@ def wait_for_tunnel(proc, timeout=120):
 PROMPT_JS = "/[#$]$/.test(webssh.screenText().trimEnd())"
 
 
-def browser_ssh(sb, app):
+def browser_ssh(sb, app, url):
     """The SCM site's /webssh/host in headless Chromium (certificate checks on, the sandbox's CA
     trusted): sign in, run a command in the page's terminal, save a screenshot. Returns its path."""
-    url = f"{app.scm_url}/webssh/host"
     instance = app.instance_names[0]
     command = "hostname; uname -sr"
     with Browser(ca_file=sb.ca_file, width=1000, height=600) as browser, browser.new_page() as page:
@@ -209,9 +208,13 @@ def main():
                 raise SystemExit("demo failed: the tunnel did not exit cleanly")
             tunnel = None
 
-            step(9, "Open the browser SSH page (/webssh/host) in headless Chromium; run a command there")
+            step(9, "Ask az for the browser SSH page, open it in headless Chromium and run a command there")
+            # No browser for az to open here, so `browse` prints the page's URL: the demo's Chromium opens it.
+            no_browser = {k: v for k, v in env.items() if k not in ("BROWSER", "DISPLAY", "WAYLAND_DISPLAY")}
+            url = run([AZ, "webapp", "remote-connection", "browse", "--resource-group", sb.resource_group, "-n", APP],
+                      no_browser, workdir).stdout.strip()
             try:
-                shot = browser_ssh(sb, app)
+                shot = browser_ssh(sb, app, url)
             except BrowserError as e:
                 raise SystemExit(f"demo failed: the browser step: {e}")
             say(f"   Browser SSH screenshot: {shot}")
