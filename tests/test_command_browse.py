@@ -1,7 +1,6 @@
 """`az webapp remote-connection browse`: the real az with the extension wheel against the sandbox.
 It opens the SCM site's /webssh/host in the default browser ($BROWSER here), or prints the URL where no
 browser can be opened; the URL is the page the sandbox serves behind the site's own sign-in."""
-import os
 import ssl
 import stat
 import urllib.error
