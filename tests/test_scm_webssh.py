@@ -547,8 +547,8 @@ def test_service_closing_without_an_answer_is_502(scm, ctx):
     assert not r.get("set-cookie")
 
 
-@pytest.mark.parametrize("bad", ["X-Webssh-Port : 22", " X-Webssh-Port: 22", "X-Foo: a\nX-Webssh-Port: 22",
-                                 "X-Foo: a\rX-Webssh-Port: 22"])
+@pytest.mark.parametrize("bad", ["X-Webssh-Port : 22", " X-Webssh-Port: 22",
+                                 "X-Foo: a\nX-Webssh-Port: 22", "X-Foo: a\rX-Webssh-Port: 22"])
 def test_a_head_that_could_hide_a_header_is_400(scm, ctx, stub, bad):
     accepted = stub.accepted
     sock = _connect(scm.port("site-a"), ctx)
