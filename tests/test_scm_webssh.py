@@ -33,7 +33,7 @@ BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 BEARER = f"Bearer {TOKEN}"
 SERVICE_TOKEN = "5e1f" * 16
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-COOKIE_RE = re.compile(r"WebsshSession=(\d+)\.([0-9a-f]{64}); Path=/webssh; Secure; HttpOnly; "
+COOKIE_RE = re.compile(r"WebsshSession=(\d+)\.([0-9a-f]{64}); Path=/webssh; Max-Age=\d+; Secure; HttpOnly; "
                        r"SameSite=Strict")
 
 

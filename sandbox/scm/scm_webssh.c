@@ -248,7 +248,8 @@ webssh_issue(struct webssh *w, const char *site, int lifetime)
 	}
 	snprintf(w->set_cookie, sizeof(w->set_cookie),
 		 "Set-Cookie: " WEBSSH_COOKIE "=%s.%s; Path=" WEBSSH_PREFIX
-		 "; Secure; HttpOnly; SameSite=Strict\r\n", digits, mac);
+		 "; Max-Age=%ld; Secure; HttpOnly; SameSite=Strict\r\n",
+		 digits, mac, (long)lifetime);
 }
 
 /* ------------------------------------------------------------------ routing */

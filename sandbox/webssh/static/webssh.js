@@ -98,8 +98,9 @@
   };
   ws.onclose = function (event) {
     if (api.state === 'connecting' && event.code !== 1000) {
+      // A refused handshake (sign-in expired, 401) reaches a page only as code 1006.
       fail('The connection to the web SSH service closed before the shell opened (code ' +
-           event.code + ').');
+           event.code + '). If your sign-in has expired, reload the page to sign in again.');
     } else {
       show('closed', 'disconnected');
     }
