@@ -25,6 +25,7 @@ import pytest
 
 from sandbox import pki
 from sandbox.scm_process import ScmServer
+from tests.test_scm_server import dead_port
 
 HOST = "127.0.0.1"
 USER, PASSWORD = "$site-a", "publishing-password"
@@ -132,14 +133,6 @@ class Stub:
 
 def pattern(n: int) -> bytes:
     return (bytes(range(251)) * (n // 251 + 1))[:n]
-
-
-def dead_port() -> int:
-    s = socket.socket()
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # --------------------------------------------------------------------------- the client side
