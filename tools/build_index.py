@@ -12,6 +12,7 @@ wheel's real name. Building a higher ``--version`` into the same DIR adds it to 
 what ``az extension update --name webapp`` picks up.
 """
 import argparse
+import contextlib
 import email.parser
 import hashlib
 import json
@@ -38,8 +39,28 @@ def build_wheel(out_dir, version=None, native=True, quiet=True, reuse_objects=Fa
     if not native:
         env['WEBAPP_NO_NATIVE'] = '1'
     # A private build tree: object files are reused between builds, the repository stays clean and
-    # an in-place build_ext running at the same time is not disturbed.
+    # an in-place build_ext running at the same time is not disturbed. Builds from two test runs at
+    # once take turns in it.
     work = os.path.join(ROOT, '.build-wheel')
+    with _exclusive(os.path.join(ROOT, '.build-lock', 'wheel')):
+        return _build_wheel(out_dir, env, work, version, quiet, reuse_objects)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path):
+    """Hold an exclusive lock on lock_path (released when the holder exits, however it ends)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: nothing builds wheels concurrently there
+        yield
+        return
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    with open(lock_path, 'w') as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _build_wheel(out_dir, env, work, version, quiet, reuse_objects):
     if not reuse_objects:
         shutil.rmtree(work, ignore_errors=True)
     before = set(os.listdir(out_dir)) if os.path.isdir(out_dir) else set()
