@@ -361,9 +361,30 @@ def algorithms(offer, client):
     if portal[0] is None or portal[1] is None:
         return (WARN, f'The container {offered}. {local}; the portal\'s browser SSH does not (it offers ciphers '
                       f'{",".join(_kexinit.PORTAL_CIPHERS)} and MACs {",".join(_kexinit.PORTAL_MACS)})',
-                'For the browser SSH (SSH in the portal, https://<app>.scm.azurewebsites.net/webssh/host), add '
-                'aes128-ctr or aes128-cbc to Ciphers and hmac-sha1 to MACs in the image\'s sshd_config.')
+                f'For the browser SSH ({BROWSER_SSH}), add aes128-ctr or aes128-cbc to Ciphers and hmac-sha1 to MACs '
+                'in the image\'s sshd_config.')
+    handshake_gap = _portal_handshake_gap(offer)
+    if handshake_gap:
+        return (WARN, f'The container {offered}. {local}; the portal\'s browser SSH does not: {handshake_gap[0]}',
+                f'For the browser SSH ({BROWSER_SSH}), {handshake_gap[1]}')
     return f'The container {offered}. {local}; the portal\'s browser SSH too ({portal[0]}, {portal[1]})'
+
+
+BROWSER_SSH = 'SSH in the portal, https://<app>.scm.azurewebsites.net/webssh/host, `az webapp remote-connection browse`'
+
+
+def _portal_handshake_gap(offer):
+    """(what, fix) when the portal's client shares no key exchange or host key type with the container.
+    An empty list (not read) is no evidence either way."""
+    if offer.kex and not set(offer.kex) & set(_kexinit.PORTAL_KEX):
+        return (f"the container's key exchanges ({','.join(offer.kex)}) include none of its "
+                f"{','.join(_kexinit.PORTAL_KEX)}",
+                'add ecdh-sha2-nistp256 to KexAlgorithms in the image\'s sshd_config.')
+    if offer.host_keys and not set(offer.host_keys) & set(_kexinit.PORTAL_HOST_KEYS):
+        return (f"the container's host keys ({','.join(offer.host_keys)}) include none of the types it "
+                f"knows ({','.join(_kexinit.PORTAL_HOST_KEYS)})",
+                'give the image an ECDSA host key (`ssh-keygen -A` makes one; HostKey /etc/ssh/ssh_host_ecdsa_key).')
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -137,8 +137,8 @@ long-summary: >
     Basic auth is disabled); then, for each instance: GetStatus (state, canReachPort, port), the
     WebSocket upgrade, an SSH banner through the tunnel, the container's SSH algorithms (from its
     key-exchange message) against this machine's OpenSSH and the portal's browser SSH (which needs
-    aes128-cbc, 3des-cbc, aes256-cbc or an aes-ctr cipher, and hmac-sha1, hmac-sha1-96 or
-    hmac-md5-96), root login with the password `Docker!`, and the sftp subsystem (without it sftp
+    aes128-cbc, 3des-cbc, aes256-cbc or an aes-ctr cipher, hmac-sha1, hmac-sha1-96 or
+    hmac-md5-96, an ECDH or group-exchange key exchange and an ECDSA or ssh-rsa host key), root login with the password `Docker!`, and the sftp subsystem (without it sftp
     fails, and so does OpenSSH 9's scp unless given -O). The first hop that fails stops the checks
     of its instance. Prints a readable table; --output json gives the same as one record for
     scripts. Exits with status 1 when a hop fails, 0 otherwise (warnings, such as an algorithm

@@ -26,6 +26,10 @@ DOCUMENTED_MACS = ('hmac-sha1', 'hmac-sha1-96')
 # The portal's browser SSH (Kudu's WebSSH on the ssh2 library) offers exactly these.
 PORTAL_CIPHERS = ('aes128-cbc', '3des-cbc', 'aes256-cbc', 'aes128-ctr', 'aes256-ctr', 'aes192-ctr')
 PORTAL_MACS = ('hmac-sha1', 'hmac-sha1-96', 'hmac-md5-96')
+PORTAL_KEX = ('ecdh-sha2-nistp256', 'ecdh-sha2-nistp384', 'ecdh-sha2-nistp521', 'diffie-hellman-group-exchange-sha256',
+              'diffie-hellman-group14-sha1')
+# Its ssh2 library knows RSA keys only as ssh-rsa (SHA-1 signatures), which OpenSSH 8.8+ sshd no longer offers.
+PORTAL_HOST_KEYS = ('ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa')
 # Ciphers that authenticate themselves: no MAC is negotiated with them.
 AEAD_CIPHERS = ('chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com', 'aes256-gcm@openssh.com')
 

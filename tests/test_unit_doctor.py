@@ -61,8 +61,9 @@ def test_probe_tells_silence_from_something_else():
     assert other.value.kind == 'not-ssh'
 
 
-def offer(ciphers, macs):
-    return _kexinit.Offer('SSH-2.0-x', (), (), tuple(ciphers.split(',')), tuple(macs.split(',')))
+def offer(ciphers, macs, kex='', host_keys=''):
+    return _kexinit.Offer('SSH-2.0-x', tuple(filter(None, kex.split(','))), tuple(filter(None, host_keys.split(','))),
+                          tuple(ciphers.split(',')), tuple(macs.split(',')))
 
 
 def test_extra_options_append_only_what_is_needed():
@@ -86,6 +87,30 @@ def test_algorithms_verdicts():
     with pytest.raises(_doctor._Failed):
         _doctor.algorithms(offer('blowfish-cbc', 'hmac-sha1'), client)
     assert 'works with its defaults' in _doctor.algorithms(offer('aes128-ctr', 'hmac-sha1'), None)
+
+
+# What OpenSSH 9.2's sshd sends with an Ed25519, an ECDSA and an RSA host key.
+OPENSSH_KEX = 'sntrup761x25519-sha512@openssh.com,curve25519-sha256,ecdh-sha2-nistp256,ext-info-s'
+OPENSSH_HOST_KEYS = 'rsa-sha2-512,rsa-sha2-256,ecdsa-sha2-nistp256,ssh-ed25519'
+
+
+@pytest.mark.parametrize('kex, host_keys, words', [
+    (OPENSSH_KEX, OPENSSH_HOST_KEYS, None),
+    (OPENSSH_KEX, 'ssh-rsa', None),  # an old sshd that still signs with SHA-1
+    ('curve25519-sha256,sntrup761x25519-sha512@openssh.com,ext-info-s', OPENSSH_HOST_KEYS,
+     ["key exchanges (curve25519-sha256,", 'ecdh-sha2-nistp256 to KexAlgorithms']),
+    (OPENSSH_KEX, 'ssh-ed25519', ['host keys (ssh-ed25519)', 'ECDSA host key']),
+    (OPENSSH_KEX, 'rsa-sha2-512,rsa-sha2-256,ssh-ed25519', ['host keys (rsa-sha2-512', 'ssh-keygen -A']),
+])
+def test_portal_needs_its_key_exchange_and_host_key_types_too(kex, host_keys, words):
+    verdict = _doctor.algorithms(offer('aes128-ctr,aes128-cbc', 'hmac-sha1', kex, host_keys), None)
+    if words is None:
+        assert "the portal's browser SSH too" in verdict
+        return
+    assert verdict[0] == _doctor.WARN and "the portal's browser SSH does not" in verdict[1]
+    for word in words:
+        assert word in verdict[1] + verdict[2]
+    assert 'az webapp remote-connection browse' in verdict[2]
 
 
 @pytest.mark.parametrize('platform, devnull, ssh_path', [
