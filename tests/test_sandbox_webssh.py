@@ -285,8 +285,8 @@ def test_service_and_its_terminals_stop_with_the_sandbox(tmp_path):
 
 # -- through the SCM site ---------------------------------------------------------------------
 
-def scm_term(sb, app, authorization, query="", origin=None) -> Term:
-    info = sb.app(app)
+def scm_term(sb, app, authorization, query="", origin=None, slot=None) -> Term:
+    info = sb.app(app, slot)
     ws = websocket.create_connection(
         f"wss://{info.scm_host}/webssh/socket?cols=80&rows=24{query}",
         header=[f"Authorization: {authorization}"], timeout=TIMEOUT,
@@ -373,3 +373,15 @@ def _ed25519_key(tmp_path) -> str:
     path = str(tmp_path / "ed25519")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True)
     return path
+
+
+@pytest.mark.parametrize("app, slot", [("slot-app", "staging"), ("debug-app", None), ("seed-app", None)])
+def test_scm_site_socket_on_a_slot_a_debugging_app_and_the_documented_image(sandbox_sshd, app, slot):
+    """A slot is its own SCM site with its own instances; an app with remote debugging on still
+    gets SSH (port 2222), not its debugger; the documentation's sshd_config (CBC only) works."""
+    info = sandbox_sshd.app(app, slot)
+    term = scm_term(sandbox_sshd, app, info.basic_authorization, slot=slot)
+    try:
+        term.run("hostname", info.instances[0].name)
+    finally:
+        term.close()
