@@ -331,17 +331,9 @@ class Browser:
              timeout: float | None = None) -> dict:
         """Send a command and wait (bounded) for its result."""
         mid = self.post(method, params, session, awaited=True)
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        with self._cond:
-            while mid not in self._replies:
-                left = deadline - time.monotonic()
-                if self._dead:
-                    raise BrowserError(f"{method}: {self._dead}; its log:\n{self.log_tail()}")
-                if left <= 0:
-                    raise BrowserError(f"{method}: no answer from the browser within "
-                                       f"{self.timeout if timeout is None else timeout} s")
-                self._cond.wait(left)
-            reply = self._replies.pop(mid)
+        reply = self._wait_until(lambda: self._replies.pop(mid, None), timeout,
+                                 dead=lambda why: f"{method}: {why}; its log:\n{self.log_tail()}",
+                                 late=f"{method}: no answer from the browser")
         if "error" in reply:
             raise BrowserError(f"{method} failed: {reply['error'].get('message')} "
                                f"{reply['error'].get('data', '')}".rstrip())
@@ -355,24 +347,37 @@ class Browser:
     def wait_event(self, method: str, *, session: str | None = None, after: int = 0,
                    match=lambda params: True, timeout: float | None = None) -> dict:
         """The params of the first event `method` after sequence `after` that `match`es."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         seen = after
+
+        def first_match():
+            nonlocal seen
+            for seq, msg in self._events:
+                if seq <= seen:
+                    continue
+                seen = seq
+                if (msg.get("method") == method and (session is None or msg.get("sessionId") == session)
+                        and match(msg.get("params", {}))):
+                    return msg.get("params", {})
+            return None
+
+        return self._wait_until(first_match, timeout, dead=lambda why: f"waiting for {method}: {why}",
+                                late=f"no {method} event")
+
+    def _wait_until(self, found, timeout, *, dead, late):
+        """found() under the lock until it returns something other than None; a dead browser or
+        the deadline raise BrowserError with dead(reason) or late + the time waited."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         with self._cond:
             while True:
-                for seq, msg in self._events:
-                    if seq <= seen:
-                        continue
-                    seen = seq
-                    if (msg.get("method") == method and (session is None or
-                                                         msg.get("sessionId") == session)
-                            and match(msg.get("params", {}))):
-                        return msg.get("params", {})
+                value = found()
+                if value is not None:
+                    return value
                 left = deadline - time.monotonic()
                 if self._dead:
-                    raise BrowserError(f"waiting for {method}: {self._dead}")
+                    raise BrowserError(dead(self._dead))
                 if left <= 0:
-                    raise BrowserError(f"no {method} event within "
-                                       f"{self.timeout if timeout is None else timeout} s")
+                    raise BrowserError(f"{late} within {limit} s")
                 self._cond.wait(left)
 
     def events(self, method: str, session: str | None = None, after: int = 0) -> list:
