@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include <time.h>
+
 #include <openssl/ssl.h>
 
 #define SCM_TUNNEL_PATH "/AppServiceTunnel/Tunnel.ashx"
@@ -46,6 +48,16 @@ extern int scm_log_mask;
 		if (scm_log_mask & (level)) \
 			fprintf(stderr, "scm-server: " __VA_ARGS__); \
 	} while (0)
+
+/* Milliseconds on the monotonic clock: every deadline in the server. */
+static inline long long
+scm_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct scm_instance {
 	char *name;

@@ -76,15 +76,6 @@ struct relay {
 	long long close_deadline, flush_deadline;
 };
 
-static long long
-relay_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 relay_init(void)
 {
@@ -425,7 +416,7 @@ static void
 relay_wait(struct relay *r)
 {
 	struct pollfd p[3];
-	long long now = relay_now_ms();
+	long long now = scm_now_ms();
 	int n;
 
 	p[0].fd = r->client_done ? -1 : r->c->fd;
@@ -473,7 +464,7 @@ relay_loop(struct relay *r)
 			progress |= relay_target_out(r);
 			progress |= relay_target_in(r);
 			progress |= relay_client_out(r);
-			now = relay_now_ms();
+			now = scm_now_ms();
 			relay_keepalive(r, now);
 			if (relay_settle(r, now))
 				return;
@@ -509,7 +500,7 @@ relay_run(struct scm_conn *c, const struct scm_route *route,
 	r.keepalive_ms = (long long)c->cfg->keepalive_seconds * 1000;
 	r.keepalive_pong = c->cfg->keepalive_pong;
 	config_read_end();
-	r.next_keepalive = relay_now_ms() + r.keepalive_ms;
+	r.next_keepalive = scm_now_ms() + r.keepalive_ms;
 	if (route->loopback_port > 0)
 		r.tfd = probe_connect(route->loopback_port, RELAY_CONNECT_MS);
 	if (r.tfd < 0)

@@ -64,15 +64,6 @@ tls_site_init(struct scm_site *s, char *err, size_t errlen)
 	return 0;
 }
 
-static long long
-tls_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* What the socket must become for OpenSSL to go on; 0: it cannot. */
 static short
 tls_events(int ssl_err)
@@ -92,7 +83,7 @@ tls_wait(int fd, short events, long long deadline)
 	if (!events)
 		return -1;
 	for (;;) {
-		left = deadline - tls_now_ms();
+		left = deadline - scm_now_ms();
 		if (left <= 0)
 			return -1;
 		n = poll(&p, 1, left > 60000 ? 60000 : (int)left);
@@ -106,7 +97,7 @@ tls_wait(int fd, short events, long long deadline)
 SSL *
 tls_accept(SSL_CTX *ctx, int fd, int timeout_ms)
 {
-	long long deadline = tls_now_ms() + timeout_ms;
+	long long deadline = scm_now_ms() + timeout_ms;
 	SSL *ssl = SSL_new(ctx);
 	int n;
 
@@ -162,7 +153,7 @@ tls_write_nb(SSL *ssl, const void *buf, size_t len, short *wait)
 ssize_t
 tls_read(SSL *ssl, int fd, void *buf, size_t len, int timeout_ms)
 {
-	long long deadline = tls_now_ms() + timeout_ms;
+	long long deadline = scm_now_ms() + timeout_ms;
 	ssize_t n;
 	short wait;
 
@@ -178,7 +169,7 @@ tls_read(SSL *ssl, int fd, void *buf, size_t len, int timeout_ms)
 int
 tls_write_all(SSL *ssl, int fd, const void *buf, size_t len, int timeout_ms)
 {
-	long long deadline = tls_now_ms() + timeout_ms;
+	long long deadline = scm_now_ms() + timeout_ms;
 	const unsigned char *p = buf;
 	ssize_t n;
 	short wait;

@@ -83,15 +83,6 @@ struct webssh {
 	long long head_deadline, flush_deadline;
 };
 
-static long long
-webssh_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 webssh_init(void)
 {
@@ -727,7 +718,7 @@ webssh_wait(struct webssh *w)
 	p[2].fd = relay_stop_fd();
 	p[2].events = POLLIN;
 	p[0].revents = p[1].revents = p[2].revents = 0;
-	if (poll(p, 3, webssh_timeout(w, webssh_now_ms())) <= 0)
+	if (poll(p, 3, webssh_timeout(w, scm_now_ms())) <= 0)
 		return;
 	if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL))
 		w->client_read_wait = w->client_write_wait = 0;
@@ -754,7 +745,7 @@ webssh_loop(struct webssh *w)
 			progress |= webssh_service_out(w);
 			progress |= webssh_service_in(w);
 			progress |= webssh_client_out(w);
-			if (webssh_settle(w, webssh_now_ms()))
+			if (webssh_settle(w, scm_now_ms()))
 				return;
 		} while (progress);
 		webssh_wait(w);
@@ -821,7 +812,7 @@ webssh_proxy(struct scm_conn *c, const struct webssh_request *rq)
 		if (authorized)
 			webssh_issue(&w, c->site->name, lifetime);
 		w.in_head = 1;
-		w.head_deadline = webssh_now_ms() + WEBSSH_HEAD_MS;
+		w.head_deadline = scm_now_ms() + WEBSSH_HEAD_MS;
 	}
 	webssh_loop(&w);
 out:
