@@ -11,7 +11,8 @@ DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcu
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
 MODULE_STAMP := $(VENV)/.stamp-module
 
-.PHONY: all deps venv build wheel scm-server webssh-assets test test-portable test-fast test-sanitize demo bench clean
+.PHONY: all deps venv build wheel scm-server webssh-assets test test-portable test-fast test-sanitize demo bench \
+	reference-soak clean
 
 all: build
 
@@ -89,6 +90,12 @@ demo: build scm-server webssh-assets
 
 bench: build scm-server webssh-assets
 	$(VPY) -m bench
+
+# How often a large scp upload through the Azure CLI's own tunnel fails (README's comparison table):
+# REFERENCE_RUNS uploads of 64 MiB through one `az webapp create-remote-connection`, "N of M failed".
+REFERENCE_RUNS ?= 20
+reference-soak: build scm-server webssh-assets
+	WEBAPP_REFERENCE_SOAK_RUNS=$(REFERENCE_RUNS) $(VPY) -m pytest -s tests/test_reference_claims.py -k soak
 
 clean:
 	rm -rf build dist .build-* azext_webapp/*.so azext_webapp/_native/*/ $(MODULE_STAMP)
