@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcu
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
 MODULE_STAMP := $(VENV)/.stamp-module
 
-.PHONY: all deps venv build codec-lib wheel scm-server webssh-assets test test-portable test-fast test-sanitize demo bench clean
+.PHONY: all deps venv build codec-lib wheel scm-server webssh-assets fuzz test test-portable test-fast test-sanitize demo bench clean
 
 all: build
 
@@ -97,6 +97,15 @@ test-portable: build scm-server webssh-assets
 	WEBAPP_ENGINE=portable $(VPY) -m pytest tests/test_command_*.py tests/test_trust_native.py \
 		tests/test_trust_command.py tests/test_trust_signals.py \
 		-k "not link_writer and not (out_of_file_descriptors and accept)"
+
+# Longer fuzzing than `make test` does (20 s per libFuzzer target, 500 mutations per Python target):
+# the libFuzzer targets of native/tn_ws.c and tn_conn.c (tests/test_fuzz.py), and the Python pass that
+# drives the same corpus through the portable codec with the native one beside it as a differential
+# check (tests/test_unit_codec_fuzz.py), FUZZ_SECONDS per target each, from a random seed it prints.
+FUZZ_SECONDS ?= 300
+fuzz: venv codec-lib
+	WEBAPP_FUZZ_SECONDS=$(FUZZ_SECONDS) WEBAPP_PYFUZZ_SECONDS=$(FUZZ_SECONDS) \
+		$(VPY) -m pytest -s tests/test_fuzz.py tests/test_unit_codec_fuzz.py
 
 # The engine's tests again against ASan+UBSan and TSan builds of the module (run by .ci/run).
 test-sanitize: build scm-server webssh-assets
