@@ -18,14 +18,14 @@ SOURCE = os.path.join(ROOT, "azext_webapp", "engine_limits.json")
 HEADER = os.path.join(ROOT, "native", "tn_limits.h")
 
 
-def load(path=SOURCE):
+def load(path: str = SOURCE) -> dict:
     """{NAME: (value, what)} in the file's order."""
     with open(path, encoding="utf-8") as f:
         limits = json.load(f)["limits"]
     return {name: (int(entry["value"]), entry["what"]) for name, entry in limits.items()}
 
 
-def render(limits):
+def render(limits: dict) -> str:
     lines = ["/*",
              " * tn_limits.h - GENERATED from azext_webapp/engine_limits.json by",
              " * tools/gen_limits.py: edit the JSON, never this file. The sizes and time",
@@ -45,7 +45,7 @@ def render(limits):
     return "\n".join(lines)
 
 
-def main(argv):
+def main(argv: list) -> int:
     text = render(load())
     try:
         with open(HEADER, encoding="utf-8") as f:

@@ -176,7 +176,7 @@ def header_value(head, name):
     return None
 
 
-def close_valid(payload):
+def close_valid(payload: bytes) -> bool:
     """A Close's payload: empty, or a code a peer may send (RFC 6455 7.4; 1012 to 1014 as IANA
     registered them) and a UTF-8 reason. Its code is echoed back, so one that must never be on the
     wire is not taken (tn_ws_close_valid)."""

@@ -382,12 +382,12 @@ class Route:
         answer, _ = await head
         self.check_proxy_answer(answer)
 
-    def proxy_collector(self):
+    def proxy_collector(self) -> HeadCollector:
         """The proxy's answer to CONNECT is collected as a header block (tn_conn_proxy_answer)."""
         return HeadCollector("proxy", f"the proxy {self.proxy} sent an oversized answer",
                              f"the proxy {self.proxy} sent a malformed answer")
 
-    def check_proxy_answer(self, answer):
+    def check_proxy_answer(self, answer: bytes) -> None:
         """Raise Error unless the proxy's header block says 200 (what follows it is the tunnel's)."""
         target = f"{self.host}:{self.port}"
         status = status_of(answer) or 0
