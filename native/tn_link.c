@@ -20,7 +20,6 @@
 
 #include "tn_link.h"
 
-#define TN_CLOSE_WAIT_SECS	5	/* for the server's answer to our close */
 #define TN_RX_ROUNDS		16	/* 64 KiB reads per event: others get a turn */
 #define TN_SMALL_READ		(16 * 1024)	/* less than one full TLS record */
 

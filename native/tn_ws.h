@@ -12,13 +12,10 @@
 #include <sys/types.h>
 
 #include "tn_err.h"
+#include "tn_http.h"
+#include "tn_limits.h"	/* TN_RX_FRAME_MAX */
 
 #define TN_WS_HDR_MAX	14		/* longest client frame header */
-/* Largest frame we accept from the server. Kudu sends one message per read
- * of AppsvcTunnelBuffer bytes (64 KiB by default); anything far beyond that
- * is a broken or hostile peer, not a bigger buffer. */
-#define TN_RX_FRAME_MAX	(16u << 20)
-#define TN_WS_ANSWER_MAX	8192	/* longest upgrade answer accepted */
 #define TN_TUNNEL_PATH	"/AppServiceTunnel/Tunnel.ashx"
 
 #define TN_WS_OP_BINARY	0x2
@@ -34,14 +31,14 @@ struct tn_ws {
 	/* the upgrade */
 	char accept[29];	/* expected Sec-WebSocket-Accept */
 	int bearer;		/* the request's scheme, for messages */
-	char *ans;		/* the answer being collected, then freed */
-	size_t ans_len;
+	struct tn_http_head ans;	/* the answer being collected, then freed */
 	/* frames from the server */
 	uint64_t remain;	/* payload bytes left in the current frame */
 	uint8_t hdr[10];	/* header being collected (servers never mask) */
 	uint8_t hlen, need;	/* need: header length expected, 0 in payload */
 	uint8_t opcode, ctl_len;
 	unsigned char ctl[125];	/* control frame payload */
+	uint8_t fragmented;	/* inside a message sent in fragments */
 	int closed;		/* a Close frame arrived: nothing after it counts */
 };
 
@@ -82,8 +79,12 @@ ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len
  * where the frame starts; returns its length. */
 size_t tn_ws_frame(struct tn_ws *ws, int opcode, unsigned char *payload,
 		   const unsigned char *src, size_t n, unsigned char **out);
+/* The same with the mask key given (the codec's test vectors). */
+size_t tn_ws_frame_key(int opcode, unsigned char *payload, const unsigned char *src, size_t n,
+		       const unsigned char key[4], unsigned char **out);
 /* The next thing in the server's bytes at *in (advanced past what it
- * used): an event, or -1 with err when the server broke RFC 6455. */
+ * used): an event, or -1 with err when the server broke RFC 6455 (bad
+ * header bits or lengths, fragments out of order, an invalid Close). */
 int tn_ws_next(struct tn_ws *ws, unsigned char **in, size_t *len, struct tn_ws_msg *m,
 	       struct tn_err *err);
 

@@ -13,10 +13,10 @@ from . import limits, waits
 from .connect import Route, tls_context
 from .errors import Error, check_header_value, check_proxy, resource_error
 from .listener import open_listener
-from .relay import HS_SECS, Local, Relay
+from .relay import Local, Relay
+from .sizes import EVENTS_MAX, HS_SECS
 
 logger = logging.getLogger("azext_webapp.tunnel.portable")
-EVENTS_MAX = 4096
 
 
 class _Core:
