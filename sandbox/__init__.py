@@ -26,7 +26,7 @@ import weakref
 import atexit
 from dataclasses import dataclass
 
-from . import arm, catalogue, procs, sshd
+from . import arm, catalogue, containers, procs, sshd
 from .catalogue import APPS, APPS_BY_NAME, RESOURCE_GROUP
 
 __all__ = ["Sandbox", "AppInfo", "InstanceInfo", "APPS", "sshd_unavailable_reason"]
@@ -118,6 +118,9 @@ class Sandbox:
         self.scm = None                 # scm_process.ScmServer
         self.webssh = None              # webssh.WebsshService (browser SSH behind /webssh/)
         self._sshds: dict = {}          # instance name -> sshd.SshdInstance
+        self._containers: dict = {}     # instance name -> its containers.Container (sshds too)
+        self._kudus: dict = {}          # site name -> its Kudu's containers.Container
+        self.containers_unavailable_reason: str | None = None
         self._aux: list = []            # Debugger / DeadPort objects
         self._apps: dict = {}           # (app, slot) -> AppInfo
         self._scm_sites: dict = {}      # site name -> Contract 2 site dict
@@ -195,12 +198,15 @@ class Sandbox:
         return str(crt), str(key)
 
     def _start_containers(self) -> dict:
-        """Start what serves each instance's container ports; returns site -> [InstanceInfo]."""
+        """Start every container (sandbox/containers.py): each instance of a running Linux app,
+        with its sshd as init where it has one, and each Linux site's Kudu; and what serves each
+        instance's other container ports. Returns site -> (spec, slot, [InstanceInfo])."""
         reason = sshd.sshd_unavailable_reason()
         if self._want_sshd is False:
             reason = "sshd disabled (Sandbox(sshd=False))"
         self.sshd_available = reason is None
         self.sshd_unavailable_reason = reason
+        self.containers_unavailable_reason = containers.unavailable_reason()
         shadow = os.path.join(self.workdir, "instances", "shadow")
         if self.sshd_available:
             sshd.write_shadow(shadow)
@@ -214,22 +220,35 @@ class Sandbox:
             for slot in (None,) + spec.slots:
                 site = catalogue.site_name(spec.name, slot)
                 plan[site] = (spec, slot, catalogue.instance_names(spec.name, spec.instances, slot))
-        # sshds first, all at once (each waits only for its own readiness)
+        # every container at once (each waits only for its own readiness), sshds among them
         pending = []
         for site, (spec, slot, names) in plan.items():
-            for name in names:
-                if catalogue.SERVE_SSHD in spec.serves.values() and self.sshd_available:
+            if not spec.linux or self.containers_unavailable_reason:
+                continue
+            if spec.state != "Stopped":
+                for name in names:
+                    if catalogue.SERVE_SHARED_SSHD in spec.serves.values():
+                        continue        # the other app's container serves it
                     motd = (f"\nApp Service sandbox: instance {name} of {site}"
                             f" (not a real container; loopback only)\n\n")
-                    inst = sshd.SshdInstance(name, self.workdir, self._shadow_of(spec, shadow), motd,
-                                             spec.sshd_config)
+                    if catalogue.SERVE_SSHD in spec.serves.values() and self.sshd_available:
+                        inst = sshd.SshdInstance(name, self.workdir, self._shadow_of(spec, shadow), motd,
+                                                 spec.sshd_config)
+                        self._sshds[name] = inst
+                    else:
+                        inst = self._idle_container(name, motd)
                     inst.spawn()
-                    self._sshds[name] = inst
+                    self._containers[name] = inst
                     pending.append(inst)
+            kudu = self._idle_container(catalogue.kudu_name(site),
+                                        f"\nApp Service sandbox: the Kudu container of {site}\n\n")
+            kudu.spawn()
+            self._kudus[site] = kudu
+            pending.append(kudu)
         for inst in pending:
             if not inst.wait_ready():
                 inst.stop()
-                inst.start()       # retries with a fresh port
+                inst.start()       # retries (an sshd with a fresh port)
         result = {}
         for site, (spec, slot, names) in plan.items():
             infos = []
@@ -240,6 +259,8 @@ class Sandbox:
                         ports[cport], has_sshd = self._sshds[name].port, True
                     elif kind == catalogue.SERVE_SHARED_SSHD:
                         other = catalogue.instance_names(spec.shared_sshd_of, 1)[0]
+                        if other in self._containers:
+                            self._containers[name] = self._containers[other]
                         if other in self._sshds:
                             ports[cport], has_sshd = self._sshds[other].port, True
                         else:
@@ -252,7 +273,19 @@ class Sandbox:
                         ports[cport] = self._dead_port()
                 infos.append(InstanceInfo(name, ports, has_sshd))
             result[site] = (spec, slot, infos)
+        containers.write_map(self.workdir, {n: c.init_pid for n, c in self._containers.items()},
+                             {site: c.init_pid for site, c in self._kudus.items()},
+                             namespaces=not self.containers_unavailable_reason)
         return result
+
+    def _idle_container(self, name: str, motd: str) -> containers.Container:
+        """A container without sshd; its motd in the workdir's directory of that name."""
+        directory = os.path.join(self.workdir, "instances", name)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        motd_path = os.path.join(directory, "motd")
+        with open(motd_path, "w") as f:
+            f.write(motd)
+        return containers.Container(name, self.workdir, motd=motd_path)
 
     def _shadow_of(self, spec, default: str) -> str:
         """The shadow file of the app's containers: root's password is `Docker!` unless the app's
@@ -326,7 +359,8 @@ class Sandbox:
         errors = []
         for step in ([lambda: self.scm and self.scm.stop(),
                       lambda: self.webssh and self.webssh.stop()]
-                     + [i.stop for i in self._sshds.values()]
+                     + [c.stop for c in set(self._containers.values())]
+                     + [c.stop for c in self._kudus.values()]
                      + [a.stop for a in self._aux]
                      + [lambda: self.arm and self.arm.stop()]):
             try:
@@ -348,8 +382,8 @@ class Sandbox:
         out = []
         if self.scm is not None and getattr(self.scm, "pid", None):
             out += procs.descendants(self.scm.pid)
-        for inst in self._sshds.values():
-            out += inst.pids()
+        for c in list(set(self._containers.values())) + list(self._kudus.values()):
+            out += c.pids()
         return out
 
     # -- look-ups -------------------------------------------------------------------------
