@@ -5,9 +5,10 @@
         sb.app("linux-app").scm_url
 
 Starts identity + ARM (HTTPS, sandbox/arm.py, a thread of this process), the browser SSH
-service behind the SCM sites' /webssh/ (sandbox/webssh/), the C SCM server
-(sandbox/scm_process.py) and, as root, a real sshd per instance (sandbox/sshd.py), all on
-127.0.0.1 with ports picked at run time. `stop()` (also on leaving the `with`, at exit, and
+service behind the SCM sites' /webssh/ (sandbox/webssh/), the exec channel's service behind
+their /exec/ (sandbox/exec_service/), the C SCM server (sandbox/scm_process.py) and, as root,
+a container per instance and per site's Kudu (sandbox/containers.py) with a real sshd in each
+instance that has one (sandbox/sshd.py), all on 127.0.0.1 with ports picked at run time. `stop()` (also on leaving the `with`, at exit, and
 when this process dies: PR_SET_PDEATHSIG) ends every process it started.
 """
 from __future__ import annotations
@@ -117,6 +118,7 @@ class Sandbox:
         self.arm = None                 # arm.ArmServer
         self.scm = None                 # scm_process.ScmServer
         self.webssh = None              # webssh.WebsshService (browser SSH behind /webssh/)
+        self.exec = None                # exec_service.ExecService (the exec channel behind /exec/)
         self._sshds: dict = {}          # instance name -> sshd.SshdInstance
         self._containers: dict = {}     # instance name -> its containers.Container (sshds too)
         self._kudus: dict = {}          # site name -> its Kudu's containers.Container
@@ -165,6 +167,7 @@ class Sandbox:
 
         instances = self._start_containers()
         self._start_webssh()
+        self._start_exec()
         self._start_scm(instances)
         for (app, slot), info in self._apps.items():
             model.sites[(app, slot)] = arm.SiteView(
@@ -309,6 +312,14 @@ class Sandbox:
         self.webssh = WebsshService(log_path=os.path.join(self.workdir, "logs", "webssh.log"))
         self.webssh.start()
 
+    def _start_exec(self):
+        """The exec channel's service that the SCM sites' /exec/ proxies to
+        (sandbox/exec_service/); it finds the containers by the map _start_containers wrote."""
+        from .exec_service import ExecService
+        self.exec = ExecService(os.path.join(self.workdir, containers.MAP_FILE),
+                                log_path=os.path.join(self.workdir, "logs", "exec.log"))
+        self.exec.start()
+
     def _start_scm(self, instances: dict):
         from . import scm_process
         now = time.time()
@@ -331,13 +342,15 @@ class Sandbox:
                 "instances": [{"name": i.name, "ports": {str(k): v for k, v in i.ports.items()}}
                               for i in infos],
                 "fault": None,
+                "exec_refusal": _exec_refusal(spec.exec_refusal),
             })
             self._scm_sites[site] = sites[-1]
         self.scm = scm_process.ScmServer(
             self.workdir, sites, keepalive_seconds=self._keepalive[0],
             keepalive_kind=self._keepalive[1],
             log_path=os.path.join(self.workdir, "logs", "scm-server.log"),
-            webssh_port=self.webssh.port, webssh_token=self.webssh.token)
+            webssh_port=self.webssh.port, webssh_token=self.webssh.token,
+            exec_port=self.exec.port, exec_token=self.exec.token)
         self.scm.start()
         for site, (spec, slot, infos) in instances.items():
             port = self.scm.port(site)
@@ -358,7 +371,8 @@ class Sandbox:
             self._stopped = True
         errors = []
         for step in ([lambda: self.scm and self.scm.stop(),
-                      lambda: self.webssh and self.webssh.stop()]
+                      lambda: self.webssh and self.webssh.stop(),
+                      lambda: self.exec and self.exec.stop()]
                      + [c.stop for c in set(self._containers.values())]
                      + [c.stop for c in self._kudus.values()]
                      + [a.stop for a in self._aux]
@@ -378,10 +392,14 @@ class Sandbox:
         return self._started and not self._stopped
 
     def pids(self) -> list:
-        """Every process the sandbox runs now (scm-server, unshare + sshd + sessions)."""
+        """Every process the sandbox runs now (scm-server, the web SSH and exec services and
+        their sessions, the containers: unshare, init, sshd, sessions)."""
         out = []
         if self.scm is not None and getattr(self.scm, "pid", None):
             out += procs.descendants(self.scm.pid)
+        for service in (self.webssh, self.exec):
+            if service is not None:
+                out += service.pids()
         for c in list(set(self._containers.values())) + list(self._kudus.values()):
             out += c.pids()
         return out
@@ -458,12 +476,24 @@ class Sandbox:
         self.scm.update_site(site, **fields)
 
     def set_fault(self, name: str, fault: dict | None, slot: str | None = None):
-        """fault: None, {"refuse": 401|403|502}, {"drop_after_bytes": N}, {"stall_after_bytes": N}."""
+        """fault: None, {"refuse": 401|403|502}, {"drop_after_bytes": N}, {"stall_after_bytes": N}
+        (the tunnel's), or {"refuse_exec": STATUS[, "message": TEXT]}: /exec/* answers STATUS
+        (400-599) with {"Message": TEXT}. Setting one clears the other kind; None clears both
+        (an app's own exec refusal, noexec-app's, stays)."""
+        if fault is not None and "refuse_exec" in fault:
+            status, message = fault["refuse_exec"], fault.get("message", EXEC_FAULT_MESSAGE)
+            if (set(fault) - {"refuse_exec", "message"} or type(status) is not int
+                    or not 400 <= status <= 599 or not isinstance(message, str)):
+                raise ValueError(f"bad fault {fault!r}: refuse_exec takes a status 400-599 and an "
+                                 "optional message")
+            self._update(name, slot, fault=None, exec_refusal=_exec_refusal((status, message)))
+            return
         if fault is not None:
             if len(fault) != 1 or next(iter(fault)) not in ("refuse", "drop_after_bytes",
                                                              "stall_after_bytes"):
                 raise ValueError(f"unknown fault {fault!r}")
-        self._update(name, slot, fault=fault)
+        spec = APPS_BY_NAME[self.app(name, slot).name]
+        self._update(name, slot, fault=fault, exec_refusal=_exec_refusal(spec.exec_refusal))
 
     def hold_starting(self, name: str, seconds: float, slot: str | None = None):
         """GetStatus reads STARTING for the next `seconds` seconds."""
@@ -601,6 +631,10 @@ class Sandbox:
                  "  browser SSH: <SCM URL>/webssh/host[?instance=NAME] on every site"
                  + (f" (service 127.0.0.1:{self.webssh.port}, log logs/webssh.log)"
                     if self.webssh else ""),
+                 "  exec channel (az webapp exec): wss://<SCM host>/exec/shell, <SCM URL>/exec/execute;"
+                 + (" containers: hostname = instance name, Kudu's <site>-kudu"
+                    if not self.containers_unavailable_reason
+                    else f" on this host ({self.containers_unavailable_reason})"),
                  "", "Apps:"]
         for spec in APPS:
             if not spec.scm:
@@ -652,6 +686,17 @@ class Sandbox:
         with os.fdopen(fd, "w") as f:
             json.dump(info, f, indent=2)
         os.replace(path + ".tmp", path)
+
+
+EXEC_FAULT_MESSAGE = "The exec channel refused the request (a sandbox fault)."
+
+
+def _exec_refusal(refusal) -> dict | None:
+    """Contract 2's exec_refusal for a (status, Message) pair, or None."""
+    if refusal is None:
+        return None
+    status, message = refusal
+    return {"status": status, "body": json.dumps({"Message": message})}
 
 
 def _ssh_where(inst: InstanceInfo) -> str:

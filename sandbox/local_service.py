@@ -36,8 +36,9 @@ class LocalService:
     """Start and stop `python -m <module>` on a loopback socket of its own."""
 
     def __init__(self, module: str, token_env: str, log_path: str | None = None,
-                 python: str | None = None):
+                 python: str | None = None, args: tuple = ()):
         self.module = module
+        self.args = list(args)        # more of the child's command line (never a secret)
         self.token_env = token_env
         self.log_path = log_path
         self.python = python or sys.executable
@@ -56,7 +57,8 @@ class LocalService:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(
                 filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
             env[self.token_env] = self.token
-            self.proc = procs.spawn([self.python, "-m", self.module, "--fd", str(sock.fileno())],
+            self.proc = procs.spawn([self.python, "-m", self.module, "--fd", str(sock.fileno()),
+                                     *self.args],
                                     log_path=self.log_path, env=env, cwd=str(REPO),
                                     pass_fds=(sock.fileno(),))
         finally:
@@ -177,20 +179,23 @@ class LocalServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.server_close()
 
 
-def serve(argv, prog: str, token_env: str, make_server, ready=None) -> int:
-    """The child's main: serve until SIGTERM or SIGINT. make_server(token, log, sock, port);
-    ready(server), if given, runs once before serving (e.g. to log what is missing)."""
+def serve(argv, prog: str, token_env: str, make_server, ready=None, arguments=None) -> int:
+    """The child's main: serve until SIGTERM or SIGINT. make_server(token, log, sock, port,
+    args); ready(server), if given, runs once before serving (e.g. to log what is missing);
+    arguments(parser), if given, adds the service's own options."""
     ap = argparse.ArgumentParser(prog=prog)
     where = ap.add_mutually_exclusive_group(required=True)
     where.add_argument("--fd", type=int, help="an inherited listening socket")
     where.add_argument("--port", type=int, help="bind 127.0.0.1:PORT (0: any free port)")
+    if arguments is not None:
+        arguments(ap)
     args = ap.parse_args(argv)
     token = os.environ.pop(token_env, "")
     if not token:
         print(f"{token_env} is not set", file=sys.stderr)
         return 2
     sock = socket.socket(fileno=args.fd) if args.fd is not None else None
-    server = make_server(token, log, sock, args.port or 0)
+    server = make_server(token, log, sock, args.port or 0, args)
     # shutdown() waits for serve_forever, which runs on this (the main) thread: stop elsewhere.
     stopper = threading.Thread(target=server.stop, name=f"{prog}-stop", daemon=True)
 

@@ -21,7 +21,7 @@ def _ready(server):
 
 def main(argv=None) -> int:
     return serve(argv, "python -m sandbox.webssh", "WEBSSH_TOKEN",
-                 lambda token, log_, sock, port: WebsshServer(token, log_, sock=sock, port=port),
+                 lambda token, log_, sock, port, args: WebsshServer(token, log_, sock=sock, port=port),
                  ready=_ready)
 
 
