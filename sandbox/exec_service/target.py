@@ -69,8 +69,8 @@ class Target:
         leader must be in the container's PID namespace for the shell's job control to work:
         start it with start_new_session, so that nsenter has a session of its own too)."""
         inner = ["/bin/sh", "-c", _CD_AND_EXEC, "sandbox-exec", cwd, *command]
-        if terminal:
-            inner = [SETSID, "--ctty", *inner]
+        if terminal:      # --wait: a process group leader has setsid fork, and waits then
+            inner = [SETSID, "--ctty", "--wait", *inner]
         elif self.pid is None:
             return [SETSID, *inner]
         if self.pid is None:
