@@ -218,6 +218,14 @@ def test_the_output_of_an_exiting_shell_arrives_before_the_close(sandbox):
         sh.ws.recv_frame()
 
 
+def test_a_job_left_behind_does_not_keep_the_session_open(sandbox):
+    for job in ("sleep 300", "yes"):        # silent, or writing without end
+        with Shell.open(sandbox, "exec-app") as sh:
+            sh.run("echo ready")
+            sh.send(f"{job} & exit\r")
+            assert sh.to_close()[1] == 1000, job
+
+
 def test_a_flood_of_output_arrives_complete(sandbox):
     """100 MiB of zeros through base64: 139,810,134 "A" and "==", all of them, then the close."""
     with Shell.open(sandbox, "exec-app") as sh:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import subprocess
 
 import pytest
 
-from sandbox import pki
 from sandbox.scm_process import ScmServer
+from tests import test_scm_webssh as webssh
 from tests.test_scm_server import dead_port
-from tests.test_scm_webssh import BASIC, BEARER, SERVICE_TOKEN, Stub, recv_exact, request, site, upgrade
+from tests.test_scm_webssh import BASIC, BEARER, SERVICE_TOKEN, recv_exact, request, site, upgrade
+
+ca, ctx, stub = webssh.ca, webssh.ctx, webssh.stub      # its fixtures serve this module too
 
 REFUSAL = {"status": 403, "body": json.dumps({"Message": "Exec is off \"here\"."})}
 SITES = [
@@ -29,23 +30,6 @@ SITES = [
     site("stopped", [{"name": "st-i0", "ports": {}}], state="STOPPED"),
 ]
 DENIED = {"Message": "Authorization has been denied for this request."}
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory):
-    return pki.make_ca(tmp_path_factory.mktemp("exec-pki"))
-
-
-@pytest.fixture(scope="module")
-def ctx(ca):
-    return ssl.create_default_context(cafile=str(ca.cert_path))
-
-
-@pytest.fixture(scope="module")
-def stub():
-    s = Stub()
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")
