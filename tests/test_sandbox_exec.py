@@ -50,13 +50,15 @@ class Shell:
 
     def until(self, marker: bytes) -> bytes:
         """Everything up to and including marker (the rest stays buffered)."""
-        while marker not in self.buf:
+        start = 0
+        while (found := self.buf.find(marker, start)) < 0:
+            start = max(0, len(self.buf) - len(marker) + 1)       # only what is new, on
             frame = self.ws.recv_data()
             if frame.opcode == OP_CLOSE:
                 raise AssertionError(f"closed ({frame.close_code}) before {marker!r}: "
                                      f"{bytes(self.buf[-300:])!r}")
             self.buf += frame.payload
-        end = self.buf.index(marker) + len(marker)
+        end = found + len(marker)
         out = bytes(self.buf[:end])
         del self.buf[:end]
         return out
@@ -329,6 +331,20 @@ def test_a_state_set_to_stopped_refuses_and_started_serves_again(sandbox):
         sandbox.set_state("exec-app", "STARTED")
     with Shell.open(sandbox, "exec-app") as sh:
         assert sh.run("echo ok") == "ok"
+
+
+@pytest.mark.root
+def test_an_instance_without_a_running_container_is_503(sandbox):
+    sandbox.set_state("stopped-app", "STARTED")             # the SCM lets it through; no container
+    try:
+        e = refused(sandbox, "stopped-app")
+        assert e.status == 503
+        assert json.loads(e.body)["Message"] == ("Cannot reach the container of instance stopped-app-i0: "
+                                                 "it is not running.")
+        with Shell.open(sandbox, "stopped-app", query="?target=kudu") as sh:     # Kudu runs
+            assert sh.run("hostname") == "stopped-app-kudu"
+    finally:
+        sandbox.set_state("stopped-app", "STOPPED")
 
 
 # --------------------------------------------------------------------------- /exec/execute

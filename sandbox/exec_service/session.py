@@ -99,6 +99,8 @@ class ShellSession:
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+            if self._master >= 0:
+                self._close()
         finally:
             with self._pipe_lock:
                 os.close(self._stop_r)
