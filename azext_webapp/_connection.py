@@ -14,6 +14,7 @@ from azext_webapp._arm import arm_call, locate, scm_credential, site_op, web_cli
 from azext_webapp._errors import (bind_error, describe, doctor_command, first_line, stopped_message, tunnel_error,
                                   unreachable_message)
 from azext_webapp._events import EventReporter
+from azext_webapp._termination import sleep
 from azext_webapp._renewal import TokenRenewal
 from azext_webapp.ssh import SSH_PORT
 
@@ -148,7 +149,7 @@ def wait_until_ready(endpoint):
             else:
                 logger.warning('Still starting after %d seconds...', int(waited))
             next_progress += STARTING_PROGRESS_EVERY
-        time.sleep(STARTING_POLL_INTERVAL)
+        sleep(STARTING_POLL_INTERVAL)  # a recorded signal ends it (_termination.py)
 
 
 def ssh_answered_before(endpoint):

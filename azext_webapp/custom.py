@@ -20,7 +20,7 @@ from azext_webapp import _fanout, ssh
 from azext_webapp._arm import Target, locate, web_client
 from azext_webapp._connection import open_tunnel, resolve
 from azext_webapp._errors import debugging_message, describe
-from azext_webapp._termination import Terminated, terminate_on
+from azext_webapp._termination import Terminated, call_in_thread, terminate_on
 from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
 
 logger = get_logger(__name__)
@@ -35,7 +35,8 @@ def create_remote_connection(cmd, resource_group_name=None, name=None, port=None
         _stdio_connection(cmd, target, instance, target_port)
         return
     ready = []
-    with terminate_on('SIGTERM', 'SIGBREAK'):
+    # Signals are only recorded; the waits raise them (KeyboardInterrupt, Terminated): _termination.py.
+    with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
         try:
             _remote_connection(cmd, target, port, instance, timeout, bind, target_port, ready)
         except KeyboardInterrupt:
@@ -51,12 +52,13 @@ CTRL_C_STATUS = 130  # 128 + SIGINT, what a shell reports for a program ended by
 
 
 def _remote_connection(cmd, target, port, instance, timeout, bind, target_port, ready):
-    endpoint = resolve(cmd, target, instance, target_port)
+    endpoint = call_in_thread(resolve, cmd, target, instance, target_port)
     with open_tunnel(endpoint, bind=bind, port=port) as (engine, remote_port):
         _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port,
                      _ssh_options_for(engine.port, bind, remote_port, endpoint))
         ready.append(True)
-        # Returns on --timeout; Ctrl+C (KeyboardInterrupt) and SIGTERM (Terminated) leave it by exception.
+        # Returns on --timeout; Ctrl+C (KeyboardInterrupt) and SIGTERM (Terminated) leave it by exception,
+        # raised by its wait.
         serving_since = time.monotonic()
         engine.serve(timeout=timeout)
         if timeout and time.monotonic() - serving_since >= timeout - 0.5:
@@ -70,10 +72,10 @@ def _stdio_connection(cmd, target, instance, target_port):
     """--stdio (OpenSSH's ProxyCommand): standard input and output are the one connection, relayed
     by native threads through one WebSocket; only tunnel bytes go to stdout. Ends when either side
     ends (stdin EOF closes the WebSocket; the WebSocket's end closes stdout)."""
-    endpoint = resolve(cmd, target, instance, target_port)
     # ssh ends its ProxyCommand with SIGHUP: close the WebSocket cleanly, and quietly.
-    with terminate_on('SIGTERM', 'SIGHUP', 'SIGBREAK'):
+    with terminate_on('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'):
         try:
+            endpoint = call_in_thread(resolve, cmd, target, instance, target_port)
             with open_tunnel(endpoint, listen=False) as (engine, _):
                 engine.relay_stdio(sys.stdin.fileno(), sys.stdout.fileno())
         except (KeyboardInterrupt, Terminated):
@@ -125,7 +127,7 @@ def _ssh_every_instance(cmd, target, wanted, ssh_path, ssh_args):
         raise ValidationError(debugging_message(target, 'ssh'))
     known_hosts = ssh.known_hosts_file(cmd.cli_ctx.config.config_dir)
     structured = _output_given(cmd)
-    with terminate_on('SIGTERM', 'SIGBREAK'):
+    with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
         try:
             results, worst = _fanout.run(endpoint, names, ssh_path, ssh_args, known_hosts, structured)
         except KeyboardInterrupt:

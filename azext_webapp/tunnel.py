@@ -26,7 +26,7 @@ import time
 import urllib.parse
 
 from azext_webapp import _native
-from azext_webapp._termination import Terminated, raise_if_terminated, terminate_on  # noqa: F401
+from azext_webapp._termination import Terminated, raise_if_signalled, terminate_on
 
 
 def _select_engine():
@@ -353,8 +353,8 @@ class Tunnel:
     def relay_stdio(self, in_fd=0, out_fd=1, poll_interval=0.5):
         """stdio mode (OpenSSH's ProxyCommand): relay in_fd and out_fd through one WebSocket until
         either side ends (in_fd's EOF closes the WebSocket; the WebSocket's end closes out_fd).
-        The bytes move on a native thread; this thread only waits, with signal handlers running.
-        Returns (bytes read from in_fd, bytes written to out_fd)."""
+        The bytes move on a native thread; this thread only waits, and a recorded signal ends the
+        wait (Terminated, KeyboardInterrupt). Returns (bytes read from in_fd, bytes written to out_fd)."""
         try:
             pump = _tunnel.Pump(in_fd, out_fd)
         except _tunnel.Error as err:
@@ -362,7 +362,7 @@ class Tunnel:
         try:
             self.adopt(pump.take_peer())
             while not pump.wait(poll_interval):
-                raise_if_terminated()
+                raise_if_signalled()
                 self._deliver(self.poll_events())
             self._deliver(self.poll_events())
             early = pump.error()
@@ -411,13 +411,12 @@ class Tunnel:
                 logger.exception("on_event callback failed")
 
     def serve(self, timeout=None):
-        """Block, delivering events to on_event, until stop() or the timeout. Signal handlers
-        (Ctrl+C -> KeyboardInterrupt) run promptly: the engine's wait returns on any signal, and a
-        termination signal recorded by terminate_on() raises Terminated within half a second even
-        if something swallowed the handler's exception."""
+        """Block, delivering events to on_event, until stop() or the timeout. A signal recorded by
+        terminate_on() (Ctrl+C, SIGTERM) ends it within a wait slice, as KeyboardInterrupt or
+        Terminated raised here, between two waits; raised again should a callback swallow it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._engine.running():
-            raise_if_terminated()
+            raise_if_signalled()
             slice_ = 0.5
             if deadline is not None:
                 slice_ = min(slice_, deadline - time.monotonic())
@@ -426,7 +425,7 @@ class Tunnel:
             self._engine.wait(slice_)
             self._deliver(self.poll_events())
         self._deliver(self.poll_events())
-        raise_if_terminated()
+        raise_if_signalled()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,7 +510,7 @@ def main(argv=None):
 
     # From the first moment: a SIGTERM while the handshake is checked must end the process cleanly
     # too, not by the signal's default action. ssh ends a ProxyCommand with SIGHUP.
-    signals = ("SIGTERM", "SIGHUP", "SIGBREAK") if args.stdio else ("SIGTERM", "SIGBREAK")
+    signals = ("SIGINT", "SIGTERM", "SIGBREAK") + (("SIGHUP",) if args.stdio else ())
     tunnel = None
     with terminate_on(*signals):
         try:

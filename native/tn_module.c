@@ -26,6 +26,7 @@ typedef struct {
 	PyObject *engine_type;
 	PyObject *pump_type;
 	PyObject *error;	/* _tunnel.Error(kind, status, message) */
+	PyObject *signalled;	/* azext_webapp._termination.raise_if_signalled */
 } tn_state;
 
 typedef struct {
@@ -47,6 +48,22 @@ static PyObject *tn_raise(tn_state *st, const struct tn_err *e)
 		Py_DECREF(args);
 	}
 	return NULL;
+}
+
+/* Between two slices of a wait: run Python's signal handlers, then ask the
+ * extension's record of signals (its handlers only record; see
+ * azext_webapp/_termination.py). -1 with an exception set ends the wait. */
+static int tn_signals(tn_state *st)
+{
+	PyObject *r;
+
+	if (PyErr_CheckSignals())
+		return -1;
+	r = PyObject_CallNoArgs(st->signalled);
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return 0;
 }
 
 static char *tn_dup_opt(const char *s)
@@ -168,8 +185,8 @@ static PyObject *Engine_start(EngineObject *self, PyObject *Py_UNUSED(ignored))
 	return PyLong_FromLong(self->eng->port);
 }
 
-/* The handshake is waited for in slices; between them Python's signal
- * handlers run (Ctrl+C, SIGTERM), and one that raises abandons it. */
+/* The handshake is waited for in slices; between them tn_signals runs,
+ * and a signal (Ctrl+C, SIGTERM) abandons it. */
 static PyObject *Engine_check(EngineObject *self, PyObject *args)
 {
 	double timeout = 15.0;
@@ -190,7 +207,7 @@ static PyObject *Engine_check(EngineObject *self, PyObject *args)
 		Py_END_ALLOW_THREADS
 		if (rc != 1)
 			break;
-		if (PyErr_CheckSignals()) {
+		if (tn_signals(tn_state_of_type(Py_TYPE(self)))) {
 			tn_engine_check_abandon(self->eng, gen);
 			return NULL;
 		}
@@ -282,9 +299,9 @@ static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(igno
 }
 
 /* wait(timeout) -> True when woken (events or stop), False on timeout.
- * A signal interrupts the wait (EINTR) so Python's handler (Ctrl+C) runs
- * now; slices cover a signal delivered to another thread, whose handler
- * only runs when this one checks. */
+ * A signal interrupts the wait (EINTR) so that tn_signals sees it now;
+ * slices cover a signal delivered to another thread, whose handler only
+ * runs when this one checks. */
 static PyObject *Engine_wait(EngineObject *self, PyObject *args)
 {
 	double timeout = -1;
@@ -303,7 +320,7 @@ static PyObject *Engine_wait(EngineObject *self, PyObject *args)
 		Py_BEGIN_ALLOW_THREADS
 		rc = tn_events_wait(&self->eng->env.events, slice);
 		Py_END_ALLOW_THREADS
-		if (PyErr_CheckSignals())
+		if (tn_signals(tn_state_of_type(Py_TYPE(self))))
 			return NULL;
 		if (rc > 0 || (ms >= 0 && tn_time_now_ms() >= deadline))
 			break;
@@ -431,8 +448,8 @@ static PyObject *Pump_take_peer(PumpObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* wait(timeout) -> True once both directions ended. Short native waits
- * so that Python's signal handlers (Ctrl+C, SIGTERM) run in between,
- * whatever timeout the caller gave. */
+ * so that tn_signals (Ctrl+C, SIGTERM) runs in between, whatever timeout
+ * the caller gave. */
 static PyObject *Pump_wait(PumpObject *self, PyObject *args)
 {
 	double timeout = 0.5;
@@ -455,7 +472,7 @@ static PyObject *Pump_wait(PumpObject *self, PyObject *args)
 		Py_BEGIN_ALLOW_THREADS
 		done = tn_pump_wait(pump, slice);
 		Py_END_ALLOW_THREADS
-		if (PyErr_CheckSignals())
+		if (tn_signals(tn_state_of_type(Py_TYPE(self))))
 			return NULL;
 		if (done || left <= TN_TIME_SLICE_MS)
 			break;
@@ -512,8 +529,8 @@ static PyType_Spec Pump_spec = {
 	Py_TPFLAGS_DEFAULT, Pump_slots
 };
 
-/* The transfer runs in slices; between them Python's signal handlers run,
- * and one that raises aborts it (its connection is closed at once). */
+/* The transfer runs in slices; between them tn_signals runs, and a signal
+ * aborts it (its connection is closed at once). */
 static PyObject *tn_http_get(PyObject *module, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "url", "authorization", "instance", "ca_file", "verify",
@@ -545,7 +562,7 @@ static PyObject *tn_http_get(PyObject *module, PyObject *args, PyObject *kw)
 		Py_END_ALLOW_THREADS
 		if (done)
 			break;
-		if (PyErr_CheckSignals()) {
+		if (tn_signals(PyModule_GetState(module))) {
 			Py_BEGIN_ALLOW_THREADS
 			tn_probe_free(probe);
 			Py_END_ALLOW_THREADS
@@ -572,6 +589,7 @@ static PyMethodDef tn_functions[] = {
 static int tn_exec(PyObject *m)
 {
 	tn_state *st = PyModule_GetState(m);
+	PyObject *termination;
 
 	/* library diagnostics go nowhere unless WEBAPP_TUNNEL_DEBUG is set */
 	tn_loop_log(getenv("WEBAPP_TUNNEL_DEBUG") != NULL);
@@ -579,6 +597,13 @@ static int tn_exec(PyObject *m)
 		PyErr_SetString(PyExc_ImportError, "libcurl failed to initialise");
 		return -1;
 	}
+	termination = PyImport_ImportModule("azext_webapp._termination");
+	if (!termination)
+		return -1;
+	st->signalled = PyObject_GetAttrString(termination, "raise_if_signalled");
+	Py_DECREF(termination);
+	if (!st->signalled)
+		return -1;
 	st->error = PyErr_NewException("azext_webapp._tunnel.Error", NULL, NULL);
 	if (!st->error || PyModule_AddObjectRef(m, "Error", st->error))
 		return -1;
@@ -601,6 +626,7 @@ static int tn_traverse(PyObject *m, visitproc visit, void *arg)
 	Py_VISIT(st->engine_type);
 	Py_VISIT(st->pump_type);
 	Py_VISIT(st->error);
+	Py_VISIT(st->signalled);
 	return 0;
 }
 
@@ -611,6 +637,7 @@ static int tn_clear(PyObject *m)
 	Py_CLEAR(st->engine_type);
 	Py_CLEAR(st->pump_type);
 	Py_CLEAR(st->error);
+	Py_CLEAR(st->signalled);
 	return 0;
 }
 
