@@ -11,7 +11,8 @@ DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcu
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
 MODULE_STAMP := $(VENV)/.stamp-module
 
-.PHONY: all deps venv build wheel scm-server webssh-assets test test-portable test-fast test-sanitize demo bench clean
+.PHONY: all deps venv build wheel scm-server webssh-assets test test-portable test-fast test-sanitize soak demo \
+	bench clean
 
 all: build
 
@@ -83,6 +84,11 @@ test-portable: build scm-server webssh-assets
 # The engine's tests again against ASan+UBSan and TSan builds of the module (run by .ci/run).
 test-sanitize: build scm-server webssh-assets
 	$(VPY) tests/sanitize.py
+
+# Slow soaks, not part of `make test` (about half an hour): 1,000 start/SIGTERM and 200 start/Ctrl+C
+# cycles of the real `az webapp remote-connection create` on each engine; prints its figures.
+soak: build scm-server webssh-assets
+	$(VPY) -m pytest -s -q tests/soak_signals.py
 
 demo: build scm-server webssh-assets
 	$(VPY) -m sandbox.demo
