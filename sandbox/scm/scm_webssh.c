@@ -715,7 +715,7 @@ webssh_wait(struct webssh *w)
 	p[0].events = cev;
 	p[1].fd = uev ? w->ufd : -1;
 	p[1].events = uev;
-	p[2].fd = relay_stop_fd();
+	p[2].fd = stop_fd();
 	p[2].events = POLLIN;
 	p[0].revents = p[1].revents = p[2].revents = 0;
 	if (poll(p, 3, webssh_timeout(w, scm_now_ms())) <= 0)
