@@ -286,8 +286,8 @@ class Sandbox:
             cert, key = self._site_cert(spec, site)
             user, password = f"${site}", secrets.token_urlsafe(32)
             creds[site] = (user, password)
-            starting = self._starting_seconds if (self._starting_seconds is not None
-                                                   and spec.starting_seconds) else spec.starting_seconds
+            held = self._starting_seconds is not None and spec.starting_seconds
+            starting = self._starting_seconds if held else spec.starting_seconds
             sites.append({
                 "name": site, "cert": cert, "key": key,
                 "basic": [user, password] if spec.basic_allowed else None,
@@ -426,8 +426,7 @@ class Sandbox:
     def set_fault(self, name: str, fault: dict | None, slot: str | None = None):
         """fault: None, {"refuse": 401|403|502}, {"drop_after_bytes": N}, {"stall_after_bytes": N}."""
         if fault is not None:
-            if len(fault) != 1 or next(iter(fault)) not in ("refuse", "drop_after_bytes",
-                                                             "stall_after_bytes"):
+            if len(fault) != 1 or next(iter(fault)) not in ("refuse", "drop_after_bytes", "stall_after_bytes"):
                 raise ValueError(f"unknown fault {fault!r}")
         self._update(name, slot, fault=fault)
 

@@ -48,7 +48,8 @@ FRAME_BEHAVIOURS = {
     # RSV1 set, no extension negotiated
     "reserved_bits": bytes([0xC2, 0x04]) + b"evil",
     # a server must not mask its frames (RFC 6455 5.1)
-    "masked_frame": bytes([0x82, 0x84]) + b"\x01\x02\x03\x04" + bytes(c ^ k for c, k in zip(b"evil", b"\x01\x02\x03\x04")),
+    "masked_frame": bytes([0x82, 0x84]) + b"\x01\x02\x03\x04"
+    + bytes(c ^ k for c, k in zip(b"evil", b"\x01\x02\x03\x04")),
     # 64-bit length with the most significant bit set: 2^63 (RFC 6455: MSB MUST be 0)
     "len_2_63": bytes([0x82, 0x7F]) + struct.pack(">Q", 1 << 63) + b"evil",
     # the largest legal 64-bit length, then a few bytes

@@ -60,8 +60,8 @@ def test_credentials_refused_after_start_are_reported_once(webapp_az, sandbox_ss
     assert 'A new connection failed' in warnings[0] and 'run the command again' in warnings[0], warnings[0]
 
 
-def test_sshd_that_dies_after_start_is_reported_once_naming_the_cause(webapp_az, sandbox_sshd, rg,
-                                                                     ssh_client_env):
+def test_sshd_that_dies_after_start_is_reported_once_naming_the_cause(
+        webapp_az, sandbox_sshd, rg, ssh_client_env):
     with webapp_az.tunnel('-g', rg, '-n', 'linux-app', '--instance', 'linux-app-i0') as run:
         assert ssh(run.port, 'true', env=ssh_client_env).returncode == 0
         with sandbox_sshd.sshd_down('linux-app'):

@@ -238,8 +238,8 @@ def _secrets_absent(text, password=PROXY_PASSWORD):
         assert secret not in text, f"{secret!r} shown in: {text}"
 
 
-def test_proxy_credentials_with_at_percent_colon_work_for_the_tunnel_and_the_probes(engine_env, monkeypatch,
-                                                                                     make_tunnel):
+def test_proxy_credentials_with_at_percent_colon_work_for_the_tunnel_and_the_probes(
+        engine_env, monkeypatch, make_tunnel):
     proxy = AuthProxy()
     try:
         _use_proxy(monkeypatch, proxy.port)

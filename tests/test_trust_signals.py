@@ -136,4 +136,3 @@ def test_standalone_sigterm_during_the_handshake_check_exits_cleanly(engine_env)
     assert proc.returncode == 0, (proc.returncode, err.decode())
     assert elapsed < 1.0, elapsed
     assert b"Port" not in out
-
