@@ -9,8 +9,8 @@ most :data:`SLICE` seconds and calls :func:`raise_if_signalled` between them, wh
 known point: ``KeyboardInterrupt`` for SIGINT, :class:`Terminated` for the others. The record stays
 until the block ends, so an exception something swallows is raised again by the next wait.
 
-No engine is imported here: both import this module (the native one when it loads), and ``az``
-installs the handlers before it loads one.
+No engine is imported here: the portable engine imports this module and the native one looks it up
+between its slices; ``az`` installs the handlers before it loads either.
 """
 import contextlib
 import signal

@@ -26,7 +26,7 @@ typedef struct {
 	PyObject *engine_type;
 	PyObject *pump_type;
 	PyObject *error;	/* _tunnel.Error(kind, status, message) */
-	PyObject *signalled;	/* azext_webapp._termination.raise_if_signalled */
+	PyObject *termination;	/* "azext_webapp._termination" */
 } tn_state;
 
 typedef struct {
@@ -51,15 +51,21 @@ static PyObject *tn_raise(tn_state *st, const struct tn_err *e)
 }
 
 /* Between two slices of a wait: run Python's signal handlers, then ask the
- * extension's record of signals (its handlers only record; see
- * azext_webapp/_termination.py). -1 with an exception set ends the wait. */
+ * extension's record of signals (azext_webapp/_termination.py: its handlers
+ * only record) when that module is loaded, as only it installs them. Looked
+ * up, not imported: the module loads without the package (other CPythons).
+ * -1 with an exception set ends the wait. */
 static int tn_signals(tn_state *st)
 {
-	PyObject *r;
+	PyObject *termination, *r;
 
 	if (PyErr_CheckSignals())
 		return -1;
-	r = PyObject_CallNoArgs(st->signalled);
+	termination = PyImport_GetModule(st->termination);
+	if (!termination)
+		return PyErr_Occurred() ? -1 : 0;
+	r = PyObject_CallMethod(termination, "raise_if_signalled", NULL);
+	Py_DECREF(termination);
 	if (!r)
 		return -1;
 	Py_DECREF(r);
@@ -589,7 +595,6 @@ static PyMethodDef tn_functions[] = {
 static int tn_exec(PyObject *m)
 {
 	tn_state *st = PyModule_GetState(m);
-	PyObject *termination;
 
 	/* library diagnostics go nowhere unless WEBAPP_TUNNEL_DEBUG is set */
 	tn_loop_log(getenv("WEBAPP_TUNNEL_DEBUG") != NULL);
@@ -597,12 +602,8 @@ static int tn_exec(PyObject *m)
 		PyErr_SetString(PyExc_ImportError, "libcurl failed to initialise");
 		return -1;
 	}
-	termination = PyImport_ImportModule("azext_webapp._termination");
-	if (!termination)
-		return -1;
-	st->signalled = PyObject_GetAttrString(termination, "raise_if_signalled");
-	Py_DECREF(termination);
-	if (!st->signalled)
+	st->termination = PyUnicode_InternFromString("azext_webapp._termination");
+	if (!st->termination)
 		return -1;
 	st->error = PyErr_NewException("azext_webapp._tunnel.Error", NULL, NULL);
 	if (!st->error || PyModule_AddObjectRef(m, "Error", st->error))
@@ -626,7 +627,7 @@ static int tn_traverse(PyObject *m, visitproc visit, void *arg)
 	Py_VISIT(st->engine_type);
 	Py_VISIT(st->pump_type);
 	Py_VISIT(st->error);
-	Py_VISIT(st->signalled);
+	Py_VISIT(st->termination);
 	return 0;
 }
 
@@ -637,7 +638,7 @@ static int tn_clear(PyObject *m)
 	Py_CLEAR(st->engine_type);
 	Py_CLEAR(st->pump_type);
 	Py_CLEAR(st->error);
-	Py_CLEAR(st->signalled);
+	Py_CLEAR(st->termination);
 	return 0;
 }
 
