@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Tuple
 from azure.cli.core.azclierror import CLIInternalError, UnclassifiedUserFault, ValidationError
 from knack.log import get_logger
 
-from azext_webapp import ssh
+from azext_webapp import _termination, ssh
 from azext_webapp._arm import Credential, Target, arm_call, locate, scm_credential, site_op, web_client
 from azext_webapp._errors import (bind_error, describe, doctor_command, first_line, stopped_message, tunnel_error,
                                   unreachable_message)
 from azext_webapp._events import EventReporter
-from azext_webapp._termination import sleep
 from azext_webapp._renewal import TokenRenewal
 from azext_webapp.ssh import SSH_PORT
 
@@ -157,7 +156,7 @@ def wait_until_ready(endpoint: Endpoint) -> Optional[int]:
             else:
                 logger.warning('Still starting after %d seconds...', int(waited))
             next_progress += STARTING_PROGRESS_EVERY
-        sleep(STARTING_POLL_INTERVAL)  # a recorded signal ends it (_termination.py)
+        _termination.sleep(STARTING_POLL_INTERVAL)  # a recorded signal ends it
 
 
 def ssh_answered_before(endpoint: Endpoint) -> bool:
