@@ -3,15 +3,25 @@ its instances and the SCM site's credential."""
 
 import base64
 import time
-from collections import namedtuple
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple, TypeVar
 
 from azure.cli.core.azclierror import (AzureConnectionError, InvalidArgumentValueError, ResourceNotFoundError,
                                        ValidationError)
 
 from azext_webapp._errors import arm_error, describe_action, describe, first_line, stopped_message
 
-# What a command works on: the app (and slot) as named on the command line.
-Target = namedtuple('Target', 'resource_group name slot')
+T = TypeVar('T')
+
+# The SDK's client and its models (azure-mgmt-web), and az's CLI context: untyped here.
+Client = Any
+CliContext = Any
+
+
+class Target(NamedTuple):
+    """What a command works on: the app (and slot) as named on the command line."""
+    resource_group: str
+    name: str
+    slot: Optional[str]
 
 
 AUTH_BASIC = 'Basic'
@@ -23,12 +33,12 @@ AUTH_BEARER = 'Bearer'
 ENTRA_SHORTEST_LIFETIME = 3600.0
 
 
-def web_client(cli_ctx):
+def web_client(cli_ctx: CliContext) -> Client:
     from azure.cli.command_modules.appservice._client_factory import web_client_factory
     return web_client_factory(cli_ctx)
 
 
-def site_op(client, operation, target, **kwargs):
+def site_op(client: Client, operation: str, target: Target, **kwargs: Any) -> Callable[[], Any]:
     """A call of ``client.web_apps.<operation>`` (or its ``_slot`` form) for the target."""
     if target.slot:
         method = getattr(client.web_apps, operation + '_slot')
@@ -37,7 +47,7 @@ def site_op(client, operation, target, **kwargs):
     return lambda: method(target.resource_group, target.name, **kwargs)
 
 
-def arm_call(target, action, call):
+def arm_call(target: Target, action: Optional[str], call: Callable[[], T]) -> T:
     """Run an ARM call; turn its failures into one line that says what to do.
 
     action: what the call does, completed by the target ("read the configuration of"); None for
@@ -53,7 +63,7 @@ def arm_call(target, action, call):
             'Check your network connection and proxy settings (HTTPS_PROXY).') from None
 
 
-def linux_scm_url(client, target):
+def linux_scm_url(client: Client, target: Target) -> str:
     site = arm_call(target, None, site_op(client, 'get', target))
     if not site.reserved:
         raise ValidationError(
@@ -65,7 +75,7 @@ def linux_scm_url(client, target):
     return scm_url_of(site, target)
 
 
-def locate(client, target, instance):
+def locate(client: Client, target: Target, instance: Optional[str]) -> str:
     """The SCM URL of a Linux app that is not stopped (the checks the reference makes first), and
     the check that --instance names one of its instances."""
     scm_url = linux_scm_url(client, target)
@@ -74,7 +84,7 @@ def locate(client, target, instance):
     return scm_url
 
 
-def scm_url_of(site, target):
+def scm_url_of(site: Any, target: Target) -> str:
     """The SCM (Kudu) host from the Repository host-name state: right for slots, ASEs and clouds."""
     for state in site.host_name_ssl_states or []:
         if (state.host_type or '').lower() == 'repository' and state.name:
@@ -84,13 +94,13 @@ def scm_url_of(site, target):
         'connection. Check the app in the Azure portal.')
 
 
-def instance_names(client, target):
+def instance_names(client: Client, target: Target) -> List[str]:
     """The names of the app's instances (``az webapp list-instances``), in ARM's order."""
     instances = arm_call(target, 'list the instances of', site_op(client, 'list_instance_identifiers', target))
     return [item.name for item in instances]
 
 
-def check_instance(client, target, instance):
+def check_instance(client: Client, target: Target, instance: str) -> None:
     names = instance_names(client, target)
     if instance not in names:
         known = ', '.join(names) if names else 'none'
@@ -103,17 +113,18 @@ class Credential:  # pylint: disable=too-few-public-methods
     """The SCM site's Authorization value and its kind; for Bearer, when it expires and how to get a
     fresh one (``renew() -> (authorization, expires_on)``). ``repr`` never shows the value."""
 
-    def __init__(self, authorization, kind, expires_on=None, renew=None):
+    def __init__(self, authorization: str, kind: str, expires_on: Optional[float] = None,
+                 renew: Optional[Callable[[], Tuple[str, float]]] = None) -> None:
         self.authorization = authorization
         self.kind = kind
         self.expires_on = expires_on
         self.renew = renew
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'<Credential {self.kind}>'
 
 
-def scm_credential(cli_ctx, client, target):
+def scm_credential(cli_ctx: CliContext, client: Client, target: Target) -> Credential:
     """The credential for the SCM site, chosen as the reference chooses it."""
     policy = scm_basic_policy(client, target)
     if policy:
@@ -124,7 +135,7 @@ def scm_credential(cli_ctx, client, target):
         raw = f'{user_password.publishing_user_name}:{user_password.publishing_password}'.encode('utf-8')
         return Credential('Basic ' + base64.b64encode(raw).decode('ascii'), AUTH_BASIC)
 
-    def bearer():
+    def bearer() -> Tuple[str, float]:
         token, expires_on = entra_token(cli_ctx)
         return 'Bearer ' + token, expires_on
 
@@ -132,10 +143,10 @@ def scm_credential(cli_ctx, client, target):
     return Credential(authorization, AUTH_BEARER, expires_on, renew=bearer)
 
 
-def scm_basic_policy(client, target):
+def scm_basic_policy(client: Client, target: Target) -> bool:
     from azure.core.exceptions import ResourceNotFoundError as SdkNotFound
 
-    def allowed():
+    def allowed() -> bool:
         try:
             return bool(site_op(client, 'get_scm_allowed', target)().allow)
         except SdkNotFound:
@@ -144,7 +155,7 @@ def scm_basic_policy(client, target):
     return arm_call(target, 'read the SCM basic-auth policy of', allowed)
 
 
-def entra_token(cli_ctx):
+def entra_token(cli_ctx: CliContext) -> Tuple[str, float]:
     """(access token, expiry as epoch seconds) from az's credential (MSAL's cache when still valid)."""
     from azure.cli.core._profile import Profile
     from azure.cli.core.commands.client_factory import get_subscription_id

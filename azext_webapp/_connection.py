@@ -5,17 +5,22 @@ import contextlib
 import signal
 import threading
 import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Tuple
 
 from azure.cli.core.azclierror import CLIInternalError, UnclassifiedUserFault, ValidationError
 from knack.log import get_logger
 
-from azext_webapp import ssh
-from azext_webapp._arm import arm_call, locate, scm_credential, site_op, web_client
+from azext_webapp import _termination, ssh
+from azext_webapp._arm import Credential, Target, arm_call, locate, scm_credential, site_op, web_client
 from azext_webapp._errors import (bind_error, describe, doctor_command, first_line, stopped_message, tunnel_error,
                                   unreachable_message)
 from azext_webapp._events import EventReporter
 from azext_webapp._renewal import TokenRenewal
 from azext_webapp.ssh import SSH_PORT
+
+if TYPE_CHECKING:
+    from azext_webapp.tunnel import Tunnel
 
 logger = get_logger(__name__)
 
@@ -29,11 +34,12 @@ class Endpoint:  # pylint: disable=too-few-public-methods
     """Everything needed to open tunnels to one app. ``authorization`` is dropped once the engine
     holds it; ``repr`` never shows it."""
 
-    def __init__(self, tunnel, target, scm_url, credential, instance, target_port, debugging, config_dir):
-        self.tunnel = tunnel
+    def __init__(self, tunnel: ModuleType, target: Target, scm_url: str, credential: Credential,
+                 instance: Optional[str], target_port: Optional[int], debugging: bool, config_dir: str) -> None:
+        self.tunnel = tunnel    # the azext_webapp.tunnel module, loaded by load_engine()
         self.target = target
         self.scm_url = scm_url
-        self.authorization = credential.authorization
+        self.authorization: Optional[str] = credential.authorization
         self.auth_kind = credential.kind
         self.credential = credential
         self.config_dir = config_dir
@@ -41,11 +47,12 @@ class Endpoint:  # pylint: disable=too-few-public-methods
         self.target_port = target_port
         self.debugging = debugging
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'<Endpoint {self.scm_url} auth={self.auth_kind} instance={self.instance}>'
 
 
-def resolve(cmd, target, instance=None, target_port=None):
+def resolve(cmd: Any, target: Target, instance: Optional[str] = None,
+            target_port: Optional[int] = None) -> Endpoint:
     """ARM: the Linux app's SCM URL, the instance check, remote debugging, the SCM credentials."""
     tunnel = load_engine()
     client = web_client(cmd.cli_ctx)
@@ -58,7 +65,7 @@ def resolve(cmd, target, instance=None, target_port=None):
                     cmd.cli_ctx.config.config_dir)
 
 
-def load_engine():
+def load_engine() -> ModuleType:
     from azext_webapp._native import EngineUnavailableError
     try:
         from azext_webapp import tunnel
@@ -73,7 +80,8 @@ def load_engine():
 
 
 @contextlib.contextmanager
-def open_tunnel(endpoint, bind='127.0.0.1', port=None, listen=True):
+def open_tunnel(endpoint: Endpoint, bind: str = '127.0.0.1', port: Optional[int] = None,
+                listen: bool = True) -> Iterator[Tuple['Tunnel', Optional[int]]]:
     """Start the engine (a busy --port fails before any waiting), wake the SCM site, wait until
     GetStatus is ready, make one real handshake; yield (engine, container port); always stop."""
     tunnel, target = endpoint.tunnel, endpoint.target
@@ -107,7 +115,7 @@ def open_tunnel(endpoint, bind='127.0.0.1', port=None, listen=True):
             stop_tunnel(engine)
 
 
-def wake_scm(tunnel, scm_url, authorization, target):
+def wake_scm(tunnel: ModuleType, scm_url: str, authorization: Optional[str], target: Target) -> None:
     """GET /api/settings wakes the SCM site, as the reference does; only hard failures stop here."""
     try:
         tunnel.warm_up(scm_url, authorization, timeout=PROBE_TIMEOUT)
@@ -119,7 +127,7 @@ def wake_scm(tunnel, scm_url, authorization, target):
         raise
 
 
-def wait_until_ready(endpoint):
+def wait_until_ready(endpoint: Endpoint) -> Optional[int]:
     """Poll GetStatus (v2) with the reference's outcomes; returns the container port reported."""
     tunnel, target, target_port = endpoint.tunnel, endpoint.target, endpoint.target_port
     started = time.monotonic()
@@ -148,17 +156,17 @@ def wait_until_ready(endpoint):
             else:
                 logger.warning('Still starting after %d seconds...', int(waited))
             next_progress += STARTING_PROGRESS_EVERY
-        time.sleep(STARTING_POLL_INTERVAL)
+        _termination.sleep(STARTING_POLL_INTERVAL)  # a recorded signal ends it
 
 
-def ssh_answered_before(endpoint):
+def ssh_answered_before(endpoint: Endpoint) -> bool:
     """Whether an SSH session through this extension ever reached this app (instance): its host key
     is pinned in our known_hosts."""
     alias = ssh.host_key_alias(endpoint.scm_url, endpoint.instance)
     return ssh.known_host(ssh.known_hosts_path(endpoint.config_dir), alias)
 
 
-def stop_tunnel(engine):
+def stop_tunnel(engine: 'Tunnel') -> None:
     # A second Ctrl+C or SIGTERM while closing must not interrupt the clean stop (< 1 s). Only the
     # main thread may set handlers (and only it receives signals): a fan-out's threads just stop.
     in_main = threading.current_thread() is threading.main_thread()
@@ -175,18 +183,18 @@ def stop_tunnel(engine):
                 stats.get('failures', 0))
 
 
-def event_reporter(endpoint):
+def event_reporter(endpoint: Endpoint) -> EventReporter:
     """One warning per kind of failure once the tunnel is open, naming the instance, in the words
     `az webapp remote-connection doctor` uses for the hop that failed (the error the same failure
     gives at start, under the doctor's title for its hop)."""
     from azext_webapp._errors import after_start_warning, hop_of_kind, silent_container_message
     target = endpoint.target
 
-    def failure_warning(kind, status, detail):
+    def failure_warning(kind: str, status: Optional[int], detail: str) -> str:
         error = tunnel_error(kind, status, detail, endpoint)
         return after_start_warning(hop_of_kind(kind), endpoint.instance, str(error), target)
 
-    def silent_container():
+    def silent_container() -> str:
         port = endpoint.target_port or SSH_PORT
         return after_start_warning('banner', endpoint.instance,
                                    silent_container_message(target, endpoint.instance, port), target)

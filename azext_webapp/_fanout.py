@@ -9,6 +9,7 @@ per instance. The exit status is the worst (highest) instance's; an instance tha
 reached counts as 255, ssh's own status for a connection that failed.
 """
 
+import concurrent.futures
 import copy
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from azext_webapp import ssh
 from azext_webapp._arm import instance_names, web_client
 from azext_webapp._connection import open_tunnel
 from azext_webapp._errors import describe, first_line
+from azext_webapp._termination import SLICE, raise_if_signalled
 
 logger = get_logger(__name__)
 
@@ -122,6 +124,10 @@ class FanOut:
                                 thread_name_prefix='webapp-instance') as pool:
             futures = [pool.submit(self._one, name, askpass_path) for name in self.names]
             try:
+                # in slices: a recorded signal is raised here (_termination.py), and in the
+                # threads' own waits, which then end their tunnels
+                while concurrent.futures.wait(futures, SLICE).not_done:
+                    raise_if_signalled()
                 return [future.result() for future in futures]
             except BaseException:  # Ctrl+C, SIGTERM: end every ssh; each tunnel then closes in its thread
                 self.cancelled.set()

@@ -24,9 +24,10 @@ import sys
 import threading
 import time
 import urllib.parse
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from azext_webapp import _native
-from azext_webapp._termination import Terminated, raise_if_terminated, terminate_on  # noqa: F401
+from azext_webapp._termination import Terminated, raise_if_signalled, terminate_on
 
 
 def _select_engine():
@@ -65,8 +66,16 @@ logger = logging.getLogger("cli." + __name__)
 
 TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
 
-TunnelEvent = collections.namedtuple("TunnelEvent", "kind conn_id peer bytes_up bytes_down message error_kind status remote_closed")
-ScmStatus = collections.namedtuple("ScmStatus", "state can_reach_port port msg")
+TunnelEvent = collections.namedtuple(
+    "TunnelEvent", "kind conn_id peer bytes_up bytes_down message error_kind status remote_closed")
+
+
+class ScmStatus(NamedTuple):
+    """GetStatus (v2): the container's state, whether the SCM site reaches its port, which port."""
+    state: str
+    can_reach_port: bool
+    port: Optional[int]
+    msg: str
 
 
 class TunnelError(Exception):
@@ -133,7 +142,7 @@ def _typed(native_error, host):
 # Settings from the environment, as az reads them
 
 
-def _parse_scm_url(scm_url):
+def _parse_scm_url(scm_url: str) -> Tuple[str, int]:
     parts = urllib.parse.urlsplit(scm_url if "://" in scm_url else "https://" + scm_url)
     if parts.scheme != "https":
         raise ValueError(f"the SCM URL must start with https:// (got {scm_url!r})")
@@ -145,7 +154,7 @@ def _parse_scm_url(scm_url):
 _verification_warned = False
 
 
-def _tls_settings():
+def _tls_settings() -> Tuple[Optional[str], bool]:
     """(ca_file or None, verify) from REQUESTS_CA_BUNDLE / AZURE_CLI_DISABLE_CONNECTION_VERIFICATION.
     The warning about disabled verification is given once per process, not once per probe."""
     global _verification_warned  # pylint: disable=global-statement
@@ -161,7 +170,7 @@ def _tls_settings():
     return ca_file, True
 
 
-def _env(*names):
+def _env(*names: str) -> Optional[str]:
     for name in names:
         value = os.environ.get(name)
         if value:
@@ -169,7 +178,7 @@ def _env(*names):
     return None
 
 
-def _no_proxy_matches(host, port, no_proxy):
+def _no_proxy_matches(host: str, port: int, no_proxy: str) -> bool:
     """requests/curl semantics: '*', exact names, domain suffixes ('.x.com' or 'x.com'), IPs/CIDRs."""
     host = host.lower().strip("[]")
     try:
@@ -198,17 +207,18 @@ def _no_proxy_matches(host, port, no_proxy):
     return False
 
 
-class ProxySetting(collections.namedtuple("ProxySetting", "address authorization")):
+class ProxySetting(NamedTuple):
     """The HTTPS proxy for one host: ``address`` is host:port (the only part ever shown);
     ``authorization`` the Proxy-Authorization value built from the URL's user and password, or
     None. ``repr`` never shows the credentials."""
-    __slots__ = ()
+    address: str
+    authorization: Optional[str]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ProxySetting(address={self.address!r}, authorization={'<hidden>' if self.authorization else None})"
 
 
-def _proxy_for(host, port):
+def _proxy_for(host: str, port: int) -> Optional[ProxySetting]:
     """The ProxySetting of the HTTPS proxy for host (HTTPS_PROXY, NO_PROXY), or None.
 
     The user and password of ``http://user:pass@host:port`` are percent-decoded (so a password may
@@ -240,17 +250,17 @@ def _proxy_for(host, port):
     return ProxySetting(address, authorization)
 
 
-def _proxy_arguments(host, port):
+def _proxy_arguments(host: str, port: int) -> Dict[str, Optional[str]]:
     """The engine's proxy and proxy_auth arguments for host."""
     proxy = _proxy_for(host, port)
     return {"proxy": proxy.address if proxy else None, "proxy_auth": proxy.authorization if proxy else None}
 
 
-def _host_port(host, port):
+def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _scheme_of(authorization):
+def _scheme_of(authorization: str) -> str:
     return "Bearer" if authorization[:6].lower() == "bearer" else "Basic"
 
 
@@ -260,7 +270,7 @@ FD_LIMIT_CAP = 65536
 _fd_limit_checked = False
 
 
-def _raise_fd_limit():
+def _raise_fd_limit() -> None:
     global _fd_limit_checked  # pylint: disable=global-statement
     if _fd_limit_checked:
         return
@@ -287,8 +297,9 @@ def _raise_fd_limit():
 class Tunnel:
     """A local listener relaying every connection to the SCM tunnel endpoint (see module doc)."""
 
-    def __init__(self, scm_url, authorization, bind="127.0.0.1", port=0, instance=None,
-                 target_port=None, ping_interval=30.0, on_event=None, listen=True):
+    def __init__(self, scm_url: str, authorization: str, bind: str = "127.0.0.1", port: int = 0,
+                 instance: Optional[str] = None, target_port: Optional[int] = None, ping_interval: float = 30.0,
+                 on_event: Optional[Callable[[TunnelEvent], None]] = None, listen: bool = True) -> None:
         self.host, self.scm_port = _parse_scm_url(scm_url)
         self.scm_url = f"https://{self.host}" + ("" if self.scm_port == 443 else f":{self.scm_port}")
         self.bind = bind or "127.0.0.1"
@@ -310,21 +321,21 @@ class Tunnel:
         self._lock = threading.Lock()
         self._started = False
         self._stopped = False
-        self.port = None
+        self.port = 0   # the bound port, once start() has bound it
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<Tunnel {self.bind}:{self.port} -> {self.scm_url}{TUNNEL_PATH} "
                 f"auth={self.auth_scheme} started={self._started} stopped={self._stopped}>")
 
-    def __enter__(self):
+    def __enter__(self) -> "Tunnel":
         if not self._started:
             self.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self):
+    def start(self) -> int:
         """Bind (a busy port raises PortInUseError) and start the native service thread."""
         with self._lock:
             if self._started:
@@ -336,25 +347,25 @@ class Tunnel:
             self._started = True
             return self.port
 
-    def check(self, timeout=15.0):
+    def check(self, timeout: float = 15.0) -> None:
         """One real WebSocket handshake with the endpoint, then closed; raises a typed error."""
         try:
             self._engine.check(float(timeout))
         except _tunnel.Error as err:
             raise _typed(err, self.host) from None
 
-    def adopt(self, fd):
+    def adopt(self, fd: int) -> None:
         """Relay an already-connected socket as one more local connection (the engine owns fd)."""
         try:
             self._engine.adopt(fd)
         except _tunnel.Error as err:
             raise _typed(err, self.host) from None
 
-    def relay_stdio(self, in_fd=0, out_fd=1, poll_interval=0.5):
+    def relay_stdio(self, in_fd: int = 0, out_fd: int = 1, poll_interval: float = 0.5) -> Tuple[int, int]:
         """stdio mode (OpenSSH's ProxyCommand): relay in_fd and out_fd through one WebSocket until
         either side ends (in_fd's EOF closes the WebSocket; the WebSocket's end closes out_fd).
-        The bytes move on a native thread; this thread only waits, with signal handlers running.
-        Returns (bytes read from in_fd, bytes written to out_fd)."""
+        The bytes move on a native thread; this thread only waits, and a recorded signal ends the
+        wait (Terminated, KeyboardInterrupt). Returns (bytes read from in_fd, bytes written to out_fd)."""
         try:
             pump = _tunnel.Pump(in_fd, out_fd)
         except _tunnel.Error as err:
@@ -362,7 +373,7 @@ class Tunnel:
         try:
             self.adopt(pump.take_peer())
             while not pump.wait(poll_interval):
-                raise_if_terminated()
+                raise_if_signalled()
                 self._deliver(self.poll_events())
             self._deliver(self.poll_events())
             early = pump.error()
@@ -372,7 +383,7 @@ class Tunnel:
         finally:
             pump.close()
 
-    def set_authorization(self, authorization):
+    def set_authorization(self, authorization: str) -> None:
         """New connections authenticate with this value from now on (a renewed token); open ones
         are untouched."""
         try:
@@ -381,7 +392,7 @@ class Tunnel:
             raise _typed(err, self.host) from None
         self.auth_scheme = _scheme_of(authorization)
 
-    def stop(self):
+    def stop(self) -> None:
         """Close every connection and join the native thread. Idempotent."""
         with self._lock:
             if self._stopped:
@@ -390,18 +401,18 @@ class Tunnel:
         self._engine.stop()
         self._deliver(self.poll_events())
 
-    def stats(self):
+    def stats(self) -> Dict[str, int]:
         """{'open', 'total', 'bytes_up', 'bytes_down', 'failures'}; never blocks."""
         return self._engine.stats()
 
     @property
-    def running(self):
+    def running(self) -> bool:
         return self._engine.running()
 
-    def poll_events(self):
+    def poll_events(self) -> List[TunnelEvent]:
         return [TunnelEvent(*ev) for ev in self._engine.poll_events()]
 
-    def _deliver(self, events):
+    def _deliver(self, events: Sequence[TunnelEvent]) -> None:
         if not self.on_event:
             return
         for ev in events:
@@ -410,14 +421,13 @@ class Tunnel:
             except Exception:  # pylint: disable=broad-except
                 logger.exception("on_event callback failed")
 
-    def serve(self, timeout=None):
-        """Block, delivering events to on_event, until stop() or the timeout. Signal handlers
-        (Ctrl+C -> KeyboardInterrupt) run promptly: the engine's wait returns on any signal, and a
-        termination signal recorded by terminate_on() raises Terminated within half a second even
-        if something swallowed the handler's exception."""
+    def serve(self, timeout: Optional[float] = None) -> None:
+        """Block, delivering events to on_event, until stop() or the timeout. A signal recorded by
+        terminate_on() (Ctrl+C, SIGTERM) ends it within a wait slice, as KeyboardInterrupt or
+        Terminated raised here, between two waits; raised again should a callback swallow it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._engine.running():
-            raise_if_terminated()
+            raise_if_signalled()
             slice_ = 0.5
             if deadline is not None:
                 slice_ = min(slice_, deadline - time.monotonic())
@@ -426,14 +436,15 @@ class Tunnel:
             self._engine.wait(slice_)
             self._deliver(self.poll_events())
         self._deliver(self.poll_events())
-        raise_if_terminated()
+        raise_if_signalled()
 
 
 # ---------------------------------------------------------------------------------------------
 # Probes (libcurl, GIL released, same TLS and proxy settings)
 
 
-def _probe(scm_url, path, authorization, instance, timeout):
+def _probe(scm_url: str, path: str, authorization: str, instance: Optional[str],
+           timeout: float) -> Tuple[str, bytes]:
     host, port = _parse_scm_url(scm_url)
     base = f"https://{host}" + ("" if port == 443 else f":{port}")
     ca_file, verify = _tls_settings()
@@ -450,7 +461,8 @@ def _probe(scm_url, path, authorization, instance, timeout):
     return host, body
 
 
-def get_status(scm_url, authorization, instance=None, timeout=30.0):
+def get_status(scm_url: str, authorization: str, instance: Optional[str] = None,
+               timeout: float = 30.0) -> ScmStatus:
     """GetStatus v2 -> ScmStatus(state, can_reach_port, port, msg)."""
     host, body = _probe(scm_url, TUNNEL_PATH + "?GetStatus&GetStatusAPIVer=2", authorization, instance,
                         timeout)
@@ -463,7 +475,7 @@ def get_status(scm_url, authorization, instance=None, timeout=30.0):
                               status=200, host=host) from None
 
 
-def warm_up(scm_url, authorization, timeout=30.0):
+def warm_up(scm_url: str, authorization: str, timeout: float = 30.0) -> None:
     """GET /api/settings: wakes the SCM site, as the reference client does."""
     _probe(scm_url, "/api/settings", authorization, None, timeout)
 
@@ -472,7 +484,7 @@ def warm_up(scm_url, authorization, timeout=30.0):
 # Standalone entry point
 
 
-def _authorization_from_env():
+def _authorization_from_env() -> Optional[str]:
     token = os.environ.get("WEBAPP_SCM_TOKEN")
     user, password = os.environ.get("WEBAPP_SCM_USER"), os.environ.get("WEBAPP_SCM_PASSWORD")
     if token:
@@ -482,7 +494,7 @@ def _authorization_from_env():
     return None
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     import argparse
     parser = argparse.ArgumentParser(
         prog="python -m azext_webapp.tunnel",
@@ -505,13 +517,13 @@ def main(argv=None):
               file=sys.stderr)
         return 2
 
-    def on_event(ev):
+    def on_event(ev: TunnelEvent) -> None:
         if ev.kind == "failed":
             print(f"connection {ev.conn_id} from {ev.peer} failed: {ev.message}", file=sys.stderr, flush=True)
 
     # From the first moment: a SIGTERM while the handshake is checked must end the process cleanly
     # too, not by the signal's default action. ssh ends a ProxyCommand with SIGHUP.
-    signals = ("SIGTERM", "SIGHUP", "SIGBREAK") if args.stdio else ("SIGTERM", "SIGBREAK")
+    signals = ("SIGINT", "SIGTERM", "SIGBREAK") + (("SIGHUP",) if args.stdio else ())
     tunnel = None
     with terminate_on(*signals):
         try:

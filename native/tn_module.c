@@ -26,6 +26,7 @@ typedef struct {
 	PyObject *engine_type;
 	PyObject *pump_type;
 	PyObject *error;	/* _tunnel.Error(kind, status, message) */
+	PyObject *termination;	/* "azext_webapp._termination" */
 } tn_state;
 
 typedef struct {
@@ -47,6 +48,28 @@ static PyObject *tn_raise(tn_state *st, const struct tn_err *e)
 		Py_DECREF(args);
 	}
 	return NULL;
+}
+
+/* Between two slices of a wait: run Python's signal handlers, then ask the
+ * extension's record of signals (azext_webapp/_termination.py: its handlers
+ * only record) when that module is loaded, as only it installs them. Looked
+ * up, not imported: the module loads without the package (other CPythons).
+ * -1 with an exception set ends the wait. */
+static int tn_signals(tn_state *st)
+{
+	PyObject *termination, *r;
+
+	if (PyErr_CheckSignals())
+		return -1;
+	termination = PyImport_GetModule(st->termination);
+	if (!termination)
+		return PyErr_Occurred() ? -1 : 0;
+	r = PyObject_CallMethod(termination, "raise_if_signalled", NULL);
+	Py_DECREF(termination);
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return 0;
 }
 
 static char *tn_dup_opt(const char *s)
@@ -168,8 +191,8 @@ static PyObject *Engine_start(EngineObject *self, PyObject *Py_UNUSED(ignored))
 	return PyLong_FromLong(self->eng->port);
 }
 
-/* The handshake is waited for in slices; between them Python's signal
- * handlers run (Ctrl+C, SIGTERM), and one that raises abandons it. */
+/* The handshake is waited for in slices; between them tn_signals runs,
+ * and a signal (Ctrl+C, SIGTERM) abandons it. */
 static PyObject *Engine_check(EngineObject *self, PyObject *args)
 {
 	double timeout = 15.0;
@@ -190,7 +213,7 @@ static PyObject *Engine_check(EngineObject *self, PyObject *args)
 		Py_END_ALLOW_THREADS
 		if (rc != 1)
 			break;
-		if (PyErr_CheckSignals()) {
+		if (tn_signals(tn_state_of_type(Py_TYPE(self)))) {
 			tn_engine_check_abandon(self->eng, gen);
 			return NULL;
 		}
@@ -282,9 +305,9 @@ static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(igno
 }
 
 /* wait(timeout) -> True when woken (events or stop), False on timeout.
- * A signal interrupts the wait (EINTR) so Python's handler (Ctrl+C) runs
- * now; slices cover a signal delivered to another thread, whose handler
- * only runs when this one checks. */
+ * A signal interrupts the wait (EINTR) so that tn_signals sees it now;
+ * slices cover a signal delivered to another thread, whose handler only
+ * runs when this one checks. */
 static PyObject *Engine_wait(EngineObject *self, PyObject *args)
 {
 	double timeout = -1;
@@ -303,7 +326,7 @@ static PyObject *Engine_wait(EngineObject *self, PyObject *args)
 		Py_BEGIN_ALLOW_THREADS
 		rc = tn_events_wait(&self->eng->env.events, slice);
 		Py_END_ALLOW_THREADS
-		if (PyErr_CheckSignals())
+		if (tn_signals(tn_state_of_type(Py_TYPE(self))))
 			return NULL;
 		if (rc > 0 || (ms >= 0 && tn_time_now_ms() >= deadline))
 			break;
@@ -431,8 +454,8 @@ static PyObject *Pump_take_peer(PumpObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* wait(timeout) -> True once both directions ended. Short native waits
- * so that Python's signal handlers (Ctrl+C, SIGTERM) run in between,
- * whatever timeout the caller gave. */
+ * so that tn_signals (Ctrl+C, SIGTERM) runs in between, whatever timeout
+ * the caller gave. */
 static PyObject *Pump_wait(PumpObject *self, PyObject *args)
 {
 	double timeout = 0.5;
@@ -455,7 +478,7 @@ static PyObject *Pump_wait(PumpObject *self, PyObject *args)
 		Py_BEGIN_ALLOW_THREADS
 		done = tn_pump_wait(pump, slice);
 		Py_END_ALLOW_THREADS
-		if (PyErr_CheckSignals())
+		if (tn_signals(tn_state_of_type(Py_TYPE(self))))
 			return NULL;
 		if (done || left <= TN_TIME_SLICE_MS)
 			break;
@@ -512,8 +535,8 @@ static PyType_Spec Pump_spec = {
 	Py_TPFLAGS_DEFAULT, Pump_slots
 };
 
-/* The transfer runs in slices; between them Python's signal handlers run,
- * and one that raises aborts it (its connection is closed at once). */
+/* The transfer runs in slices; between them tn_signals runs, and a signal
+ * aborts it (its connection is closed at once). */
 static PyObject *tn_http_get(PyObject *module, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "url", "authorization", "instance", "ca_file", "verify",
@@ -545,7 +568,7 @@ static PyObject *tn_http_get(PyObject *module, PyObject *args, PyObject *kw)
 		Py_END_ALLOW_THREADS
 		if (done)
 			break;
-		if (PyErr_CheckSignals()) {
+		if (tn_signals(PyModule_GetState(module))) {
 			Py_BEGIN_ALLOW_THREADS
 			tn_probe_free(probe);
 			Py_END_ALLOW_THREADS
@@ -579,6 +602,9 @@ static int tn_exec(PyObject *m)
 		PyErr_SetString(PyExc_ImportError, "libcurl failed to initialise");
 		return -1;
 	}
+	st->termination = PyUnicode_InternFromString("azext_webapp._termination");
+	if (!st->termination)
+		return -1;
 	st->error = PyErr_NewException("azext_webapp._tunnel.Error", NULL, NULL);
 	if (!st->error || PyModule_AddObjectRef(m, "Error", st->error))
 		return -1;
@@ -604,6 +630,7 @@ static int tn_traverse(PyObject *m, visitproc visit, void *arg)
 	Py_VISIT(st->engine_type);
 	Py_VISIT(st->pump_type);
 	Py_VISIT(st->error);
+	Py_VISIT(st->termination);
 	return 0;
 }
 
@@ -614,6 +641,7 @@ static int tn_clear(PyObject *m)
 	Py_CLEAR(st->engine_type);
 	Py_CLEAR(st->pump_type);
 	Py_CLEAR(st->error);
+	Py_CLEAR(st->termination);
 	return 0;
 }
 

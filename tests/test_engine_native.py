@@ -12,9 +12,13 @@ import time
 import pytest
 
 from tests import engine_targets
-from tests.fixtures_engine import ROOT, cli_env
+from tests.fixtures_engine import ROOT, cli_env, engine_and_why
 
 NATIVE = ROOT / "native"
+
+
+def test_the_running_tunnel_module_says_it_runs_the_native_engine_when_forced():
+    assert engine_and_why("native") == ["native", "WEBAPP_ENGINE=native"]
 
 
 def test_ring_unit(tmp_path):

@@ -114,9 +114,14 @@ class Interrupted(Exception):
 def handler(signum, frame):
     raise Interrupted(signum)
 
-signal.signal(signal.SIGALRM, handler)
-signal.signal(signal.SIGTERM, handler)
 url, what, how = sys.argv[1:4]
+signal.signal(signal.SIGALRM, handler)
+if how.startswith("recorded"):      # the extension's own handlers: they record, the wait raises
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started in the background
+    recording = tunnel.terminate_on("SIGINT", "SIGTERM")
+    recording.__enter__()
+else:
+    signal.signal(signal.SIGTERM, handler)
 auth = "Basic dXNlcjpwYXNzd29yZA=="
 t = None
 if what == "check":
@@ -140,7 +145,7 @@ try:
     elif what == "pump_wait":
         pump.wait(30)
     result = "returned"
-except Interrupted:
+except (Interrupted, tunnel.Terminated, KeyboardInterrupt):
     result = "interrupted"
 except Exception as err:
     result = "error %s: %s" % (type(err).__name__, err)
@@ -154,8 +159,10 @@ if what == "pump_wait":
 
 
 @pytest.mark.parametrize("what", ["check", "get_status", "warm_up", "pump_wait"])
-@pytest.mark.parametrize("how", ["alarm", "sigterm"])
+@pytest.mark.parametrize("how", ["alarm", "sigterm", "recorded-sigterm", "recorded-sigint"])
 def test_a_signal_ends_a_startup_wait_within_a_second(scm, what, how):
+    """A raising handler (alarm, sigterm: a program of its own using the engine) and the extension's
+    recording ones (recorded-*: the wait raises Terminated or KeyboardInterrupt between its slices)."""
     silent = _SilentServer()
     try:
         proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT, f"https://127.0.0.1:{silent.port}",
@@ -163,9 +170,9 @@ def test_a_signal_ends_a_startup_wait_within_a_second(scm, what, how):
                                 stderr=subprocess.PIPE, text=True)
         try:
             assert proc.stdout.readline().strip() == "waiting", proc.stderr.read()
-            if how == "sigterm":
+            if how != "alarm":
                 time.sleep(1.0)
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT if how.endswith("sigint") else signal.SIGTERM)
                 sent = time.monotonic()
             ready, _, _ = select.select([proc.stdout], [], [], 15)
             assert ready, "no answer to the signal within 15 s"
@@ -231,8 +238,8 @@ def _secrets_absent(text, password=PROXY_PASSWORD):
         assert secret not in text, f"{secret!r} shown in: {text}"
 
 
-def test_proxy_credentials_with_at_percent_colon_work_for_the_tunnel_and_the_probes(engine_env, monkeypatch,
-                                                                                     make_tunnel):
+def test_proxy_credentials_with_at_percent_colon_work_for_the_tunnel_and_the_probes(
+        engine_env, monkeypatch, make_tunnel):
     proxy = AuthProxy()
     try:
         _use_proxy(monkeypatch, proxy.port)

@@ -70,8 +70,8 @@ def test_extra_options_append_only_what_is_needed():
     assert _kexinit.extra_options(offer('aes128-cbc,3des-cbc,aes256-cbc', 'hmac-sha1,hmac-sha1-96')) == [
         ('Ciphers', '+aes128-cbc')]
     assert _kexinit.extra_options(offer('aes256-ctr,aes128-cbc', 'hmac-sha1')) == []
-    assert _kexinit.extra_options(offer('3des-cbc', 'hmac-sha1-96')) == [('Ciphers', '+3des-cbc'),
-                                                                        ('MACs', '+hmac-sha1-96')]
+    assert _kexinit.extra_options(offer('3des-cbc', 'hmac-sha1-96')) == [
+        ('Ciphers', '+3des-cbc'), ('MACs', '+hmac-sha1-96')]
     assert _kexinit.extra_options(offer('chacha20-poly1305@openssh.com', 'hmac-md5')) == []  # AEAD: no MAC
     assert _kexinit.extra_options(offer('blowfish-cbc', 'hmac-sha1')) is None
 

@@ -151,4 +151,4 @@ def test_terminate_on_takes_only_the_signals_this_platform_has(monkeypatch):
     monkeypatch.delattr(signal, 'SIGHUP', raising=False)
     from azext_webapp import _termination
     with _termination.terminate_on('SIGTERM', 'SIGHUP', 'SIGBREAK'):
-        assert signal.getsignal(signal.SIGTERM).__name__ == 'on_signal'
+        assert signal.getsignal(signal.SIGTERM).__name__ == '_record_signal'

@@ -153,7 +153,7 @@ class Engine:
             self._thread = threading.Thread(target=self._run, args=(ready, failure), daemon=True,
                                             name="webapp-tunnel-engine")
             self._thread.start()
-            waits.wait_event(ready, None)
+            waits.wait_event(ready, None, interruptible=False)    # the loop thread sets it at once
             if failure:
                 self._state = "stopped"
                 waits.join_thread(self._thread, 5)
@@ -268,7 +268,7 @@ class Engine:
         try:
             done = waits.wait_future(future, timeout)
         except BaseException:
-            future.cancel()       # a signal handler raised: abandon the handshake
+            future.cancel()       # a signal: abandon the handshake
             raise
         if not done:
             future.cancel()

@@ -1,7 +1,7 @@
 """``http_get``: one HTTPS GET for the status probes (tn_probe.c's counterpart), over the same
 resolve / proxy / TLS path as the WebSockets, with curl's wording for failures. It runs on a
 worker thread with an event loop of its own; the calling thread waits in slices, so a signal
-handler's exception (Ctrl+C) propagates within half a second and abandons the request."""
+(Ctrl+C, SIGTERM) ends the wait within one and abandons the request."""
 import asyncio
 import threading
 import urllib.parse

@@ -152,8 +152,8 @@ class Relay:
             return
         except Exception as exc:  # pylint: disable=broad-except
             self._drop_link()
-            self._ws_failed(resource_error(exc) or Error("internal", 0, f"tunnel connection failed: "
-                                                                         f"{one_line(exc) or type(exc).__name__}"))
+            self._ws_failed(resource_error(exc) or Error(
+                "internal", 0, f"tunnel connection failed: {one_line(exc) or type(exc).__name__}"))
             return
         self._opened(rest)
 
