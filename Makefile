@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcu
 	openssh-server openssh-client python3-dev python3-venv util-linux procps iproute2 \
 	valgrind tmux rsync openssl curl clang libclang-rt-14-dev nftables \
 	node-xterm esbuild chromium libnss3-tools fonts-dejavu-core
-NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
+NATIVE_SOURCES := $(wildcard native/*.c native/*.h) azext_webapp/_reasons.def
 MODULE_STAMP := $(VENV)/.stamp-module
 
 .PHONY: all deps venv build wheel scm-server webssh-assets test test-portable test-fast test-sanitize demo bench clean

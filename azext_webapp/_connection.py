@@ -94,8 +94,8 @@ def open_tunnel(endpoint, bind='127.0.0.1', port=None, listen=True):
         except tunnel.TunnelError as err:
             if err.kind == 'bind' and listen:
                 from azext_webapp._validators import address_problem
-                raise bind_error(first_line(err), bind, port, address_problem(bind)) from None
-            raise tunnel_error(err.kind, err.status, first_line(err), endpoint) from None
+                raise bind_error(err.reason, err.facts, address_problem(bind)) from None
+            raise tunnel_error(err.reason, err.facts, endpoint) from None
         if endpoint.credential.renew:
             renewal = TokenRenewal(endpoint.credential.renew, engine.set_authorization,
                                    endpoint.credential.expires_on).start()
@@ -179,12 +179,12 @@ def event_reporter(endpoint):
     """One warning per kind of failure once the tunnel is open, naming the instance, in the words
     `az webapp remote-connection doctor` uses for the hop that failed (the error the same failure
     gives at start, under the doctor's title for its hop)."""
-    from azext_webapp._errors import after_start_warning, hop_of_kind, silent_container_message
+    from azext_webapp._errors import after_start_warning, hop_of, silent_container_message
     target = endpoint.target
 
-    def failure_warning(kind, status, detail):
-        error = tunnel_error(kind, status, detail, endpoint)
-        return after_start_warning(hop_of_kind(kind), endpoint.instance, str(error), target)
+    def failure_warning(reason, facts):
+        error = tunnel_error(reason, facts, endpoint)
+        return after_start_warning(hop_of(reason), endpoint.instance, str(error), target)
 
     def silent_container():
         port = endpoint.target_port or SSH_PORT

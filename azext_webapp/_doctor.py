@@ -174,7 +174,7 @@ def _shared_hops(cmd, target, instance, report):
             tunnel.warm_up(state.scm_url, _NOBODY, timeout=TIMEOUT)
         except tunnel.TunnelError as err:
             if err.kind not in ('auth', 'http'):  # anything that answers over verified TLS will do
-                raise _Failed(str(tunnel_error(err.kind, err.status, first_line(err), endpoint))) from None
+                raise _Failed(str(tunnel_error(err.reason, err.facts, endpoint))) from None
         host = state.scm_url.split('://', 1)[-1]
         return f'{host} resolves, answers over TLS and its certificate verifies'
     _run(report, 'scm', scm)
@@ -191,7 +191,7 @@ def _shared_hops(cmd, target, instance, report):
         except tunnel.TunnelError as err:
             if err.kind == 'auth':
                 raise _Failed(str(auth_error(err.status, state.credential.kind, target, state.scm_url))) from None
-            raise _Failed(str(tunnel_error(err.kind, err.status, first_line(err), endpoint))) from None
+            raise _Failed(str(tunnel_error(err.reason, err.facts, endpoint))) from None
         if state.credential.kind == 'Basic':
             return "Basic auth with the app's publishing credentials accepted"
         return ('Bearer auth with the Microsoft Entra token of your az sign-in accepted'
@@ -212,7 +212,7 @@ def _instance_hops(state, instance, report):
             try:
                 result = tunnel.get_status(state.scm_url, authorization, instance=instance, timeout=TIMEOUT)
             except tunnel.TunnelError as err:
-                raise _Failed(str(tunnel_error(err.kind, err.status, first_line(err), endpoint))) from None
+                raise _Failed(str(tunnel_error(err.reason, err.facts, endpoint))) from None
             reported = (result.state or '').upper()
             if reported == 'STOPPED':
                 raise _Failed(stopped_message(target))
@@ -246,7 +246,7 @@ def _instance_hops(state, instance, report):
                 engine.start()
                 engine.check(timeout=TIMEOUT)
             except tunnel.TunnelError as err:
-                raise _Failed(str(tunnel_error(err.kind, err.status, first_line(err), endpoint))) from None
+                raise _Failed(str(tunnel_error(err.reason, err.facts, endpoint))) from None
             return f'HTTP 101 from {state.scm_url}/AppServiceTunnel/Tunnel.ashx'
         _run(report, 'websocket', websocket, instance)
         hops.remove('websocket')

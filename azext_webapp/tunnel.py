@@ -24,9 +24,84 @@ import sys
 import threading
 import time
 import urllib.parse
+from typing import Dict, List, NamedTuple, Optional, Protocol, Tuple, Type, runtime_checkable
 
-from azext_webapp import _native
+from azext_webapp import _errors, _native, _reasons
 from azext_webapp._termination import Terminated, raise_if_terminated, terminate_on  # noqa: F401
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine contract: what both engine modules (native azext_webapp._tunnel, portable
+# azext_webapp._portable) provide, and all this module uses of them (docs/ARCHITECTURE.md,
+# Contract 1). Failures are ``Error(reason, facts)``: a reason of _reasons.def and a dict of facts.
+
+Facts = Dict[str, object]
+# (kind, conn_id, peer, bytes_up, bytes_down, reason, facts, remote_closed): "opened" | "closed" |
+# "failed"; reason "" and facts None unless it failed.
+EventTuple = Tuple[str, int, str, int, int, str, Optional[Facts], bool]
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One tunnel: a local listener (or adopted sockets) relayed to the SCM site's WebSocket."""
+
+    def start(self) -> int: ...  # the bound port (0 without a listener)
+    def check(self, timeout: float = 15.0) -> None: ...
+    def adopt(self, fd: int) -> None: ...
+    def stop(self) -> None: ...
+    def stats(self) -> Dict[str, int]: ...
+    def running(self) -> bool: ...
+    def wait(self, timeout: float = -1.0) -> bool: ...
+    def poll_events(self) -> List[EventTuple]: ...
+    def set_authorization(self, value: str) -> None: ...
+
+
+@runtime_checkable
+class Pump(Protocol):
+    """stdio mode: standard input and output to one socket the engine adopts."""
+
+    def take_peer(self) -> int: ...
+    def wait(self, timeout: float = 0.5) -> bool: ...
+    def counts(self) -> Tuple[int, int]: ...
+    def error(self) -> Optional[Tuple[str, Facts]]: ...
+    def close(self) -> None: ...
+
+
+class EngineFactory(Protocol):
+    def __call__(self, host: str, port: int, authorization: str, bind: str = ..., bind_port: int = ...,
+                 instance: Optional[str] = ..., target_port: int = ..., ping_interval: float = ...,
+                 ca_file: Optional[str] = ..., verify: bool = ..., proxy: Optional[str] = ...,
+                 proxy_auth: Optional[str] = ..., listen: bool = ...) -> Engine: ...
+
+
+class PumpFactory(Protocol):
+    def __call__(self, in_fd: int, out_fd: int) -> Pump: ...
+
+
+class HttpGet(Protocol):
+    def __call__(self, url: str, authorization: str, instance: Optional[str] = ..., ca_file: Optional[str] = ...,
+                 verify: bool = ..., proxy: Optional[str] = ..., proxy_auth: Optional[str] = ...,
+                 timeout: float = ...) -> Tuple[int, bytes]: ...
+
+
+@runtime_checkable
+class EngineModule(Protocol):
+    """An engine module. ``Error`` is raised with ``args == (reason, facts)``; the vocabulary
+    (``REASONS`` as (reason, kind) pairs, ``KINDS``, ``PHASES``, ``FACTS`` and the caps) is
+    _reasons.def's, which the native module compiles in and the portable one reads."""
+
+    Error: Type[Exception]
+    Engine: EngineFactory
+    Pump: PumpFactory
+    http_get: HttpGet
+    RING_CAP: int
+    FRAME_MAX: int
+    REASONS: Tuple[Tuple[str, str], ...]
+    KINDS: Tuple[str, ...]
+    PHASES: Tuple[str, ...]
+    FACTS: Tuple[str, ...]
+    SERVER_MESSAGE_MAX: int
+    BODY_SCAN: int
 
 
 def _select_engine():
@@ -65,18 +140,53 @@ logger = logging.getLogger("cli." + __name__)
 
 TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
 
-TunnelEvent = collections.namedtuple("TunnelEvent", "kind conn_id peer bytes_up bytes_down message error_kind status remote_closed")
+class TunnelEvent(NamedTuple):
+    """What happened to one connection: an engine event (EventTuple) with its failure's reason and
+    facts, and, derived from them, its kind, HTTP status and one line in _errors.py's words."""
+    kind: str
+    conn_id: int
+    peer: str
+    bytes_up: int
+    bytes_down: int
+    reason: str
+    facts: Optional[Facts]
+    remote_closed: bool
+
+    @property
+    def error_kind(self) -> str:
+        return _reasons.kind_of(self.reason) if self.reason else ""
+
+    @property
+    def status(self) -> int:
+        return int((self.facts or {}).get("status", 0))  # type: ignore[call-overload]
+
+    @property
+    def message(self) -> str:
+        return _errors.failure_detail(self.reason, self.facts or {}) if self.reason else ""
+
+
 ScmStatus = collections.namedtuple("ScmStatus", "state can_reach_port port msg")
 
 
 class TunnelError(Exception):
-    """Base of every tunnel failure: ``kind``, ``status`` (int or None), ``host``."""
+    """Base of every tunnel failure: ``reason`` and ``facts`` (_reasons.def), ``kind``, ``status``
+    (int or None), ``host``; ``str()`` is one line of what happened, in _errors.py's words.
+    ``scheme`` (Basic or Bearer) is the caller's fact: which credential an auth failure refused."""
     kind = "internal"
 
-    def __init__(self, message, status=None, host=None):
-        super().__init__(message)
-        self.status = status
-        self.host = host
+    def __init__(self, reason: str, facts: Optional[Facts] = None, scheme: Optional[str] = None):
+        self.reason = reason
+        self.facts: Facts = dict(facts or {})
+        self.scheme = scheme
+        super().__init__(_errors.failure_detail(reason, self.facts, scheme))
+
+    @property
+    def status(self) -> Optional[int]:
+        return self.facts.get("status") or None  # type: ignore[return-value]
+
+    @property
+    def host(self) -> Optional[str]:
+        return self.facts.get("host")  # type: ignore[return-value]
 
 
 class AuthenticationError(TunnelError):
@@ -124,9 +234,14 @@ _ERRORS = {cls.kind: cls for cls in (AuthenticationError, HTTPStatusError, Certi
                                      PortInUseError, TunnelTimeout, TunnelClosedError, ResourceLimitError)}
 
 
-def _typed(native_error, host):
-    kind, status, message = native_error.args
-    return _ERRORS.get(kind, TunnelError)(message, status=status or None, host=host)
+def failure(reason: str, facts: Optional[Facts] = None, scheme: Optional[str] = None) -> TunnelError:
+    """The typed error of this reason's kind."""
+    return _ERRORS.get(_reasons.kind_of(reason), TunnelError)(reason, facts, scheme)
+
+
+def _typed(engine_error: Exception, scheme: Optional[str] = None) -> TunnelError:
+    reason, facts = engine_error.args
+    return failure(reason, facts, scheme)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +272,7 @@ def _tls_settings():
         return None, False
     ca_file = os.environ.get("REQUESTS_CA_BUNDLE") or None
     if ca_file and not os.path.isfile(ca_file):
-        raise CertificateError(f"REQUESTS_CA_BUNDLE names {ca_file}, which is not a readable file")
+        raise failure("tls_ca_file", _reasons.facts(ca_file=ca_file))
     return ca_file, True
 
 
@@ -226,11 +341,9 @@ def _proxy_for(host, port):
     except ValueError:
         proxy_host, proxy_port = "", 0
     if not proxy_host or not proxy_port:
-        raise ProxyError(f"HTTPS_PROXY is not a proxy URL of the form http://host:port "
-                         f"(host {proxy_host or 'missing'})")
+        raise failure("proxy_url", _reasons.facts(host=proxy_host))
     if parts.scheme not in ("http", ""):
-        raise ProxyError(f"only http:// proxies are supported for the tunnel (HTTPS_PROXY is "
-                         f"{parts.scheme}://{_host_port(proxy_host, proxy_port)})")
+        raise failure("proxy_scheme", _reasons.facts(proxy=_host_port(proxy_host, proxy_port), detail=parts.scheme))
     address = _host_port(proxy_host, proxy_port)
     authorization = None
     if parts.username is not None:
@@ -306,7 +419,7 @@ class Tunnel:
                                           verify=verify, listen=bool(listen),
                                           **_proxy_arguments(self.host, self.scm_port))
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
         self._lock = threading.Lock()
         self._started = False
         self._stopped = False
@@ -332,7 +445,7 @@ class Tunnel:
             try:
                 self.port = self._engine.start()
             except _tunnel.Error as err:
-                raise _typed(err, self.host) from None
+                raise _typed(err, self.auth_scheme) from None
             self._started = True
             return self.port
 
@@ -341,14 +454,14 @@ class Tunnel:
         try:
             self._engine.check(float(timeout))
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
 
     def adopt(self, fd):
         """Relay an already-connected socket as one more local connection (the engine owns fd)."""
         try:
             self._engine.adopt(fd)
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
 
     def relay_stdio(self, in_fd=0, out_fd=1, poll_interval=0.5):
         """stdio mode (OpenSSH's ProxyCommand): relay in_fd and out_fd through one WebSocket until
@@ -358,7 +471,7 @@ class Tunnel:
         try:
             pump = _tunnel.Pump(in_fd, out_fd)
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
         try:
             self.adopt(pump.take_peer())
             while not pump.wait(poll_interval):
@@ -367,7 +480,7 @@ class Tunnel:
             self._deliver(self.poll_events())
             early = pump.error()
             if early:
-                logger.warning("stdio relay: %s", early[2])
+                logger.warning("stdio relay: %s", _errors.failure_detail(*early))
             return pump.counts()
         finally:
             pump.close()
@@ -378,7 +491,7 @@ class Tunnel:
         try:
             self._engine.set_authorization(authorization)
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
         self.auth_scheme = _scheme_of(authorization)
 
     def stop(self):
@@ -441,26 +554,25 @@ def _probe(scm_url, path, authorization, instance, timeout):
         status, body = _tunnel.http_get(base + path, authorization, instance=instance, ca_file=ca_file,
                                         verify=verify, timeout=float(timeout), **_proxy_arguments(host, port))
     except _tunnel.Error as err:
-        raise _typed(err, host) from None
-    if status in (401, 403):  # the engines' words for the same answer at the upgrade
-        raise AuthenticationError(f"{host} refused the credentials (HTTP {status}); {_scheme_of(authorization)} "
-                                  "authentication was used", status=status, host=host)
-    if status != 200:
-        raise HTTPStatusError(f"{host} answered HTTP {status} to {path.split('?')[0]}", status=status, host=host)
-    return host, body
+        raise _typed(err, _scheme_of(authorization)) from None
+    if status != 200:  # the same reasons as the same answer to the upgrade
+        raise failure("auth_refused" if status in (401, 403) else "http_status",
+                      _reasons.facts(host=host, port=port, status=status, phase="probe", path=path.split("?")[0],
+                                     server_message=_reasons.server_message(body)),
+                      _scheme_of(authorization))
+    return host, port, body
 
 
 def get_status(scm_url, authorization, instance=None, timeout=30.0):
     """GetStatus v2 -> ScmStatus(state, can_reach_port, port, msg)."""
-    host, body = _probe(scm_url, TUNNEL_PATH + "?GetStatus&GetStatusAPIVer=2", authorization, instance,
-                        timeout)
+    host, port, body = _probe(scm_url, TUNNEL_PATH + "?GetStatus&GetStatusAPIVer=2", authorization, instance,
+                              timeout)
     try:
         doc = json.loads(body.decode("utf-8"))
         return ScmStatus(str(doc.get("state", "")), bool(doc.get("canReachPort", False)),
                          int(doc["port"]) if doc.get("port") is not None else None, str(doc.get("msg", "")))
     except (ValueError, KeyError, AttributeError, TypeError):
-        raise HTTPStatusError(f"{host} answered GetStatus with something that is not its JSON",
-                              status=200, host=host) from None
+        raise failure("http_not_json", _reasons.facts(host=host, port=port, status=200, phase="probe")) from None
 
 
 def warm_up(scm_url, authorization, timeout=30.0):

@@ -7,6 +7,8 @@
  * GiB downloaded) and masks byte by byte on send. Here payload runs are
  * handed on whole and masking works a word at a time.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -77,7 +79,7 @@ int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t
 	EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
 	key[24] = '\0';
 	tn_ws_accept_for(key, ws->accept);
-	ws->bearer = !strncasecmp(q->authorization, "Bearer", 6);
+	ws->port = q->port;
 
 	if (q->port == 443)
 		snprintf(host, sizeof(host), "%s", q->host);
@@ -138,29 +140,39 @@ static const char *tn_ws_header(const char *hs, const char *name, size_t *vlen)
 	return NULL;
 }
 
-/* The server answered the upgrade with something other than 101: facts
- * only (what the user can do about it is said in Python). */
-static int tn_ws_refused(struct tn_ws *ws, unsigned status, struct tn_err *err)
+/* The facts of a failure on this WebSocket. */
+static struct tn_facts tn_ws_facts(const struct tn_ws *ws, enum tn_err_phase phase)
 {
-	if (status == 401 || status == 403)
-		return tn_err_set(err, TN_E_AUTH, (int)status,
-				  "%s refused the credentials (HTTP %u); %s authentication was used",
-				  ws->host, status, ws->bearer ? "Bearer" : "Basic");
-	return tn_err_set(err, TN_E_HTTP, (int)status, "%s answered HTTP %u to the tunnel request",
-			  ws->host, status);
+	return (struct tn_facts){ .host = ws->host, .port = ws->port, .phase = phase };
+}
+
+/* The server answered the upgrade with something other than 101: facts
+ * only (what the user can do about it is said in Python), and what it said
+ * in the body that came with the answer. */
+static int tn_ws_refused(struct tn_ws *ws, unsigned status, const unsigned char *body, size_t len,
+			 struct tn_err *err)
+{
+	struct tn_facts f = tn_ws_facts(ws, TN_P_UPGRADE);
+
+	f.status = (int)status;
+	tn_err_set(err, status == 401 || status == 403 ? TN_R_AUTH_REFUSED : TN_R_HTTP_STATUS, &f);
+	if (err)
+		tn_err_server_message(err, body, len);
+	return -1;
 }
 
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err)
 {
 	size_t take = len, old = ws->ans_len, vlen, hdr_len;
+	struct tn_facts f = tn_ws_facts(ws, TN_P_UPGRADE);
 	const char *end, *v;
 	unsigned int status;
 
 	if (!ws->ans) {
 		ws->ans = malloc(TN_WS_ANSWER_MAX + 1);
 		if (!ws->ans)
-			return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+			return tn_err_resource(err, ENOMEM, &f);
 	}
 	if (take > TN_WS_ANSWER_MAX - old)
 		take = TN_WS_ANSWER_MAX - old;
@@ -177,23 +189,24 @@ ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len
 	}
 	hdr_len = end ? (size_t)(end + 4 - ws->ans) : ws->ans_len;
 	if (hdr_len > old && memchr(ws->ans + old, '\0', hdr_len - old))
-		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
+		return tn_err_set(err, TN_R_HTTP_MALFORMED, &f);
 	ws->ans[hdr_len] = '\0';
 	if (!end) {
-		if (ws->ans_len >= TN_WS_ANSWER_MAX)
-			return tn_err_set(err, TN_E_HTTP, 0, "%s sent an oversized HTTP answer",
-					  ws->host);
+		if (ws->ans_len >= TN_WS_ANSWER_MAX) {
+			f.limit = TN_WS_ANSWER_MAX;
+			return tn_err_set(err, TN_R_HTTP_TOO_LARGE, &f);
+		}
 		return 0;
 	}
-	if (sscanf(ws->ans, "HTTP/1.%*1[01] %3u", &status) != 1)
-		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
-	if (status != 101)
-		return tn_ws_refused(ws, status, err);
+	if (sscanf(ws->ans, "HTTP/1.%*1[01] %3u", &status) != 1 || status < 100)
+		return tn_err_set(err, TN_R_HTTP_MALFORMED, &f);
+	if (status != 101)	/* the rest of this read is the start of the body */
+		return tn_ws_refused(ws, status, in + (hdr_len - old), len - (hdr_len - old), err);
 	v = tn_ws_header(ws->ans, "Sec-WebSocket-Accept", &vlen);
-	if (!v || vlen != 28 || memcmp(v, ws->accept, 28))
-		return tn_err_set(err, TN_E_HTTP, 101,
-				  "%s answered the upgrade without a valid Sec-WebSocket-Accept",
-				  ws->host);
+	if (!v || vlen != 28 || memcmp(v, ws->accept, 28)) {
+		f.status = 101;
+		return tn_err_set(err, TN_R_HTTP_BAD_ACCEPT, &f);
+	}
 	take = hdr_len - old;
 	tn_ws_free(ws);
 	return (ssize_t)take;
@@ -263,17 +276,17 @@ static int tn_ws_opcode_known(unsigned op)
 static int tn_ws_header_start(struct tn_ws *ws, struct tn_err *err)
 {
 	unsigned l7 = ws->hdr[1] & 0x7f;
+	struct tn_facts f = tn_ws_facts(ws, TN_P_FRAME);
 
 	if (ws->hdr[0] & 0x70)
-		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent a frame with reserved bits set",
-				  ws->host);
+		return tn_err_set(err, TN_R_PROTOCOL_RESERVED_BITS, &f);
 	/* RFC 6455 5.1: a client must close on a masked frame */
 	if (ws->hdr[1] & 0x80)
-		return tn_err_set(err, TN_E_PROTOCOL, 0,
-				  "%s sent a masked frame (servers never mask)", ws->host);
-	if (!tn_ws_opcode_known(ws->hdr[0] & 0x0f))
-		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent a frame with unknown opcode %u",
-				  ws->host, ws->hdr[0] & 0x0fu);
+		return tn_err_set(err, TN_R_PROTOCOL_MASKED, &f);
+	if (!tn_ws_opcode_known(ws->hdr[0] & 0x0f)) {
+		f.opcode = ws->hdr[0] & 0x0f;
+		return tn_err_set(err, TN_R_PROTOCOL_OPCODE, &f);
+	}
 	ws->need = (uint8_t)(2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0));
 	return 0;
 }
@@ -282,6 +295,7 @@ static int tn_ws_header_start(struct tn_ws *ws, struct tn_err *err)
 static int tn_ws_header_done(struct tn_ws *ws, struct tn_err *err)
 {
 	unsigned l7 = ws->hdr[1] & 0x7f, i;
+	struct tn_facts f = tn_ws_facts(ws, TN_P_FRAME);
 	uint64_t plen = l7;
 
 	if (l7 == 126) {
@@ -295,12 +309,12 @@ static int tn_ws_header_done(struct tn_ws *ws, struct tn_err *err)
 	ws->remain = plen;
 	ws->ctl_len = 0;
 	if (ws->opcode >= 8 && (plen > sizeof(ws->ctl) || !(ws->hdr[0] & 0x80)))
-		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent an invalid control frame",
-				  ws->host);
-	if (plen > TN_RX_FRAME_MAX)
-		return tn_err_set(err, TN_E_PROTOCOL, 0,
-				  "%s sent a frame of %llu bytes (at most %u accepted)", ws->host,
-				  (unsigned long long)plen, TN_RX_FRAME_MAX);
+		return tn_err_set(err, TN_R_PROTOCOL_CONTROL, &f);
+	if (plen > TN_RX_FRAME_MAX) {
+		f.size = plen;
+		f.limit = TN_RX_FRAME_MAX;
+		return tn_err_set(err, TN_R_PROTOCOL_TOO_LARGE, &f);
+	}
 	ws->need = 0;
 	ws->hlen = 0;
 	return 0;
