@@ -74,6 +74,24 @@ def stopped_message(target):
             '(review start-up problems with `az webapp log tail`).')
 
 
+def windows_message(target):
+    return (f"{describe(target, True)} runs on a Windows App Service plan; remote connections need App Service "
+            "on Linux (Only Linux App Service Plans supported). For a Windows app use the Kudu console of "
+            "its SCM site instead.")
+
+
+def instance_message(target, instance, names):
+    known = ', '.join(names) or 'none'
+    return (f"Instance '{instance}' is not an instance of {describe(target)} (instances: {known}). "
+            'Instance names are case-sensitive; list them with `az webapp list-instances`.')
+
+
+def starting_message(target, seconds):
+    return (f'{describe(target, True)} did not finish starting within {int(seconds)} seconds. Review its start-up '
+            f'logs with `az webapp log tail -g {target.resource_group} -n {target.name}`, then run this command '
+            'again.')
+
+
 def debugging_message(target, command):
     return (f'Remote debugging is enabled for {describe(target)}, so its tunnel leads to the debugger, not to '
             f'SSH; `az webapp remote-connection {command}` needs SSH. Turn remote debugging off '

@@ -9,7 +9,6 @@ per instance. The exit status is the worst (highest) instance's; an instance tha
 reached counts as 255, ssh's own status for a connection that failed.
 """
 
-import copy
 import subprocess
 import sys
 import threading
@@ -135,9 +134,7 @@ class FanOut:
         started = time.monotonic()
         result = {'instance': name, 'exitStatus': UNREACHABLE, 'stdout': '', 'stderr': '', 'seconds': 0.0,
                   'error': None}
-        endpoint = copy.copy(self.endpoint)
-        endpoint.instance = name
-        endpoint.authorization = endpoint.credential.authorization
+        endpoint = self.endpoint.for_instance(name)
         try:
             if self.cancelled.is_set():
                 raise ValidationError('cancelled')

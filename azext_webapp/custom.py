@@ -17,8 +17,8 @@ from azure.cli.core.azclierror import CLIInternalError, ValidationError
 from knack.log import get_logger
 
 from azext_webapp import _fanout, ssh
-from azext_webapp._arm import Target, locate, web_client
-from azext_webapp._connection import open_tunnel, resolve
+from azext_webapp._arm import Target
+from azext_webapp._connection import locate, open_tunnel, resolve
 from azext_webapp._errors import debugging_message, describe
 from azext_webapp._termination import Terminated, terminate_on
 from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
@@ -203,11 +203,9 @@ def _exit_status(returncode):
 def ssh_config_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None, host=None,
                                  file=None, ids=None):  # pylint: disable=unused-argument
     target = Target(resource_group_name, name, slot)
-    client = web_client(cmd.cli_ctx)
-    scm_url = locate(client, target, instance)
-    from azext_webapp._arm import arm_call, site_op
-    config = arm_call(target, 'read the configuration of', site_op(client, 'get_configuration', target))
-    if getattr(config, 'remote_debugging_enabled', False):  # its ProxyCommand would reach the debugger
+    app = locate(cmd, target, instance)
+    scm_url = app.scm_url
+    if app.debugging:  # its ProxyCommand would reach the debugger
         raise ValidationError(debugging_message(target, 'ssh-config'))
     host = host or (f'{name}-{slot}' if slot else name)
     config_dir = cmd.cli_ctx.config.config_dir
@@ -299,7 +297,7 @@ WEBSSH_PATH = '/webssh/host'
 def browse_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None,
                              ids=None):  # pylint: disable=unused-argument
     target = Target(resource_group_name, name, slot)
-    url = webssh_url(locate(web_client(cmd.cli_ctx), target, instance), instance)
+    url = webssh_url(locate(cmd, target, instance).scm_url, instance)
     if open_in_browser(url):
         logger.warning('Opened %s in your browser: sign in to the SCM site there if it asks.', url)
         return

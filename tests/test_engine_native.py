@@ -45,7 +45,8 @@ def _random_bodies(count=3000):
     """Bodies made of the bytes the scanner cares about, seeded (the same every run)."""
     rng = random.Random(1066)
     pieces = [b'{', b'}', b'"', b'Message', b'message', b':', b' ', b'\\', b'\\u', b'00e9', b'd83d', b'\\ude00',
-              b'\n', b'\r', b'\t', b'\x00', b'\x1b', b'\xc2', b'\x9b', b'\xa0', b'\xe2\x80\x93', b'<', b'a', b'\xef\xbb\xbf']
+              b'\n', b'\r', b'\t', b'\x00', b'\x1b', b'\xc2', b'\x9b', b'\xa0', b'\xe2\x80\x93', b'<', b'a',
+              b'\xef\xbb\xbf']
     return [b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 60))) for _ in range(count)]
 
 

@@ -156,8 +156,8 @@ def _case_auth_refused(f):
 
 
 def _case_auth_refused_with_a_message(f):
-    return f.hostile_check("refuse_json"), ("auth_refused", {**_hostile(f, "upgrade"), "status": 403,
-                                                              "server_message": REFUSAL_MESSAGE})
+    expected = {**_hostile(f, "upgrade"), "status": 403, "server_message": REFUSAL_MESSAGE}
+    return f.hostile_check("refuse_json"), ("auth_refused", expected)
 
 
 def _case_http_status(f):
@@ -166,8 +166,8 @@ def _case_http_status(f):
 
 
 def _case_http_status_with_a_message(f):
-    return f.hostile_check("refuse_text"), ("http_status", {**_hostile(f, "upgrade"), "status": 503,
-                                                             "server_message": REFUSAL_MESSAGE})
+    expected = {**_hostile(f, "upgrade"), "status": 503, "server_message": REFUSAL_MESSAGE}
+    return f.hostile_check("refuse_text"), ("http_status", expected)
 
 
 def _case_http_malformed(f):

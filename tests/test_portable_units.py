@@ -166,9 +166,8 @@ def test_check_upgrade_classifies_answers():
     cases = [(b"HTTP/1.1 401 Unauthorized\r\n\r\n", b"", ("auth_refused", {"status": 401})),
              (b"HTTP/1.1 403 Forbidden\r\n\r\n", b'{"Message": "IP blocked"}',
               ("auth_refused", {"status": 403, "server_message": "IP blocked"})),
-             (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", b"Bad gateway\r\nmore", ("http_status",
-                                                                          {"status": 502,
-                                                                           "server_message": "Bad gateway"})),
+             (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", b"Bad gateway\r\nmore",
+              ("http_status", {"status": 502, "server_message": "Bad gateway"})),
              (b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: wrong\r\n\r\n", b"",
               ("http_bad_accept", {"status": 101})),
              (b"SSH-2.0-what\r\n\r\n", b"", ("http_malformed", {}))]

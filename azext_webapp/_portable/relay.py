@@ -137,7 +137,6 @@ class Relay:
         self.start()
 
     async def _open(self):
-        core = self.core
         try:
             rest = await asyncio.wait_for(self._handshake(), HS_SECS)
         except asyncio.CancelledError:
@@ -408,4 +407,3 @@ class Relay:
         for transport in (self.local, self.link.transport):
             if transport is not None:
                 transport.abort()
-
