@@ -208,3 +208,13 @@ def test_merge_block_replaces_in_place_and_appends_otherwise():
     assert first.startswith('Host other\n') and first.endswith(block)
     newer = block.replace('alias', 'alias2')
     assert ssh.merge_block(first, newer, 'app') == first.replace(block, newer)
+
+
+def test_the_architecture_document_lists_every_reason():
+    """docs/ARCHITECTURE.md's reason table stays the table of _reasons.def."""
+    import os
+    from azext_webapp import _reasons
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs', 'ARCHITECTURE.md')
+    with open(path, encoding='utf-8') as handle:
+        text = handle.read()
+    assert [reason for reason in _reasons.REASONS if f'`{reason}`' not in text] == []
