@@ -11,68 +11,32 @@
 #include "tn_err.h"
 
 #define KIND(name, doc) [TN_K_##name] = #name,
-#define PHASE TN_DEF_SKIP2
-#define FACT TN_DEF_SKIP2
-#define CAP TN_DEF_SKIP3
-#define REASON TN_DEF_SKIP3
 const char *const tn_kind_codes[TN_K_COUNT] = {
-#include TN_REASONS_DEF
+#include "tn_err_def.h"
 };
-#undef KIND
-#undef PHASE
-#undef FACT
-#undef CAP
-#undef REASON
 
-#define KIND TN_DEF_SKIP2
 #define PHASE(name, doc) [TN_P_##name] = #name,
-#define FACT TN_DEF_SKIP2
-#define CAP TN_DEF_SKIP3
-#define REASON TN_DEF_SKIP3
 const char *const tn_phase_codes[TN_P_COUNT] = {
 	[TN_P_NONE] = "",
-#include TN_REASONS_DEF
+#include "tn_err_def.h"
 };
-#undef KIND
-#undef PHASE
-#undef FACT
-#undef CAP
-#undef REASON
 
-#define KIND TN_DEF_SKIP2
-#define PHASE TN_DEF_SKIP2
 #define FACT(name, doc) [TN_F_##name] = #name,
-#define CAP TN_DEF_SKIP3
-#define REASON TN_DEF_SKIP3
 const char *const tn_fact_codes[TN_F_COUNT] = {
-#include TN_REASONS_DEF
+#include "tn_err_def.h"
 };
-#undef KIND
-#undef PHASE
-#undef FACT
-#undef CAP
-#undef REASON
 
-#define KIND TN_DEF_SKIP2
-#define PHASE TN_DEF_SKIP2
-#define FACT TN_DEF_SKIP2
-#define CAP TN_DEF_SKIP3
 #define REASON(name, kind, doc) [TN_R_##name] = #name,
 const char *const tn_reason_codes[TN_R_COUNT] = {
 	[TN_R_OK] = "",
-#include TN_REASONS_DEF
+#include "tn_err_def.h"
 };
-#undef REASON
+
 #define REASON(name, kind, doc) [TN_R_##name] = TN_K_##kind,
 const enum tn_kind tn_reason_kinds[TN_R_COUNT] = {
 	[TN_R_OK] = TN_K_INTERNAL,
-#include TN_REASONS_DEF
+#include "tn_err_def.h"
 };
-#undef KIND
-#undef PHASE
-#undef FACT
-#undef CAP
-#undef REASON
 
 void tn_err_clear(struct tn_err *e)
 {

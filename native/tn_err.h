@@ -4,7 +4,8 @@
  *
  * The reasons, their kinds, the phases and the fact names are defined once,
  * in azext_webapp/_reasons.def (it travels in the wheel, where the portable
- * engine reads it too); this header and tn_err.c include it as an X-macro.
+ * engine reads it too); this header and tn_err.c include it as an X-macro
+ * through tn_err_def.h.
  * Native threads never touch a PyObject: they describe a failure here and
  * tn_module.c turns it into azext_webapp._tunnel.Error(reason, facts) only
  * after it holds the GIL again (the _ssl.c model). What the user reads is
@@ -16,86 +17,35 @@
 
 #include <stddef.h>
 
-#define TN_REASONS_DEF	"../azext_webapp/_reasons.def"
-
-/* Each list below takes one entry type of the file; the rest expand to nothing. */
-#define TN_DEF_SKIP2(a, b)
-#define TN_DEF_SKIP3(a, b, c)
-
 enum tn_kind {
 #define KIND(name, doc) TN_K_##name,
-#define PHASE TN_DEF_SKIP2
-#define FACT TN_DEF_SKIP2
-#define CAP TN_DEF_SKIP3
-#define REASON TN_DEF_SKIP3
-#include TN_REASONS_DEF
-#undef KIND
-#undef PHASE
-#undef FACT
-#undef CAP
-#undef REASON
+#include "tn_err_def.h"
 	TN_K_COUNT
 };
 
 enum tn_err_phase {
 	TN_P_NONE = 0,
-#define KIND TN_DEF_SKIP2
 #define PHASE(name, doc) TN_P_##name,
-#define FACT TN_DEF_SKIP2
-#define CAP TN_DEF_SKIP3
-#define REASON TN_DEF_SKIP3
-#include TN_REASONS_DEF
-#undef KIND
-#undef PHASE
-#undef FACT
-#undef CAP
-#undef REASON
+#include "tn_err_def.h"
 	TN_P_COUNT
 };
 
 /* The keys of a facts dict, in the file's order (tn_module.c names them). */
 enum tn_fact {
-#define KIND TN_DEF_SKIP2
-#define PHASE TN_DEF_SKIP2
 #define FACT(name, doc) TN_F_##name,
-#define CAP TN_DEF_SKIP3
-#define REASON TN_DEF_SKIP3
-#include TN_REASONS_DEF
-#undef KIND
-#undef PHASE
-#undef FACT
-#undef CAP
-#undef REASON
+#include "tn_err_def.h"
 	TN_F_COUNT
 };
 
 enum tn_cap {
-#define KIND TN_DEF_SKIP2
-#define PHASE TN_DEF_SKIP2
-#define FACT TN_DEF_SKIP2
 #define CAP(name, n, doc) TN_CAP_##name = (n),
-#define REASON TN_DEF_SKIP3
-#include TN_REASONS_DEF
-#undef KIND
-#undef PHASE
-#undef FACT
-#undef CAP
-#undef REASON
+#include "tn_err_def.h"
 };
 
 enum tn_reason {
 	TN_R_OK = 0,
-#define KIND TN_DEF_SKIP2
-#define PHASE TN_DEF_SKIP2
-#define FACT TN_DEF_SKIP2
-#define CAP TN_DEF_SKIP3
 #define REASON(name, kind, doc) TN_R_##name,
-#include TN_REASONS_DEF
-#undef KIND
-#undef PHASE
-#undef FACT
-#undef CAP
-#undef REASON
+#include "tn_err_def.h"
 	TN_R_COUNT
 };
 

@@ -375,24 +375,20 @@ def _case_closed_started(f):
         e.stop()
 
 
-def _case_closed_stdin(f):
-    directory = os.open(ROOT, os.O_RDONLY)       # readable at once, and read() says EISDIR
-    out_r, out_w = os.pipe()
-    try:
-        return f.pump(directory, out_w), ("closed_stdin", {"errno": "EISDIR"})
-    finally:
-        for fd in (directory, out_r, out_w):
-            os.close(fd)
-
-
-def _case_closed_stdout(f):
-    in_r, in_w = os.pipe()
-    directory = os.open(ROOT, os.O_RDONLY)       # "writable" at once, and write() says EBADF
-    try:
-        return f.pump(in_r, directory, send=b"to stdout"), ("closed_stdout", {"errno": "EBADF"})
-    finally:
-        for fd in (in_r, in_w, directory):
-            os.close(fd)
+def _stdio_case(stream):
+    """A directory as standard input (readable at once; read() says EISDIR) or as standard output
+    ("writable" at once; write() says EBADF)."""
+    def case(f):
+        directory = os.open(ROOT, os.O_RDONLY)
+        pipe_r, pipe_w = os.pipe()
+        try:
+            if stream == "stdin":
+                return f.pump(directory, pipe_w), ("closed_stdin", {"errno": "EISDIR"})
+            return f.pump(pipe_r, directory, send=b"to stdout"), ("closed_stdout", {"errno": "EBADF"})
+        finally:
+            for fd in (directory, pipe_r, pipe_w):
+                os.close(fd)
+    return case
 
 
 def _frame_case(behaviour, reason, **extra):
@@ -486,8 +482,8 @@ CASES = {
     "closed_stopped": _case_closed_stopped,
     "closed_not_running": _case_closed_not_running,
     "closed_started": _case_closed_started,
-    "closed_stdin": _case_closed_stdin,
-    "closed_stdout": _case_closed_stdout,
+    "closed_stdin": _stdio_case("stdin"),
+    "closed_stdout": _stdio_case("stdout"),
     "protocol_reserved_bits": _frame_case("reserved_bits", "protocol_reserved_bits"),
     "protocol_masked": _frame_case("masked_frame", "protocol_masked"),
     "protocol_opcode": _frame_case("bad_opcode", "protocol_opcode", opcode=3),
