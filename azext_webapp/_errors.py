@@ -2,6 +2,9 @@
 what to do. Pure functions of facts; the words for the user are written here once, including those
 for the tunnel engines' failures (a reason of _reasons.def and its facts), chosen by reason."""
 
+import errno
+import os
+
 from azure.cli.core.azclierror import (AzureConnectionError, AzureResponseError, ForbiddenError,
                                        InvalidArgumentValueError, ResourceNotFoundError, UnauthorizedError)
 
@@ -135,10 +138,14 @@ _ERRNO_WORDS = {'ECONNREFUSED': 'connection refused', 'ECONNRESET': 'connection 
 
 
 def _errno_words(facts, default=''):
+    """'connection refused, ECONNREFUSED': the system's words for the fact's errno name, and the name."""
     name = facts.get('errno')
     if not name:
         return default
     words = _ERRNO_WORDS.get(name)
+    if words is None and isinstance(getattr(errno, name, None), int):
+        words = os.strerror(getattr(errno, name))
+        words = None if words.startswith('Unknown') else words[0].lower() + words[1:]
     return f'{words}, {name}' if words else name
 
 
