@@ -407,12 +407,18 @@ e = m.Engine("127.0.0.1", int(sys.argv[2]), basic_auth(), verify=False)
 e.start()
 in_use = len(os.listdir("/proc/self/fd")) - 1
 limit = in_use
-resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 try:
     e.check(10)
-    print(json.dumps(None))
+    outcome = None
 except m.Error as err:
-    print(json.dumps([err.args[0], err.args[1], limit]))
+    outcome = [err.args[0], err.args[1], limit]
+finally:
+    # descriptors again before any thread ends: glibc opens libgcc_s for that the first time
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+print(json.dumps(outcome))
+e.stop()
 """
     port = f.scm.ports["engine-site"]
     proc = subprocess.run([sys.executable, "-c", script, f.name, str(port)], cwd=ROOT, capture_output=True,
