@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcu
 	openssh-server openssh-client python3-dev python3-venv util-linux procps iproute2 \
 	valgrind tmux rsync openssl curl clang libclang-rt-14-dev nftables \
 	node-xterm esbuild chromium libnss3-tools fonts-dejavu-core
-NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
+NATIVE_SOURCES := $(wildcard native/*.c native/*.h) azext_webapp/_reasons.def
 MODULE_STAMP := $(VENV)/.stamp-module
 
 .PHONY: all deps venv build codec-lib wheel scm-server webssh-assets lint fuzz test test-portable test-fast \
@@ -66,7 +66,7 @@ build: $(MODULE_STAMP)
 # tests/codec_drivers.py loads: the byte-level vectors and the Python fuzz pass run it beside the
 # portable codec. `make test` builds it; without it their native half skips and says why.
 CODEC_LIB := build/codec/libtn_codec.so
-CODEC_LIB_SOURCES := native/tn_ws.c native/tn_conn.c tests/vectors/codec_lib.c
+CODEC_LIB_SOURCES := native/tn_ws.c native/tn_conn.c native/tn_err.c tests/vectors/codec_lib.c
 $(CODEC_LIB): $(CODEC_LIB_SOURCES) $(wildcard native/*.h) | $(VENV)/.stamp-debian
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -fPIC -shared -Inative \

@@ -1,14 +1,13 @@
 """Azure Resource Manager (Microsoft.Web) through the SDK client az ships: the app, its SCM URL,
-its instances and the SCM site's credential."""
+its instances and the SCM site's credential (the calls; what they mean for the way in is _hops.py's)."""
 
 import base64
 import time
 from typing import Any, Callable, List, NamedTuple, Optional, Tuple, TypeVar
 
-from azure.cli.core.azclierror import (AzureConnectionError, InvalidArgumentValueError, ResourceNotFoundError,
-                                       ValidationError)
+from azure.cli.core.azclierror import AzureConnectionError, ResourceNotFoundError
 
-from azext_webapp._errors import arm_error, describe_action, describe, first_line, stopped_message
+from azext_webapp._errors import arm_error, describe_action, describe, first_line
 
 T = TypeVar('T')
 
@@ -63,27 +62,6 @@ def arm_call(target: Target, action: Optional[str], call: Callable[[], T]) -> T:
             'Check your network connection and proxy settings (HTTPS_PROXY).') from None
 
 
-def linux_scm_url(client: Client, target: Target) -> str:
-    site = arm_call(target, None, site_op(client, 'get', target))
-    if not site.reserved:
-        raise ValidationError(
-            f"{describe(target, True)} runs on a Windows App Service plan; remote connections need App Service "
-            "on Linux (Only Linux App Service Plans supported). For a Windows app use the Kudu console of "
-            "its SCM site instead.")
-    if (site.state or '').lower() == 'stopped':
-        raise ValidationError(stopped_message(target))
-    return scm_url_of(site, target)
-
-
-def locate(client: Client, target: Target, instance: Optional[str]) -> str:
-    """The SCM URL of a Linux app that is not stopped (the checks the reference makes first), and
-    the check that --instance names one of its instances."""
-    scm_url = linux_scm_url(client, target)
-    if instance is not None:
-        check_instance(client, target, instance)
-    return scm_url
-
-
 def scm_url_of(site: Any, target: Target) -> str:
     """The SCM (Kudu) host from the Repository host-name state: right for slots, ASEs and clouds."""
     for state in site.host_name_ssl_states or []:
@@ -98,15 +76,6 @@ def instance_names(client: Client, target: Target) -> List[str]:
     """The names of the app's instances (``az webapp list-instances``), in ARM's order."""
     instances = arm_call(target, 'list the instances of', site_op(client, 'list_instance_identifiers', target))
     return [item.name for item in instances]
-
-
-def check_instance(client: Client, target: Target, instance: str) -> None:
-    names = instance_names(client, target)
-    if instance not in names:
-        known = ', '.join(names) if names else 'none'
-        raise InvalidArgumentValueError(
-            f"Instance '{instance}' is not an instance of {describe(target)} (instances: {known}). "
-            'Instance names are case-sensitive; list them with `az webapp list-instances`.')
 
 
 class Credential:  # pylint: disable=too-few-public-methods

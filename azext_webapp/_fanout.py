@@ -10,7 +10,6 @@ reached counts as 255, ssh's own status for a connection that failed.
 """
 
 import concurrent.futures
-import copy
 import subprocess
 import sys
 import threading
@@ -141,9 +140,7 @@ class FanOut:
         started = time.monotonic()
         result = {'instance': name, 'exitStatus': UNREACHABLE, 'stdout': '', 'stderr': '', 'seconds': 0.0,
                   'error': None}
-        endpoint = copy.copy(self.endpoint)
-        endpoint.instance = name
-        endpoint.authorization = endpoint.credential.authorization
+        endpoint = self.endpoint.for_instance(name)
         try:
             if self.cancelled.is_set():
                 raise ValidationError('cancelled')

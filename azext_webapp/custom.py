@@ -19,8 +19,9 @@ from azure.cli.core.azclierror import CLIInternalError, ValidationError
 from knack.log import get_logger
 
 from azext_webapp import _fanout, ssh
-from azext_webapp._arm import Target, locate, web_client
-from azext_webapp._connection import Endpoint, open_tunnel, resolve
+from azext_webapp._arm import Target
+from azext_webapp._connection import locate, open_tunnel, resolve
+from azext_webapp._hops import Walk
 from azext_webapp._errors import debugging_message, describe
 from azext_webapp._termination import Terminated, call_in_thread, terminate_on
 from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
@@ -222,11 +223,9 @@ def ssh_config_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = 
                                  host: Optional[str] = None, file: Optional[str] = None,
                                  ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
     target = _target(resource_group_name, name, slot)
-    client = web_client(cmd.cli_ctx)
-    scm_url = locate(client, target, instance)
-    from azext_webapp._arm import arm_call, site_op
-    config = arm_call(target, 'read the configuration of', site_op(client, 'get_configuration', target))
-    if getattr(config, 'remote_debugging_enabled', False):  # its ProxyCommand would reach the debugger
+    app = locate(cmd, target, instance)
+    scm_url = app.scm_url
+    if app.debugging:  # its ProxyCommand would reach the debugger
         raise ValidationError(debugging_message(target, 'ssh-config'))
     host = host or (f'{name}-{slot}' if slot else name)
     config_dir = cmd.cli_ctx.config.config_dir
@@ -250,7 +249,7 @@ def ssh_config_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = 
 _OUTCOME_WORDS = {'added': 'Added', 'updated': 'Updated', 'unchanged': 'Already up to date:'}
 
 
-def _ssh_options_for(port: int, bind: str, remote_port: Optional[int], endpoint: Endpoint) -> List[str]:
+def _ssh_options_for(port: int, bind: str, remote_port: Optional[int], endpoint: Walk) -> List[str]:
     """The -o options the printed ssh line needs, learned from the container's own KEXINIT through
     the tunnel: none when OpenSSH's defaults match (the built-in images), `Ciphers=+aes128-cbc` for
     a container configured as the documentation says (CBC ciphers only)."""
@@ -320,7 +319,7 @@ def browse_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None
                              slot: Optional[str] = None, instance: Optional[str] = None,
                              ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
     target = _target(resource_group_name, name, slot)
-    url = webssh_url(locate(web_client(cmd.cli_ctx), target, instance), instance)
+    url = webssh_url(locate(cmd, target, instance).scm_url, instance)
     if open_in_browser(url):
         logger.warning('Opened %s in your browser: sign in to the SCM site there if it asks.', url)
         return

@@ -15,7 +15,6 @@ with credentials from ``WEBAPP_SCM_USER`` + ``WEBAPP_SCM_PASSWORD`` (Basic) or `
 (Bearer). The Authorization value is never logged, shown in ``repr`` or put into an exception.
 """
 import base64
-import collections
 import ipaddress
 import json
 import logging
@@ -24,13 +23,102 @@ import sys
 import threading
 import time
 import urllib.parse
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, Type,
+                    runtime_checkable)
 
-from azext_webapp import _native
+from azext_webapp import _errors, _native, _reasons
 from azext_webapp._termination import Terminated, raise_if_signalled, terminate_on
 
 
-def _select_engine():
+# ---------------------------------------------------------------------------------------------
+# The engine contract: what both engine modules (native azext_webapp._tunnel, portable
+# azext_webapp._portable) provide, and all this module uses of them (docs/ARCHITECTURE.md,
+# Contract 1). Failures are ``Error(reason, facts)``: a reason of _reasons.def and a dict of facts.
+
+Facts = Dict[str, object]
+# (kind, conn_id, peer, bytes_up, bytes_down, reason, facts, remote_closed): "opened" | "closed" |
+# "failed"; reason "" and facts None unless it failed.
+EventTuple = Tuple[str, int, str, int, int, str, Optional[Facts], bool]
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One tunnel: a local listener (or adopted sockets) relayed to the SCM site's WebSocket."""
+
+    # positional-only (/): the native methods take no keywords
+    def start(self) -> int: ...  # the bound port (0 without a listener)
+    def check(self, timeout: float = 15.0, /) -> None: ...
+    def adopt(self, fd: int, /) -> None: ...
+    def stop(self) -> None: ...
+    def stats(self) -> Dict[str, int]: ...
+    def running(self) -> bool: ...
+    def wait(self, timeout: float = -1.0, /) -> bool: ...
+    def poll_events(self) -> List[EventTuple]: ...
+    def set_authorization(self, value: str, /) -> None: ...
+
+
+@runtime_checkable
+class Pump(Protocol):
+    """stdio mode: standard input and output to one socket the engine adopts."""
+
+    def take_peer(self) -> int: ...
+    def wait(self, timeout: float = 0.5, /) -> bool: ...
+    def counts(self) -> Tuple[int, int]: ...
+    def error(self) -> Optional[Tuple[str, Facts]]: ...
+    def close(self) -> None: ...
+
+
+class EngineFactory(Protocol):
+    def __call__(self, host: str, port: int, authorization: str, bind: str = ..., bind_port: int = ...,
+                 instance: Optional[str] = ..., target_port: int = ..., ping_interval: float = ...,
+                 ca_file: Optional[str] = ..., verify: bool = ..., proxy: Optional[str] = ...,
+                 proxy_auth: Optional[str] = ..., listen: bool = ...) -> Engine: ...
+
+
+class PumpFactory(Protocol):
+    def __call__(self, in_fd: int, out_fd: int) -> Pump: ...
+
+
+class HttpGet(Protocol):
+    def __call__(self, url: str, authorization: str, instance: Optional[str] = ..., ca_file: Optional[str] = ...,
+                 verify: bool = ..., proxy: Optional[str] = ..., proxy_auth: Optional[str] = ...,
+                 timeout: float = ...) -> Tuple[int, bytes]: ...
+
+
+@runtime_checkable
+class EngineModule(Protocol):
+    """An engine module. ``Error`` is raised with ``args == (reason, facts)``; the vocabulary
+    (``REASONS`` as (reason, kind) pairs, ``KINDS``, ``PHASES``, ``FACTS`` and the caps) is
+    _reasons.def's, which the native module compiles in and the portable one reads."""
+
+    # read-only members (a module's attributes): properties, so that a subtype's value conforms
+    @property
+    def Error(self) -> Type[Exception]: ...
+    @property
+    def Engine(self) -> EngineFactory: ...
+    @property
+    def Pump(self) -> PumpFactory: ...
+    @property
+    def http_get(self) -> HttpGet: ...
+    @property
+    def RING_CAP(self) -> int: ...
+    @property
+    def FRAME_MAX(self) -> int: ...
+    @property
+    def REASONS(self) -> Tuple[Tuple[str, str], ...]: ...
+    @property
+    def KINDS(self) -> Tuple[str, ...]: ...
+    @property
+    def PHASES(self) -> Tuple[str, ...]: ...
+    @property
+    def FACTS(self) -> Tuple[str, ...]: ...
+    @property
+    def SERVER_MESSAGE_MAX(self) -> int: ...
+    @property
+    def BODY_SCAN(self) -> int: ...
+
+
+def _select_engine() -> Tuple[EngineModule, str, str]:
     """(engine module, "native" or "portable", one line saying why that one).
 
     The native engine (azext_webapp/_native/<platform>/) where it loads, else the portable one
@@ -66,8 +154,30 @@ logger = logging.getLogger("cli." + __name__)
 
 TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
 
-TunnelEvent = collections.namedtuple(
-    "TunnelEvent", "kind conn_id peer bytes_up bytes_down message error_kind status remote_closed")
+
+class TunnelEvent(NamedTuple):
+    """What happened to one connection: an engine event (EventTuple) with its failure's reason and
+    facts, and, derived from them, its kind, HTTP status and one line in _errors.py's words."""
+    kind: str
+    conn_id: int
+    peer: str
+    bytes_up: int
+    bytes_down: int
+    reason: str
+    facts: Optional[Facts]
+    remote_closed: bool
+
+    @property
+    def error_kind(self) -> str:
+        return _reasons.kind_of(self.reason) if self.reason else ""
+
+    @property
+    def status(self) -> int:
+        return int((self.facts or {}).get("status", 0))  # type: ignore[call-overload]
+
+    @property
+    def message(self) -> str:
+        return _errors.failure_detail(self.reason, self.facts or {}) if self.reason else ""
 
 
 class ScmStatus(NamedTuple):
@@ -79,13 +189,24 @@ class ScmStatus(NamedTuple):
 
 
 class TunnelError(Exception):
-    """Base of every tunnel failure: ``kind``, ``status`` (int or None), ``host``."""
+    """Base of every tunnel failure: ``reason`` and ``facts`` (_reasons.def), ``kind``, ``status``
+    (int or None), ``host``; ``str()`` is one line of what happened, in _errors.py's words.
+    ``scheme`` (Basic or Bearer) is the caller's fact: which credential an auth failure refused."""
     kind = "internal"
 
-    def __init__(self, message, status=None, host=None):
-        super().__init__(message)
-        self.status = status
-        self.host = host
+    def __init__(self, reason: str, facts: Optional[Facts] = None, scheme: Optional[str] = None):
+        self.reason = reason
+        self.facts: Facts = dict(facts or {})
+        self.scheme = scheme
+        super().__init__(_errors.failure_detail(reason, self.facts, scheme))
+
+    @property
+    def status(self) -> Optional[int]:
+        return self.facts.get("status") or None  # type: ignore[return-value]
+
+    @property
+    def host(self) -> Optional[str]:
+        return self.facts.get("host")  # type: ignore[return-value]
 
 
 class AuthenticationError(TunnelError):
@@ -133,9 +254,14 @@ _ERRORS = {cls.kind: cls for cls in (AuthenticationError, HTTPStatusError, Certi
                                      PortInUseError, TunnelTimeout, TunnelClosedError, ResourceLimitError)}
 
 
-def _typed(native_error, host):
-    kind, status, message = native_error.args
-    return _ERRORS.get(kind, TunnelError)(message, status=status or None, host=host)
+def failure(reason: str, facts: Optional[Facts] = None, scheme: Optional[str] = None) -> TunnelError:
+    """The typed error of this reason's kind."""
+    return _ERRORS.get(_reasons.kind_of(reason), TunnelError)(reason, facts, scheme)
+
+
+def _typed(engine_error: Exception, scheme: Optional[str] = None) -> TunnelError:
+    reason, facts = engine_error.args
+    return failure(reason, facts, scheme)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,7 +292,7 @@ def _tls_settings() -> Tuple[Optional[str], bool]:
         return None, False
     ca_file = os.environ.get("REQUESTS_CA_BUNDLE") or None
     if ca_file and not os.path.isfile(ca_file):
-        raise CertificateError(f"REQUESTS_CA_BUNDLE names {ca_file}, which is not a readable file")
+        raise failure("tls_ca_file", _reasons.facts(ca_file=ca_file))
     return ca_file, True
 
 
@@ -236,11 +362,9 @@ def _proxy_for(host: str, port: int) -> Optional[ProxySetting]:
     except ValueError:
         proxy_host, proxy_port = "", 0
     if not proxy_host or not proxy_port:
-        raise ProxyError(f"HTTPS_PROXY is not a proxy URL of the form http://host:port "
-                         f"(host {proxy_host or 'missing'})")
+        raise failure("proxy_url", _reasons.facts(host=proxy_host))
     if parts.scheme not in ("http", ""):
-        raise ProxyError(f"only http:// proxies are supported for the tunnel (HTTPS_PROXY is "
-                         f"{parts.scheme}://{_host_port(proxy_host, proxy_port)})")
+        raise failure("proxy_scheme", _reasons.facts(proxy=_host_port(proxy_host, proxy_port), detail=parts.scheme))
     address = _host_port(proxy_host, proxy_port)
     authorization = None
     if parts.username is not None:
@@ -317,7 +441,7 @@ class Tunnel:
                                           verify=verify, listen=bool(listen),
                                           **_proxy_arguments(self.host, self.scm_port))
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
         self._lock = threading.Lock()
         self._started = False
         self._stopped = False
@@ -343,7 +467,7 @@ class Tunnel:
             try:
                 self.port = self._engine.start()
             except _tunnel.Error as err:
-                raise _typed(err, self.host) from None
+                raise _typed(err, self.auth_scheme) from None
             self._started = True
             return self.port
 
@@ -352,14 +476,14 @@ class Tunnel:
         try:
             self._engine.check(float(timeout))
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
 
     def adopt(self, fd: int) -> None:
         """Relay an already-connected socket as one more local connection (the engine owns fd)."""
         try:
             self._engine.adopt(fd)
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
 
     def relay_stdio(self, in_fd: int = 0, out_fd: int = 1, poll_interval: float = 0.5) -> Tuple[int, int]:
         """stdio mode (OpenSSH's ProxyCommand): relay in_fd and out_fd through one WebSocket until
@@ -369,7 +493,7 @@ class Tunnel:
         try:
             pump = _tunnel.Pump(in_fd, out_fd)
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
         try:
             self.adopt(pump.take_peer())
             while not pump.wait(poll_interval):
@@ -378,7 +502,7 @@ class Tunnel:
             self._deliver(self.poll_events())
             early = pump.error()
             if early:
-                logger.warning("stdio relay: %s", early[2])
+                logger.warning("stdio relay: %s", _errors.failure_detail(*early))
             return pump.counts()
         finally:
             pump.close()
@@ -389,7 +513,7 @@ class Tunnel:
         try:
             self._engine.set_authorization(authorization)
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
         self.auth_scheme = _scheme_of(authorization)
 
     def stop(self) -> None:
@@ -444,7 +568,7 @@ class Tunnel:
 
 
 def _probe(scm_url: str, path: str, authorization: str, instance: Optional[str],
-           timeout: float) -> Tuple[str, bytes]:
+           timeout: float) -> Tuple[str, int, bytes]:
     host, port = _parse_scm_url(scm_url)
     base = f"https://{host}" + ("" if port == 443 else f":{port}")
     ca_file, verify = _tls_settings()
@@ -452,27 +576,26 @@ def _probe(scm_url: str, path: str, authorization: str, instance: Optional[str],
         status, body = _tunnel.http_get(base + path, authorization, instance=instance, ca_file=ca_file,
                                         verify=verify, timeout=float(timeout), **_proxy_arguments(host, port))
     except _tunnel.Error as err:
-        raise _typed(err, host) from None
-    if status in (401, 403):  # the engines' words for the same answer at the upgrade
-        raise AuthenticationError(f"{host} refused the credentials (HTTP {status}); {_scheme_of(authorization)} "
-                                  "authentication was used", status=status, host=host)
-    if status != 200:
-        raise HTTPStatusError(f"{host} answered HTTP {status} to {path.split('?')[0]}", status=status, host=host)
-    return host, body
+        raise _typed(err, _scheme_of(authorization)) from None
+    if status != 200:  # the same reasons as the same answer to the upgrade
+        raise failure("auth_refused" if status in (401, 403) else "http_status",
+                      _reasons.facts(host=host, port=port, status=status, phase="probe", path=path.split("?")[0],
+                                     server_message=_reasons.server_message(body)),
+                      _scheme_of(authorization))
+    return host, port, body
 
 
 def get_status(scm_url: str, authorization: str, instance: Optional[str] = None,
                timeout: float = 30.0) -> ScmStatus:
     """GetStatus v2 -> ScmStatus(state, can_reach_port, port, msg)."""
-    host, body = _probe(scm_url, TUNNEL_PATH + "?GetStatus&GetStatusAPIVer=2", authorization, instance,
-                        timeout)
+    host, port, body = _probe(scm_url, TUNNEL_PATH + "?GetStatus&GetStatusAPIVer=2", authorization, instance,
+                              timeout)
     try:
         doc = json.loads(body.decode("utf-8"))
         return ScmStatus(str(doc.get("state", "")), bool(doc.get("canReachPort", False)),
                          int(doc["port"]) if doc.get("port") is not None else None, str(doc.get("msg", "")))
     except (ValueError, KeyError, AttributeError, TypeError):
-        raise HTTPStatusError(f"{host} answered GetStatus with something that is not its JSON",
-                              status=200, host=host) from None
+        raise failure("http_not_json", _reasons.facts(host=host, port=port, status=200, phase="probe")) from None
 
 
 def warm_up(scm_url: str, authorization: str, timeout: float = 30.0) -> None:

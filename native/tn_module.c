@@ -4,7 +4,8 @@
  * Stable ABI only (Py_LIMITED_API 3.10): a heap type from a spec, module
  * state for the type and the exception, multi-phase init (xxlimited.c).
  * Every blocking call runs with the GIL released; native errors (tn_err)
- * become exceptions only after the GIL is back. Used only by tunnel.py.
+ * become Error(reason, facts) only after the GIL is back. Used only by
+ * tunnel.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,8 +26,12 @@
 typedef struct {
 	PyObject *engine_type;
 	PyObject *pump_type;
-	PyObject *error;	/* _tunnel.Error(kind, status, message) */
+	PyObject *error;	/* _tunnel.Error(reason, facts) */
 	PyObject *termination;	/* "azext_webapp._termination" */
+	/* the names of _reasons.def, lower case, indexed by the enums */
+	PyObject *reasons;	/* tuple of str, [TN_R_OK] "" */
+	PyObject *phases;	/* tuple of str, [TN_P_NONE] "" */
+	PyObject *facts;	/* tuple of str */
 } tn_state;
 
 typedef struct {
@@ -39,9 +44,86 @@ static tn_state *tn_state_of_type(PyTypeObject *tp)
 	return PyType_GetModuleState(tp);
 }
 
+/* Text the engine holds (a host, OpenSSL's words, what a server said):
+ * UTF-8 where it came from Python, anything where it came from a server,
+ * and perhaps cut inside a character. */
+static int tn_put_text(PyObject *d, tn_state *st, enum tn_fact key, const char *s)
+{
+	PyObject *v;
+	int rc;
+
+	if (!s || !s[0])
+		return 0;
+	v = PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+	if (!v)
+		return -1;
+	rc = PyDict_SetItem(d, PyTuple_GetItem(st->facts, key), v);
+	Py_DECREF(v);
+	return rc;
+}
+
+static int tn_put_num(PyObject *d, tn_state *st, enum tn_fact key, unsigned long long n)
+{
+	PyObject *v;
+	int rc;
+
+	if (!n)
+		return 0;
+	v = PyLong_FromUnsignedLongLong(n);
+	if (!v)
+		return -1;
+	rc = PyDict_SetItem(d, PyTuple_GetItem(st->facts, key), v);
+	Py_DECREF(v);
+	return rc;
+}
+
+/* The facts of e as a dict of the facts known (azext_webapp/_reasons.def). */
+static PyObject *tn_facts_dict(tn_state *st, const struct tn_err *e)
+{
+	PyObject *d = PyDict_New();
+	const char *errname = e->errnum ? strerrorname_np(e->errnum) : NULL;
+
+	if (!d)
+		return NULL;
+	if (tn_put_text(d, st, TN_F_HOST, e->host) ||
+	    tn_put_num(d, st, TN_F_PORT, (unsigned)e->port) ||
+	    tn_put_num(d, st, TN_F_STATUS, (unsigned)e->status) ||
+	    tn_put_text(d, st, TN_F_PROXY, e->proxy) ||
+	    (e->phase != TN_P_NONE &&
+	     PyDict_SetItem(d, PyTuple_GetItem(st->facts, TN_F_PHASE),
+			    PyTuple_GetItem(st->phases, e->phase))) ||
+	    tn_put_text(d, st, TN_F_ERRNO, errname) ||
+	    tn_put_num(d, st, TN_F_VERIFY_CODE, (unsigned)e->verify_code) ||
+	    tn_put_text(d, st, TN_F_VERIFY_TEXT, e->verify_text) ||
+	    (e->ca_bundle && PyDict_SetItem(d, PyTuple_GetItem(st->facts, TN_F_CA_BUNDLE), Py_True)) ||
+	    tn_put_text(d, st, TN_F_CA_FILE, e->ca_file) ||
+	    tn_put_num(d, st, TN_F_LIMIT, e->limit) ||
+	    tn_put_num(d, st, TN_F_SIZE, e->size) ||
+	    tn_put_num(d, st, TN_F_OPCODE, (unsigned)e->opcode) ||
+	    tn_put_num(d, st, TN_F_TIMEOUT_MS, (unsigned)e->timeout_ms) ||
+	    tn_put_text(d, st, TN_F_SERVER_MESSAGE, e->server_message) ||
+	    tn_put_text(d, st, TN_F_DETAIL, e->detail)) {
+		Py_DECREF(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* (reason, facts) of a failure, as Error's args and in events. */
+static PyObject *tn_reason_and_facts(tn_state *st, const struct tn_err *e)
+{
+	PyObject *facts = tn_facts_dict(st, e), *t;
+
+	if (!facts)
+		return NULL;
+	t = PyTuple_Pack(2, PyTuple_GetItem(st->reasons, e->reason), facts);
+	Py_DECREF(facts);
+	return t;
+}
+
 static PyObject *tn_raise(tn_state *st, const struct tn_err *e)
 {
-	PyObject *args = Py_BuildValue("(sis)", tn_kind_name(e->kind), e->status, e->msg);
+	PyObject *args = tn_reason_and_facts(st, e);
 
 	if (args) {
 		PyErr_SetObject(st->error, args);
@@ -262,12 +344,29 @@ static PyObject *Engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
 			     "failures", (unsigned long long)atomic_load(&s->failures));
 }
 
+/* (kind, conn_id, peer, bytes_up, bytes_down, reason, facts, remote_closed);
+ * reason "" and facts None unless it failed. */
+static PyObject *tn_event_tuple(tn_state *st, const struct tn_event *e)
+{
+	static const char *names[] = { "", "opened", "closed", "failed" };
+	PyObject *facts = e->kind == TN_EV_FAILED ? tn_facts_dict(st, &e->err) : Py_NewRef(Py_None);
+	PyObject *t;
+
+	if (!facts)
+		return NULL;
+	t = Py_BuildValue("(sKsKKOOO)", names[e->kind], (unsigned long long)e->conn_id, e->peer,
+			  (unsigned long long)e->bytes_up, (unsigned long long)e->bytes_down,
+			  PyTuple_GetItem(st->reasons, e->kind == TN_EV_FAILED ? e->err.reason : TN_R_OK),
+			  facts, e->remote_closed ? Py_True : Py_False);
+	Py_DECREF(facts);
+	return t;
+}
+
 static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
 	enum { BATCH = 256 };
 	struct tn_event *evs = malloc(BATCH * sizeof(*evs));
-	static const char *names[] = { "", "opened", "closed", "failed" };
-	struct tn_event *e;
+	tn_state *st = tn_state_of_type(Py_TYPE(self));
 	PyObject *list = PyList_New(0);
 	unsigned n, i;
 
@@ -281,15 +380,7 @@ static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(igno
 		n = tn_events_drain(&self->eng->env.events, evs, BATCH);
 		Py_END_ALLOW_THREADS
 		for (i = 0; i < n; i++) {
-			PyObject *t;
-
-			e = &evs[i];
-			t = Py_BuildValue("(sKsKKssiO)", names[e->kind],
-					  (unsigned long long)e->conn_id, e->peer,
-					  (unsigned long long)e->bytes_up,
-					  (unsigned long long)e->bytes_down, e->message,
-					  e->kind == TN_EV_FAILED ? tn_kind_name(e->error_kind) : "",
-					  e->status, e->remote_closed ? Py_True : Py_False);
+			PyObject *t = tn_event_tuple(st, &evs[i]);
 
 			if (!t || PyList_Append(list, t)) {
 				Py_XDECREF(t);
@@ -502,9 +593,9 @@ static PyObject *Pump_error(PumpObject *self, PyObject *Py_UNUSED(ignored))
 	if (!self->pump)
 		Py_RETURN_NONE;
 	tn_pump_error(self->pump, &err);
-	if (err.kind == TN_OK)
+	if (err.reason == TN_R_OK)
 		Py_RETURN_NONE;
-	return Py_BuildValue("(sis)", tn_kind_name(err.kind), err.status, err.msg);
+	return tn_reason_and_facts(tn_state_of_type(Py_TYPE(self)), &err);
 }
 
 static PyObject *Pump_close(PumpObject *self, PyObject *Py_UNUSED(ignored))
@@ -517,7 +608,7 @@ static PyMethodDef Pump_methods[] = {
 	{ "take_peer", (PyCFunction)Pump_take_peer, METH_NOARGS, "The socket for Engine.adopt(); once." },
 	{ "wait", (PyCFunction)Pump_wait, METH_VARARGS, "Wait for the end; True when both directions ended." },
 	{ "counts", (PyCFunction)Pump_counts, METH_NOARGS, "(bytes read from in_fd, bytes written to out_fd)." },
-	{ "error", (PyCFunction)Pump_error, METH_NOARGS, "None, or (kind, status, message) of an early end." },
+	{ "error", (PyCFunction)Pump_error, METH_NOARGS, "None, or (reason, facts) of an early end." },
 	{ "close", (PyCFunction)Pump_close, METH_NOARGS, "Stop the thread (from any state) and free; idempotent." },
 	{ NULL, NULL, 0, NULL }
 };
@@ -592,6 +683,63 @@ static PyMethodDef tn_functions[] = {
 	{ NULL, NULL, 0, NULL }
 };
 
+/* The names of one list of _reasons.def, as Python writes them (lower case). */
+static PyObject *tn_names(const char *const *codes, int n)
+{
+	PyObject *t = PyTuple_New(n);
+	int i;
+
+	for (i = 0; t && i < n; i++) {
+		PyObject *code = PyUnicode_FromString(codes[i]);
+		PyObject *name = code ? PyObject_CallMethod(code, "lower", NULL) : NULL;
+
+		Py_XDECREF(code);
+		if (!name) {
+			Py_CLEAR(t);
+			break;
+		}
+		PyUnicode_InternInPlace(&name);
+		PyTuple_SetItem(t, i, name);	/* steals name */
+	}
+	return t;
+}
+
+/* REASONS: ((reason, kind), ...) in the native engine's order, KINDS, PHASES,
+ * FACTS and the caps: what tests compare with azext_webapp/_reasons.py. */
+static int tn_add_vocabulary(PyObject *m, tn_state *st)
+{
+	PyObject *kinds = tn_names(tn_kind_codes, TN_K_COUNT), *reasons = NULL, *phases = NULL;
+	int i, rc = -1;
+
+	st->reasons = tn_names(tn_reason_codes, TN_R_COUNT);
+	st->phases = tn_names(tn_phase_codes, TN_P_COUNT);
+	st->facts = tn_names(tn_fact_codes, TN_F_COUNT);
+	if (!kinds || !st->reasons || !st->phases || !st->facts)
+		goto out;
+	phases = PyTuple_GetSlice(st->phases, 1, TN_P_COUNT);	/* without "" */
+	reasons = PyTuple_New(TN_R_COUNT - 1);
+	for (i = 1; reasons && i < TN_R_COUNT; i++) {
+		PyObject *pair = PyTuple_Pack(2, PyTuple_GetItem(st->reasons, i),
+					      PyTuple_GetItem(kinds, tn_reason_kinds[i]));
+
+		if (!pair)
+			goto out;
+		PyTuple_SetItem(reasons, i - 1, pair);
+	}
+	if (reasons && !PyModule_AddObjectRef(m, "REASONS", reasons) &&
+	    !PyModule_AddObjectRef(m, "KINDS", kinds) &&
+	    !PyModule_AddObjectRef(m, "FACTS", st->facts) &&
+	    phases && !PyModule_AddObjectRef(m, "PHASES", phases) &&
+	    !PyModule_AddIntConstant(m, "SERVER_MESSAGE_MAX", TN_CAP_SERVER_MESSAGE) &&
+	    !PyModule_AddIntConstant(m, "BODY_SCAN", TN_CAP_BODY_SCAN))
+		rc = 0;
+out:
+	Py_XDECREF(kinds);
+	Py_XDECREF(reasons);
+	Py_XDECREF(phases);
+	return rc;
+}
+
 static int tn_exec(PyObject *m)
 {
 	tn_state *st = PyModule_GetState(m);
@@ -620,7 +768,7 @@ static int tn_exec(PyObject *m)
 		return -1;
 	TN_LIMITS(TN_ADD_LIMIT)
 #undef TN_ADD_LIMIT
-	return 0;
+	return tn_add_vocabulary(m, st);
 }
 
 static int tn_traverse(PyObject *m, visitproc visit, void *arg)
@@ -631,6 +779,9 @@ static int tn_traverse(PyObject *m, visitproc visit, void *arg)
 	Py_VISIT(st->pump_type);
 	Py_VISIT(st->error);
 	Py_VISIT(st->termination);
+	Py_VISIT(st->reasons);
+	Py_VISIT(st->phases);
+	Py_VISIT(st->facts);
 	return 0;
 }
 
@@ -642,6 +793,9 @@ static int tn_clear(PyObject *m)
 	Py_CLEAR(st->pump_type);
 	Py_CLEAR(st->error);
 	Py_CLEAR(st->termination);
+	Py_CLEAR(st->reasons);
+	Py_CLEAR(st->phases);
+	Py_CLEAR(st->facts);
 	return 0;
 }
 

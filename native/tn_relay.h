@@ -52,7 +52,6 @@ struct tn_relay {
 	unsigned is_check:1, link_live:1, local_gone:1, local_paused:1, link_paused:1,
 		 reported:1, fail_counted:1;
 	char peer[64];
-	struct tn_err err;	/* a failure of the local side */
 };
 
 struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer);

@@ -7,6 +7,8 @@
  * GiB downloaded) and masks byte by byte on send. Here payload runs are
  * handed on whole and masking works a word at a time.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -75,7 +77,7 @@ int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t
 	EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
 	key[24] = '\0';
 	tn_ws_accept_for(key, ws->accept);
-	ws->bearer = !strncasecmp(q->authorization, "Bearer", 6);
+	ws->port = q->port;
 
 	if (q->port == 443)
 		snprintf(host, sizeof(host), "%s", q->host);
@@ -159,21 +161,31 @@ static const char *tn_ws_header(const char *hs, const char *name, size_t *vlen)
 	return NULL;
 }
 
-/* The server answered the upgrade with something other than 101: facts
- * only (what the user can do about it is said in Python). */
-static int tn_ws_refused(struct tn_ws *ws, unsigned status, struct tn_err *err)
+/* The facts of a failure on this WebSocket. */
+static struct tn_facts tn_ws_facts(const struct tn_ws *ws, enum tn_err_phase phase)
 {
-	if (status == 401 || status == 403)
-		return tn_err_set(err, TN_E_AUTH, (int)status,
-				  "%s refused the credentials (HTTP %u); %s authentication was used",
-				  ws->host, status, ws->bearer ? "Bearer" : "Basic");
-	return tn_err_set(err, TN_E_HTTP, (int)status, "%s answered HTTP %u to the tunnel request",
-			  ws->host, status);
+	return (struct tn_facts){ .host = ws->host, .port = ws->port, .phase = phase };
+}
+
+/* The server answered the upgrade with something other than 101: facts
+ * only (what the user can do about it is said in Python), and what it said
+ * in the body that came with the answer. */
+static int tn_ws_refused(struct tn_ws *ws, unsigned status, const unsigned char *body, size_t len,
+			 struct tn_err *err)
+{
+	struct tn_facts f = tn_ws_facts(ws, TN_P_UPGRADE);
+
+	f.status = (int)status;
+	tn_err_set(err, status == 401 || status == 403 ? TN_R_AUTH_REFUSED : TN_R_HTTP_STATUS, &f);
+	if (err)
+		tn_err_server_message(err, body, len);
+	return -1;
 }
 
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err)
 {
+	struct tn_facts f = tn_ws_facts(ws, TN_P_UPGRADE);
 	size_t take = 0, vlen;
 	const char *v;
 	int status;
@@ -184,24 +196,25 @@ ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len
 	case TN_HTTP_MORE:
 		return 0;
 	case TN_HTTP_NOMEM:
-		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+		return tn_err_resource(err, ENOMEM, &f);
 	case TN_HTTP_MALFORMED:
-		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
+		return tn_err_set(err, TN_R_HTTP_MALFORMED, &f);
 	case TN_HTTP_OVERSIZED:
-		return tn_err_set(err, TN_E_HTTP, 0, "%s sent an oversized HTTP answer", ws->host);
+		f.limit = TN_HS_MAX;
+		return tn_err_set(err, TN_R_HTTP_TOO_LARGE, &f);
 	case TN_HTTP_DONE:
 		break;
 	}
 	status = tn_http_status(ws->ans.buf);
-	if (status < 0)
-		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
-	if (status != 101)
-		return tn_ws_refused(ws, (unsigned)status, err);
+	if (status < 100)
+		return tn_err_set(err, TN_R_HTTP_MALFORMED, &f);
+	if (status != 101)	/* the rest of this read is the start of the body */
+		return tn_ws_refused(ws, (unsigned)status, in + take, len - take, err);
 	v = tn_ws_header(ws->ans.buf, "Sec-WebSocket-Accept", &vlen);
-	if (!v || vlen != 28 || memcmp(v, ws->accept, 28))
-		return tn_err_set(err, TN_E_HTTP, 101,
-				  "%s answered the upgrade without a valid Sec-WebSocket-Accept",
-				  ws->host);
+	if (!v || vlen != 28 || memcmp(v, ws->accept, 28)) {
+		f.status = 101;
+		return tn_err_set(err, TN_R_HTTP_BAD_ACCEPT, &f);
+	}
 	tn_ws_free(ws);
 	return (ssize_t)take;
 }
@@ -278,17 +291,17 @@ static int tn_ws_opcode_known(unsigned op)
 static int tn_ws_header_start(struct tn_ws *ws, struct tn_err *err)
 {
 	unsigned l7 = ws->hdr[1] & 0x7f;
+	struct tn_facts f = tn_ws_facts(ws, TN_P_FRAME);
 
 	if (ws->hdr[0] & 0x70)
-		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent a frame with reserved bits set",
-				  ws->host);
+		return tn_err_set(err, TN_R_PROTOCOL_RESERVED_BITS, &f);
 	/* RFC 6455 5.1: a client must close on a masked frame */
 	if (ws->hdr[1] & 0x80)
-		return tn_err_set(err, TN_E_PROTOCOL, 0,
-				  "%s sent a masked frame (servers never mask)", ws->host);
-	if (!tn_ws_opcode_known(ws->hdr[0] & 0x0f))
-		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent a frame with unknown opcode %u",
-				  ws->host, ws->hdr[0] & 0x0fu);
+		return tn_err_set(err, TN_R_PROTOCOL_MASKED, &f);
+	if (!tn_ws_opcode_known(ws->hdr[0] & 0x0f)) {
+		f.opcode = ws->hdr[0] & 0x0f;
+		return tn_err_set(err, TN_R_PROTOCOL_OPCODE, &f);
+	}
 	ws->need = (uint8_t)(2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0));
 	return 0;
 }
@@ -297,6 +310,7 @@ static int tn_ws_header_start(struct tn_ws *ws, struct tn_err *err)
 static int tn_ws_header_done(struct tn_ws *ws, struct tn_err *err)
 {
 	unsigned l7 = ws->hdr[1] & 0x7f, i;
+	struct tn_facts f = tn_ws_facts(ws, TN_P_FRAME);
 	uint64_t plen = l7;
 
 	if (l7 == 126) {
@@ -310,23 +324,19 @@ static int tn_ws_header_done(struct tn_ws *ws, struct tn_err *err)
 	ws->remain = plen;
 	ws->ctl_len = 0;
 	if (ws->opcode >= 8 && (plen > sizeof(ws->ctl) || !(ws->hdr[0] & 0x80)))
-		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent an invalid control frame",
-				  ws->host);
+		return tn_err_set(err, TN_R_PROTOCOL_CONTROL, &f);
 	/* RFC 6455 5.4: continuations follow an unfinished message, and
 	 * messages are not interleaved */
-	if (ws->opcode == 0 && !ws->fragmented)
-		return tn_err_set(err, TN_E_PROTOCOL, 0,
-				  "%s sent a continuation frame outside a fragmented message",
-				  ws->host);
-	if (ws->opcode && ws->opcode < 8 && ws->fragmented)
-		return tn_err_set(err, TN_E_PROTOCOL, 0,
-				  "%s sent a new message inside a fragmented one", ws->host);
+	if ((ws->opcode == 0 && !ws->fragmented) ||
+	    (ws->opcode && ws->opcode < 8 && ws->fragmented))
+		return tn_err_set(err, TN_R_PROTOCOL_FRAGMENT, &f);
 	if (ws->opcode < 8)
 		ws->fragmented = !(ws->hdr[0] & 0x80);
-	if (plen > TN_RX_FRAME_MAX)
-		return tn_err_set(err, TN_E_PROTOCOL, 0,
-				  "%s sent a frame of %llu bytes (at most %u accepted)", ws->host,
-				  (unsigned long long)plen, (unsigned)TN_RX_FRAME_MAX);
+	if (plen > TN_RX_FRAME_MAX) {
+		f.size = plen;
+		f.limit = TN_RX_FRAME_MAX;
+		return tn_err_set(err, TN_R_PROTOCOL_TOO_LARGE, &f);
+	}
 	ws->need = 0;
 	ws->hlen = 0;
 	return 0;
@@ -394,10 +404,11 @@ static int tn_ws_frame_end(struct tn_ws *ws, struct tn_ws_msg *m, struct tn_err 
 	m->p = ws->ctl;
 	m->n = ws->ctl_len;
 	if (op == TN_WS_OP_CLOSE) {
-		if (!tn_ws_close_valid(ws->ctl, ws->ctl_len))
-			return tn_err_set(err, TN_E_PROTOCOL, 0,
-					  "%s sent a Close frame with an invalid code or reason",
-					  ws->host);
+		if (!tn_ws_close_valid(ws->ctl, ws->ctl_len)) {
+			struct tn_facts f = tn_ws_facts(ws, TN_P_FRAME);
+
+			return tn_err_set(err, TN_R_PROTOCOL_CLOSE, &f);
+		}
 		ws->closed = 1;
 		return TN_WS_CLOSE;
 	}

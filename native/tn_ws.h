@@ -26,11 +26,11 @@
 #define TN_WS_CLOSE_NORMAL	1000
 
 struct tn_ws {
-	const char *host;	/* for messages; outlives the codec */
+	const char *host;	/* for the facts of a failure; outlives the codec */
+	int port;		/* the request's, likewise */
 	uint64_t seed;		/* mask keys */
 	/* the upgrade */
 	char accept[29];	/* expected Sec-WebSocket-Accept */
-	int bearer;		/* the request's scheme, for messages */
 	struct tn_http_head ans;	/* the answer being collected, then freed */
 	/* frames from the server */
 	uint64_t remain;	/* payload bytes left in the current frame */
@@ -71,7 +71,8 @@ void tn_ws_free(struct tn_ws *ws);
 int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t cap);
 /* The server's answer to it, in any split: 0 while incomplete, the bytes of
  * `in` that belonged to it once it said 101 (the rest are frames), or -1
- * with err (a refusal: kind auth or http, with the status). */
+ * with err (a refusal: auth_refused or http_status with the status and the
+ * server_message of the body that came with it, or an http_* reason). */
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err);
 /* One masked frame: the payload is at `payload` (src NULL) or copied there

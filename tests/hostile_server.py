@@ -21,6 +21,13 @@ Behaviours (BEHAVIOURS):
 - tls_garbage_mid_stream: a correct 101, a data frame, then bytes that are not a TLS record,
   written under TLS straight to the socket
 - close_1011: a correct 101, a data frame, then Close 1011 (the server's normal end)
+- refuse_json / refuse_text: the upgrade refused, 403 with a JSON body whose Message says why /
+  503 with a text body, head and body in one write (REFUSAL_MESSAGE is what they say)
+- not_http: an answer to the upgrade that is not HTTP
+- bad_accept: 101 with a Sec-WebSocket-Accept for another key
+- close_after_request: TLS completes, the request is read, the connection closed unanswered
+- close_at_tls: TCP accepted, the TLS hello read, the connection closed (a FIN, no handshake)
+- plain_200: any request answered 200 with a body that is not JSON (a probe's GetStatus)
 - ping_close_when_full: a correct 101; stops reading until the client's upload has filled the
   socket, sends a Ping then a Close, then reads everything the client sends until EOF and checks
   that it parses as valid masked client frames ending with a Close (the outcome is recorded in
@@ -62,8 +69,20 @@ ZERO_PAYLOAD = b"\x00zero\x00in\x00the\x00101 record\x00"
 # A data frame that goes first in the mid-stream behaviours (the client sees it arrive).
 HELLO = b"hello from the server"
 MID_STREAM = ("reset_mid_stream", "tls_garbage_mid_stream", "close_1011")
+# What refuse_json and refuse_text say: control characters and a second line for the engines to drop.
+REFUSAL_MESSAGE = "Access to this site is restricted \u2013 ask its owner"
+REFUSALS = {
+    "refuse_json": b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n\r\n"
+                   + ('{"Code": "Forbidden", "Message": "Access to this site\\tis restricted \\u2013 ask its '
+                      'owner\\n"}').encode(),
+    "refuse_text": b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\n"
+                   + " Access to this site is\x07\t restricted \u2013 ask its owner \r\nsecond line".encode(),
+    "not_http": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+    "plain_200": b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot JSON!",
+}
 BEHAVIOURS = ("huge_headers", "huge_status", "oversize_message", "no_http_answer", "partial_101",
-              "no_tls", "frame_in_101", "ping_close_when_full", *MID_STREAM, *FRAME_BEHAVIOURS)
+              "no_tls", "frame_in_101", "ping_close_when_full", "bad_accept", "close_after_request",
+              "close_at_tls", *REFUSALS, *MID_STREAM, *FRAME_BEHAVIOURS)
 PING_PAYLOAD = b"are you there?"
 FULL_WAIT = 3.0     # seconds of not reading: enough for a busy upload to fill both socket buffers
 
@@ -178,6 +197,9 @@ class HostileServer:
             if behaviour == "no_tls":
                 self._hold(conn)
                 return
+            if behaviour == "close_at_tls":
+                conn.recv(4096)         # nothing left unread: a FIN, not a reset
+                return
             tls = self.ctx.wrap_socket(conn, server_side=True)
             with self._lock:
                 self._conns.append(tls)
@@ -186,6 +208,14 @@ class HostileServer:
             if behaviour == "frame_in_101":
                 tls.sendall(_good_101(request) + wscodec.frame(wscodec.OP_BINARY, ZERO_PAYLOAD))
                 self._hold(tls)
+            elif behaviour in REFUSALS:
+                tls.sendall(REFUSALS[behaviour])    # one write: the body comes with the head
+                self._hold(tls)
+            elif behaviour == "bad_accept":
+                tls.sendall(_good_101(b"Sec-WebSocket-Key: c29tZSBvdGhlciBrZXk=\r\n"))
+                self._hold(tls)
+            elif behaviour == "close_after_request":
+                tls.close()
             elif behaviour in MID_STREAM:
                 tls.sendall(_good_101(request) + wscodec.frame(wscodec.OP_BINARY, HELLO))
                 time.sleep(0.5)             # the client has the data frame before the end

@@ -1,6 +1,7 @@
 """The portable engine's parts on their own (azext_webapp/_portable): the WebSocket codec and its
 masking, the header collector, the error wording, and the branches for Windows and macOS, run here
 by simulating the platform (sys.platform, os.name) and asserting what gets built or called."""
+import errno
 import os
 import socket
 import ssl
@@ -90,7 +91,7 @@ def test_upgrade_request_carries_the_tunnel_headers():
 def _parse(stream, step=None):
     data, controls = [], []
     parser = codec.FrameParser("scm.example", lambda v: data.append(bytes(v)),
-                               lambda op, p: controls.append((op, p)))
+                               lambda op, p: controls.append((op, p)), port=443)
     step = step or len(stream) or 1
     for i in range(0, len(stream), step):
         parser.feed(stream[i:i + step])
@@ -109,59 +110,84 @@ def test_parser_hands_on_data_and_control_frames_however_split(step):
     assert controls == [(codec.OP_PING, b"p1"), (codec.OP_PONG, b""), (codec.OP_CLOSE, b"\x03\xf3bye")]
 
 
-@pytest.mark.parametrize("stream,message", [
-    (bytes([0x83, 0x01]) + b"x", "sent a frame with unknown opcode 3"),
-    (bytes([0xC2, 0x01]) + b"x", "sent a frame with reserved bits set"),
-    (bytes([0x82, 0x81]) + b"\x01\x02\x03\x04x", "sent a masked frame (servers never mask)"),
-    (bytes([0x82, 0x7F]) + (1 << 63).to_bytes(8, "big"), "sent a frame of 9223372036854775808 bytes "
-                                                         "(at most 16777216 accepted)"),
-    (bytes([0x09, 0x7E]) + (300).to_bytes(2, "big"), "sent an invalid control frame"),
-    (bytes([0x09, 0x05]) + b"xxxxx", "sent an invalid control frame"),     # a fragmented ping
+@pytest.mark.parametrize("stream,reason,extra", [
+    (bytes([0x83, 0x01]) + b"x", "protocol_opcode", {"opcode": 3}),
+    (bytes([0xC2, 0x01]) + b"x", "protocol_reserved_bits", {}),
+    (bytes([0x82, 0x81]) + b"\x01\x02\x03\x04x", "protocol_masked", {}),
+    (bytes([0x82, 0x7F]) + (1 << 63).to_bytes(8, "big"), "protocol_too_large",
+     {"size": 1 << 63, "limit": 16 << 20}),
+    (bytes([0x09, 0x7E]) + (300).to_bytes(2, "big"), "protocol_control", {}),
+    (bytes([0x09, 0x05]) + b"xxxxx", "protocol_control", {}),     # a fragmented ping
 ])
-def test_parser_rejects_what_a_server_must_not_send(stream, message):
+def test_parser_rejects_what_a_server_must_not_send(stream, reason, extra):
     with pytest.raises(Error) as info:
         _parse(stream)
-    assert info.value.args == ("protocol", 0, "scm.example " + message)
+    assert info.value.args == (reason, {"host": "scm.example", "port": 443, "phase": "frame", **extra})
 
 
 def test_head_collector_finds_the_end_keeps_the_rest_and_refuses_nul_and_oversize():
-    c = codec.upgrade_collector("h")
+    c = codec.upgrade_collector("h", 443)
     assert c.feed(b"HTTP/1.1 101 OK\r\nA: b\r") is None
     assert c.feed(b"\n\r\n\x82\x00") == (b"HTTP/1.1 101 OK\r\nA: b\r\n\r\n", b"\x82\x00")
-    with pytest.raises(Error, match="h sent a malformed HTTP answer"):
-        codec.upgrade_collector("h").feed(b"HTTP/1.1 101\0 OK\r\n\r\n")
-    c = codec.upgrade_collector("h")
-    with pytest.raises(Error, match="h sent an oversized HTTP answer"):
+    with pytest.raises(Error) as info:
+        codec.upgrade_collector("h", 443).feed(b"HTTP/1.1 101\0 OK\r\n\r\n")
+    assert info.value.args == ("http_malformed", {"host": "h", "port": 443, "phase": "upgrade"})
+    c = codec.upgrade_collector("h", 443)
+    with pytest.raises(Error) as info:
         for _ in range(100):
             c.feed(b"X-Long: " + b"y" * 200 + b"\r\n")
+    assert info.value.args == ("http_too_large", {"host": "h", "port": 443, "phase": "upgrade", "limit": 8192})
 
 
 def test_check_upgrade_classifies_answers():
     key = codec.new_key()
     good = f"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: {codec.accept_for(key)}\r\n\r\n".encode()
-    codec.check_upgrade(good, "h", key, "Basic x")
-    cases = [(b"HTTP/1.1 401 Unauthorized\r\n\r\n", "Basic x", ("auth", 401)),
-             (b"HTTP/1.1 403 Forbidden\r\n\r\n", "Bearer x", ("auth", 403)),
-             (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", "Basic x", ("http", 502)),
-             (b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: wrong\r\n\r\n", "Basic x", ("http", 101)),
-             (b"SSH-2.0-what\r\n\r\n", "Basic x", ("http", 0))]
-    for head, auth, expected in cases:
+    codec.check_upgrade(good, b"", key, "h", 443)
+    cases = [(b"HTTP/1.1 401 Unauthorized\r\n\r\n", b"", ("auth_refused", {"status": 401})),
+             (b"HTTP/1.1 403 Forbidden\r\n\r\n", b'{"Message": "IP blocked"}',
+              ("auth_refused", {"status": 403, "server_message": "IP blocked"})),
+             (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", b"Bad gateway\r\nmore",
+              ("http_status", {"status": 502, "server_message": "Bad gateway"})),
+             (b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: wrong\r\n\r\n", b"",
+              ("http_bad_accept", {"status": 101})),
+             (b"SSH-2.0-what\r\n\r\n", b"", ("http_malformed", {}))]
+    for head, body, (reason, facts) in cases:
         with pytest.raises(Error) as info:
-            codec.check_upgrade(head, "h", key, auth)
-        assert info.value.args[:2] == expected
-    with pytest.raises(Error) as info:
-        codec.check_upgrade(b"HTTP/1.1 401 Unauthorized\r\n\r\n", "h", key, "Basic x")
-    assert str(info.value) == "h refused the credentials (HTTP 401); Basic authentication was used"
+            codec.check_upgrade(head, body, key, "h", 443)
+        assert info.value.args == (reason, {"host": "h", "port": 443, "phase": "upgrade", **facts})
 
 
-def test_error_is_one_line_with_kind_and_status():
-    err = Error("http", 404, "a\nb")
-    assert err.args == ("http", 404, "a b") and str(err) == "a b" and err.kind == "http" and err.status == 404
+def test_error_is_a_reason_and_its_facts():
+    err = errors.fail("http_status", host="h", status=404, detail="", port=0)
+    assert err.args == ("http_status", {"host": "h", "status": 404}) and err.reason == "http_status"
     limit = errors.fd_limit()
-    assert errors.resource_error(OSError(24, "Too many open files")).args == \
-        ("resource", 0, f"out of file descriptors (EMFILE; the limit is {limit})" if limit else
-         "out of file descriptors (EMFILE)")
+    assert errors.resource_error(OSError(24, "Too many open files"), host="h").args == \
+        ("resource_fds", {"errno": "EMFILE", "host": "h", **({"limit": limit} if limit else {})})
+    assert errors.resource_error(MemoryError()).args == ("resource_memory", {"errno": "ENOMEM"})
     assert errors.resource_error(ConnectionRefusedError()) is None
+
+
+@pytest.mark.parametrize("body,message", [
+    (b'{"Code": "Forbidden", "Message": "IP\\tblocked \\u2013 ask the owner\\n"}', "IP blocked \u2013 ask the owner"),
+    (b"\xef\xbb\xbf \r\n Service\x07 Unavailable \r\nsecond line", "Service Unavailable"),
+    (b"<html><body>403</body></html>", None),
+    (b'{"error": {"code": "x"}}', None),
+    (b"", None),
+    (b"x" * 300, "x" * 200),
+    ("\u00e9".encode() * 101, "\u00e9" * 100),         # cut at a character, not inside one
+])
+def test_server_message_is_one_bounded_line(body, message):
+    from azext_webapp import _reasons
+    assert _reasons.server_message(body) == message
+
+
+def test_errno_names_are_the_same_on_every_platform(monkeypatch):
+    """Windows names socket errors WSAE... (10061 is WSAECONNREFUSED): the facts say ECONNREFUSED."""
+    from azext_webapp import _reasons
+    assert _reasons.errno_name(errno.ECONNREFUSED) == "ECONNREFUSED"
+    monkeypatch.setitem(errno.errorcode, 10061, "WSAECONNREFUSED")
+    assert _reasons.errno_name(10061) == "ECONNREFUSED"
+    assert _reasons.errno_name(0) is None and _reasons.errno_name(None) is None
 
 
 def test_proxy_address_forms():
@@ -206,7 +232,7 @@ def test_tls_context_verifies_unless_told_not_to(tmp_path):
     assert off.verify_mode == ssl.CERT_NONE and not off.check_hostname
     with pytest.raises(Error) as info:
         connect.tls_context(str(tmp_path / "missing.pem"), True)
-    assert info.value.args == ("tls", 0, f"cannot read the CA bundle {tmp_path / 'missing.pem'} (REQUESTS_CA_BUNDLE)")
+    assert info.value.args == ("tls_ca_file", {"ca_file": str(tmp_path / "missing.pem")})
 
 
 def test_an_empty_system_store_falls_back_to_certifi(monkeypatch, tmp_path):
@@ -281,17 +307,18 @@ def test_listener_options_per_platform(monkeypatch):
     assert windows.options == [(socket.SOL_SOCKET, -5, 1)]
 
 
-def test_busy_port_message_names_port_and_address():
+def test_busy_port_facts_name_port_and_address():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(Error) as info:
             listener.open_listener("127.0.0.1", port)
-    assert info.value.args == ("bind", 0, f"port {port} on 127.0.0.1 is already in use")
+    assert info.value.args == ("bind_in_use", {"host": "127.0.0.1", "port": port})
     with pytest.raises(Error) as info:
         listener.open_listener("no-such-host.invalid", 0)
-    assert info.value.args[0] == "bind" and info.value.args[2].startswith("cannot listen on no-such-host.invalid: ")
+    assert info.value.args[0] == "bind_address" and info.value.args[1]["host"] == "no-such-host.invalid"
+    assert info.value.args[1]["detail"]     # the resolver's words: e.g. "Name or service not known"
 
 
 def test_pump_points_stdout_at_the_platforms_null_device(monkeypatch):

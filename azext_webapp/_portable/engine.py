@@ -11,7 +11,7 @@ import threading
 
 from . import limits, waits
 from .connect import Route, tls_context
-from .errors import Error, check_header_value, check_proxy, resource_error
+from .errors import Error, check_header_value, check_proxy, errno_of as _errno_of, fail, resource_error
 from .listener import open_listener
 from .relay import Local, Relay
 from .sizes import EVENTS_MAX, HS_SECS
@@ -46,13 +46,13 @@ class _Core:
     def emit(self, relay, kind):
         err = relay.err if kind == "failed" else None
         event = (kind, relay.id, relay.peer, relay.bytes_up, relay.bytes_down,
-                 err.message if err else "", err.kind if err else "", err.status if err else 0,
+                 err.reason if err else "", dict(err.facts) if err else None,
                  bool(relay.remote_closed) if kind != "opened" else False)
         self.engine._push_event(event)  # pylint: disable=protected-access
 
 
 class Engine:
-    """See the module docstring and /work/briefs/contract.md (the engine-module contract)."""
+    """See the module docstring and docs/ARCHITECTURE.md (Contract 1: the engine module)."""
 
     def __init__(self, host, port, authorization, bind="127.0.0.1", bind_port=0, instance=None,
                  target_port=0, ping_interval=30.0, ca_file=None, verify=True, proxy=None, proxy_auth=None,
@@ -139,9 +139,9 @@ class Engine:
     def start(self):
         with self._state_lock:
             if self._state == "stopped":
-                raise Error("closed", 0, "this tunnel was stopped; open a new one")
+                raise fail("closed_stopped")
             if self._state != "new":
-                raise Error("closed", 0, "the tunnel was already started")
+                raise fail("closed_started")
             if self._bind is not None:
                 self._listener = open_listener(self._bind, self._bind_port)
                 self.port = self._listener.getsockname()[1]
@@ -170,7 +170,8 @@ class Engine:
                 self._server = loop.run_until_complete(
                     loop.create_server(self._accepted, sock=self._listener, backlog=1024))
         except Exception as exc:  # pylint: disable=broad-except
-            failure.append(resource_error(exc) or Error("internal", 0, f"cannot watch the listening socket: {exc}"))
+            failure.append(resource_error(exc) or fail("internal", detail="watching the listening socket",
+                                                       errno=_errno_of(exc)))
             self._listener.close()
             loop.close()
             ready.set()
@@ -215,7 +216,10 @@ class Engine:
                 self._accept_failed_at = now
                 core = self._core
                 core.stats["failures"] += 1
-                self._push_event(("failed", core.new_id(), "", 0, 0, err.message, err.kind, 0, False))
+                where = {"host": self._bind, "port": self.port, "phase": "accept"}
+                err = resource_error(exc, **where)
+                self._push_event(("failed", core.new_id(), f"{self._bind}:{self.port}", 0, 0, err.reason,
+                                  err.facts, False))
 
     def _accepted(self):
         core = self._core
@@ -251,7 +255,7 @@ class Engine:
             relay.abort()
         for fut in list(self._checks):
             if not fut.done():
-                fut.set_exception(Error("closed", 0, "the tunnel was stopped"))
+                fut.set_exception(fail("closed_stopped"))
         self._loop.call_soon(self._loop.stop)
 
     # -- check, adopt --------------------------------------------------------------------------------
@@ -260,11 +264,11 @@ class Engine:
         timeout = float(timeout)
         timeout = 0.001 if timeout <= 0 else min(timeout, 3600.0)
         if not self.running():
-            raise Error("closed", 0, "the tunnel is not running")
+            raise fail("closed_not_running")
         try:
             future = asyncio.run_coroutine_threadsafe(self._check(), self._loop)
         except RuntimeError:
-            raise Error("closed", 0, "the tunnel is not running") from None
+            raise fail("closed_not_running") from None
         try:
             done = waits.wait_future(future, timeout)
         except BaseException:
@@ -272,15 +276,15 @@ class Engine:
             raise
         if not done:
             future.cancel()
-            raise Error("timeout", 0, f"no answer from {self._core.host} within {int(timeout * 1000)} ms")
+            raise fail("timeout_check", host=self._core.host, port=self._core.port, timeout_ms=int(timeout * 1000))
         try:
             future.result(0)
         except Error:
             raise
         except BaseException as exc:  # cancelled by stop()
             if self._core.stopping:
-                raise Error("closed", 0, "the tunnel was stopped") from None
-            raise Error("internal", 0, f"check failed: {exc.__class__.__name__}") from None
+                raise fail("closed_stopped") from None
+            raise fail("internal", detail=f"check: {exc.__class__.__name__}") from None
 
     async def _check(self):
         core = self._core
@@ -305,15 +309,16 @@ class Engine:
             sock = socket.socket(fileno=fd)
         except OSError as exc:
             _close_fd(fd)
-            raise resource_error(exc) or Error("internal", 0, f"cannot adopt the connection: {exc}") from None
+            raise resource_error(exc) or fail("internal", detail="adopting the connection",
+                                              errno=_errno_of(exc)) from None
         if not self.running():
             sock.close()
-            raise Error("closed", 0, "the tunnel is not running")
+            raise fail("closed_not_running")
         try:
             self._loop.call_soon_threadsafe(self._adopt, sock)
         except RuntimeError:
             sock.close()
-            raise Error("closed", 0, "the tunnel is not running") from None
+            raise fail("closed_not_running") from None
 
     def _adopt(self, sock):
         core = self._core
