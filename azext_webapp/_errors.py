@@ -233,6 +233,8 @@ _DETAIL = {
     'protocol_masked': lambda f: f"{f['host']} sent a masked frame (servers never mask)",
     'protocol_opcode': lambda f: f"{f['host']} sent a frame with unknown opcode {f.get('opcode', 0)}",
     'protocol_control': lambda f: f"{f['host']} sent an invalid control frame",
+    'protocol_fragment': lambda f: f"{f['host']} sent WebSocket fragments out of order",
+    'protocol_close': lambda f: f"{f['host']} sent a Close frame with an invalid code or reason",
     'protocol_too_large': lambda f: (f"{f['host']} sent a frame of {f.get('size', 0)} bytes "
                                      f"(at most {f.get('limit', 0)} accepted)"),
     'resource_fds': lambda f: _fds(f) + _resource_where(f),

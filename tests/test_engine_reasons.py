@@ -499,6 +499,8 @@ CASES = {
     "protocol_masked": _frame_case("masked_frame", "protocol_masked"),
     "protocol_opcode": _frame_case("bad_opcode", "protocol_opcode", opcode=3),
     "protocol_control": _frame_case("bad_control", "protocol_control"),
+    "protocol_fragment": _frame_case("stray_continuation", "protocol_fragment"),
+    "protocol_close": _frame_case("close_1005", "protocol_close"),
     "protocol_too_large": _frame_case("len_2_63", "protocol_too_large", size=1 << 63, limit=16 << 20),
     "resource_fds": _case_resource_fds,
 }
