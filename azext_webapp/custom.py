@@ -227,6 +227,7 @@ def ssh_config_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = 
     scm_url = app.scm_url
     if app.debugging:  # its ProxyCommand would reach the debugger
         raise ValidationError(debugging_message(target, 'ssh-config'))
+    _warn_about_walls(app)
     host = host or (f'{name}-{slot}' if slot else name)
     config_dir = cmd.cli_ctx.config.config_dir
     known_hosts = ssh.known_hosts_file(config_dir)
@@ -319,13 +320,37 @@ def browse_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None
                              slot: Optional[str] = None, instance: Optional[str] = None,
                              ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
     target = _target(resource_group_name, name, slot)
-    url = webssh_url(locate(cmd, target, instance).scm_url, instance)
+    app = locate(cmd, target, instance)
+    _warn_about_walls(app)
+    url = webssh_url(app.scm_url, instance)
     if open_in_browser(url):
         logger.warning('Opened %s in your browser: sign in to the SCM site there if it asks.', url)
         return
     logger.warning('No browser can be opened from here: open this URL in a browser where you can sign in '
                    'to Azure.')
     print(url)
+
+
+def _warn_about_walls(app: Walk) -> None:
+    """ssh-config and browse prepare connections without making one: what will stop them from this
+    machine (a private endpoint, access restrictions) or for this account (no right to publish, which
+    the SCM site asks of a Microsoft Entra sign-in: the browser's, and a token's), said before they
+    fail. A look-up that fails says nothing: the connection's own error will."""
+    from azure.core.exceptions import AzureError
+    from knack.util import CLIError
+    from azext_webapp import _walls
+    from azext_webapp._errors import access_warning, rights_warning
+    warning = access_warning(app)
+    if warning:
+        logger.warning(warning)
+    try:
+        app.rights = _walls.rights(app.client, app.site.id, app.target.slot)
+    except (AzureError, CLIError) as err:
+        logger.debug('Reading your permissions on the app failed: %s', err)
+        return
+    warning = rights_warning(app)
+    if warning:
+        logger.warning(warning)
 
 
 def webssh_url(scm_url: str, instance: Optional[str] = None) -> str:

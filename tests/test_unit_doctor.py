@@ -197,7 +197,7 @@ def test_the_pipeline_is_the_doctors_table_in_its_order():
     assert [hop.name for hop in _hops.PIPELINE] == [name for name, _ in _errors.HOPS]
     # the commands walk these; the doctor all of them
     commands = [hop.name for hop in _hops.PIPELINE if not hop.doctor_only]
-    assert commands == ['arm', 'app', 'credentials', 'status', 'websocket']
+    assert commands == ['arm', 'app', 'ssh', 'credentials', 'status', 'websocket']
 
 
 def test_a_command_stops_at_the_first_broken_hop_with_its_typed_error(monkeypatch):
@@ -217,9 +217,9 @@ def test_a_command_stops_at_the_first_broken_hop_with_its_typed_error(monkeypatc
     with pytest.raises(ValidationError) as info:
         _hops.walk(walk)
     assert info.value is refusal
-    assert seen == ['arm', 'app', 'credentials', 'status']      # no doctor-only hop; nothing after the failure
+    assert seen == ['arm', 'app', 'ssh', 'credentials', 'status']  # no doctor-only hop; nothing after the failure
     seen.clear()
-    assert _hops.walk(walk, until='credentials') and seen == ['arm', 'app', 'credentials']
+    assert _hops.walk(walk, until='credentials') and seen == ['arm', 'app', 'ssh', 'credentials']
 
 
 @pytest.mark.parametrize('sftp_outcome, verdict, code, last_line', [
