@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from tests.fixtures_command import AZ
+from tests.fixtures_command import AZ, ssh, ssh_env
 from tests.test_command_browse import NO_BROWSER
 
 SSH_ON = r'az webapp update -g sandbox-rg -n {app} --set sshEnabled=true'
@@ -253,3 +253,20 @@ def test_private_endpoint_refused_by_the_public_front_end(webapp_az, sandbox, tm
     for pattern in [*PRIVATE, r'private-app\.scm\.privatelink\.sandbox\.invalid answered from the public front end '
                               r'with HTTP 403 \(Ip Forbidden\)']:
         assert re.search(pattern, said), f'{pattern!r} not in {said!r}'
+
+
+@pytest.mark.root
+def test_the_fix_turns_ssh_on_and_the_policy_refuses_it(webapp_az, sandbox_sshd, tmp_path):
+    """The command the SSH-off error gives, run as it is: SSH works afterwards; where the policy
+    denies it, ARM refuses it as the error said it would."""
+    turned = webapp_az.run(*SSH_ON.format(app='sshoff-app').split()[1:], '--query', 'sshEnabled')
+    try:
+        assert turned.returncode == 0 and turned.stdout.strip() == 'true', turned.stderr
+        with webapp_az.tunnel('-g', 'sandbox-rg', '-n', 'sshoff-app') as run:
+            out = ssh(run.port, 'hostname', env=ssh_env(str(tmp_path)))
+        assert out.returncode == 0 and out.stdout.strip() == 'sshoff-app-i0', out.stderr
+    finally:
+        sandbox_sshd.set_ssh('sshoff-app', False)
+    refused = webapp_az.run(*SSH_ON.format(app='sshpolicy-app').split()[1:])
+    assert refused.returncode != 0 and 'RequestDisallowedByPolicy' in refused.stderr
+    assert 'Deny SSH on App Service' in refused.stderr

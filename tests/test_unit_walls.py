@@ -181,3 +181,27 @@ def test_private_endpoint_words_for_each_face():
     assert 'through a private endpoint:' in timeout.detail     # not listed (the look-up failed)
     tls = _errors.tunnel_error('tls_untrusted', {'host': 'h'}, walk(access=closed))
     assert 'Certificate check failed' in str(tls)                 # not every failure is the wall
+
+
+@pytest.mark.parametrize('enabled, target_port, debugging, thorough, ssh, fails', [
+    (True, None, False, False, True, False),
+    (None, None, False, False, True, False),          # an older API version does not say: on
+    (False, None, False, False, True, True),           # create, ssh, ssh-config, browse
+    (False, 2222, True, False, True, True),            # --target-port 2222 on a debugging app
+    (False, None, True, False, True, False),           # create's tunnel to the debugger
+    (False, 9229, False, False, True, False),          # create --target-port to another port
+    (False, 9229, False, True, True, True),            # the doctor checks SSH
+    (False, None, False, False, False, False),         # the exec channel needs no SSH
+])
+def test_the_ssh_hop_stops_only_ways_in_that_need_ssh(monkeypatch, enabled, target_port, debugging, thorough, ssh,
+                                                      fails):
+    from azext_webapp import _hops
+    monkeypatch.setattr(_walls, 'ssh_policies', lambda client, site_id: [])
+    w = types.SimpleNamespace(site=types.SimpleNamespace(ssh_enabled=enabled, id=SITE), target_port=target_port,
+                              debugging=debugging, thorough=thorough, ssh=ssh, client=None, target=TARGET)
+    if fails:
+        with pytest.raises(_hops.HopFailed) as failed:
+            _hops.ssh_setting(w)
+        assert failed.value.fix.startswith('Turn it on with') and str(failed.value.error).startswith('SSH is turned')
+    else:
+        _hops.ssh_setting(w)
