@@ -89,6 +89,7 @@ class Walk:  # pylint: disable=too-many-instance-attributes
         self.remote_port = None         # the container port the tunnel leads to
         self.offer = self.transport = None
         self.ssh = True                 # the way in is SSH (False: the exec channel, which SSH off leaves open)
+        self.ssh_blocked = False        # the doctor found SSH turned off: the hops that need it are not checked
         # Real Azure's walls (_walls.py): read from ARM by the app hop (access), or by the hop that
         # met a refusal (the rest), so that the words can name the wall.
         self.access: Optional[_walls.Access] = None
@@ -424,22 +425,26 @@ class Hop(NamedTuple):
     check: Callable[[Walk], Union[str, Outcome]]
     per_instance: bool = False
     doctor_only: bool = False
+    # The doctor goes on past a broken SSH gate (SSH turned off): only the hops that need SSH are
+    # then not checked; the SCM site, the credentials and the containers still are.
+    ssh_gate: bool = False
+    needs_ssh: bool = False
 
 
 PIPELINE = (
     Hop('arm', arm),
     Hop('app', app),
-    Hop('ssh', ssh_setting),
+    Hop('ssh', ssh_setting, ssh_gate=True),
     # commands learn the same from the credentials hop's first request: one round trip less
     Hop('scm', scm, doctor_only=True),
     Hop('credentials', credentials),
     Hop('containers', containers, doctor_only=True),
-    Hop('status', status, per_instance=True),
-    Hop('websocket', websocket, per_instance=True),
-    Hop('banner', banner, per_instance=True, doctor_only=True),
-    Hop('algorithms', algorithms_hop, per_instance=True, doctor_only=True),
-    Hop('login', login, per_instance=True, doctor_only=True),
-    Hop('sftp', sftp, per_instance=True, doctor_only=True),
+    Hop('status', status, per_instance=True, needs_ssh=True),
+    Hop('websocket', websocket, per_instance=True, needs_ssh=True),
+    Hop('banner', banner, per_instance=True, doctor_only=True, needs_ssh=True),
+    Hop('algorithms', algorithms_hop, per_instance=True, doctor_only=True, needs_ssh=True),
+    Hop('login', login, per_instance=True, doctor_only=True, needs_ssh=True),
+    Hop('sftp', sftp, per_instance=True, doctor_only=True, needs_ssh=True),
 )
 assert tuple(hop.name for hop in PIPELINE) == tuple(name for name, _ in HOPS)
 
@@ -449,7 +454,9 @@ def walk(w, start=None, until=None, report=None):
 
     A command (no report) skips the doctor's hops and raises the typed error of the first hop that
     fails; a warning is only logged. The doctor passes a report: every outcome goes in it, a failure
-    marks every later hop not checked (for this instance) and the walk returns False."""
+    marks every later hop not checked (for this instance) and the walk returns False; but a broken
+    SSH gate marks only the hops that need SSH (``w.ssh_blocked``, which the instances' walks inherit)
+    and the walk goes on."""
     names = [hop.name for hop in PIPELINE]
     first = names.index(start) if start else 0
     last = names.index(until) if until else len(names) - 1
@@ -458,6 +465,9 @@ def walk(w, start=None, until=None, report=None):
         if hop.doctor_only and report is None:
             continue
         where = w.instance if hop.per_instance else None
+        if report is not None and hop.needs_ssh and getattr(w, 'ssh_blocked', False):
+            report.add(hop.name, NOT_CHECKED, 'not checked: SSH is turned off for the app', instance=where)
+            continue
         try:
             outcome = hop.check(w)
         except HopFailed as failed:
@@ -477,7 +487,9 @@ def walk(w, start=None, until=None, report=None):
                 logger.info('%s', outcome.detail)
             continue
         report.add(hop.name, outcome.status, outcome.detail, outcome.fix, where)
-        if outcome.status == FAIL:
+        if outcome.status == FAIL and hop.ssh_gate:
+            w.ssh_blocked = True
+        elif outcome.status == FAIL:
             report.rest_not_checked(names[index + 1:], where)
             return False
     return True
