@@ -70,13 +70,15 @@ ScmStatus = collections.namedtuple("ScmStatus", "state can_reach_port port msg")
 
 
 class TunnelError(Exception):
-    """Base of every tunnel failure: ``kind``, ``status`` (int or None), ``host``."""
+    """Base of every tunnel failure: ``kind``, ``status`` (int or None), ``host``; for a refused
+    upgrade, ``server_message``: what the server said about it (its JSON ``Message``), or None."""
     kind = "internal"
 
-    def __init__(self, message, status=None, host=None):
+    def __init__(self, message, status=None, host=None, server_message=None):
         super().__init__(message)
         self.status = status
         self.host = host
+        self.server_message = server_message
 
 
 class AuthenticationError(TunnelError):
@@ -288,12 +290,13 @@ class Tunnel:
     """A local listener relaying every connection to the SCM tunnel endpoint (see module doc)."""
 
     def __init__(self, scm_url, authorization, bind="127.0.0.1", port=0, instance=None,
-                 target_port=None, ping_interval=30.0, on_event=None, listen=True):
+                 target_port=None, ping_interval=30.0, on_event=None, listen=True, path=TUNNEL_PATH):
         self.host, self.scm_port = _parse_scm_url(scm_url)
         self.scm_url = f"https://{self.host}" + ("" if self.scm_port == 443 else f":{self.scm_port}")
         self.bind = bind or "127.0.0.1"
         self.instance = instance
         self.target_port = target_port
+        self.path = path
         self.on_event = on_event
         self.auth_scheme = _scheme_of(authorization)
         ca_file, verify = _tls_settings()
@@ -304,7 +307,7 @@ class Tunnel:
                                           target_port=int(target_port or 0),
                                           ping_interval=float(ping_interval), ca_file=ca_file,
                                           verify=verify, listen=bool(listen),
-                                          **_proxy_arguments(self.host, self.scm_port))
+                                          **_path_argument(path), **_proxy_arguments(self.host, self.scm_port))
         except _tunnel.Error as err:
             raise _typed(err, self.host) from None
         self._lock = threading.Lock()
@@ -313,7 +316,7 @@ class Tunnel:
         self.port = None
 
     def __repr__(self):
-        return (f"<Tunnel {self.bind}:{self.port} -> {self.scm_url}{TUNNEL_PATH} "
+        return (f"<Tunnel {self.bind}:{self.port} -> {self.scm_url}{self.path.split('?')[0]} "
                 f"auth={self.auth_scheme} started={self._started} stopped={self._stopped}>")
 
     def __enter__(self):
@@ -344,11 +347,27 @@ class Tunnel:
             raise _typed(err, self.host) from None
 
     def adopt(self, fd):
-        """Relay an already-connected socket as one more local connection (the engine owns fd)."""
+        """Relay an already-connected socket as one more local connection (the engine owns fd);
+        returns its connection id."""
         try:
-            self._engine.adopt(fd)
+            return self._engine.adopt(fd)
         except _tunnel.Error as err:
             raise _typed(err, self.host) from None
+
+    def send_text(self, conn_id, text):
+        """A Text frame on connection conn_id: once its WebSocket is open, before the local data
+        not yet sent by then; dropped when the connection is gone or ending."""
+        try:
+            self._engine.send_text(conn_id, text)
+        except _tunnel.Error as err:
+            raise _typed(err, self.host) from None
+
+    def refused(self, event):
+        """The typed error of a "failed" event, with what the server said when it refused the
+        upgrade (the answer's JSON Message) as ``server_message``."""
+        error = _typed(_tunnel.Error(event.error_kind, event.status, event.message), self.host)
+        error.server_message = server_message(self._engine.refusal(event.conn_id))
+        return error
 
     def relay_stdio(self, in_fd=0, out_fd=1, poll_interval=0.5):
         """stdio mode (OpenSSH's ProxyCommand): relay in_fd and out_fd through one WebSocket until
@@ -401,6 +420,10 @@ class Tunnel:
     def poll_events(self):
         return [TunnelEvent(*ev) for ev in self._engine.poll_events()]
 
+    def wait(self, timeout):
+        """Block up to timeout seconds for events or the engine's end; signal handlers run meanwhile."""
+        return self._engine.wait(timeout)
+
     def _deliver(self, events):
         if not self.on_event:
             return
@@ -427,6 +450,134 @@ class Tunnel:
             self._deliver(self.poll_events())
         self._deliver(self.poll_events())
         raise_if_terminated()
+
+
+class Channel:
+    """One WebSocket to another endpoint of the SCM site (``/exec/shell``), seen as a local socket.
+
+    ``open()`` starts an engine without a listener, adopts one end of a socket pair and waits for
+    the upgrade's answer: a refusal raises the typed error, with ``server_message`` when the site
+    said why. Then bytes written to ``sock`` go out as Binary frames, the server's Text and Binary
+    frames arrive on ``sock`` as one byte stream in order, and ``send_text()`` sends a Text frame;
+    the engine's thread moves the bytes with back-pressure both ways. The server's end of the
+    WebSocket is EOF on ``sock`` (``failure()`` then says whether it broke). Nothing is checked
+    beforehand with a handshake of its own: the channel's own upgrade is the check."""
+
+    def __init__(self, scm_url, authorization, path, instance=None, ping_interval=30.0):
+        self._tunnel = Tunnel(scm_url, authorization, instance=instance, ping_interval=ping_interval,
+                              listen=False, path=path)
+        self.host = self._tunnel.host
+        self.sock = None
+        self.conn_id = None
+        self._events = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def open(self, first_text=None, timeout=30.0):
+        """Connect; ``first_text`` is the first frame the server gets (before any byte of sock)."""
+        import socket
+        self._tunnel.start()
+        ours, theirs = socket.socketpair()
+        try:
+            self.conn_id = self._tunnel.adopt(theirs.detach())
+            if first_text is not None:
+                self._tunnel.send_text(self.conn_id, first_text)
+            self._wait_for("opened", timeout)
+        except BaseException:
+            ours.close()
+            raise
+        self.sock = ours
+        return self
+
+    def send_text(self, text):
+        self._tunnel.send_text(self.conn_id, text)
+
+    def failure(self):
+        """After EOF on sock: the typed error when the WebSocket broke rather than ended, else None."""
+        self._take_events()
+        failed = [ev for ev in self._events if ev.kind == "failed"]
+        return self._tunnel.refused(failed[0]) if failed else None
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+        self._tunnel.stop()
+
+    def _take_events(self):
+        self._events += [ev for ev in self._tunnel.poll_events() if ev.conn_id == self.conn_id]
+
+    def _wait_for(self, kind, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            self._take_events()
+            for ev in self._events:
+                if ev.kind == "failed":
+                    raise self._tunnel.refused(ev)
+                if ev.kind == "closed":
+                    raise ConnectionFailedError(f"{self.host} closed the connection during the WebSocket upgrade",
+                                                host=self.host)
+                if ev.kind == kind:
+                    return
+            raise_if_terminated()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TunnelTimeout(f"{self.host} did not answer the WebSocket upgrade within {int(timeout)} s",
+                                    host=self.host)
+            self._tunnel.wait(min(0.5, left))
+
+
+def _path_argument(path):
+    """The engine's path argument: none for the tunnel's own path (the engines' default)."""
+    return {} if path == TUNNEL_PATH else {"path": path}
+
+
+def server_message(answer, limit=400):
+    """What an HTTP answer that refused an upgrade says about why, as one line: the ``Message`` of a
+    JSON body (as Azure's SCM sites write it), else a plain-text body's first line; None when there
+    is nothing to show (no answer, an empty or HTML body). ``answer``: head and body as received."""
+    if not answer:
+        return None
+    head, _, body = answer.partition(b"\r\n\r\n")
+    fields = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields.setdefault(name.strip().lower().decode("latin-1"), value.strip().decode("latin-1"))
+    if fields.get("transfer-encoding", "").lower().endswith("chunked"):
+        body = _dechunked(body)
+    text = body.decode("utf-8", "replace").strip()
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        found = next((value for key, value in doc.items() if key.lower() == "message"), None)
+        text = str(found) if found else ""
+    elif doc is not None or "html" in fields.get("content-type", "").lower() or text.startswith("<"):
+        return None
+    text = " ".join(text.split())
+    return (text[:limit - 3] + "...") if len(text) > limit else (text or None)
+
+
+def _dechunked(body):
+    """A chunked body's data (what arrived of it)."""
+    out = bytearray()
+    while body:
+        size_line, sep, rest = body.partition(b"\r\n")
+        try:
+            size = int(size_line.split(b";")[0].strip() or b"x", 16)
+        except ValueError:
+            break
+        if not sep or size <= 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2:]
+    return bytes(out)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #define TN_CLOSE_WAIT_SECS	5	/* for the server's answer to our close */
 #define TN_RX_ROUNDS		16	/* 64 KiB reads per event: others get a turn */
 #define TN_SMALL_READ		(16 * 1024)	/* less than one full TLS record */
+#define TN_REFUSAL_SECS		2	/* for the body of a refused upgrade */
 
 static int tn_link_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_t len);
 
@@ -203,6 +204,7 @@ static int tn_link_tls_step(struct tn_link *l)
 	pthread_mutex_lock(l->env->auth_mu);
 	q.host = c->host;
 	q.port = c->port;
+	q.path = c->path;
 	q.authorization = c->authorization;
 	q.instance = c->instance;
 	q.target_port = c->target_port;
@@ -232,7 +234,7 @@ static void tn_link_opened(struct tn_link *l)
 	tn_loop_deadline(l->w, 0);
 	tn_loop_timer(l->w, (int64_t)l->env->ping_secs * 1000000);
 	l->ops->opened(l->ctx);	/* may ask to close at once (check) */
-	if (tn_ring_used(&l->up) || l->close_wanted)
+	if (tn_ring_used(&l->up) || l->close_wanted || l->txt)
 		tn_link_want_write(l);
 }
 
@@ -302,6 +304,11 @@ static int tn_link_rx(struct tn_link *l, unsigned char *buf, size_t n)
 	if (l->phase == TN_PH_UPGRADE) {
 		ssize_t used = tn_ws_handshake_rx(&l->ws, buf, n, &l->err);
 
+		if (!used && l->ws.refused && !l->refusal_timed) {
+			/* a refusal's body: worth a moment, not the whole handshake deadline */
+			l->refusal_timed = 1;
+			tn_loop_deadline(l->w, TN_REFUSAL_SECS);
+		}
 		if (used <= 0)
 			return (int)used;
 		tn_link_opened(l);
@@ -311,6 +318,15 @@ static int tn_link_rx(struct tn_link *l, unsigned char *buf, size_t n)
 	if (l->close_wanted && !l->linger)
 		return 0;	/* only the goodbye is left */
 	return n ? tn_link_frames(l, buf, n) : 0;
+}
+
+/* A refused upgrade whose body was still coming when the connection
+ * ended: the refusal is what failed (err is set to it). */
+static int tn_link_refused(struct tn_link *l)
+{
+	size_t n;
+
+	return l->phase == TN_PH_UPGRADE && tn_ws_refusal(&l->ws, &n, &l->err) != NULL;
 }
 
 /* Read and decode until TLS has nothing more, the owner is full, or this
@@ -356,6 +372,8 @@ static int tn_link_drain(struct tn_link *l)
 			return 0;
 		}
 		if (io == TN_IO_EOF || io == TN_IO_ERROR) {
+			if (tn_link_refused(l))
+				return -1;
 			tn_link_io_end(l, io, &e);
 			if (l->phase == TN_PH_UPGRADE && l->err.kind == TN_OK)
 				tn_err_set(&l->err, TN_E_CONNECT, 0,
@@ -377,7 +395,7 @@ ssize_t tn_link_send(struct tn_link *l, const unsigned char *p, size_t n)
 	const struct tn_link_env *env = l->env;
 	size_t done = 0, k;
 
-	if (l->w && l->opened && !tn_ring_used(&l->up) && !l->tx_pend && !l->close_sent &&
+	if (l->w && l->opened && !tn_ring_used(&l->up) && !l->tx_pend && !l->txt && !l->close_sent &&
 	    !l->peer_closed) {
 		while (done < n && !l->tx_pend) {	/* nothing queued: frame it now */
 			k = n - done > TN_FRAME_MAX ? TN_FRAME_MAX : n - done;
@@ -399,6 +417,33 @@ ssize_t tn_link_send(struct tn_link *l, const unsigned char *p, size_t n)
 	if (k && l->opened)
 		tn_link_want_write(l);
 	return (ssize_t)done;
+}
+
+void tn_link_text(struct tn_link *l, struct tn_text *t)
+{
+	if (!l->w || l->close_sent || l->close_wanted || l->peer_closed) {
+		free(t);
+		return;
+	}
+	t->next = NULL;
+	if (l->txt_tail)
+		l->txt_tail->next = t;
+	else
+		l->txt = t;
+	l->txt_tail = t;
+	if (l->opened)
+		tn_link_want_write(l);
+}
+
+static void tn_link_texts_free(struct tn_link *l)
+{
+	while (l->txt) {
+		struct tn_text *t = l->txt;
+
+		l->txt = t->next;
+		free(t);
+	}
+	l->txt_tail = NULL;
 }
 
 size_t tn_link_room(const struct tn_link *l)
@@ -459,6 +504,17 @@ static int tn_link_writeable_open(struct tn_link *l)
 	}
 	if (l->peer_closed && !l->close_sent && tn_link_send_close(l))	/* echo the server's close */
 		return -1;
+	while (l->txt && !l->tx_pend && !l->close_sent) {
+		struct tn_text *t = l->txt;
+
+		l->txt = t->next;
+		if (!l->txt)
+			l->txt_tail = NULL;
+		rc = tn_link_send_frame(l, TN_WS_OP_TEXT, t->data, t->len);
+		free(t);
+		if (rc)
+			return -1;
+	}
 	if (l->close_sent) {
 		if (l->tx_pend)
 			return 0;
@@ -579,7 +635,7 @@ static void tn_link_note_handshake_end(struct tn_link *l)
 	};
 	const char *host = l->env->cfg->host;
 
-	if (l->err.kind != TN_OK)
+	if (l->err.kind != TN_OK || tn_link_refused(l))
 		return;
 	if (l->hs_started && tn_loop_now_us() - l->hs_started >= (int64_t)TN_HS_SECS * 1000000)
 		tn_err_set(&l->err, TN_E_TIMEOUT, 0, "%s did not complete %s within %d s", host,
@@ -606,6 +662,14 @@ static int tn_link_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_
 		l->w = NULL;
 		if (!l->opened)
 			tn_link_note_handshake_end(l);
+		if (l->ops->refused && l->phase == TN_PH_UPGRADE) {
+			struct tn_err e;
+			size_t n;
+			const char *answer = tn_ws_refusal(&l->ws, &n, &e);
+
+			if (answer)
+				l->ops->refused(l->ctx, answer, n);
+		}
 		tn_link_free(l);
 		l->ops->closed(l->ctx);	/* the owner may free l: nothing after this */
 		return 0;
@@ -623,5 +687,6 @@ void tn_link_free(struct tn_link *l)
 	free(l->tx_pend);
 	l->tx_pend = NULL;
 	l->tx_len = l->tx_off = 0;
+	tn_link_texts_free(l);
 	tn_ring_free(&l->up);
 }

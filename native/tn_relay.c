@@ -23,19 +23,43 @@
 #define TN_UP_LOW	(2 * TN_LOCAL_CHUNK)
 #define TN_DOWN_LOW	(2 * TN_TLS_READ)
 
-struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer)
+struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer, uint64_t id)
 {
 	struct tn_relay *r = calloc(1, sizeof(*r));
 
 	if (!r)
 		return NULL;
 	r->env = env;
-	r->id = ++env->next_id;
+	r->id = id ? id : atomic_fetch_add(&env->next_id, 1) + 1;
+	r->next = env->relays;
+	if (r->next)
+		r->next->prev = r;
+	env->relays = r;
 	tn_ring_init(&r->down, TN_RING_CAP);
 	tn_err_clear(&r->err);
 	tn_err_clear(&r->link.err);
 	snprintf(r->peer, sizeof(r->peer), "%s", peer);
 	return r;
+}
+
+struct tn_relay *tn_relay_find(struct tn_relay_env *env, uint64_t id)
+{
+	struct tn_relay *r;
+
+	for (r = env->relays; r; r = r->next)
+		if (r->id == id && !r->is_check)
+			return r;
+	return NULL;
+}
+
+void tn_relay_refusals_free(struct tn_relay_env *env)
+{
+	unsigned i;
+
+	for (i = 0; i < TN_REFUSALS_KEPT; i++) {
+		free(env->refusals[i].answer);
+		env->refusals[i].answer = NULL;
+	}
 }
 
 /* Why it failed: the WebSocket's reason first, else the local side's. */
@@ -105,6 +129,12 @@ static void tn_relay_finish(struct tn_relay *r)
 		if (!atomic_load(&env->stopping))
 			tn_relay_emit(r, tn_relay_why(r)->kind != TN_OK ? TN_EV_FAILED : TN_EV_CLOSED);
 	}
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		env->relays = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
 	tn_link_free(&r->link);
 	tn_ring_free(&r->down);
 	free(r);
@@ -216,11 +246,36 @@ static void tn_relay_link_closed(void *ctx)
 		tn_loop_want_write(r->local);	/* flush, then EOF */
 }
 
+/* Keep the answer that refused the upgrade for tn_engine_refusal(), in the
+ * oldest of the few slots. */
+static void tn_relay_refused(void *ctx, const char *answer, size_t len)
+{
+	struct tn_relay *r = ctx;
+	struct tn_relay_env *env = r->env;
+	struct tn_refusal *slot;
+	char *copy;
+
+	if (r->is_check || !len)
+		return;
+	copy = malloc(len);
+	if (!copy)
+		return;		/* the failure is still reported, without the answer */
+	memcpy(copy, answer, len);
+	pthread_mutex_lock(&env->mu);
+	slot = &env->refusals[env->refusals_next++ % TN_REFUSALS_KEPT];
+	free(slot->answer);
+	slot->conn_id = r->id;
+	slot->len = len;
+	slot->answer = copy;
+	pthread_mutex_unlock(&env->mu);
+}
+
 static const struct tn_link_ops tn_relay_link_ops = {
 	.opened = tn_relay_opened,
 	.data = tn_relay_data,
 	.drained = tn_relay_drained,
 	.closed = tn_relay_link_closed,
+	.refused = tn_relay_refused,
 };
 
 /* --- the local socket */

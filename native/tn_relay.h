@@ -30,19 +30,32 @@ struct tn_check {
 	struct tn_relay *relay;	/* the handshake running (service thread only) */
 };
 
+/* The answer that refused a connection's upgrade, kept for the caller to
+ * read (tn_engine_refusal); under tn_relay_env.mu. */
+#define TN_REFUSALS_KEPT	4
+struct tn_refusal {
+	uint64_t conn_id;
+	size_t len;
+	char *answer;		/* NULL: an empty slot */
+};
+
 struct tn_relay_env {
 	struct tn_link_env link;
 	struct tn_stats stats;
 	struct tn_events events;
 	atomic_int stopping;	/* the loop is going away: ask nothing of it */
-	uint64_t next_id;	/* service thread only */
+	atomic_uint_fast64_t next_id;	/* adopt() takes one from another thread */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	/* check.done */
 	struct tn_check check;
+	struct tn_relay *relays;	/* every live relay (service thread only) */
+	struct tn_refusal refusals[TN_REFUSALS_KEPT];	/* under mu */
+	unsigned refusals_next;
 };
 
 struct tn_relay {
 	struct tn_relay_env *env;
+	struct tn_relay *prev, *next;	/* env->relays */
 	struct tn_watch *local;	/* the local socket, NULL once gone (or for a check) */
 	struct tn_link link;
 	struct tn_ring down;	/* ws -> local */
@@ -55,7 +68,12 @@ struct tn_relay {
 	struct tn_err err;	/* a failure of the local side */
 };
 
-struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer);
+/* id 0: the next one. */
+struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer, uint64_t id);
+/* The live relay of a local connection, or NULL. */
+struct tn_relay *tn_relay_find(struct tn_relay_env *env, uint64_t id);
+/* Forget every kept refusal (the engine's end). */
+void tn_relay_refusals_free(struct tn_relay_env *env);
 /* Relay local socket fd (owned from here on), or with fd -1 run the
  * handshake alone (a check). Failures are reported through the relay,
  * which frees itself; -1 says it already did. */

@@ -97,7 +97,7 @@ int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t
 			return -1;
 	}
 	n = snprintf(buf, cap,
-		     "GET " TN_TUNNEL_PATH " HTTP/1.1\r\n"
+		     "GET %s HTTP/1.1\r\n"
 		     "Host: %s\r\n"
 		     "Upgrade: websocket\r\n"
 		     "Connection: Upgrade\r\n"
@@ -107,7 +107,8 @@ int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t
 		     "Sec-WebSocket-Key: %s\r\n"
 		     "Sec-WebSocket-Version: 13\r\n"
 		     "Authorization: %s\r\n"
-		     "%s\r\n", host, host, key, q->authorization, extra);
+		     "%s\r\n", q->path ? q->path : TN_TUNNEL_PATH, host, host, key, q->authorization,
+		     extra);
 	if (n < 0 || (size_t)n >= cap)
 		return -1;
 	return n;
@@ -150,6 +151,68 @@ static int tn_ws_refused(struct tn_ws *ws, unsigned status, struct tn_err *err)
 			  ws->host, status);
 }
 
+/* The end of a chunked body: the last chunk (size 0) and no trailers. */
+static int tn_ws_chunks_done(const struct tn_ws *ws)
+{
+	const char *b = ws->ans + ws->body_at;
+	size_t n = ws->ans_len - ws->body_at;
+
+	return (n == 5 && !memcmp(b, "0\r\n\r\n", 5)) ||
+	       (n >= 7 && !memcmp(b + n - 7, "\r\n0\r\n\r\n", 7));
+}
+
+/* More of a refusal's body: 0 while it goes on, -1 with the refusal once
+ * it is complete (or as much as is kept). */
+static ssize_t tn_ws_body_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
+			     struct tn_err *err)
+{
+	size_t have = ws->ans_len - ws->body_at, take = ws->body_want - have;
+
+	if (take > len)
+		take = len;
+	memcpy(ws->ans + ws->ans_len, in, take);
+	ws->ans_len += take;
+	have += take;
+	if (have < ws->body_want && !(ws->chunked && tn_ws_chunks_done(ws)))
+		return 0;
+	return tn_ws_refused(ws, ws->refused, err);
+}
+
+/* Not 101: keep the head (in ans, hdr_len bytes) and collect the body
+ * that follows; `rest` are the bytes of this read after the head. */
+static ssize_t tn_ws_refuse(struct tn_ws *ws, unsigned status, size_t hdr_len,
+			    const unsigned char *rest, size_t n, struct tn_err *err)
+{
+	size_t vlen, i, want = 0;
+	const char *v;
+	char *bigger;
+
+	ws->refused = status;
+	ws->body_at = ws->ans_len = hdr_len;
+	ws->body_want = TN_WS_BODY_MAX;
+	v = tn_ws_header(ws->ans, "Content-Length", &vlen);
+	for (i = 0; v && i < vlen && v[i] >= '0' && v[i] <= '9' && want <= TN_WS_BODY_MAX; i++)
+		want = want * 10 + (size_t)(v[i] - '0');
+	if (v && vlen && i == vlen && want < TN_WS_BODY_MAX)
+		ws->body_want = want;
+	v = tn_ws_header(ws->ans, "Transfer-Encoding", &vlen);
+	ws->chunked = v && vlen >= 7 && !strncasecmp(v + vlen - 7, "chunked", 7);
+	bigger = realloc(ws->ans, hdr_len + TN_WS_BODY_MAX + 1);
+	if (!bigger)
+		return tn_ws_refused(ws, status, err);	/* the head alone */
+	ws->ans = bigger;
+	return tn_ws_body_rx(ws, rest, n, err);
+}
+
+const char *tn_ws_refusal(struct tn_ws *ws, size_t *len, struct tn_err *err)
+{
+	if (!ws->refused || !ws->ans)
+		return NULL;
+	tn_ws_refused(ws, ws->refused, err);
+	*len = ws->ans_len;
+	return ws->ans;
+}
+
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err)
 {
@@ -157,6 +220,8 @@ ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len
 	const char *end, *v;
 	unsigned int status;
 
+	if (ws->refused)
+		return tn_ws_body_rx(ws, in, len, err);
 	if (!ws->ans) {
 		ws->ans = malloc(TN_WS_ANSWER_MAX + 1);
 		if (!ws->ans)
@@ -187,8 +252,9 @@ ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len
 	}
 	if (sscanf(ws->ans, "HTTP/1.%*1[01] %3u", &status) != 1)
 		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
-	if (status != 101)
-		return tn_ws_refused(ws, status, err);
+	if (status != 101)	/* the body starts in `in` right after the head */
+		return tn_ws_refuse(ws, status, hdr_len, in + (hdr_len - old),
+				    len - (hdr_len - old), err);
 	v = tn_ws_header(ws->ans, "Sec-WebSocket-Accept", &vlen);
 	if (!v || vlen != 28 || memcmp(v, ws->accept, 28))
 		return tn_err_set(err, TN_E_HTTP, 101,

@@ -19,8 +19,12 @@
  * is a broken or hostile peer, not a bigger buffer. */
 #define TN_RX_FRAME_MAX	(16u << 20)
 #define TN_WS_ANSWER_MAX	8192	/* longest upgrade answer accepted */
+/* The body of a refused upgrade kept for the caller (the SCM site says
+ * why in it, e.g. {"Message": "..."}); more is not read. */
+#define TN_WS_BODY_MAX	4096
 #define TN_TUNNEL_PATH	"/AppServiceTunnel/Tunnel.ashx"
 
+#define TN_WS_OP_TEXT	0x1
 #define TN_WS_OP_BINARY	0x2
 #define TN_WS_OP_CLOSE	0x8
 #define TN_WS_OP_PING	0x9
@@ -36,6 +40,10 @@ struct tn_ws {
 	int bearer;		/* the request's scheme, for messages */
 	char *ans;		/* the answer being collected, then freed */
 	size_t ans_len;
+	/* a refused upgrade: its status, and its body after the head in ans */
+	unsigned refused;
+	size_t body_at, body_want;
+	int chunked;
 	/* frames from the server */
 	uint64_t remain;	/* payload bytes left in the current frame */
 	uint8_t hdr[10];	/* header being collected (servers never mask) */
@@ -48,6 +56,7 @@ struct tn_ws {
 struct tn_ws_req {
 	const char *host;
 	int port;
+	const char *path;		/* with its query; NULL: TN_TUNNEL_PATH */
 	const char *authorization;	/* the header value */
 	const char *instance;		/* ARRAffinity, or NULL */
 	int target_port;		/* AppsvcTunnelPort, or 0 */
@@ -74,9 +83,14 @@ void tn_ws_free(struct tn_ws *ws);
 int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t cap);
 /* The server's answer to it, in any split: 0 while incomplete, the bytes of
  * `in` that belonged to it once it said 101 (the rest are frames), or -1
- * with err (a refusal: kind auth or http, with the status). */
+ * with err (a refusal: kind auth or http, with the status). A refusal's
+ * body is read first (up to its Content-Length, the end of its chunks or
+ * TN_WS_BODY_MAX bytes): meanwhile the answer is 0 and ws->refused set. */
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err);
+/* A refused upgrade (its body complete or not): the answer as received,
+ * head and body, with err set to the refusal. NULL when none was refused. */
+const char *tn_ws_refusal(struct tn_ws *ws, size_t *len, struct tn_err *err);
 /* One masked frame: the payload is at `payload` (src NULL) or copied there
  * from src; TN_WS_HDR_MAX bytes before `payload` take the header. *out is
  * where the frame starts; returns its length. */

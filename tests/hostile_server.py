@@ -25,6 +25,18 @@ Behaviours (BEHAVIOURS):
   socket, sends a Ping then a Close, then reads everything the client sends until EOF and checks
   that it parses as valid masked client frames ending with a Close (the outcome is recorded in
   `served`: "frames ok: ..." or "frames bad: ...")
+
+The exec channel's (a WebSocket to another path, Text frames both ways, a refusal's body):
+- frame_echo: a correct 101, then GREETING (a UTF-8 text split inside a character: a Text frame
+  and a Binary one), then every data frame the client sends comes back with its kind swapped and
+  marked: Text "x" as Binary b"T:x", Binary b"y" as Text "B:y"; every frame received is recorded
+  in `frames` as (opcode, payload); a Close is answered and ends it
+- refuse_json: 403 with a JSON body {"Message": REFUSAL_MESSAGE} and its Content-Length, then the
+  connection is held open (the client must stop at the length, not wait for the end)
+- refuse_chunked: 404 with the same body in chunks (Transfer-Encoding: chunked), written in two
+  parts a little apart, then held open
+- refuse_endless: 403 with neither length nor chunks, then body bytes without end
+- refuse_then_close: 401 with a plain-text body and no length, then the connection closed
 """
 from __future__ import annotations
 
@@ -60,9 +72,14 @@ FRAME_BEHAVIOURS = {
 ZERO_PAYLOAD = b"\x00zero\x00in\x00the\x00101 record\x00"
 # A data frame that goes first in the mid-stream behaviours (the client sees it arrive).
 HELLO = b"hello from the server"
+GREETING = "caf\u00e9 \u2713\n".encode("utf-8")
+GREETING_SPLIT = 4                  # inside the two bytes of "\u00e9"
+REFUSAL_MESSAGE = "Exec is disabled for this site."
+REFUSALS = ("refuse_json", "refuse_chunked", "refuse_endless", "refuse_then_close")
 MID_STREAM = ("reset_mid_stream", "tls_garbage_mid_stream", "close_1011")
 BEHAVIOURS = ("huge_headers", "huge_status", "oversize_message", "no_http_answer", "partial_101",
-              "no_tls", "frame_in_101", "ping_close_when_full", *MID_STREAM, *FRAME_BEHAVIOURS)
+              "no_tls", "frame_in_101", "ping_close_when_full", "frame_echo", *REFUSALS, *MID_STREAM,
+              *FRAME_BEHAVIOURS)
 PING_PAYLOAD = b"are you there?"
 FULL_WAIT = 3.0     # seconds of not reading: enough for a busy upload to fill both socket buffers
 
@@ -94,9 +111,10 @@ def _server_frame(opcode: int, payload: bytes) -> bytes:
     return head + payload
 
 
-def parse_client_frames(data: bytes):
+def parse_client_frames(data: bytes, payloads: bool = False):
     """(frames, error): every frame a client sent, as (opcode, payload), until the first problem.
-    Client frames must be masked (RFC 6455 5.1), have no reserved bits and a known opcode."""
+    Client frames must be masked (RFC 6455 5.1), have no reserved bits and a known opcode. A data
+    frame's payload is its length unless `payloads`."""
     frames, i = [], 0
     while i < len(data):
         if len(data) - i < 2:
@@ -117,7 +135,7 @@ def parse_client_frames(data: bytes):
             return frames, f"truncated frame at offset {i} ({n} byte payload)"
         key = data[i + h:i + h + 4]
         body = data[i + h + 4:i + h + 4 + n]
-        frames.append((op, bytes(c ^ key[k & 3] for k, c in enumerate(body)) if op >= 8 else n))
+        frames.append((op, bytes(c ^ key[k & 3] for k, c in enumerate(body)) if op >= 8 or payloads else n))
         i += h + 4 + n
     return frames, None
 
@@ -147,6 +165,7 @@ class HostileServer:
         self._queue: queue.Queue = queue.Queue()
         self.served: list = []            # (behaviour, outcome) per hostile connection
         self.requests: list = []          # the raw upgrade requests the hostile paths read
+        self.frames: list = []            # frame_echo: (opcode, payload) of every frame received
         self._stop = threading.Event()
         self._conns: list = []
         self._lock = threading.Lock()
@@ -240,6 +259,12 @@ class HostileServer:
                 else:
                     tls.sendall(_server_frame(0x8, struct.pack(">H", 1011) + b"Connection failure."))
                     self._hold(tls)
+            elif behaviour == "frame_echo":
+                tls.sendall(_good_101(request) + _server_frame(0x1, GREETING[:GREETING_SPLIT])
+                            + _server_frame(0x2, GREETING[GREETING_SPLIT:]))
+                self._echo_frames(tls)
+            elif behaviour in REFUSALS:
+                self._refuse(tls, behaviour)
             elif behaviour == "ping_close_when_full":
                 tls.sendall(_good_101(request))
                 time.sleep(FULL_WAIT)       # not reading: the client's upload fills the socket
@@ -278,6 +303,55 @@ class HostileServer:
                 conn.close()
             except OSError:
                 pass
+
+    def _echo_frames(self, tls):
+        """frame_echo: answer every whole frame as it arrives (see the module docstring)."""
+        data = b""
+        tls.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                chunk = tls.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            data += chunk
+            frames, error = parse_client_frames(data, payloads=True)
+            if error:
+                continue                    # a frame not complete yet
+            data = b""
+            for op, payload in frames:
+                self.frames.append((op, payload))
+                if op == 0x8:
+                    tls.sendall(_server_frame(0x8, struct.pack(">H", 1000)))
+                    return
+                if op in (0x1, 0x2):
+                    tls.sendall(_server_frame(0x2, b"T:" + payload) if op == 0x1 else
+                                _server_frame(0x1, b"B:" + payload))
+
+    def _refuse(self, tls, behaviour):
+        body = ('{"Code": "Forbidden", "Message": "%s"}' % REFUSAL_MESSAGE).encode()
+        if behaviour == "refuse_json":
+            tls.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json; charset=utf-8\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        elif behaviour == "refuse_chunked":
+            tls.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % 10 + body[:10] + b"\r\n")
+            time.sleep(0.3)
+            tls.sendall(b"%x\r\n" % (len(body) - 10) + body[10:] + b"\r\n0\r\n\r\n")
+        elif behaviour == "refuse_endless":
+            tls.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n\r\n")
+            try:
+                while not self._stop.is_set():
+                    tls.sendall(b"endless " * 128)
+                    time.sleep(0.01)
+            except (OSError, ssl.SSLError):
+                return
+        else:
+            tls.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\n\r\n"
+                        b"Sign in first.\nSecond line.")
+            return
+        self._hold(tls)
 
     def _read_frames(self, tls):
         """Everything the client sends until EOF, checked as client frames ending with a Close."""

@@ -486,3 +486,23 @@ def test_the_running_tunnel_module_says_which_engine_and_why():
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=60, check=True).stdout.splitlines()
         assert out == [expected, f"WEBAPP_ENGINE={forced}"]
+
+
+def test_a_refused_upgrades_body_ends_at_its_length_its_last_chunk_or_4_kib():
+    head = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\n"
+    body = codec.BodyCollector(head)
+    assert body.feed(b"abc") is None
+    assert body.feed(b"de and more") == (head + b"abcde", b"")
+    chunked = codec.BodyCollector(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert chunked.feed(b"3\r\nabc\r\n") is None
+    assert chunked.feed(b"0\r\n\r\n")[0].endswith(b"3\r\nabc\r\n0\r\n\r\n")
+    assert codec.BodyCollector(b"HTTP/1.1 401 x\r\nContent-Length: 0\r\n\r\n").feed(b"") is not None
+    endless = codec.BodyCollector(b"HTTP/1.1 403 x\r\nContent-Length: 99999999999999999999\r\n\r\n")
+    assert endless.feed(b"y" * 4095) is None
+    assert len(endless.feed(b"yy")[0].partition(b"\r\n\r\n")[2]) == codec.BODY_MAX
+
+
+def test_upgrade_request_to_another_path():
+    req = codec.upgrade_request("h", 443, "Basic x", "k", "app-i0", 0, "/exec/shell?shell=%2Fbin%2Fsh").decode()
+    assert req.startswith("GET /exec/shell?shell=%2Fbin%2Fsh HTTP/1.1\r\n")
+    assert "Cookie: ARRAffinity=app-i0\r\n" in req and "AppsvcTunnelPort" not in req

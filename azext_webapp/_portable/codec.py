@@ -18,11 +18,13 @@ TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
 FRAME_MAX = 64 * 1024          # largest binary message we send
 RX_FRAME_MAX = 16 << 20        # largest frame we accept from the server
 HS_MAX = 8192                  # longest proxy / upgrade answer we accept
+BODY_MAX = 4096                # the body of a refused upgrade kept for the caller (tn_ws.h)
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 CLOSE_NORMAL = 1000
 
 _STATUS_RE = re.compile(rb"HTTP/1\.[01] (\d{1,3})")
+_DIGITS = re.compile("[0-9]+")
 _rng = random.Random(int.from_bytes(os.urandom(16), "little"))
 
 
@@ -111,15 +113,16 @@ def accept_for(key):
     return base64.b64encode(hashlib.sha1(key.encode("ascii") + GUID).digest()).decode("ascii")
 
 
-def upgrade_request(host, port, authorization, key, instance=None, target_port=0):
-    """The upgrade request, byte for byte the native engine's (tn_ws_request)."""
+def upgrade_request(host, port, authorization, key, instance=None, target_port=0, path=None):
+    """The upgrade request, byte for byte the native engine's (tn_ws_request). ``path``: the
+    request path with its query (default: the tunnel's)."""
     hostport = host if port == 443 else f"{host}:{port}"
     extra = ""
     if instance:
         extra += f"Cookie: ARRAffinity={instance}\r\n"
     if target_port:
         extra += f"AppsvcTunnelPort: {int(target_port)}\r\n"
-    return (f"GET {TUNNEL_PATH} HTTP/1.1\r\n"
+    return (f"GET {path or TUNNEL_PATH} HTTP/1.1\r\n"
             f"Host: {hostport}\r\n"
             "Upgrade: websocket\r\n"
             "Connection: Upgrade\r\n"
@@ -158,6 +161,29 @@ class HeadCollector:
         rest = bytes(self.buf[end + 4:]) + bytes(data[take:])
         self.buf = bytearray()
         return head, rest
+
+
+class BodyCollector:
+    """The body of a refused upgrade, after its head: feed(data) -> None while more is expected,
+    else (head + body, b""). The body ends at its Content-Length, at the end of its chunks, or at
+    BODY_MAX bytes (tn_ws.c's rules); ``answer()`` is what was kept so far."""
+
+    def __init__(self, head):
+        self.head = head
+        length = header_value(head, "Content-Length") or ""
+        short = _DIGITS.fullmatch(length) and len(length) <= len(str(BODY_MAX))
+        self.want = int(length) if short and int(length) < BODY_MAX else BODY_MAX
+        self.chunked = (header_value(head, "Transfer-Encoding") or "").lower().endswith("chunked")
+        self.body = bytearray()
+
+    def feed(self, data):
+        self.body += data[:self.want - len(self.body)]
+        done = len(self.body) >= self.want or (self.chunked and (
+            self.body == b"0\r\n\r\n" or (len(self.body) >= 7 and self.body.endswith(b"\r\n0\r\n\r\n"))))
+        return (self.answer(), b"") if done else None
+
+    def answer(self):
+        return self.head + bytes(self.body)
 
 
 def status_of(head):

@@ -24,6 +24,7 @@ HIGH_WATER = RING_CAP // 2
 # GiB); with many, 64 KiB, so that 1,000 busy connections stay within a few hundred MiB.
 FEW_CONNECTIONS = 64
 HS_SECS = 20                   # connect + proxy + TLS + upgrade deadline
+REFUSAL_SECS = 2               # for the body of a refused upgrade (tn_link.c)
 CLOSE_WAIT_SECS = 5            # for the server's answer to our Close
 _STEPS = {"tcp": "the TCP connection", "proxy": "the proxy's CONNECT", "tls": "the TLS handshake",
           "upgrade": "the WebSocket upgrade", "open": "the WebSocket upgrade"}
@@ -116,10 +117,13 @@ class Relay:
         self.timer = None
         self.pending = []                   # local bytes that arrived before the WebSocket opened
         self.pending_size = 0
+        self.pending_text = []              # Text frames given before it opened: they go first
         self.bytes_up = self.bytes_down = 0
         self.err = None
         self.finished = False
         self.fail_counted = False
+        if check is None:
+            core.by_id[conn_id] = self
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self):
@@ -171,12 +175,30 @@ class Relay:
                                 Error("connect", 0, f"{core.host} closed the connection during the handshake"))
         authorization = core.authorization()
         request = codec.upgrade_request(core.host, core.port, authorization, key, core.instance,
-                                        core.target_port)
+                                        core.target_port, core.path)
         link.send(request)
         del request
         answer, rest = await head
+        if codec.status_of(answer) not in (None, 101):
+            await self._refusal_body(answer, rest)
         codec.check_upgrade(answer, core.host, key, authorization)
         return rest
+
+    async def _refusal_body(self, head, rest):
+        """The body of a refused upgrade (the SCM site says why in it), kept for Engine.refusal():
+        up to its end, BODY_MAX bytes, the connection's end or REFUSAL_SECS."""
+        link = self.link
+        collector = codec.BodyCollector(head)
+        data, link.early = rest + b"".join(link.early), []
+        transport = link.transport
+        if collector.feed(data) is None and transport is not None and not transport.is_closing():
+            more = link.expect_head(collector, Error("connect", 0, "the refusal's body ended"))
+            try:
+                await asyncio.wait_for(more, REFUSAL_SECS)
+            except (Error, asyncio.TimeoutError):
+                pass            # what came is what there is
+        if self.check is None:
+            self.core.keep_refusal(self.id, collector.answer())
 
     def _drop_link(self):
         self.ws_gone = True
@@ -214,6 +236,9 @@ class Relay:
             return
         core.emit(self, "opened")
         self.timer = core.loop.call_later(core.ping_interval, self._tick)
+        for text in self.pending_text:
+            link.send(text)
+        self.pending_text = []
         if self.pending:
             data, self.pending, self.pending_size = b"".join(self.pending), [], 0
             self._send_data(data)
@@ -235,6 +260,17 @@ class Relay:
                 self.pause_local_reading("pending")
             return
         self._send_data(data)
+
+    def send_text(self, data):
+        """A Text frame (UTF-8 bytes): now when the WebSocket is open, else first once it opens;
+        dropped when it is ending (tn_link_text)."""
+        if self.ws_gone or self.close_sent or self.local_gone:
+            return
+        frame = codec.frame(codec.OP_TEXT, data)
+        if self.ws_up:
+            self.link.send(frame)
+        else:
+            self.pending_text.append(frame)
 
     def _send_data(self, data):
         self.link.send(codec.data_frames(data))
@@ -384,6 +420,7 @@ class Relay:
         self.finished = True
         core = self.core
         core.relays.discard(self)
+        core.by_id.pop(self.id, None)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -394,6 +431,7 @@ class Relay:
         if not core.stopping:
             core.emit(self, "failed" if self.err is not None else "closed")
         self.pending = []
+        self.pending_text = []
         self.link.parser = None      # it holds this relay's methods: no cycle left to collect
 
     def abort(self):
