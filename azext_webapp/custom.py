@@ -1,4 +1,5 @@
-"""The commands of ``az webapp remote-connection``: ``create``, ``ssh``, ``ssh-config`` and ``browse``.
+"""The commands of ``az webapp remote-connection``: ``create``, ``ssh``, ``ssh-config``, ``browse``, and
+``exec`` and ``cp`` through the SCM site's exec channel.
 
 The flow follows azure-cli's ``create_tunnel`` (appservice module): ARM look-ups (``_arm.py``),
 then a started and checked tunnel (``_connection.py``); failures become one line that says what to
@@ -19,7 +20,8 @@ from knack.log import get_logger
 from azext_webapp import _fanout, ssh
 from azext_webapp._arm import Target, locate, web_client
 from azext_webapp._connection import open_tunnel, resolve
-from azext_webapp._errors import debugging_message, describe
+from azext_webapp._errors import debugging_message, describe, first_line
+from azext_webapp._exec_run import Stop
 from azext_webapp._termination import Terminated, terminate_on
 from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
 
@@ -134,19 +136,25 @@ def _ssh_every_instance(cmd, target, wanted, ssh_path, ssh_args):
         except Terminated as ended:
             logger.warning('Stopped (%s): the command was ended on every instance.', ended.signal_name)
             sys.exit(128 + ended.signum)
-    if structured and cmd.cli_ctx.invocation.data['output'] != 'none':
-        # Printed here, as az would print a result (--query applied by its own handler), because az
-        # cannot also exit with a status of ours after printing a returned result.
-        from knack.events import EVENT_INVOKER_FILTER_RESULT
-        from knack.util import CommandResultItem
-        event_data = {'result': results}
-        cmd.cli_ctx.raise_event(EVENT_INVOKER_FILTER_RESULT, event_data=event_data)
-        output = cmd.cli_ctx.output
-        output.out(CommandResultItem(event_data['result']),
-                   formatter=output.get_formatter(cmd.cli_ctx.invocation.data['output']), out_file=sys.stdout)
-        sys.stdout.flush()
+    _print_records(cmd, results, structured)
     if worst:
         sys.exit(worst)
+
+
+def _print_records(cmd, results, structured):
+    """A fan-out's records, with an explicit --output. Printed here, as az would print a result
+    (--query applied by its own handler), because az cannot also exit with a status of ours after
+    printing a returned result."""
+    if not structured or cmd.cli_ctx.invocation.data['output'] == 'none':
+        return
+    from knack.events import EVENT_INVOKER_FILTER_RESULT
+    from knack.util import CommandResultItem
+    event_data = {'result': results}
+    cmd.cli_ctx.raise_event(EVENT_INVOKER_FILTER_RESULT, event_data=event_data)
+    output = cmd.cli_ctx.output
+    output.out(CommandResultItem(event_data['result']),
+               formatter=output.get_formatter(cmd.cli_ctx.invocation.data['output']), out_file=sys.stdout)
+    sys.stdout.flush()
 
 
 def _output_given(cmd):
@@ -330,3 +338,126 @@ def open_in_browser(url):
     if isinstance(opened, int):  # powershell.exe's exit status (WSL)
         return opened == 0
     return True  # a started `open` process (macOS)
+
+
+def exec_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None, target='app',
+                           shell=None, command=None, ids=None):  # pylint: disable=unused-argument
+    """A shell, or a command with its output and exit status, through the SCM site's exec channel:
+    no sshd needed (see _exec_shell, _exec_command)."""
+    from azext_webapp._exec_command import command_line
+    app = Target(resource_group_name, name, slot)
+    kudu = (target or 'app').lower() == 'kudu'
+    wanted = _fanout.wanted_instances(instance)
+    if wanted:
+        return _exec_every_instance(cmd, app, wanted, kudu, shell, command_line(command))
+    from azext_webapp._exec_channel import resolve_exec
+    endpoint = resolve_exec(cmd, app, instance)
+    stop = Stop()
+    restore = stop.install()
+    try:
+        if command:
+            code = _exec_command(endpoint, instance, kudu, shell, command_line(command), stop)
+        else:
+            code = _exec_shell(endpoint, instance, kudu, shell, stop)
+    finally:
+        restore()
+    if stop.signum is not None:
+        logger.warning('Stopped (%s): the remote side was ended.', _signal_name(stop.signum))
+        sys.exit(stop.status)
+    if code:
+        sys.exit(code)
+    return None
+
+
+def _signal_name(signum):
+    return 'Ctrl+C' if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def _exec_command(endpoint, instance, kudu, shell, command, stop):
+    from azext_webapp._exec_command import local_input, run_one
+    return run_one(endpoint, instance, kudu, shell, command, stop, _writer(sys.stdout), _writer(sys.stderr),
+                   source=local_input())
+
+
+def _writer(stream):
+    target = getattr(stream, 'buffer', None)
+
+    def write(data):
+        if target is not None:
+            target.write(data)
+            target.flush()
+        else:  # a text-only stream (tests replacing sys.stdout)
+            stream.write(data.decode('utf-8', 'replace'))
+            stream.flush()
+    return write
+
+
+def _exec_shell(endpoint, instance, kudu, shell, stop):
+    import os
+    from azext_webapp import _exec_terminal
+    from azext_webapp._exec_channel import open_channel
+    from azext_webapp._exec_shell import interactive
+    no_terminal = ValidationError(
+        'An interactive shell needs a terminal on standard input and output. To run a command instead, give it '
+        'after `--` (for example `-- ls /home`): its output and exit status come back.')
+    if not (os.isatty(0) and os.isatty(1)):
+        raise no_terminal
+    terminal = _exec_terminal.for_platform()()
+    with open_channel(endpoint, instance, kudu, shell, terminal.size()) as channel:
+        logger.warning('Connected to %s%s through its SCM site. Every key goes to the remote shell, Ctrl+C '
+                       'included: `exit` ends the session; Enter then ~. leaves it from here.',
+                       describe(endpoint.target), f' (instance {instance})' if instance else '')
+        try:
+            with terminal:
+                why = interactive(channel, terminal, stop)
+        except _exec_terminal.NoTerminalError:
+            raise no_terminal from None
+        failure = channel.failure()
+    if why == 'remote' and failure is not None:
+        logger.warning('The connection to the shell broke: %s', first_line(failure))
+    return 0
+
+
+def _exec_every_instance(cmd, app, wanted, kudu, shell, command):
+    """exec --instance all / NAME,NAME -- CMD: at most _exec_command.MAX_PARALLEL at once; records
+    with an explicit --output; az exits with the worst status."""
+    from azext_webapp._exec_channel import resolve_exec
+    from azext_webapp._exec_command import ExecFanOut
+    names = _fanout.choose_instances(cmd, app, wanted)
+    endpoint = resolve_exec(cmd, app)
+    structured = _output_given(cmd)
+    stop = Stop()
+    restore = stop.install()
+    try:
+        results = ExecFanOut(endpoint, names, kudu, shell, command, stop, not structured).run()
+    finally:
+        restore()
+    if stop.signum is not None:
+        logger.warning('Stopped (%s): the command was ended on every instance.', _signal_name(stop.signum))
+        sys.exit(stop.status)
+    _print_records(cmd, results, structured)
+    worst = _fanout.worst(results)
+    if worst:
+        sys.exit(worst)
+
+
+def cp_remote_connection(cmd, source, destination, resource_group_name=None, name=None, slot=None, instance=None,
+                         ids=None):  # pylint: disable=unused-argument
+    """A file to or from the container through the exec channel (see _copy)."""
+    from azext_webapp import _copy
+    from azext_webapp._exec_channel import resolve_exec
+    app = Target(resource_group_name, name, slot)
+    remote_source, remote_destination = _copy.parse_location(source), _copy.parse_location(destination)
+    endpoint = resolve_exec(cmd, app, instance)
+    stop = Stop()
+    restore = stop.install()
+    try:
+        if remote_destination is not None:
+            _copy.upload(endpoint, instance, source, remote_destination.path, stop)
+        else:
+            _copy.download(endpoint, instance, remote_source.path, destination, stop)
+    finally:
+        restore()
+    if stop.signum is not None:
+        logger.warning('Stopped (%s): nothing was copied.', _signal_name(stop.signum))
+        sys.exit(stop.status)
