@@ -5,9 +5,10 @@
         sb.app("linux-app").scm_url
 
 Starts identity + ARM (HTTPS, sandbox/arm.py, a thread of this process), the browser SSH
-service behind the SCM sites' /webssh/ (sandbox/webssh/), the C SCM server
-(sandbox/scm_process.py) and, as root, a real sshd per instance (sandbox/sshd.py), all on
-127.0.0.1 with ports picked at run time. `stop()` (also on leaving the `with`, at exit, and
+service behind the SCM sites' /webssh/ (sandbox/webssh/), the exec channel's service behind
+their /exec/ (sandbox/exec_service/), the C SCM server (sandbox/scm_process.py) and, as root,
+a container per instance and per site's Kudu (sandbox/containers.py) with a real sshd in each
+instance that has one (sandbox/sshd.py), all on 127.0.0.1 with ports picked at run time. `stop()` (also on leaving the `with`, at exit, and
 when this process dies: PR_SET_PDEATHSIG) ends every process it started.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ import weakref
 import atexit
 from dataclasses import dataclass
 
-from . import arm, catalogue, procs, sshd
+from . import arm, catalogue, containers, procs, sshd
 from .catalogue import APPS, APPS_BY_NAME, RESOURCE_GROUP
 
 __all__ = ["Sandbox", "AppInfo", "InstanceInfo", "APPS", "sshd_unavailable_reason"]
@@ -117,7 +118,11 @@ class Sandbox:
         self.arm = None                 # arm.ArmServer
         self.scm = None                 # scm_process.ScmServer
         self.webssh = None              # webssh.WebsshService (browser SSH behind /webssh/)
+        self.exec = None                # exec_service.ExecService (the exec channel behind /exec/)
         self._sshds: dict = {}          # instance name -> sshd.SshdInstance
+        self._containers: dict = {}     # instance name -> its containers.Container (sshds too)
+        self._kudus: dict = {}          # site name -> its Kudu's containers.Container
+        self.containers_unavailable_reason: str | None = None
         self._aux: list = []            # Debugger / DeadPort objects
         self._apps: dict = {}           # (app, slot) -> AppInfo
         self._scm_sites: dict = {}      # site name -> Contract 2 site dict
@@ -162,6 +167,7 @@ class Sandbox:
 
         instances = self._start_containers()
         self._start_webssh()
+        self._start_exec()
         self._start_scm(instances)
         for (app, slot), info in self._apps.items():
             model.sites[(app, slot)] = arm.SiteView(
@@ -195,12 +201,15 @@ class Sandbox:
         return str(crt), str(key)
 
     def _start_containers(self) -> dict:
-        """Start what serves each instance's container ports; returns site -> [InstanceInfo]."""
+        """Start every container (sandbox/containers.py): each instance of a running Linux app,
+        with its sshd as init where it has one, and each Linux site's Kudu; and what serves each
+        instance's other container ports. Returns site -> (spec, slot, [InstanceInfo])."""
         reason = sshd.sshd_unavailable_reason()
         if self._want_sshd is False:
             reason = "sshd disabled (Sandbox(sshd=False))"
         self.sshd_available = reason is None
         self.sshd_unavailable_reason = reason
+        self.containers_unavailable_reason = containers.unavailable_reason()
         shadow = os.path.join(self.workdir, "instances", "shadow")
         if self.sshd_available:
             sshd.write_shadow(shadow)
@@ -214,22 +223,35 @@ class Sandbox:
             for slot in (None,) + spec.slots:
                 site = catalogue.site_name(spec.name, slot)
                 plan[site] = (spec, slot, catalogue.instance_names(spec.name, spec.instances, slot))
-        # sshds first, all at once (each waits only for its own readiness)
+        # every container at once (each waits only for its own readiness), sshds among them
         pending = []
         for site, (spec, slot, names) in plan.items():
-            for name in names:
-                if catalogue.SERVE_SSHD in spec.serves.values() and self.sshd_available:
+            if not spec.linux or self.containers_unavailable_reason:
+                continue
+            if spec.state != "Stopped":
+                for name in names:
+                    if catalogue.SERVE_SHARED_SSHD in spec.serves.values():
+                        continue        # the other app's container serves it
                     motd = (f"\nApp Service sandbox: instance {name} of {site}"
                             f" (not a real container; loopback only)\n\n")
-                    inst = sshd.SshdInstance(name, self.workdir, self._shadow_of(spec, shadow), motd,
-                                             spec.sshd_config)
+                    if catalogue.SERVE_SSHD in spec.serves.values() and self.sshd_available:
+                        inst = sshd.SshdInstance(name, self.workdir, self._shadow_of(spec, shadow), motd,
+                                                 spec.sshd_config)
+                        self._sshds[name] = inst
+                    else:
+                        inst = self._idle_container(name, motd)
                     inst.spawn()
-                    self._sshds[name] = inst
+                    self._containers[name] = inst
                     pending.append(inst)
+            kudu = self._idle_container(catalogue.kudu_name(site),
+                                        f"\nApp Service sandbox: the Kudu container of {site}\n\n")
+            kudu.spawn()
+            self._kudus[site] = kudu
+            pending.append(kudu)
         for inst in pending:
             if not inst.wait_ready():
                 inst.stop()
-                inst.start()       # retries with a fresh port
+                inst.start()       # retries (an sshd with a fresh port)
         result = {}
         for site, (spec, slot, names) in plan.items():
             infos = []
@@ -240,6 +262,8 @@ class Sandbox:
                         ports[cport], has_sshd = self._sshds[name].port, True
                     elif kind == catalogue.SERVE_SHARED_SSHD:
                         other = catalogue.instance_names(spec.shared_sshd_of, 1)[0]
+                        if other in self._containers:
+                            self._containers[name] = self._containers[other]
                         if other in self._sshds:
                             ports[cport], has_sshd = self._sshds[other].port, True
                         else:
@@ -252,7 +276,19 @@ class Sandbox:
                         ports[cport] = self._dead_port()
                 infos.append(InstanceInfo(name, ports, has_sshd))
             result[site] = (spec, slot, infos)
+        containers.write_map(self.workdir, {n: c.init_pid for n, c in self._containers.items()},
+                             {site: c.init_pid for site, c in self._kudus.items()},
+                             namespaces=not self.containers_unavailable_reason)
         return result
+
+    def _idle_container(self, name: str, motd: str) -> containers.Container:
+        """A container without sshd; its motd in the workdir's directory of that name."""
+        directory = os.path.join(self.workdir, "instances", name)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        motd_path = os.path.join(directory, "motd")
+        with open(motd_path, "w") as f:
+            f.write(motd)
+        return containers.Container(name, self.workdir, motd=motd_path)
 
     def _shadow_of(self, spec, default: str) -> str:
         """The shadow file of the app's containers: root's password is `Docker!` unless the app's
@@ -276,6 +312,14 @@ class Sandbox:
         self.webssh = WebsshService(log_path=os.path.join(self.workdir, "logs", "webssh.log"))
         self.webssh.start()
 
+    def _start_exec(self):
+        """The exec channel's service that the SCM sites' /exec/ proxies to
+        (sandbox/exec_service/); it finds the containers by the map _start_containers wrote."""
+        from .exec_service import ExecService
+        self.exec = ExecService(os.path.join(self.workdir, containers.MAP_FILE),
+                                log_path=os.path.join(self.workdir, "logs", "exec.log"))
+        self.exec.start()
+
     def _start_scm(self, instances: dict):
         from . import scm_process
         now = time.time()
@@ -298,13 +342,15 @@ class Sandbox:
                 "instances": [{"name": i.name, "ports": {str(k): v for k, v in i.ports.items()}}
                               for i in infos],
                 "fault": None,
+                "exec_refusal": _exec_refusal(spec.exec_refusal),
             })
             self._scm_sites[site] = sites[-1]
         self.scm = scm_process.ScmServer(
             self.workdir, sites, keepalive_seconds=self._keepalive[0],
             keepalive_kind=self._keepalive[1],
             log_path=os.path.join(self.workdir, "logs", "scm-server.log"),
-            webssh_port=self.webssh.port, webssh_token=self.webssh.token)
+            webssh_port=self.webssh.port, webssh_token=self.webssh.token,
+            exec_port=self.exec.port, exec_token=self.exec.token)
         self.scm.start()
         for site, (spec, slot, infos) in instances.items():
             port = self.scm.port(site)
@@ -325,8 +371,10 @@ class Sandbox:
             self._stopped = True
         errors = []
         for step in ([lambda: self.scm and self.scm.stop(),
-                      lambda: self.webssh and self.webssh.stop()]
-                     + [i.stop for i in self._sshds.values()]
+                      lambda: self.webssh and self.webssh.stop(),
+                      lambda: self.exec and self.exec.stop()]
+                     + [c.stop for c in set(self._containers.values())]
+                     + [c.stop for c in self._kudus.values()]
                      + [a.stop for a in self._aux]
                      + [lambda: self.arm and self.arm.stop()]):
             try:
@@ -344,12 +392,16 @@ class Sandbox:
         return self._started and not self._stopped
 
     def pids(self) -> list:
-        """Every process the sandbox runs now (scm-server, unshare + sshd + sessions)."""
+        """Every process the sandbox runs now (scm-server, the web SSH and exec services and
+        their sessions, the containers: unshare, init, sshd, sessions)."""
         out = []
         if self.scm is not None and getattr(self.scm, "pid", None):
             out += procs.descendants(self.scm.pid)
-        for inst in self._sshds.values():
-            out += inst.pids()
+        for service in (self.webssh, self.exec):
+            if service is not None:
+                out += service.pids()
+        for c in list(set(self._containers.values())) + list(self._kudus.values()):
+            out += c.pids()
         return out
 
     # -- look-ups -------------------------------------------------------------------------
@@ -424,12 +476,24 @@ class Sandbox:
         self.scm.update_site(site, **fields)
 
     def set_fault(self, name: str, fault: dict | None, slot: str | None = None):
-        """fault: None, {"refuse": 401|403|502}, {"drop_after_bytes": N}, {"stall_after_bytes": N}."""
+        """fault: None, {"refuse": 401|403|502}, {"drop_after_bytes": N}, {"stall_after_bytes": N}
+        (the tunnel's), or {"refuse_exec": STATUS[, "message": TEXT]}: /exec/* answers STATUS
+        (400-599) with {"Message": TEXT}. Setting one clears the other kind; None clears both
+        (an app's own exec refusal, noexec-app's, stays)."""
+        if fault is not None and "refuse_exec" in fault:
+            status, message = fault["refuse_exec"], fault.get("message", EXEC_FAULT_MESSAGE)
+            if (set(fault) - {"refuse_exec", "message"} or type(status) is not int
+                    or not 400 <= status <= 599 or not isinstance(message, str)):
+                raise ValueError(f"bad fault {fault!r}: refuse_exec takes a status 400-599 and an "
+                                 "optional message")
+            self._update(name, slot, fault=None, exec_refusal=_exec_refusal((status, message)))
+            return
         if fault is not None:
             if len(fault) != 1 or next(iter(fault)) not in ("refuse", "drop_after_bytes",
                                                              "stall_after_bytes"):
                 raise ValueError(f"unknown fault {fault!r}")
-        self._update(name, slot, fault=fault)
+        spec = APPS_BY_NAME[self.app(name, slot).name]
+        self._update(name, slot, fault=fault, exec_refusal=_exec_refusal(spec.exec_refusal))
 
     def hold_starting(self, name: str, seconds: float, slot: str | None = None):
         """GetStatus reads STARTING for the next `seconds` seconds."""
@@ -567,6 +631,10 @@ class Sandbox:
                  "  browser SSH: <SCM URL>/webssh/host[?instance=NAME] on every site"
                  + (f" (service 127.0.0.1:{self.webssh.port}, log logs/webssh.log)"
                     if self.webssh else ""),
+                 "  exec channel (az webapp exec): wss://<SCM host>/exec/shell, <SCM URL>/exec/execute;"
+                 + (" containers: hostname = instance name, Kudu's <site>-kudu"
+                    if not self.containers_unavailable_reason
+                    else f" on this host ({self.containers_unavailable_reason})"),
                  "", "Apps:"]
         for spec in APPS:
             if not spec.scm:
@@ -618,6 +686,17 @@ class Sandbox:
         with os.fdopen(fd, "w") as f:
             json.dump(info, f, indent=2)
         os.replace(path + ".tmp", path)
+
+
+EXEC_FAULT_MESSAGE = "The exec channel refused the request (a sandbox fault)."
+
+
+def _exec_refusal(refusal) -> dict | None:
+    """Contract 2's exec_refusal for a (status, Message) pair, or None."""
+    if refusal is None:
+        return None
+    status, message = refusal
+    return {"status": status, "body": json.dumps({"Message": message})}
 
 
 def _ssh_where(inst: InstanceInfo) -> str:

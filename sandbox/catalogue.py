@@ -28,6 +28,11 @@ SSHD_SEED = "seed"         # the documentation's sshd_config as custom images co
 SSHD_NOSFTP = "nosftp"     # OpenSSH's default (modern) algorithms, but no `Subsystem sftp` line
 SSHD_MODERN = "modern"     # AEAD ciphers and etm MACs only: nothing the portal's browser SSH offers
 
+# What an SCM site answers /exec/* with when it refuses (docs/PROTOCOL.md, "Exec channel"): the
+# status and the JSON body's Message. Azure's texts are not published; these are inferred.
+WINDOWS_EXEC = (404, "No HTTP resource was found that matches the request URI.")
+NOEXEC = (403, "The exec endpoint is disabled for this app.")
+
 
 @dataclass(frozen=True)
 class AppSpec:
@@ -48,6 +53,7 @@ class AppSpec:
     scm: bool = True                         # has an SCM site at all
     sshd_config: str = SSHD_IMAGES           # SSHD_IMAGES | SSHD_SEED | SSHD_NOSFTP | SSHD_MODERN
     root_password: str | None = None         # root's sshd password; None: "Docker!"
+    exec_refusal: tuple | None = None        # (status, Message) the SCM site answers /exec/* with
 
     @property
     def default_port(self) -> int:
@@ -61,7 +67,7 @@ class AppSpec:
 APPS: tuple[AppSpec, ...] = (
     AppSpec("linux-app", "running Linux app, one instance"),
     AppSpec("windows-app", "Windows app (reserved: false): refused by the command",
-            linux=False, serves={SSH_PORT: SERVE_NOTHING}),
+            linux=False, serves={SSH_PORT: SERVE_NOTHING}, exec_refusal=WINDOWS_EXEC),
     AppSpec("stopped-app", "state Stopped; GetStatus STOPPED",
             state="Stopped", serves={SSH_PORT: SERVE_NOTHING}),
     AppSpec("starting-app", "GetStatus STARTING for the first 5 s (hold_starting() for more)",
@@ -94,6 +100,11 @@ APPS: tuple[AppSpec, ...] = (
             serves={22: SERVE_SSHD}),
     AppSpec("modern-app", "custom image: AEAD ciphers and etm MACs only (OpenSSH works, the portal's "
             "browser SSH does not)", sshd_config=SSHD_MODERN),
+    # The exec channel (/exec/shell, /exec/execute): a way in without sshd.
+    AppSpec("exec-app", "custom image without sshd, two instances: only the exec channel gets in "
+            "(GetStatus canReachPort false)", instances=2, serves={SSH_PORT: SERVE_NOTHING}),
+    AppSpec("noexec-app", "its SCM site refuses /exec/* (403, Azure's JSON shape); the tunnel works",
+            exec_refusal=NOEXEC),
 )
 
 APPS_BY_NAME = {a.name: a for a in APPS}
@@ -102,6 +113,11 @@ APPS_BY_NAME = {a.name: a for a in APPS}
 def site_name(app: str, slot: str | None = None) -> str:
     """The SCM site name of an app or slot (Azure's `{app}-{slot}` SCM host naming)."""
     return f"{app}-{slot}" if slot else app
+
+
+def kudu_name(site: str) -> str:
+    """The name (and hostname) of a site's Kudu container: the exec channel's `?target=kudu`."""
+    return f"{site}-kudu"
 
 
 def instance_names(app: str, count: int, slot: str | None = None) -> list[str]:

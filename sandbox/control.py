@@ -1,6 +1,7 @@
 """Faults and states of a running `python -m sandbox`, set from another shell.
 
     python -m sandbox fault linux-app refuse=401 --workdir DIR      # or drop_after_bytes=N, stall_after_bytes=N, none
+    python -m sandbox fault exec-app refuse_exec=503:TEXT --workdir DIR   # /exec/*: 503 {"Message": TEXT}
     python -m sandbox state linux-app STOPPED --workdir DIR         # STARTED | STOPPED | STARTING
     python -m sandbox starting starting-app 30 --workdir DIR        # GetStatus STARTING for 30 s
     python -m sandbox basic linux-app off --workdir DIR             # on | off
@@ -23,7 +24,7 @@ import uuid
 
 REQUEST_SUFFIX = ".request.json"
 RESPONSE_SUFFIX = ".response.json"
-FAULT_KINDS = ("refuse", "drop_after_bytes", "stall_after_bytes")
+FAULT_KINDS = ("refuse", "drop_after_bytes", "stall_after_bytes", "refuse_exec")
 
 
 def control_dir(workdir: str) -> str:
@@ -31,14 +32,22 @@ def control_dir(workdir: str) -> str:
 
 
 def parse_fault(text: str):
-    """`refuse=401`, `drop_after_bytes=1000`, `stall_after_bytes=N` or `none` -> the fault dict."""
+    """`refuse=401`, `drop_after_bytes=1000`, `stall_after_bytes=N`, `refuse_exec=STATUS[:MESSAGE]`
+    or `none` -> the fault dict."""
     if text.lower() in ("none", "off", "clear"):
         return None
     kind, sep, value = text.partition("=")
+    message = None
+    if kind == "refuse_exec":
+        value, colon, message = value.partition(":")
+        message = message if colon else None
     if not sep or kind not in FAULT_KINDS or not value.isdigit():
         raise ValueError(f"fault {text!r}: use refuse=401|403|502, drop_after_bytes=N, "
-                         "stall_after_bytes=N or none")
-    return {kind: int(value)}
+                         "stall_after_bytes=N, refuse_exec=STATUS[:MESSAGE] or none")
+    fault = {kind: int(value)}
+    if message is not None:
+        fault["message"] = message
+    return fault
 
 
 def send(workdir: str, request: dict, timeout: float = 20.0) -> dict:
@@ -137,7 +146,7 @@ def main(argv) -> int:
     parser.add_argument("action", choices=("fault", "state", "starting", "basic", "sshd"))
     parser.add_argument("app")
     parser.add_argument("value", help="fault: refuse=401|403|502, drop_after_bytes=N, stall_after_bytes=N, "
-                                      "none; state: STARTED|STOPPED|STARTING; starting: seconds; basic: on|off; "
+                                      "refuse_exec=STATUS[:MESSAGE], none; state: STARTED|STOPPED|STARTING; starting: seconds; basic: on|off; "
                                       "sshd: down|up")
     parser.add_argument("--slot")
     parser.add_argument("--instance", help="sshd: only this instance of a scaled-out app")

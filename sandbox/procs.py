@@ -79,9 +79,8 @@ def stop(p: subprocess.Popen, sig=signal.SIGTERM, grace: float = 3.0):
         _live.discard(p)
 
 
-def descendants(pid: int) -> list:
-    """pid and every process below it (by /proc ppid links), for lifecycle checks."""
-    children: dict = {}
+def stats():
+    """(pid, the fields of /proc/PID/stat after the name) of every process now."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -90,8 +89,14 @@ def descendants(pid: int) -> list:
                 stat = f.read()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
+        yield int(entry), stat[stat.rindex(")") + 2:].split()
+
+
+def descendants(pid: int) -> list:
+    """pid and every process below it (by /proc ppid links), for lifecycle checks."""
+    children: dict = {}
+    for child, fields in stats():
+        children.setdefault(int(fields[1]), []).append(child)
     out, todo = [], [pid]
     while todo:
         cur = todo.pop()

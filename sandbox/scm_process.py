@@ -20,7 +20,8 @@ copy of the directory).
 
 webssh_port / webssh_token (both or neither) name the local web SSH service that the
 server proxies /webssh/ to (the "webssh" config key); webssh_session_seconds shortens the
-session cookie's 8 h lifetime (tests).
+session cookie's 8 h lifetime (tests). exec_port / exec_token likewise name the exec
+channel's service behind /exec/ (the "exec" key).
 
 update_site() rewrites the config and sends SIGHUP, then waits until the
 ready file's "generation" moves past the value seen before: the reload is
@@ -41,7 +42,8 @@ from pathlib import Path
 
 SCM_DIR = Path(__file__).resolve().parent / "scm"
 BINARY = SCM_DIR / "scm-server"
-_MUTABLE = {"basic", "bearer", "state", "starting_until", "fault", "default_port", "instances"}
+_MUTABLE = {"basic", "bearer", "state", "starting_until", "fault", "default_port", "instances",
+            "exec_refusal"}
 
 
 class ScmServerError(RuntimeError):
@@ -119,11 +121,14 @@ class ScmServer:
     def __init__(self, workdir, sites, keepalive_seconds: float = 15,
                  keepalive_kind: str = "ping", listen: str = "127.0.0.1", ca=None,
                  log_path=None, binary=None, start_timeout: float = 15.0,
-                 webssh_port=None, webssh_token=None, webssh_session_seconds=None):
+                 webssh_port=None, webssh_token=None, webssh_session_seconds=None,
+                 exec_port=None, exec_token=None):
         if keepalive_kind not in ("ping", "pong"):
             raise ValueError("keepalive_kind must be 'ping' or 'pong'")
         if (webssh_port is None) != (webssh_token is None):
             raise ValueError("webssh_port and webssh_token go together")
+        if (exec_port is None) != (exec_token is None):
+            raise ValueError("exec_port and exec_token go together")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.sites = {s["name"]: copy.deepcopy(dict(s)) for s in sites}
@@ -143,6 +148,8 @@ class ScmServer:
         self.webssh_port = webssh_port
         self.webssh_token = webssh_token
         self.webssh_session_seconds = webssh_session_seconds
+        self.exec_port = exec_port          # the exec channel's service (None: /exec/ is 404)
+        self.exec_token = exec_token
         self.proc: subprocess.Popen | None = None
         self.generation = 0
         self._ports: dict = {}
@@ -283,6 +290,8 @@ class ScmServer:
             cfg["webssh"] = {"port": int(self.webssh_port), "token": str(self.webssh_token)}
             if self.webssh_session_seconds is not None:
                 cfg["webssh"]["session_seconds"] = int(self.webssh_session_seconds)
+        if self.exec_port is not None:
+            cfg["exec"] = {"port": int(self.exec_port), "token": str(self.exec_token)}
         _write_atomic(self.config_path, json.dumps(cfg, indent=1))
 
     def _read_ready(self) -> dict:

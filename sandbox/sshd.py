@@ -3,29 +3,27 @@
 Each sshd runs with the seed's sshd_config (docs/CONTAINERS.md), adapted only where a
 loopback sandbox needs it (every deviation is listed in `DEVIATIONS` and in sandbox/README.md).
 Password login as root with `Docker!` needs real root: sshd's privilege separation calls
-setgroups/setuid and reads the shadow database. So, as root, each sshd starts in its own
-mount + UTS + PID namespace (util-linux `unshare`) where:
+setgroups/setuid and reads the shadow database. So, as root, each sshd is the init of its
+instance's container (sandbox/containers.py: mount + UTS + PID namespaces, hostname = instance
+name, private /run, /tmp and /mnt/full), where:
   - a private copy of /etc/shadow (root's hash = `Docker!`, every other account locked) and a
     private /etc/motd are bind-mounted over the real ones (the host's files are never written);
-  - the hostname is the instance name (`ssh ... hostname` tells instances apart);
-  - /run is a private tmpfs holding sshd's privilege-separation directory /run/sshd;
-  - /proc is the namespace's own, and killing the namespace's first process (sshd) makes the
-    kernel kill every session it started.
+  - its config and host keys are seen at /run/sandbox (the instance's directory, bound there);
+  - /run/sshd is sshd's privilege-separation directory;
+  - killing the container's first process (sshd) makes the kernel kill every session in it.
 Without root, `sshd_unavailable_reason()` says why and no sshd is started.
 """
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import threading
 import time
 
-from . import procs
+from . import containers
 
 SSHD = "/usr/sbin/sshd"
-UNSHARE = "/usr/bin/unshare"
 ROOT_PASSWORD = "Docker!"
 
 # The seed's sshd_config (docs/CONTAINERS.md), verbatim.
@@ -53,7 +51,7 @@ def sshd_unavailable_reason() -> str | None:
         return ("sshd instances need root: password login as root ('Docker!') needs sshd's "
                 "privilege separation (setgroups/setuid) and a private /etc/shadow in a mount "
                 "namespace; run the sandbox as root")
-    for path in (SSHD, UNSHARE, "/usr/bin/ssh-keygen", "/usr/bin/openssl"):
+    for path in (SSHD, containers.UNSHARE, "/usr/bin/ssh-keygen", "/usr/bin/openssl"):
         if not os.access(path, os.X_OK):
             return f"{path} is missing (Debian: openssh-server, util-linux, openssl)"
     return None
@@ -121,32 +119,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# Runs inside the new namespaces as their first process, then becomes sshd.
-_NS_SCRIPT = """\
-set -e
-mount -t tmpfs -o mode=755,size=1m sandbox-run /run
-mkdir -m 755 /run/sshd
-mount --bind "$1" /etc/shadow
-mount --bind "$2" /etc/motd
-hostname "$3"
-exec "$4" -D -e -f "$5"
-"""
-
-
-class SshdInstance:
-    """One instance's sshd: `start()` returns once it listens; `stop()` ends its namespace."""
+class SshdInstance(containers.Container):
+    """One instance's container with sshd as its init: `start()` returns once sshd listens;
+    `stop()` ends the container."""
 
     def __init__(self, name: str, workdir: str, shadow_file: str, motd: str, kind: str = "images"):
-        self.name = name
         self.kind = kind
         self.dir = os.path.join(workdir, "instances", name)
-        self.log_path = os.path.join(workdir, "logs", f"sshd-{name}.log")
-        self.shadow_file = shadow_file
-        self.motd = motd
+        super().__init__(name, workdir, shadow=shadow_file, motd=os.path.join(self.dir, "motd"),
+                         bind_dir=self.dir, log_path=os.path.join(workdir, "logs", f"sshd-{name}.log"))
+        self.motd_text = motd
         self.port = None
-        self.proc = None
 
     def _prepare(self, port: int) -> str:
+        """Keys, motd and sshd_config in the instance's directory; the config's path as sshd
+        sees it (the directory is bound at containers.BIND_AT)."""
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         keys = []
         for kind in ("ed25519", "ecdsa"):
@@ -157,25 +144,21 @@ class SshdInstance:
                         os.unlink(old)
                 subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", self.name,
                                 "-f", key], check=True, stdin=subprocess.DEVNULL)
-            keys.append(key)
-        with open(os.path.join(self.dir, "motd"), "w") as f:
-            f.write(self.motd)
-        cfg = os.path.join(self.dir, "sshd_config")
-        with open(cfg, "w") as f:
+            keys.append(f"{containers.BIND_AT}/ssh_host_{kind}_key")
+        with open(self.motd, "w") as f:
+            f.write(self.motd_text)
+        with open(os.path.join(self.dir, "sshd_config"), "w") as f:
             f.write(config_text(port, keys, self.kind))
-        return cfg
+        return f"{containers.BIND_AT}/sshd_config"
 
-    def spawn(self):
-        """Start sshd without waiting (see wait_ready)."""
+    def spawn(self, init: list | None = None):
+        """Start the container with sshd as its init, without waiting (see wait_ready)."""
         port = free_port()
         cfg = self._prepare(port)
         self.port = port
-        argv = [UNSHARE, "--mount", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc",
-                "--propagation", "private", "--", "/bin/sh", "-c", _NS_SCRIPT, "sandbox-ns",
-                self.shadow_file, os.path.join(self.dir, "motd"), self.name, SSHD, cfg]
         with open(self.log_path, "ab") as f:
             f.write(f"--- starting sshd for {self.name} on 127.0.0.1:{self.port}\n".encode())
-        self.proc = procs.spawn(argv, log_path=self.log_path)
+        super().spawn(init or [SSHD, "-D", "-e", "-f", cfg])
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """True once sshd listens; False if it exited (e.g. the port was taken meanwhile)."""
@@ -201,31 +184,6 @@ class SshdInstance:
             self.stop()
         raise RuntimeError(f"sshd for {self.name} did not start; see {self.log_path}:\n"
                            + tail(self.log_path))
-
-    def pids(self) -> list:
-        return procs.descendants(self.proc.pid) if self.proc else []
-
-    def stop(self):
-        # unshare ignores SIGTERM while it waits for its child. So: SIGTERM the namespace's
-        # first process (sshd); when it exits the kernel kills every session in the namespace
-        # and unshare reaps it and exits. procs.stop then reaps unshare (SIGKILL if it lingers).
-        if self.proc is None:
-            return
-        try:
-            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-                kids = [int(x) for x in f.read().split()]
-        except OSError:
-            kids = []
-        for pid in kids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        procs.stop(self.proc, sig=signal.SIGKILL, grace=2.0)
 
 
 def tail(path: str, n: int = 20) -> str:

@@ -18,8 +18,12 @@
  *   scm_ws.c      ws_      RFC 6455 server-side framing
  *   scm_probe.c   probe_   "can reach port": a real TCP connect
  *   scm_relay.c   relay_   the WebSocket <-> container-port data path
- *   scm_webssh.c  webssh_  /webssh/: auth, session cookie, and the raw
- *                          proxy to the local web SSH service
+ *   scm_proxy.c   proxy_   a request forwarded to a local service: head
+ *                          filtering, answers of our own, the raw relay
+ *   scm_webssh.c  webssh_  /webssh/: auth, session cookie, instance, then
+ *                          proxy_ to the local web SSH service
+ *   scm_exec.c    exec_    /exec/: auth, refusals, instance, then proxy_ to
+ *                          the local exec service
  */
 #ifndef SCM_H
 #define SCM_H
@@ -48,6 +52,33 @@ extern int scm_log_mask;
 		if (scm_log_mask & (level)) \
 			fprintf(stderr, "scm-server: " __VA_ARGS__); \
 	} while (0)
+
+/* The reason phrase of an HTTP status this server answers with. */
+static inline const char *
+scm_reason(unsigned status)
+{
+	switch (status) {
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 202: return "Accepted";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 426: return "Upgrade Required";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Status";
+	}
+}
 
 /* Milliseconds on the monotonic clock: every deadline in the server. */
 static inline long long
@@ -90,6 +121,8 @@ struct scm_site {
 	char *state;				/* STARTED / STOPPED / STARTING */
 	double starting_until;			/* Unix time */
 	struct scm_fault fault;
+	unsigned exec_refusal_status;		/* 0: /exec/ is served */
+	char *exec_refusal_body;		/* its JSON body otherwise */
 	int default_port;
 	struct scm_instance *instances;
 	size_t ninstances;
@@ -100,17 +133,25 @@ struct scm_site {
 	int port;				/* bound listener port */
 };
 
-/* Longest web SSH service token accepted from the config. */
-#define SCM_WEBSSH_TOKEN_MAX 256
+/* Longest local service token accepted from the config. */
+#define SCM_SERVICE_TOKEN_MAX 256
+/* Longest exec_refusal body accepted from the config. */
+#define SCM_EXEC_REFUSAL_MAX 1024
+
+/* A local service that a path is proxied to. */
+struct scm_service {
+	int port;		/* 0: none */
+	char *token;
+};
 
 struct scm_config {
 	char *listen;
 	char *ready_file;
 	int keepalive_seconds;	/* mutable, like the site fields */
 	int keepalive_pong;	/* 1: unsolicited Pong, 0: Ping */
-	int webssh_port;	/* mutable too; 0: no web SSH service */
-	char *webssh_token;
+	struct scm_service webssh;	/* mutable too */
 	int webssh_session_seconds;
+	struct scm_service exec;
 	struct scm_site *sites;
 	size_t nsites;
 };
@@ -178,9 +219,9 @@ void relay_end_all(void);
 size_t relay_open_count(void);
 int relay_stop_fd(void);
 
-/* scm_webssh.c: a /webssh request, handed over before http_parse's
- * in-place decoding could alter its head. */
-struct webssh_request {
+/* A request for a local service, handed over before http_parse's in-place
+ * decoding could alter its head. */
+struct proxy_request {
 	const char *raw;		/* the head as received, CRLF CRLF
 					 * included, NUL-terminated */
 	size_t raw_len;
@@ -191,10 +232,36 @@ struct webssh_request {
 	size_t early_len;
 };
 
+/* scm_proxy.c */
+#define PROXY_NAME_MAX 256		/* a site or instance name, a header */
+#define PROXY_MESSAGE_MAX 1024		/* an answer's message */
+#define PROXY_ADDED_MAX 2048		/* the header lines added */
+enum proxy_style { PROXY_TEXT, PROXY_JSON };	/* our answers' bodies */
+struct proxy;
+int proxy_wants(const char *head);
+int proxy_path(const char *path, const char *prefix);
+int proxy_cookie_next(const char **p, const char *name, const char **val,
+		      size_t *len);
+void proxy_affinity(const char *cookies, char *out, size_t outlen);
+struct proxy *proxy_open(struct scm_conn *c, const struct proxy_request *rq,
+			 enum proxy_style style, const char *what);
+int proxy_undecided(const struct proxy *p);
+void proxy_answer(struct proxy *p, unsigned status, const char *message);
+void proxy_answer_body(struct proxy *p, unsigned status, const char *ctype,
+		       const char *body);
+void proxy_forward(struct proxy *p, int port, const char *extra,
+		   const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void proxy_finish(struct proxy *p);
+size_t proxy_open_count(void);
+
+/* scm_webssh.c */
 int webssh_init(void);
-int webssh_wants(const char *head);
 int webssh_path(const char *path);
-int webssh_proxy(struct scm_conn *c, const struct webssh_request *rq);
-size_t webssh_open_count(void);
+int webssh_proxy(struct scm_conn *c, const struct proxy_request *rq);
+
+/* scm_exec.c */
+int exec_path(const char *path);
+int exec_proxy(struct scm_conn *c, const struct proxy_request *rq);
 
 #endif

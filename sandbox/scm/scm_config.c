@@ -1,7 +1,8 @@
 /*
  * scm_config.c - the config file of Contract 2: load, reload (SIGHUP), and
  * the look-ups requests need (route by ARRAffinity, container port mapping,
- * effective state).  Also the optional web SSH service ("webssh").
+ * effective state).  Also the optional local services that /webssh/ and
+ * /exec/ are proxied to ("webssh", "exec").
  *
  * Sites live in one array for the process lifetime: listeners and open
  * relays point at them, so a reload swaps field values in place instead of
@@ -91,6 +92,7 @@ config_free_site(struct scm_site *s)
 		free(s->bearer[i]);
 	free(s->bearer);
 	free(s->state);
+	free(s->exec_refusal_body);
 	config_free_instances(s->instances, s->ninstances);
 	memset(s, 0, sizeof(*s));
 }
@@ -129,6 +131,36 @@ config_fault(const struct json *j, struct scm_fault *f, char *err,
 		return -1;
 	}
 	f->value = n;
+	return 0;
+}
+
+/* "exec_refusal": null, or {"status": N, "body": "<the answer's body>"}. */
+static int
+config_exec_refusal(const struct json *j, struct scm_site *s, char *err,
+		    size_t errlen)
+{
+	long long n;
+
+	if (!j || j->type == JSON_NULL)
+		return 0;
+	if (j->type != JSON_OBJECT || j->count != 2) {
+		snprintf(err, errlen, "site %s: exec_refusal: expected null or "
+			 "{status, body}", s->name);
+		return -1;
+	}
+	if (config_int(json_get(j, "status"), "exec_refusal.status", 400, 599,
+		       &n, err, errlen))
+		return -1;
+	s->exec_refusal_body = config_strdup(json_get(j, "body"),
+					     "exec_refusal.body", err, errlen);
+	if (!s->exec_refusal_body)
+		return -1;
+	if (strlen(s->exec_refusal_body) > SCM_EXEC_REFUSAL_MAX) {
+		snprintf(err, errlen, "site %s: exec_refusal.body: at most %d "
+			 "bytes", s->name, SCM_EXEC_REFUSAL_MAX);
+		return -1;
+	}
+	s->exec_refusal_status = (unsigned)n;
 	return 0;
 }
 
@@ -277,9 +309,49 @@ config_site(const struct json *j, struct scm_site *s, char *err,
 		s->default_port = (int)n;
 	}
 
-	if (config_instances(json_get(j, "instances"), s, err, errlen))
+	if (config_instances(json_get(j, "instances"), s, err, errlen) ||
+	    config_exec_refusal(json_get(j, "exec_refusal"), s, err, errlen))
 		return -1;
 	return config_fault(json_get(j, "fault"), &s->fault, err, errlen);
+}
+
+/* An optional local service, name: {"port": N, "token": T, ...}. */
+static int
+config_service(const struct json *j, const char *name,
+	       struct scm_service *svc, char *err, size_t errlen)
+{
+	char what[32];
+	long long n;
+	size_t len, i;
+
+	if (!j || j->type == JSON_NULL)
+		return 0;
+	if (j->type != JSON_OBJECT) {
+		snprintf(err, errlen, "%s: expected null or an object "
+			 "{port, token}", name);
+		return -1;
+	}
+	snprintf(what, sizeof(what), "%s.port", name);
+	if (config_int(json_get(j, "port"), what, 1, 65535, &n, err, errlen))
+		return -1;
+	svc->port = (int)n;
+	snprintf(what, sizeof(what), "%s.token", name);
+	svc->token = config_strdup(json_get(j, "token"), what, err, errlen);
+	if (!svc->token)
+		return -1;
+	/* it goes into a header line as it is */
+	len = strlen(svc->token);
+	if (!len || len > SCM_SERVICE_TOKEN_MAX) {
+		snprintf(err, errlen, "%s: 1 to %d characters", what,
+			 SCM_SERVICE_TOKEN_MAX);
+		return -1;
+	}
+	for (i = 0; i < len; i++)
+		if (svc->token[i] <= ' ' || svc->token[i] >= 127) {
+			snprintf(err, errlen, "%s: visible ASCII only", what);
+			return -1;
+		}
+	return 0;
 }
 
 /* Optional "webssh": {"port": N, "token": T[, "session_seconds": S]}. */
@@ -289,39 +361,11 @@ config_webssh(const struct json *j, struct scm_config *cfg, char *err,
 {
 	const struct json *v;
 	long long n;
-	size_t len, i;
 
-	if (!j || j->type == JSON_NULL)
-		return 0;
-	if (j->type != JSON_OBJECT) {
-		snprintf(err, errlen, "webssh: expected null or an object "
-			 "{port, token}");
+	if (config_service(j, "webssh", &cfg->webssh, err, errlen))
 		return -1;
-	}
-	if (config_int(json_get(j, "port"), "webssh.port", 1, 65535, &n, err,
-		       errlen))
-		return -1;
-	cfg->webssh_port = (int)n;
-	cfg->webssh_token = config_strdup(json_get(j, "token"), "webssh.token",
-					  err, errlen);
-	if (!cfg->webssh_token)
-		return -1;
-	/* it goes into a header line as it is */
-	len = strlen(cfg->webssh_token);
-	if (!len || len > SCM_WEBSSH_TOKEN_MAX) {
-		snprintf(err, errlen, "webssh.token: 1 to %d characters",
-			 SCM_WEBSSH_TOKEN_MAX);
-		return -1;
-	}
-	for (i = 0; i < len; i++)
-		if (cfg->webssh_token[i] <= ' ' ||
-		    cfg->webssh_token[i] >= 127) {
-			snprintf(err, errlen, "webssh.token: visible ASCII "
-				 "only");
-			return -1;
-		}
 	cfg->webssh_session_seconds = 8 * 3600;
-	if ((v = json_get(j, "session_seconds"))) {
+	if (cfg->webssh.port && (v = json_get(j, "session_seconds"))) {
 		if (config_int(v, "webssh.session_seconds", 1, 30 * 86400, &n,
 			       err, errlen))
 			return -1;
@@ -371,7 +415,9 @@ config_parse(const char *text, size_t len, struct scm_config *cfg, char *err,
 		}
 		cfg->keepalive_pong = !strcmp(v->string, "pong");
 	}
-	if (config_webssh(json_get(root, "webssh"), cfg, err, errlen))
+	if (config_webssh(json_get(root, "webssh"), cfg, err, errlen) ||
+	    config_service(json_get(root, "exec"), "exec", &cfg->exec, err,
+			   errlen))
 		goto done;
 	sites = json_get(root, "sites");
 	if (!sites || sites->type != JSON_ARRAY || !sites->count) {
@@ -467,15 +513,19 @@ config_reload(struct scm_config *cur, const char *path, char *err,
 		CONFIG_SWAP(a->state, b->state);
 		a->starting_until = b->starting_until;
 		a->fault = b->fault;
+		a->exec_refusal_status = b->exec_refusal_status;
+		CONFIG_SWAP(a->exec_refusal_body, b->exec_refusal_body);
 		a->default_port = b->default_port;
 		CONFIG_SWAP(a->instances, b->instances);
 		CONFIG_SWAP(a->ninstances, b->ninstances);
 	}
 	cur->keepalive_seconds = next.keepalive_seconds;
 	cur->keepalive_pong = next.keepalive_pong;
-	cur->webssh_port = next.webssh_port;
-	CONFIG_SWAP(cur->webssh_token, next.webssh_token);
+	cur->webssh.port = next.webssh.port;
+	CONFIG_SWAP(cur->webssh.token, next.webssh.token);
 	cur->webssh_session_seconds = next.webssh_session_seconds;
+	cur->exec.port = next.exec.port;
+	CONFIG_SWAP(cur->exec.token, next.exec.token);
 	pthread_rwlock_unlock(&config_lock);
 	config_free(&next);
 	return 0;
@@ -491,7 +541,8 @@ config_free(struct scm_config *cfg)
 	free(cfg->sites);
 	free(cfg->listen);
 	free(cfg->ready_file);
-	free(cfg->webssh_token);
+	free(cfg->webssh.token);
+	free(cfg->exec.token);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

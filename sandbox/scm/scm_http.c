@@ -7,8 +7,9 @@
  * challenge without accepted credentials.  The upgrade is refused the same
  * way (or with the site's "refuse" fault) or accepted with 101, routed
  * (ARRAffinity, AppsvcTunnelPort, AppsvcTunnelBuffer) and handed to
- * scm_relay.c on this same thread.  /webssh requests, plain or upgrade, go
- * to scm_webssh.c when the config names a web SSH service.
+ * scm_relay.c on this same thread.  /webssh and /exec requests, plain or
+ * upgrade, go to scm_webssh.c and scm_exec.c when the config names their
+ * local services.
  */
 #include "scm.h"
 #include "scm_ws.h"
@@ -36,29 +37,6 @@ struct http_request {
 	long long content_length;
 };
 
-static const char *
-http_reason(unsigned status)
-{
-	switch (status) {
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 413: return "Payload Too Large";
-	case 426: return "Upgrade Required";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return "Status";
-	}
-}
-
 /* 0 sent; -1 the connection is unusable. */
 static int
 http_respond(struct scm_conn *c, unsigned status, const char *ctype,
@@ -70,7 +48,7 @@ http_respond(struct scm_conn *c, unsigned status, const char *ctype,
 
 	n = snprintf(buf, sizeof(buf),
 		     "HTTP/1.1 %u %s\r\n%s%s%sContent-Length: %zu\r\n%s%s\r\n%s",
-		     status, http_reason(status),
+		     status, scm_reason(status),
 		     ctype ? "Content-Type: " : "", ctype ? ctype : "",
 		     ctype ? "\r\n" : "", blen,
 		     challenge ? "WWW-Authenticate: Basic realm=\"site\"\r\n"
@@ -378,26 +356,30 @@ http_discard(struct scm_conn *c, unsigned char *buf, size_t cap,
 }
 
 /*
- * A /webssh request goes to scm_webssh.c with the head as received (raw
- * holds it); 1 when it took the connection.
+ * A /webssh or /exec request goes to scm_webssh.c or scm_exec.c with the
+ * head as received (raw holds it); 1 when one of them took the connection.
  */
 static int
-http_webssh(struct scm_conn *c, const struct http_request *rq,
-	    const char *raw, size_t head_len, const unsigned char *buf,
-	    size_t have)
+http_proxied(struct scm_conn *c, const struct http_request *rq,
+	     const char *raw, size_t head_len, const unsigned char *buf,
+	     size_t have)
 {
-	struct webssh_request w;
+	struct proxy_request p;
 
-	if (!raw || !webssh_path(rq->path))
+	if (!raw)
 		return 0;
-	w.raw = raw;
-	w.raw_len = head_len;
-	w.authorization = rq->authorization;
-	w.cookie = rq->cookie;
-	w.upgrade = rq->upgrade && !strcasecmp(rq->upgrade, "websocket");
-	w.early = buf + head_len;
-	w.early_len = have - head_len;
-	return webssh_proxy(c, &w);
+	p.raw = raw;
+	p.raw_len = head_len;
+	p.authorization = rq->authorization;
+	p.cookie = rq->cookie;
+	p.upgrade = rq->upgrade && !strcasecmp(rq->upgrade, "websocket");
+	p.early = buf + head_len;
+	p.early_len = have - head_len;
+	if (webssh_path(rq->path))
+		return webssh_proxy(c, &p);
+	if (exec_path(rq->path))
+		return exec_proxy(c, &p);
+	return 0;
 }
 
 static void
@@ -430,16 +412,16 @@ http_serve(struct scm_conn *c, unsigned char *buf)
 			http_respond(c, 400, NULL, NULL, 0, 1);
 			return;
 		}
-		/* the proxy forwards the request line undecoded */
+		/* a proxy forwards the request line undecoded */
 		raw = NULL;
-		if (webssh_wants((char *)buf) &&
+		if (proxy_wants((char *)buf) &&
 		    !(raw = strndup((char *)buf, head_len))) {
 			http_respond(c, 500, NULL, NULL, 0, 1);
 			return;
 		}
 		*end = '\0';
 		bad = http_parse((char *)buf, &rq);
-		proxied = !bad && http_webssh(c, &rq, raw, head_len, buf, have);
+		proxied = !bad && http_proxied(c, &rq, raw, head_len, buf, have);
 		free(raw);
 		if (bad) {
 			http_respond(c, 400, NULL, NULL, 0, 1);

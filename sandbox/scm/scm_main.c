@@ -298,7 +298,7 @@ main_drain(void)
 	int waited = 0;
 
 	relay_end_all();
-	while ((relay_open_count() || webssh_open_count()) &&
+	while ((relay_open_count() || proxy_open_count()) &&
 	       waited < MAIN_DRAIN_MS) {
 		nanosleep(&pause, NULL);
 		waited += 2;

@@ -7,14 +7,11 @@ thread; a plain request is one response on a closed connection, as the proxy exp
 """
 from __future__ import annotations
 
-import hmac
 import html
-import http.server
-import socketserver
-import threading
 import urllib.parse
 from pathlib import Path
 
+from ..local_service import LocalServer, TokenHandler
 from . import assets
 from .bridge import Bridge, clamp_size
 from .websocket import WebSocket, accept_key, valid_key
@@ -29,36 +26,11 @@ STATIC = {
 }
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(TokenHandler):
     server_version = "sandbox-webssh"
-    sys_version = ""
-
-    # -- plumbing
-    def log_message(self, fmt, *args):
-        self.server.log("%s %s" % (self.address_string(), fmt % args))
-
-    def _reply(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8",
-               extra: dict | None = None):
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.close_connection = True
 
     def _text(self, status: int, message: str):
         self._reply(status, (message + "\n").encode("utf-8"))
-
-    def _authorized(self) -> bool:
-        given = self.headers.get("X-Webssh-Token", "")
-        return hmac.compare_digest(given.encode("utf-8", "replace"), self.server.token.encode())
 
     def _route(self):
         """(route, static name, query dict) from the request line; route None: unknown."""
@@ -154,13 +126,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             port = 0
         cols, rows = clamp_size(query.get("cols"), query.get("rows"))
-        self.send_response(101)
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept_key(key))
-        self.end_headers()
-        self.wfile.flush()
-        self.close_connection = True
+        self._upgrade(accept_key(key))
         bridge = Bridge(WebSocket(self.rfile, self.connection), port, instance, cols, rows,
                         self.server.log)
         if not self.server.track(bridge):
@@ -172,26 +138,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.server.untrack(bridge)
 
 
-class WebsshServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """Serves on a listening socket made by the caller (or bound here when sock is None)."""
-    daemon_threads = True
-    block_on_close = False
+class WebsshServer(LocalServer):
+    token_header = "X-Webssh-Token"
 
     def __init__(self, token: str, log, sock=None, port: int = 0):
-        if not token:
-            raise ValueError("a token is required")
-        self.token = token
-        self.log = log
-        self._bridges: set = set()
-        self._lock = threading.Lock()
-        self._stopping = False
+        super().__init__(token, log, Handler, sock=sock, port=port)
         self._bundle = None
-        if sock is None:
-            super().__init__(("127.0.0.1", port), Handler)
-        else:
-            super().__init__(sock.getsockname()[:2], Handler, bind_and_activate=False)
-            self.socket.close()
-            self.socket = sock
 
     def bundle(self):
         """(folder, None) with the xterm bundle, or (None, why not); built once when missing."""
@@ -202,24 +154,3 @@ class WebsshServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 except (assets.AssetsError, OSError) as e:
                     self._bundle = (None, str(e))
             return self._bundle
-
-    def track(self, bridge) -> bool:
-        with self._lock:
-            if self._stopping:
-                return False
-            self._bridges.add(bridge)
-            return True
-
-    def untrack(self, bridge):
-        with self._lock:
-            self._bridges.discard(bridge)
-
-    def stop(self):
-        """Stop accepting, end every terminal (each says the service is stopping)."""
-        with self._lock:
-            self._stopping = True
-            bridges = list(self._bridges)
-        self.shutdown()
-        for b in bridges:
-            b.stop()
-        self.server_close()
