@@ -33,6 +33,7 @@ logger = get_logger(__name__)
 
 REMOTE = re.compile(r'^(?P<app>[A-Za-z0-9][A-Za-z0-9-]+)?:(?P<path>.*)$', re.DOTALL)
 SHELL = '/bin/sh'
+EXEC_REASONS = ('prepare', 'start-timeout', 'ended', 'input', 'mktemp')    # the channel's, not the copy's
 HASH_CHUNK = 1 << 20
 
 
@@ -74,7 +75,7 @@ def upload_program(path, size, sha256, name):
         "trap 'exit 130' INT",
         'mode=$(stat -c %a "$dst" 2>/dev/null) || mode=$(printf %o $(( 0666 & ~0$(umask) )))',
         'm S',
-        'e=$(base64 -d 2>&1 >"$t") || { m "Fwrite $(printf %s "$e" | tr "\\n" " ")"; exit 1; }',
+        'e=$(base64 -d 2>&1 >"$t") || { m "Fwrite $(printf %s "$e" | head -n 1)"; exit 1; }',
         'got=$(wc -c <"$t" | tr -d " ")',
         '[ "$got" = "$n" ] || { m "Fsize $got"; exit 1; }',
         'v=size',
@@ -83,7 +84,7 @@ def upload_program(path, size, sha256, name):
         '  v=sha256',
         'fi',
         'chmod "$mode" "$t" 2>/dev/null',
-        'e=$(mv -f "$t" "$dst" 2>&1) || { m "Fmove $(printf %s "$e" | tr "\\n" " ")"; exit 1; }',
+        'e=$(mv -f "$t" "$dst" 2>&1) || { m "Fmove $(printf %s "$e" | head -n 1)"; exit 1; }',
         "trap - EXIT",
         'm "E0 $v $dst"',
         'm Z', ''])
@@ -111,18 +112,19 @@ class Progress:
         self.stream = stream or sys.stderr
         self.label, self.total, self.clock = label, total, clock
         self.shown = self.stream.isatty() if hasattr(self.stream, 'isatty') else False
-        self.started = self.last = clock()
+        self.started = self.last = self.moved = clock()
         self.done = 0
 
     def update(self, done):
-        self.done = done
         now = self.clock()
+        if done != self.done:
+            self.done, self.moved = done, now
         if self.shown and now - self.last >= 0.1:
             self.last = now
-            self._draw(now)
+            self._draw()
 
-    def _draw(self, now):
-        rate = self.done / max(now - self.started, 1e-3) / 1e6
+    def _draw(self):
+        rate = self.done / max(self.moved - self.started, 1e-3) / 1e6
         percent = 100 * self.done // self.total if self.total else 100
         self.stream.write(f'\r{self.label}  {percent:3d}%  {self.done / 1048576:8.1f} of '
                           f'{self.total / 1048576:.1f} MiB  {rate:6.1f} MB/s ')
@@ -130,7 +132,7 @@ class Progress:
 
     def finish(self):
         if self.shown:
-            self._draw(self.clock())
+            self._draw()
             self.stream.write('\n')
             self.stream.flush()
 
@@ -162,7 +164,7 @@ def upload(endpoint, instance, local, remote_path, stop):
         try:
             ended = run.run()
         except ExecFailure as failure:
-            if failure.reason in ('prepare', 'start-timeout', 'ended', 'mktemp'):
+            if failure.reason in EXEC_REASONS:
                 raise exec_failure(failure.reason, failure.said, endpoint.target, instance) from None
             raise copy_error(failure.reason, remote_path, endpoint.target, instance) from None
     progress.finish()
@@ -205,7 +207,7 @@ def download(endpoint, instance, remote_path, local, stop):
                 try:
                     ended = run.run()
                 except ExecFailure as failure:
-                    if failure.reason in ('prepare', 'start-timeout', 'ended', 'mktemp'):
+                    if failure.reason in EXEC_REASONS:
                         raise exec_failure(failure.reason, failure.said, endpoint.target, instance) from None
                     raise copy_error(failure.reason, remote_path, endpoint.target, instance) from None
         progress.finish()

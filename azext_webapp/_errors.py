@@ -67,7 +67,7 @@ def restart_advice(target):
 
 
 def stopped_message(target):
-    return (f'{describe(target, True)} is stopped; it must be running before it can accept SSH connections. '
+    return (f'{describe(target, True)} is stopped; it must be running before anything can connect to its container. '
             f'Start it with `az webapp start -g {target.resource_group} -n {target.name}'
             f'{" --slot " + target.slot if target.slot else ""}`, then run this command again '
             '(review start-up problems with `az webapp log tail`).')
@@ -143,6 +143,8 @@ def exec_failure(reason, said, target, instance=None):
     if reason == 'start-timeout':
         return AzureConnectionError(f'The shell in {where} did not answer within 30 seconds.{heard} If the image has '
                                     'no /bin/sh at that path, name its shell with --shell.')
+    if reason == 'input':
+        return FileOperationError(f'Could not send the input to {where}: {words}.')
     if reason in ('mktemp', 'mkfifo'):
         return ValidationError(f'Could not create a temporary file in {where} ({reason} failed in /tmp: full or '
                                'read-only?).')

@@ -8,8 +8,8 @@ chunks under one lock, so a Ctrl+C byte never lands inside a base64 line.
 """
 
 import base64
+import select
 import signal
-import socket
 import threading
 import time
 
@@ -90,7 +90,7 @@ class ProgramRun:
         """Until the Z marker. Returns the E marker's text; raises ExecFailure. A recorded stop
         sends Ctrl+C to the program and waits a moment for its report; the caller then looks at
         ``stop``."""
-        self.sock.settimeout(SLICE)
+        self.sock.settimeout(None)      # blocking: the input thread's sendall must not time out
         self._send(self.session.bootstrap())
         deadline = time.monotonic() + START_TIMEOUT
         while self.session.phase != 'done':
@@ -98,10 +98,12 @@ class ProgramRun:
                 break
             if not self.started and time.monotonic() > deadline:
                 raise ExecFailure('start-timeout', self.session.said())
+            if self.input_error is not None:       # the program waits for input that will not come
+                raise ExecFailure('input', str(self.input_error))
             try:
+                if not select.select([self.sock], [], [], SLICE)[0]:
+                    continue
                 data = self.sock.recv(RECV)
-            except socket.timeout:
-                continue
             except OSError:
                 data = b''
             if not data:

@@ -77,7 +77,7 @@ def load_arguments(self, _):
         c.argument('shell', options_list=['--shell'],
                    help='Absolute path of the shell in the container. An interactive session runs it (default: '
                         "the SCM site's, /bin/bash); a command is run by it with -c (default: /bin/sh).")
-        c.positional('command', nargs='*',
+        c.positional('command_args', nargs='*',
                      help='The command to run after `--`, with its arguments; joined with spaces and run by the '
                           'shell, as ssh runs a command. Without one: an interactive shell.')
 
@@ -85,7 +85,7 @@ def load_arguments(self, _):
         c.argument('instance', options_list=['--instance', '-i'],
                    help='Instance of a scaled-out app to copy to or from (see `az webapp list-instances`). '
                         'Default: the instance the front end picks.')
-        c.positional('source', help='What to copy: a local file, or `:/path` (the app named by --name) or '
-                                    '`APP:/path` in the container.')
-        c.positional('destination', help='Where to: `:/path` or `APP:/path` in the container (an existing '
-                                         'directory takes the file under its own name), or a local path.')
+        c.positional('paths', nargs='+', metavar='SOURCE DESTINATION',
+                     help='What to copy, then where to. One is in the container, as `:/path` (the app named by '
+                          '--name) or `APP:/path`; the other is local. A directory as the destination takes the '
+                          'file under its own name.')

@@ -48,7 +48,7 @@ def validate_remote_connection_exec(namespace):
     _validate_instance_and_slot(namespace)
     _validate_shell(namespace)
     value = namespace.instance
-    if value is not None and (value.strip().lower() == 'all' or ',' in value) and not namespace.command:
+    if value is not None and (value.strip().lower() == 'all' or ',' in value) and not namespace.command_args:
         raise InvalidArgumentValueError(
             f'--instance {value} runs one command on several instances, so it needs the command after `--` (for '
             f'example `--instance {value} -- uptime`). An interactive shell reaches one instance: name it with '
@@ -67,8 +67,11 @@ def validate_remote_connection_cp(namespace):
     """SOURCE and DESTINATION: exactly one of them in the container (`:/path` or `APP:/path`); the
     APP part names the app when --name does not (or must agree with it)."""
     from azext_webapp._copy import parse_location
-    remote = [(which, parse_location(text)) for which, text in (('SOURCE', namespace.source),
-                                                                ('DESTINATION', namespace.destination))]
+    if len(namespace.paths or []) != 2:
+        raise InvalidArgumentValueError(
+            f'cp takes two paths, SOURCE and DESTINATION ({len(namespace.paths or [])} given), for example '
+            '`cp -g GROUP -n APP ./app.log :/home/LogFiles/`.')
+    remote = [(which, parse_location(text)) for which, text in zip(('SOURCE', 'DESTINATION'), namespace.paths)]
     remote = [(which, location) for which, location in remote if location is not None]
     example = ('for example `cp -g GROUP -n APP ./app.log :/home/LogFiles/app.log` (upload) or `cp -g GROUP '
                'APP:/home/site/wwwroot/app.py .` (download)')

@@ -341,7 +341,7 @@ def open_in_browser(url):
 
 
 def exec_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None, target='app',
-                           shell=None, command=None, ids=None):  # pylint: disable=unused-argument
+                           shell=None, command_args=None, ids=None):  # pylint: disable=unused-argument
     """A shell, or a command with its output and exit status, through the SCM site's exec channel:
     no sshd needed (see _exec_shell, _exec_command)."""
     from azext_webapp._exec_command import command_line
@@ -349,14 +349,14 @@ def exec_remote_connection(cmd, resource_group_name=None, name=None, slot=None, 
     kudu = (target or 'app').lower() == 'kudu'
     wanted = _fanout.wanted_instances(instance)
     if wanted:
-        return _exec_every_instance(cmd, app, wanted, kudu, shell, command_line(command))
+        return _exec_every_instance(cmd, app, wanted, kudu, shell, command_line(command_args))
     from azext_webapp._exec_channel import resolve_exec
     endpoint = resolve_exec(cmd, app, instance)
     stop = Stop()
     restore = stop.install()
     try:
-        if command:
-            code = _exec_command(endpoint, instance, kudu, shell, command_line(command), stop)
+        if command_args:
+            code = _exec_command(endpoint, instance, kudu, shell, command_line(command_args), stop)
         else:
             code = _exec_shell(endpoint, instance, kudu, shell, stop)
     finally:
@@ -441,12 +441,13 @@ def _exec_every_instance(cmd, app, wanted, kudu, shell, command):
         sys.exit(worst)
 
 
-def cp_remote_connection(cmd, source, destination, resource_group_name=None, name=None, slot=None, instance=None,
+def cp_remote_connection(cmd, paths, resource_group_name=None, name=None, slot=None, instance=None,
                          ids=None):  # pylint: disable=unused-argument
     """A file to or from the container through the exec channel (see _copy)."""
     from azext_webapp import _copy
     from azext_webapp._exec_channel import resolve_exec
     app = Target(resource_group_name, name, slot)
+    source, destination = paths
     remote_source, remote_destination = _copy.parse_location(source), _copy.parse_location(destination)
     endpoint = resolve_exec(cmd, app, instance)
     stop = Stop()
