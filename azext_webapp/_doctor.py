@@ -5,7 +5,8 @@ Hops (titles in ``_errors.HOPS``, shared with the tunnel's warnings after start)
 read permission; the app (found, Linux, running); the SCM host (resolves, certificate verifies);
 the SCM credentials (Basic or Bearer); then per instance: GetStatus; the WebSocket upgrade; an SSH
 banner through the tunnel; the container's algorithms (its KEXINIT) against this machine's OpenSSH
-and the portal's browser SSH; root login with ``Docker!``; the sftp subsystem.
+and the portal's browser SSH; root login with ``Docker!``; the sftp subsystem; and, whatever
+those found, the exec channel (``_exec_doctor``: the way in without sshd).
 
 What fails is said in the words the other commands use for the same failure (``_errors.py``).
 Sockets, paramiko (which az ships) and the OpenSSH client's ``-G``/``-Q`` only: no POSIX-only call,
@@ -77,8 +78,10 @@ def diagnose(cmd, target, instance=None):
     except _Stop as stop:
         report.rest_not_checked(hops[hops.index(stop.hop) + 1:])
         return report
+    from azext_webapp import _exec_doctor
     for name in state.instances:
         _instance_hops(state, name, report)
+        report.add('exec', *_exec_doctor.check(state, name), instance=name)
     return report
 
 

@@ -246,6 +246,7 @@ HOPS = (
     ('algorithms', "Container's SSH algorithms (this OpenSSH, the portal's browser SSH)"),
     ('login', "Root login with the password 'Docker!'"),
     ('sftp', 'sftp subsystem (sftp, scp)'),
+    ('exec', 'Exec channel, no sshd needed (exec, cp)'),
 )
 HOP_TITLES = dict(HOPS)
 

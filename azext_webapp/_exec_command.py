@@ -11,7 +11,6 @@ an instance that cannot be reached is a record with status 255; standard input i
 
 import os
 import stat
-import sys
 
 from azure.cli.core.azclierror import ValidationError
 from knack.log import get_logger
@@ -43,7 +42,9 @@ def local_input(fd=0):
         return None
     if os.isatty(fd) or not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)):
         return None
-    return sys.stdin.buffer
+    # unbuffered: a thread still blocked in a buffered reader's read when az exits makes Python
+    # abort at shutdown (the reader's lock); a raw read holds no lock
+    return os.fdopen(fd, 'rb', buffering=0, closefd=False)
 
 
 def exit_status(text):
