@@ -11,7 +11,8 @@ DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcu
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
 MODULE_STAMP := $(VENV)/.stamp-module
 
-.PHONY: all deps venv build wheel scm-server webssh-assets test test-portable test-fast test-sanitize demo bench clean
+.PHONY: all deps venv build codec-lib wheel scm-server webssh-assets fuzz test test-portable test-fast test-sanitize \
+	demo bench reference-soak clean
 
 all: build
 
@@ -38,6 +39,12 @@ $(VENV)/.stamp-pip: requirements-dev.txt | $(VPY)
 
 venv: $(VENV)/.stamp-pip
 
+# The sizes both engines share are defined once, in azext_webapp/engine_limits.json; the C reads them as
+# this generated header (committed too, for C built without make; setup.py also regenerates it).
+native/tn_limits.h: azext_webapp/engine_limits.json tools/gen_limits.py
+	$(PYTHON) tools/gen_limits.py
+	@touch $@
+
 $(MODULE_STAMP): $(NATIVE_SOURCES) setup.py | $(VENV)/.stamp-pip
 	WEBAPP_WERROR=1 $(VPY) setup.py -q build_ext --inplace
 	touch $@
@@ -55,13 +62,25 @@ webssh-assets: $(VENV)/.stamp-debian
 # The extension: the native engine in place (azext_webapp/_native/<platform>/).
 build: $(MODULE_STAMP)
 
+# The native codec alone (tn_ws.c and tn_conn.c, nothing else of the engine) as a library that
+# tests/codec_drivers.py loads: the byte-level vectors and the Python fuzz pass run it beside the
+# portable codec. `make test` builds it; without it their native half skips and says why.
+CODEC_LIB := build/codec/libtn_codec.so
+CODEC_LIB_SOURCES := native/tn_ws.c native/tn_conn.c tests/vectors/codec_lib.c
+$(CODEC_LIB): $(CODEC_LIB_SOURCES) $(wildcard native/*.h) | $(VENV)/.stamp-debian
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -fPIC -shared -Inative \
+		$(CODEC_LIB_SOURCES) -lcrypto -o $@
+
+codec-lib: $(CODEC_LIB)
+
 # What users install: the universal wheel and an extension index (index.json) in dist/.
 wheel: build
 	$(VPY) tools/build_index.py --out dist
 
 # The engine and hardening suites run against both engines in the first pass (tests/fixtures_engine.py);
 # the command suites, which run the real az, run again with the portable engine (test-portable).
-test: build scm-server webssh-assets
+test: build codec-lib scm-server webssh-assets
 	$(VPY) -m pytest tests
 	$(MAKE) --no-print-directory test-portable
 
@@ -80,6 +99,15 @@ test-portable: build scm-server webssh-assets
 		tests/test_trust_command.py tests/test_trust_signals.py \
 		-k "not link_writer and not (out_of_file_descriptors and accept)"
 
+# Longer fuzzing than `make test` does (20 s per libFuzzer target, 500 mutations per Python target):
+# the libFuzzer targets of native/tn_ws.c and tn_conn.c (tests/test_fuzz.py), and the Python pass that
+# drives the same corpus through the portable codec with the native one beside it as a differential
+# check (tests/test_unit_codec_fuzz.py), FUZZ_SECONDS per target each, from a random seed it prints.
+FUZZ_SECONDS ?= 300
+fuzz: venv codec-lib
+	WEBAPP_FUZZ_SECONDS=$(FUZZ_SECONDS) WEBAPP_PYFUZZ_SECONDS=$(FUZZ_SECONDS) \
+		$(VPY) -m pytest -s tests/test_fuzz.py tests/test_unit_codec_fuzz.py
+
 # The engine's tests again against ASan+UBSan and TSan builds of the module (run by .ci/run).
 test-sanitize: build scm-server webssh-assets
 	$(VPY) tests/sanitize.py
@@ -89,6 +117,12 @@ demo: build scm-server webssh-assets
 
 bench: build scm-server webssh-assets
 	$(VPY) -m bench
+
+# How often a large scp upload through the Azure CLI's own tunnel fails (README's comparison table):
+# REFERENCE_RUNS uploads of 64 MiB through one `az webapp create-remote-connection`, "N of M failed".
+REFERENCE_RUNS ?= 20
+reference-soak: build scm-server webssh-assets
+	WEBAPP_REFERENCE_SOAK_RUNS=$(REFERENCE_RUNS) $(VPY) -m pytest -s tests/test_reference_claims.py -k soak
 
 clean:
 	rm -rf build dist .build-* azext_webapp/*.so azext_webapp/_native/*/ $(MODULE_STAMP)

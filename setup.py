@@ -104,8 +104,23 @@ def _extensions():
     )]
 
 
+def _generate_limits():
+    """native/tn_limits.h from azext_webapp/engine_limits.json (tools/gen_limits.py): the C compiled
+    here gets the sizes the portable engine reads from that file."""
+    spec = importlib.util.spec_from_file_location("_webapp_gen_limits", os.path.join(HERE, "tools", "gen_limits.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if module.main([]):
+        sys.exit("error: cannot write native/tn_limits.h")
+
+
 class BuildExt(build_ext):
-    """build_ext whose --inplace also creates azext_webapp/_native/<platform>/ (not a package)."""
+    """build_ext that first writes native/tn_limits.h, and whose --inplace also creates
+    azext_webapp/_native/<platform>/ (not a package)."""
+
+    def run(self):
+        _generate_limits()
+        super().run()
 
     def copy_extensions_to_source(self):
         for ext in self.extensions:
@@ -140,7 +155,8 @@ setup(
     ],
     python_requires=">=3.10",
     packages=find_packages(include=["azext_webapp", "azext_webapp.*"]),
-    package_data={"azext_webapp": ["azext_metadata.json"]},
+    # engine_limits.json: the portable engine reads it at import (Windows and macOS run from the wheel)
+    package_data={"azext_webapp": ["azext_metadata.json", "engine_limits.json"]},
     ext_modules=_extensions() if not os.environ.get("WEBAPP_NO_NATIVE") else [],
     cmdclass={"build_ext": BuildExt, "bdist_wheel": UniversalWheel},
     install_requires=[],

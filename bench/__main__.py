@@ -212,7 +212,8 @@ class Bench:
             with open(src, "wb") as f:
                 for _ in range(self.args.scp_mib):
                     f.write(os.urandom(1 << 20))
-        dest = os.path.join(self.workdir, f"scp-dest-{way}.bin")
+        dest = f"/tmp/scp-dest-{way}.bin"              # in the container: its own /tmp
+        landed = self.sshd.host_path(dest)
         with self.way(way, site="bench-ssh") as tunnel:
             askpass = os.path.join(self.workdir, "askpass.sh")
             with open(askpass, "w") as f:
@@ -226,13 +227,13 @@ class Bench:
             try:
                 proc = subprocess.run(argv, env=env, capture_output=True, text=True,
                                       stdin=subprocess.DEVNULL, timeout=self.args.deadline * 6)
-                ok = proc.returncode == 0 and os.path.getsize(dest) == size
+                ok = proc.returncode == 0 and os.path.getsize(landed) == size
                 why = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "size mismatch"
             except (subprocess.TimeoutExpired, OSError) as exc:
                 ok, why = False, f"scp did not finish: {exc.__class__.__name__}"
             seconds = time.perf_counter() - start
-        if os.path.exists(dest):
-            os.unlink(dest)
+        if os.path.exists(landed):
+            os.unlink(landed)
         self.record(f"scp {self.args.scp_mib} MiB upload MB/s", way, size / seconds / 1e6 if ok else None,
                     None if ok else why)
 

@@ -81,8 +81,13 @@ def summarise(results):
     return rows
 
 
-def _markdown(rows, notes):
-    lines = ["| metric | raw loopback | webapp (native) | webapp (portable) | Azure CLI tunnel "
+def reference_name(env):
+    """The tunnel compared with, by the azure-cli release installed when the benchmark ran."""
+    return f"Azure CLI {env.get('azure-cli', '(unknown version)')} tunnel"
+
+
+def _markdown(rows, notes, reference):
+    lines = [f"| metric | raw loopback | webapp (native) | webapp (portable) | {reference} "
              "| native / reference | portable / reference | native / raw | target (native) | target (portable) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
 
@@ -103,7 +108,7 @@ def _markdown(rows, notes):
     return "\n".join(lines)
 
 
-def _chart(path, rows):
+def _chart(path, rows, reference):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -126,7 +131,7 @@ def _chart(path, rows):
                             fontsize=8, color="#b71c1c")
         ax.set_title(metric, fontsize=9)
         ax.tick_params(labelsize=8)
-    fig.suptitle("webapp vs the Azure CLI tunnel vs raw loopback (median)", fontsize=10)
+    fig.suptitle(f"webapp vs the {reference} vs raw loopback (median)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -194,9 +199,10 @@ def _scm_headroom(stats):
 def write(out_dir, results, notes, env, args, elapsed):
     os.makedirs(out_dir, exist_ok=True)
     rows = summarise(results)
-    table = _markdown(rows, notes)
+    reference = reference_name(env)
+    table = _markdown(rows, notes, reference)
     chart = os.path.join(out_dir, "results.png")
-    has_chart = _chart(chart, rows)
+    has_chart = _chart(chart, rows, reference)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc = [
         "# Benchmark results",
@@ -205,7 +211,7 @@ def write(out_dir, results, notes, env, args, elapsed):
         "with the spread (lowest–highest) in brackets; every run used a fresh tunnel process. All four",
         "ways in reach the same target: `raw` connects to it directly on loopback; webapp with its native",
         "engine, webapp with its portable engine (pure Python, what Windows, macOS, Linux on Arm and",
-        "Alpine run) and the Azure CLI tunnel go through the sandbox SCM server over verified TLS.",
+        f"Alpine run) and the {reference} go through the sandbox SCM server over verified TLS.",
         "",
         f"Bulk transfers move {args.bulk_mib} MiB; round trips are {args.rtt_count} exchanges of 64 bytes;",
         f"concurrency runs open all connections at once and allow {args.deadline:.0f} s; idle memory holds",

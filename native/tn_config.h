@@ -5,16 +5,12 @@
 #ifndef TN_CONFIG_H
 #define TN_CONFIG_H
 
-#define TN_RING_CAP	(256 * 1024)	/* per direction, per connection */
-#define TN_LOCAL_CHUNK	(64 * 1024)	/* one read of a local socket */
-#define TN_TLS_READ	(64 * 1024)	/* decrypted bytes gathered per link read */
+#include "tn_limits.h"	/* the sizes shared with the portable engine */
+
 /* OpenSSL's read-ahead buffer: two full records (2 x (16 KiB + 325 bytes))
  * and a little more, so one recv() still brings two records, and OpenSSL
  * has less to move to the front after each record than with 64 KiB. */
 #define TN_TLS_READ_AHEAD	(34 * 1024)
-#define TN_FRAME_MAX	(64 * 1024)	/* largest binary message we send */
-#define TN_HS_MAX	8192		/* longest proxy / upgrade answer we accept */
-#define TN_HS_SECS	20		/* connect + proxy + TLS + upgrade deadline */
 
 struct tn_config {
 	char *host;		/* SCM host name (no port) */

@@ -102,9 +102,7 @@ void tn_conn_free(struct tn_conn *conn)
 	if (conn->ai)
 		freeaddrinfo(conn->ai);
 	conn->ai = conn->next = NULL;
-	free(conn->ans);
-	conn->ans = NULL;
-	conn->ans_len = 0;
+	tn_http_head_free(&conn->ans);
 }
 
 int tn_conn_start(struct tn_conn *conn, int *fd, struct tn_err *err)
@@ -186,38 +184,38 @@ int tn_conn_proxy_send(struct tn_conn *conn, int fd, struct tn_err *err)
 }
 
 /* Bytes of the proxy's answer: 1 when it said 200 (the tunnel is open), 0
- * while incomplete, -1 (err set) on a refusal or a malformed answer. */
+ * while incomplete, -1 (err set) on a refusal or a malformed answer. What
+ * follows the header block is the tunnel's (and nothing, before our TLS
+ * hello): not the answer's. */
 int tn_conn_proxy_answer(struct tn_conn *conn, const char *in, size_t len, struct tn_err *err)
 {
 	const struct tn_config *c = conn->cfg;
-	unsigned int status = 0;
+	size_t used;
+	int status;
 
-	if (!conn->ans) {
-		conn->ans = malloc(TN_HS_MAX + 1);
-		if (!conn->ans)
-			return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
-	}
-	if (len > TN_HS_MAX - conn->ans_len)
-		return tn_err_set(err, TN_E_PROXY, 0, "the proxy %s sent an oversized answer",
-				  c->proxy);
-	/* a NUL would hide the end of the header block from strstr() */
-	if (memchr(in, '\0', len))
+	switch (tn_http_head_feed(&conn->ans, in, len, &used)) {
+	case TN_HTTP_MORE:
+		return 0;
+	case TN_HTTP_NOMEM:
+		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+	case TN_HTTP_MALFORMED:
 		return tn_err_set(err, TN_E_PROXY, 0, "the proxy %s sent a malformed answer",
 				  c->proxy);
-	memcpy(conn->ans + conn->ans_len, in, len);
-	conn->ans_len += len;
-	conn->ans[conn->ans_len] = '\0';
-	if (!strstr(conn->ans, "\r\n\r\n"))
-		return 0;
-	if (sscanf(conn->ans, "HTTP/1.%*1[01] %3u", &status) != 1 || status != 200) {
-		tn_err_set(err, TN_E_PROXY, (int)status,
-			   "the proxy %s refused to CONNECT to %s:%d (HTTP %u)", c->proxy,
-			   c->host, c->port, status);
-		return -1;
+	case TN_HTTP_OVERSIZED:
+		return tn_err_set(err, TN_E_PROXY, 0, "the proxy %s sent an oversized answer",
+				  c->proxy);
+	case TN_HTTP_DONE:
+		break;
 	}
-	free(conn->ans);
-	conn->ans = NULL;
-	conn->ans_len = 0;
+	status = tn_http_status(conn->ans.buf);
+	if (status != 200) {
+		if (status < 0)
+			status = 0;
+		return tn_err_set(err, TN_E_PROXY, status,
+				  "the proxy %s refused to CONNECT to %s:%d (HTTP %d)", c->proxy,
+				  c->host, c->port, status);
+	}
+	tn_http_head_free(&conn->ans);
 	return 1;
 }
 

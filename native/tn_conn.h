@@ -9,14 +9,14 @@
 
 #include "tn_config.h"
 #include "tn_err.h"
+#include "tn_http.h"
 
 struct addrinfo;
 
 struct tn_conn {
 	const struct tn_config *cfg;
 	struct addrinfo *ai, *next;	/* addresses left to try while connecting */
-	char *ans;			/* the proxy's answer being collected */
-	size_t ans_len;
+	struct tn_http_head ans;	/* the proxy's answer being collected */
 };
 
 void tn_conn_init(struct tn_conn *c, const struct tn_config *cfg);

@@ -44,9 +44,6 @@ struct tn_engine {
 	size_t texts_bytes;
 };
 
-/* Text frames waiting for the service thread, at most (a caller far ahead of
- * the loop gets a resource error instead of unbounded memory). */
-#define TN_TEXTS_MAX	(256 * 1024)
 
 int tn_engine_create(struct tn_engine **out, struct tn_config *cfg, struct tn_err *err);
 int tn_engine_start(struct tn_engine *eng, struct tn_err *err);

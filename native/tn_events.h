@@ -12,7 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#define TN_EVENTS_MAX 4096
+#include "tn_limits.h"	/* TN_EVENTS_MAX */
 
 enum tn_event_kind { TN_EV_OPENED = 1, TN_EV_CLOSED, TN_EV_FAILED };
 

@@ -20,10 +20,8 @@
 
 #include "tn_link.h"
 
-#define TN_CLOSE_WAIT_SECS	5	/* for the server's answer to our close */
 #define TN_RX_ROUNDS		16	/* 64 KiB reads per event: others get a turn */
 #define TN_SMALL_READ		(16 * 1024)	/* less than one full TLS record */
-#define TN_REFUSAL_SECS		2	/* for the body of a refused upgrade */
 
 static int tn_link_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_t len);
 
@@ -301,13 +299,17 @@ static int tn_link_frames(struct tn_link *l, unsigned char *buf, size_t n)
 static int tn_link_rx(struct tn_link *l, unsigned char *buf, size_t n)
 {
 	l->rx_seen = 1;
+	if (l->refusal_timed)	/* the refusal is err already: only its body is read */
+		return tn_ws_body_rx(&l->ws, buf, n) ? -1 : 0;
 	if (l->phase == TN_PH_UPGRADE) {
 		ssize_t used = tn_ws_handshake_rx(&l->ws, buf, n, &l->err);
 
-		if (!used && l->ws.refused && !l->refusal_timed) {
-			/* a refusal's body: worth a moment, not the whole handshake deadline */
+		if (used < 0 && tn_ws_body_more(&l->ws)) {
+			/* the rest of a refusal's body (the site says why there):
+			 * worth a moment, not the whole handshake deadline */
 			l->refusal_timed = 1;
 			tn_loop_deadline(l->w, TN_REFUSAL_SECS);
+			return 0;
 		}
 		if (used <= 0)
 			return (int)used;
@@ -318,15 +320,6 @@ static int tn_link_rx(struct tn_link *l, unsigned char *buf, size_t n)
 	if (l->close_wanted && !l->linger)
 		return 0;	/* only the goodbye is left */
 	return n ? tn_link_frames(l, buf, n) : 0;
-}
-
-/* A refused upgrade whose body was still coming when the connection
- * ended: the refusal is what failed (err is set to it). */
-static int tn_link_refused(struct tn_link *l)
-{
-	size_t n;
-
-	return l->phase == TN_PH_UPGRADE && tn_ws_refusal(&l->ws, &n, &l->err) != NULL;
 }
 
 /* Read and decode until TLS has nothing more, the owner is full, or this
@@ -372,9 +365,7 @@ static int tn_link_drain(struct tn_link *l)
 			return 0;
 		}
 		if (io == TN_IO_EOF || io == TN_IO_ERROR) {
-			if (tn_link_refused(l))
-				return -1;
-			tn_link_io_end(l, io, &e);
+			tn_link_io_end(l, io, &e);	/* a refusal is err already */
 			if (l->phase == TN_PH_UPGRADE && l->err.kind == TN_OK)
 				tn_err_set(&l->err, TN_E_CONNECT, 0,
 					   "%s closed the connection during the handshake",
@@ -635,7 +626,7 @@ static void tn_link_note_handshake_end(struct tn_link *l)
 	};
 	const char *host = l->env->cfg->host;
 
-	if (l->err.kind != TN_OK || tn_link_refused(l))
+	if (l->err.kind != TN_OK)
 		return;
 	if (l->hs_started && tn_loop_now_us() - l->hs_started >= (int64_t)TN_HS_SECS * 1000000)
 		tn_err_set(&l->err, TN_E_TIMEOUT, 0, "%s did not complete %s within %d s", host,
@@ -663,9 +654,8 @@ static int tn_link_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_
 		if (!l->opened)
 			tn_link_note_handshake_end(l);
 		if (l->ops->refused && l->phase == TN_PH_UPGRADE) {
-			struct tn_err e;
 			size_t n;
-			const char *answer = tn_ws_refusal(&l->ws, &n, &e);
+			const char *answer = tn_ws_refusal(&l->ws, &n);
 
 			if (answer)
 				l->ops->refused(l->ctx, answer, n);

@@ -53,7 +53,7 @@ struct tn_link_ops {
 	/* the connection is gone (err, remote_end, opened say how); the last call */
 	void (*closed)(void *ctx);
 	/* optional, just before closed: the answer that refused the upgrade
-	 * (head and up to TN_WS_BODY_MAX bytes of body), valid during the call */
+	 * (head and up to TN_REFUSAL_BODY_MAX bytes of body), valid during the call */
 	void (*refused)(void *ctx, const char *answer, size_t len);
 };
 
@@ -87,7 +87,7 @@ struct tn_link {
 	unsigned char close_code[2];	/* what our close frame says */
 	unsigned opened:1, paused:1, rx_seen:1, rx_kick:1, ping_due:1, pong_due:1,
 		 peer_closed:1, close_sent:1, close_wanted:1, linger:1,
-		 refusal_timed:1,	/* a refused upgrade's body has its own deadline */
+		 refusal_timed:1,	/* reading a refused upgrade's body (its own deadline) */
 		 remote_end:1;	/* the server ended it (close frame, EOF, reset) */
 	struct tn_err err;	/* why it failed, if it did */
 };

@@ -660,9 +660,12 @@ static int tn_exec(PyObject *m)
 	st->pump_type = PyType_FromModuleAndSpec(m, &Pump_spec, NULL);
 	if (!st->pump_type || PyModule_AddObjectRef(m, "Pump", st->pump_type))
 		return -1;
-	if (PyModule_AddIntConstant(m, "RING_CAP", TN_RING_CAP) ||
-	    PyModule_AddIntConstant(m, "FRAME_MAX", TN_FRAME_MAX))
+	/* every shared limit, under the name the portable engine exports too */
+#define TN_ADD_LIMIT(name) \
+	if (PyModule_AddIntConstant(m, #name, TN_##name)) \
 		return -1;
+	TN_LIMITS(TN_ADD_LIMIT)
+#undef TN_ADD_LIMIT
 	return 0;
 }
 

@@ -12,9 +12,8 @@
 #include <curl/curl.h>
 
 #include "tn_probe.h"
+#include "tn_limits.h"	/* TN_PROBE_BODY_MAX: a status answer is tiny */
 #include "tn_time.h"
-
-#define TN_PROBE_BODY_MAX (1024 * 1024)	/* a status answer is tiny */
 
 struct tn_buf {
 	char *p;

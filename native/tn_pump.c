@@ -34,9 +34,8 @@
 #include <unistd.h>
 
 #include "tn_pump.h"
+#include "tn_limits.h"	/* TN_LOCAL_CHUNK: the buffer per direction */
 #include "tn_time.h"
-
-#define TN_PUMP_BUF	(64 * 1024)	/* per direction */
 
 struct tn_pump {
 	int in_fd, out_fd;	/* the process's stdio: never closed here */
@@ -50,8 +49,8 @@ struct tn_pump {
 	int done;		/* guarded by mu */
 	struct tn_err err;	/* written by the thread before done */
 	atomic_uint_fast64_t bytes_in, bytes_out;
-	unsigned char up[TN_PUMP_BUF];	/* stdin -> pair */
-	unsigned char down[TN_PUMP_BUF];	/* pair -> stdout */
+	unsigned char up[TN_LOCAL_CHUNK];	/* stdin -> pair */
+	unsigned char down[TN_LOCAL_CHUNK];	/* pair -> stdout */
 };
 
 static int tn_pump_again(int e)

@@ -31,8 +31,7 @@ struct tn_check {
 };
 
 /* The answer that refused a connection's upgrade, kept for the caller to
- * read (tn_engine_refusal); under tn_relay_env.mu. */
-#define TN_REFUSALS_KEPT	4
+ * read (tn_engine_refusal; the last TN_REFUSALS_KEPT); under tn_relay_env.mu. */
 struct tn_refusal {
 	uint64_t conn_id;
 	size_t len;

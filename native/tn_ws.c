@@ -43,9 +43,10 @@ void tn_ws_init(struct tn_ws *ws, const char *host, uint64_t seed)
 
 void tn_ws_free(struct tn_ws *ws)
 {
-	free(ws->ans);
-	ws->ans = NULL;
-	ws->ans_len = 0;
+	tn_http_head_free(&ws->ans);
+	free(ws->refusal);
+	ws->refusal = NULL;
+	ws->refusal_len = 0;
 }
 
 /* accept = base64(sha1(key + GUID)), RFC 6455 section 4.2.2 */
@@ -114,24 +115,47 @@ int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t
 	return n;
 }
 
-/* A header's value in the response block, or NULL. */
+static int tn_ws_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* A header's value in the response block, or NULL: what follows the colon
+ * to the end of the field, which runs on over folded lines (obs-fold: a
+ * user agent reads them as one, RFC 7230 3.2.4), without the spaces, tabs
+ * and folds around it. A fold inside a value stays in it (and no accept
+ * matches), as does any other control character. */
 static const char *tn_ws_header(const char *hs, const char *name, size_t *vlen)
 {
 	size_t nl = strlen(name);
 	const char *p = strstr(hs, "\r\n");
 
-	while (p && p[2] != '\r') {
+	while (p && strncmp(p + 2, "\r\n", 2)) {	/* up to the blank line */
 		const char *line = p + 2, *end = strstr(line, "\r\n");
 
+		while (end && (end[2] == ' ' || end[2] == '\t'))
+			end = strstr(end + 2, "\r\n");
 		if (!end)
 			return NULL;
 		if ((size_t)(end - line) > nl && line[nl] == ':' && !strncasecmp(line, name, nl)) {
 			line += nl + 1;
-			while (*line == ' ' || *line == '\t')
-				line++;
+			for (;;) {
+				if (line < end && tn_ws_blank(*line))
+					line++;
+				else if (line + 2 < end && !strncmp(line, "\r\n", 2))
+					line += 2;	/* a fold: a blank follows */
+				else
+					break;
+			}
 			*vlen = (size_t)(end - line);
-			while (*vlen && (line[*vlen - 1] == ' ' || line[*vlen - 1] == '\t'))
-				(*vlen)--;
+			for (;;) {
+				if (*vlen && tn_ws_blank(line[*vlen - 1]))
+					(*vlen)--;
+				else if (*vlen >= 2 && !strncmp(line + *vlen - 2, "\r\n", 2))
+					*vlen -= 2;	/* a fold the blanks after it were */
+				else
+					break;
+			}
 			return line;
 		}
 		p = end;
@@ -154,113 +178,97 @@ static int tn_ws_refused(struct tn_ws *ws, unsigned status, struct tn_err *err)
 /* The end of a chunked body: the last chunk (size 0) and no trailers. */
 static int tn_ws_chunks_done(const struct tn_ws *ws)
 {
-	const char *b = ws->ans + ws->body_at;
-	size_t n = ws->ans_len - ws->body_at;
+	const char *b = ws->refusal + ws->body_at;
+	size_t n = ws->refusal_len - ws->body_at;
 
 	return (n == 5 && !memcmp(b, "0\r\n\r\n", 5)) ||
 	       (n >= 7 && !memcmp(b + n - 7, "\r\n0\r\n\r\n", 7));
 }
 
-/* More of a refusal's body: 0 while it goes on, -1 with the refusal once
- * it is complete (or as much as is kept). */
-static ssize_t tn_ws_body_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
-			     struct tn_err *err)
+int tn_ws_body_more(const struct tn_ws *ws)
 {
-	size_t have = ws->ans_len - ws->body_at, take = ws->body_want - have;
+	return ws->refusal && ws->refusal_len - ws->body_at < ws->body_want &&
+	       !(ws->chunked && tn_ws_chunks_done(ws));
+}
 
+int tn_ws_body_rx(struct tn_ws *ws, const unsigned char *in, size_t len)
+{
+	size_t take;
+
+	if (!tn_ws_body_more(ws))
+		return 1;
+	take = ws->body_want - (ws->refusal_len - ws->body_at);
 	if (take > len)
 		take = len;
-	memcpy(ws->ans + ws->ans_len, in, take);
-	ws->ans_len += take;
-	have += take;
-	if (have < ws->body_want && !(ws->chunked && tn_ws_chunks_done(ws)))
-		return 0;
-	return tn_ws_refused(ws, ws->refused, err);
+	memcpy(ws->refusal + ws->refusal_len, in, take);
+	ws->refusal_len += take;
+	return !tn_ws_body_more(ws);
 }
 
-/* Not 101: keep the head (in ans, hdr_len bytes) and collect the body
- * that follows; `rest` are the bytes of this read after the head. */
-static ssize_t tn_ws_refuse(struct tn_ws *ws, unsigned status, size_t hdr_len,
-			    const unsigned char *rest, size_t n, struct tn_err *err)
+/* Not 101: keep the head (ans, complete) and what follows of the body;
+ * `rest` are the bytes of this read after the head. The refusal itself is
+ * reported at once. */
+static int tn_ws_refuse(struct tn_ws *ws, unsigned status, const unsigned char *rest, size_t n,
+			struct tn_err *err)
 {
-	size_t vlen, i, want = 0;
+	size_t vlen, i, want = 0, head = strlen(ws->ans.buf);	/* no NUL inside a head */
 	const char *v;
-	char *bigger;
 
 	ws->refused = status;
-	ws->body_at = ws->ans_len = hdr_len;
-	ws->body_want = TN_WS_BODY_MAX;
-	v = tn_ws_header(ws->ans, "Content-Length", &vlen);
-	for (i = 0; v && i < vlen && v[i] >= '0' && v[i] <= '9' && want <= TN_WS_BODY_MAX; i++)
+	ws->body_want = TN_REFUSAL_BODY_MAX;
+	v = tn_ws_header(ws->ans.buf, "Content-Length", &vlen);
+	for (i = 0; v && i < vlen && v[i] >= '0' && v[i] <= '9' && want <= TN_REFUSAL_BODY_MAX; i++)
 		want = want * 10 + (size_t)(v[i] - '0');
-	if (v && vlen && i == vlen && want < TN_WS_BODY_MAX)
+	if (v && vlen && i == vlen && want < TN_REFUSAL_BODY_MAX)
 		ws->body_want = want;
-	v = tn_ws_header(ws->ans, "Transfer-Encoding", &vlen);
+	v = tn_ws_header(ws->ans.buf, "Transfer-Encoding", &vlen);
 	ws->chunked = v && vlen >= 7 && !strncasecmp(v + vlen - 7, "chunked", 7);
-	bigger = realloc(ws->ans, hdr_len + TN_WS_BODY_MAX + 1);
-	if (!bigger)
-		return tn_ws_refused(ws, status, err);	/* the head alone */
-	ws->ans = bigger;
-	return tn_ws_body_rx(ws, rest, n, err);
+	ws->refusal = malloc(head + TN_REFUSAL_BODY_MAX);
+	if (ws->refusal) {	/* without it, the refusal is reported all the same */
+		memcpy(ws->refusal, ws->ans.buf, head);
+		ws->refusal_len = ws->body_at = head;
+		tn_ws_body_rx(ws, rest, n);
+	}
+	return tn_ws_refused(ws, status, err);
 }
 
-const char *tn_ws_refusal(struct tn_ws *ws, size_t *len, struct tn_err *err)
+const char *tn_ws_refusal(const struct tn_ws *ws, size_t *len)
 {
-	if (!ws->refused || !ws->ans)
-		return NULL;
-	tn_ws_refused(ws, ws->refused, err);
-	*len = ws->ans_len;
-	return ws->ans;
+	*len = ws->refusal_len;
+	return ws->refusal;
 }
 
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err)
 {
-	size_t take = len, old = ws->ans_len, vlen, hdr_len;
-	const char *end, *v;
-	unsigned int status;
+	size_t take = 0, vlen;
+	const char *v;
+	int status;
 
-	if (ws->refused)
-		return tn_ws_body_rx(ws, in, len, err);
-	if (!ws->ans) {
-		ws->ans = malloc(TN_WS_ANSWER_MAX + 1);
-		if (!ws->ans)
-			return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
-	}
-	if (take > TN_WS_ANSWER_MAX - old)
-		take = TN_WS_ANSWER_MAX - old;
-	memcpy(ws->ans + old, in, take);
-	ws->ans_len = old + take;
 	/* The read may go on past the header block into WebSocket frames
-	 * (binary, NULs included): find the end first, by length, and hold
-	 * only the header block to the no-NUL rule (a NUL would hide its end
-	 * from the string functions below). */
-	{
-		size_t from = old > 3 ? old - 3 : 0;
-
-		end = memmem(ws->ans + from, ws->ans_len - from, "\r\n\r\n", 4);
-	}
-	hdr_len = end ? (size_t)(end + 4 - ws->ans) : ws->ans_len;
-	if (hdr_len > old && memchr(ws->ans + old, '\0', hdr_len - old))
-		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
-	ws->ans[hdr_len] = '\0';
-	if (!end) {
-		if (ws->ans_len >= TN_WS_ANSWER_MAX)
-			return tn_err_set(err, TN_E_HTTP, 0, "%s sent an oversized HTTP answer",
-					  ws->host);
+	 * (binary, NULs included): those are not the answer's. */
+	switch (tn_http_head_feed(&ws->ans, in, len, &take)) {
+	case TN_HTTP_MORE:
 		return 0;
+	case TN_HTTP_NOMEM:
+		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+	case TN_HTTP_MALFORMED:
+		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
+	case TN_HTTP_OVERSIZED:
+		return tn_err_set(err, TN_E_HTTP, 0, "%s sent an oversized HTTP answer", ws->host);
+	case TN_HTTP_DONE:
+		break;
 	}
-	if (sscanf(ws->ans, "HTTP/1.%*1[01] %3u", &status) != 1)
+	status = tn_http_status(ws->ans.buf);
+	if (status < 0)
 		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
 	if (status != 101)	/* the body starts in `in` right after the head */
-		return tn_ws_refuse(ws, status, hdr_len, in + (hdr_len - old),
-				    len - (hdr_len - old), err);
-	v = tn_ws_header(ws->ans, "Sec-WebSocket-Accept", &vlen);
+		return tn_ws_refuse(ws, (unsigned)status, in + take, len - take, err);
+	v = tn_ws_header(ws->ans.buf, "Sec-WebSocket-Accept", &vlen);
 	if (!v || vlen != 28 || memcmp(v, ws->accept, 28))
 		return tn_err_set(err, TN_E_HTTP, 101,
 				  "%s answered the upgrade without a valid Sec-WebSocket-Accept",
 				  ws->host);
-	take = hdr_len - old;
 	tn_ws_free(ws);
 	return (ssize_t)take;
 }
@@ -291,8 +299,17 @@ static void tn_ws_mask(unsigned char *dst, const unsigned char *src, size_t n,
 size_t tn_ws_frame(struct tn_ws *ws, int opcode, unsigned char *payload,
 		   const unsigned char *src, size_t n, unsigned char **out)
 {
-	unsigned char hdr[TN_WS_HDR_MAX], key[4];
+	unsigned char key[4];
 	uint32_t m = tn_ws_rand32(ws);
+
+	memcpy(key, &m, 4);
+	return tn_ws_frame_key(opcode, payload, src, n, key, out);
+}
+
+size_t tn_ws_frame_key(int opcode, unsigned char *payload, const unsigned char *src, size_t n,
+		       const unsigned char key[4], unsigned char **out)
+{
+	unsigned char hdr[TN_WS_HDR_MAX];
 	size_t h = 0;
 
 	hdr[h++] = (unsigned char)(0x80 | opcode);	/* FIN: we never fragment */
@@ -309,7 +326,6 @@ size_t tn_ws_frame(struct tn_ws *ws, int opcode, unsigned char *payload,
 		for (s = 56; s >= 0; s -= 8)
 			hdr[h++] = (unsigned char)((uint64_t)n >> s);
 	}
-	memcpy(key, &m, 4);
 	memcpy(hdr + h, key, 4);
 	h += 4;
 	/* mask while copying: the payload is touched once */
@@ -363,17 +379,78 @@ static int tn_ws_header_done(struct tn_ws *ws, struct tn_err *err)
 	if (ws->opcode >= 8 && (plen > sizeof(ws->ctl) || !(ws->hdr[0] & 0x80)))
 		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent an invalid control frame",
 				  ws->host);
+	/* RFC 6455 5.4: continuations follow an unfinished message, and
+	 * messages are not interleaved */
+	if (ws->opcode == 0 && !ws->fragmented)
+		return tn_err_set(err, TN_E_PROTOCOL, 0,
+				  "%s sent a continuation frame outside a fragmented message",
+				  ws->host);
+	if (ws->opcode && ws->opcode < 8 && ws->fragmented)
+		return tn_err_set(err, TN_E_PROTOCOL, 0,
+				  "%s sent a new message inside a fragmented one", ws->host);
+	if (ws->opcode < 8)
+		ws->fragmented = !(ws->hdr[0] & 0x80);
 	if (plen > TN_RX_FRAME_MAX)
 		return tn_err_set(err, TN_E_PROTOCOL, 0,
 				  "%s sent a frame of %llu bytes (at most %u accepted)", ws->host,
-				  (unsigned long long)plen, TN_RX_FRAME_MAX);
+				  (unsigned long long)plen, (unsigned)TN_RX_FRAME_MAX);
 	ws->need = 0;
 	ws->hlen = 0;
 	return 0;
 }
 
+/* s[0..n) is UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
+ * U+10FFFF, nothing cut). */
+static int tn_ws_utf8(const unsigned char *s, size_t n)
+{
+	size_t i = 0, k, more;
+
+	while (i < n) {
+		uint32_t cp = s[i], min;
+
+		if (cp < 0x80) {
+			i++;
+			continue;
+		}
+		if (cp < 0xc2 || cp > 0xf4)
+			return 0;
+		more = cp >= 0xf0 ? 3 : cp >= 0xe0 ? 2 : 1;
+		min = more == 3 ? 0x10000 : more == 2 ? 0x800 : 0x80;
+		cp &= 0x3fu >> more;
+		if (n - i <= more)
+			return 0;
+		for (k = 1; k <= more; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += more + 1;
+	}
+	return 1;
+}
+
+/* A Close's payload: empty, or a code a peer may send (RFC 6455 7.4; 1012
+ * to 1014 as IANA registered them) and a UTF-8 reason. Its code is echoed
+ * back, so one that must never be on the wire is not taken. */
+static int tn_ws_close_valid(const unsigned char *p, size_t n)
+{
+	unsigned code;
+
+	if (!n)
+		return 1;
+	if (n < 2)
+		return 0;
+	code = (unsigned)p[0] << 8 | p[1];
+	if (code < 1000 || (code >= 1004 && code <= 1006) || (code >= 1015 && code < 3000) ||
+	    code >= 5000)
+		return 0;
+	return tn_ws_utf8(p + 2, n - 2);
+}
+
 /* A frame ended: a control frame is an event; expect the next header. */
-static int tn_ws_frame_end(struct tn_ws *ws, struct tn_ws_msg *m)
+static int tn_ws_frame_end(struct tn_ws *ws, struct tn_ws_msg *m, struct tn_err *err)
 {
 	int op = ws->opcode;
 
@@ -384,6 +461,10 @@ static int tn_ws_frame_end(struct tn_ws *ws, struct tn_ws_msg *m)
 	m->p = ws->ctl;
 	m->n = ws->ctl_len;
 	if (op == TN_WS_OP_CLOSE) {
+		if (!tn_ws_close_valid(ws->ctl, ws->ctl_len))
+			return tn_err_set(err, TN_E_PROTOCOL, 0,
+					  "%s sent a Close frame with an invalid code or reason",
+					  ws->host);
 		ws->closed = 1;
 		return TN_WS_CLOSE;
 	}
@@ -427,7 +508,7 @@ int tn_ws_next(struct tn_ws *ws, unsigned char **in, size_t *len, struct tn_ws_m
 			ws->ctl_len = (uint8_t)(ws->ctl_len + n);
 		}
 		if (!ws->need && !ws->remain) {	/* frame complete */
-			int ev = tn_ws_frame_end(ws, m);
+			int ev = tn_ws_frame_end(ws, m, err);
 
 			if (ev != TN_WS_MORE)
 				return ev;

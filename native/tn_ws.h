@@ -12,16 +12,10 @@
 #include <sys/types.h>
 
 #include "tn_err.h"
+#include "tn_http.h"
+#include "tn_limits.h"	/* TN_RX_FRAME_MAX, TN_REFUSAL_BODY_MAX */
 
 #define TN_WS_HDR_MAX	14		/* longest client frame header */
-/* Largest frame we accept from the server. Kudu sends one message per read
- * of AppsvcTunnelBuffer bytes (64 KiB by default); anything far beyond that
- * is a broken or hostile peer, not a bigger buffer. */
-#define TN_RX_FRAME_MAX	(16u << 20)
-#define TN_WS_ANSWER_MAX	8192	/* longest upgrade answer accepted */
-/* The body of a refused upgrade kept for the caller (the SCM site says
- * why in it, e.g. {"Message": "..."}); more is not read. */
-#define TN_WS_BODY_MAX	4096
 #define TN_TUNNEL_PATH	"/AppServiceTunnel/Tunnel.ashx"
 
 #define TN_WS_OP_TEXT	0x1
@@ -38,11 +32,12 @@ struct tn_ws {
 	/* the upgrade */
 	char accept[29];	/* expected Sec-WebSocket-Accept */
 	int bearer;		/* the request's scheme, for messages */
-	char *ans;		/* the answer being collected, then freed */
-	size_t ans_len;
-	/* a refused upgrade: its status, and its body after the head in ans */
+	struct tn_http_head ans;	/* the answer being collected, then freed */
+	/* a refused upgrade: its status, then its head followed by up to
+	 * TN_REFUSAL_BODY_MAX bytes of its body */
 	unsigned refused;
-	size_t body_at, body_want;
+	char *refusal;
+	size_t refusal_len, body_at, body_want;
 	int chunked;
 	/* frames from the server */
 	uint64_t remain;	/* payload bytes left in the current frame */
@@ -50,6 +45,7 @@ struct tn_ws {
 	uint8_t hlen, need;	/* need: header length expected, 0 in payload */
 	uint8_t opcode, ctl_len;
 	unsigned char ctl[125];	/* control frame payload */
+	uint8_t fragmented;	/* inside a message sent in fragments */
 	int closed;		/* a Close frame arrived: nothing after it counts */
 };
 
@@ -84,20 +80,27 @@ int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t
 /* The server's answer to it, in any split: 0 while incomplete, the bytes of
  * `in` that belonged to it once it said 101 (the rest are frames), or -1
  * with err (a refusal: kind auth or http, with the status). A refusal's
- * body is read first (up to its Content-Length, the end of its chunks or
- * TN_WS_BODY_MAX bytes): meanwhile the answer is 0 and ws->refused set. */
+ * answer is kept, with what arrived of its body so far. */
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err);
-/* A refused upgrade (its body complete or not): the answer as received,
- * head and body, with err set to the refusal. NULL when none was refused. */
-const char *tn_ws_refusal(struct tn_ws *ws, size_t *len, struct tn_err *err);
+/* After a refusal: 1 while more of its body is expected (up to its
+ * Content-Length, the end of its chunks or TN_REFUSAL_BODY_MAX bytes). */
+int tn_ws_body_more(const struct tn_ws *ws);
+/* More of it; 1 once nothing more is expected. */
+int tn_ws_body_rx(struct tn_ws *ws, const unsigned char *in, size_t len);
+/* The refused answer kept, head and body so far, or NULL. */
+const char *tn_ws_refusal(const struct tn_ws *ws, size_t *len);
 /* One masked frame: the payload is at `payload` (src NULL) or copied there
  * from src; TN_WS_HDR_MAX bytes before `payload` take the header. *out is
  * where the frame starts; returns its length. */
 size_t tn_ws_frame(struct tn_ws *ws, int opcode, unsigned char *payload,
 		   const unsigned char *src, size_t n, unsigned char **out);
+/* The same with the mask key given (the codec's test vectors). */
+size_t tn_ws_frame_key(int opcode, unsigned char *payload, const unsigned char *src, size_t n,
+		       const unsigned char key[4], unsigned char **out);
 /* The next thing in the server's bytes at *in (advanced past what it
- * used): an event, or -1 with err when the server broke RFC 6455. */
+ * used): an event, or -1 with err when the server broke RFC 6455 (bad
+ * header bits or lengths, fragments out of order, an invalid Close). */
 int tn_ws_next(struct tn_ws *ws, unsigned char **in, size_t *len, struct tn_ws_msg *m,
 	       struct tn_err *err);
 

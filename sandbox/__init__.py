@@ -8,8 +8,9 @@ Starts identity + ARM (HTTPS, sandbox/arm.py, a thread of this process), the bro
 service behind the SCM sites' /webssh/ (sandbox/webssh/), the exec channel's service behind
 their /exec/ (sandbox/exec_service/), the C SCM server (sandbox/scm_process.py) and, as root,
 a container per instance and per site's Kudu (sandbox/containers.py) with a real sshd in each
-instance that has one (sandbox/sshd.py), all on 127.0.0.1 with ports picked at run time. `stop()` (also on leaving the `with`, at exit, and
-when this process dies: PR_SET_PDEATHSIG) ends every process it started.
+instance that has one (sandbox/sshd.py), all on 127.0.0.1 with ports picked at run time.
+`stop()` (also on leaving the `with`, at exit, and when this process dies: PR_SET_PDEATHSIG)
+ends every process it started.
 """
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from . import catalogue
 
 ARM_RESOURCE = "https://management.core.windows.net/"
+APP_SERVICE_RESOURCE = "https://appservice.azure.com"     # as in Azure's public cloud
 
 
 @dataclass
@@ -164,6 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
                                    "tenant": "common", "identityProvider": "AAD"},
                 "graph": "https://graph.windows.net/", "graphAudience": "https://graph.windows.net/",
                 "microsoftGraphResourceId": "https://graph.microsoft.com/",
+                # the audience of az's own SCM Bearer tokens (`az webapp exec`, `az webapp log`)
+                "appServiceResourceId": APP_SERVICE_RESOURCE,
                 "suffixes": {"storage": "sandbox.invalid", "keyVaultDns": "vault.sandbox.invalid",
                              "acrLoginServer": "azurecr.sandbox.invalid",
                              "sqlServerHostname": "database.sandbox.invalid"}}

@@ -103,6 +103,10 @@ class Container:
             return None
         return int(kids[0]) if kids else None
 
+    def host_path(self, path: str) -> str:
+        """The host's path to the container's absolute `path` (its init's view, e.g. of its /tmp)."""
+        return f"/proc/{self.init_pid}/root{path}"
+
     def is_ready(self) -> bool:
         pid = self.init_pid
         return pid is not None and os.path.exists(f"/proc/{pid}/root{READY}")

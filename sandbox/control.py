@@ -146,8 +146,8 @@ def main(argv) -> int:
     parser.add_argument("action", choices=("fault", "state", "starting", "basic", "sshd"))
     parser.add_argument("app")
     parser.add_argument("value", help="fault: refuse=401|403|502, drop_after_bytes=N, stall_after_bytes=N, "
-                                      "refuse_exec=STATUS[:MESSAGE], none; state: STARTED|STOPPED|STARTING; starting: seconds; basic: on|off; "
-                                      "sshd: down|up")
+                                      "refuse_exec=STATUS[:MESSAGE], none; state: STARTED|STOPPED|STARTING; "
+                                      "starting: seconds; basic: on|off; sshd: down|up")
     parser.add_argument("--slot")
     parser.add_argument("--instance", help="sshd: only this instance of a scaled-out app")
     parser.add_argument("--workdir", default=os.environ.get("SANDBOX_WORKDIR"),

@@ -189,7 +189,7 @@ def main():
                 f.write(os.urandom(8 << 20))
             with open(src, "rb") as f:
                 local_digest = hashlib.sha256(f.read()).hexdigest()
-            remote = os.path.join(workdir, "copied-into-container.bin")
+            remote = "/tmp/copied-into-container.bin"        # the container's own /tmp
             run(["scp", "-P", str(port), *ssh_options(workdir), src, f"root@127.0.0.1:{remote}"], sshenv, workdir)
             result = run(["ssh", "-p", str(port), *ssh_options(workdir), "root@127.0.0.1",
                           f"sha256sum {shlex.quote(remote)}"], sshenv, workdir)

@@ -1,6 +1,7 @@
 """An HTTP CONNECT proxy on loopback that requires Basic credentials, for the proxy tests of the
 engines and of the command."""
 import base64
+import contextlib
 import socket
 import threading
 
@@ -55,5 +56,6 @@ class AuthProxy(engine_targets.AcceptingServer):
                 t = threading.Thread(target=engine_targets.pipe, args=(up, conn), daemon=True)
                 t.start()
                 engine_targets.pipe(conn, up)
-                up.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):      # the target may have closed first
+                    up.shutdown(socket.SHUT_RDWR)
                 t.join(5)

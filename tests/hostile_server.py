@@ -9,8 +9,8 @@ connections while hostile ones are cut.
 Behaviours (BEHAVIOURS):
 - huge_headers: "101 Switching Protocols" followed by 1 MiB of header lines, never a blank line
 - huge_status: a 1 MiB status line with no CRLF
-- bad_opcode / reserved_bits / masked_frame / len_2_63 / len_2_63_minus_1 / bad_control:
-  a correct 101 (valid Sec-WebSocket-Accept), then one invalid frame
+- bad_opcode / reserved_bits / masked_frame / len_2_63 / len_2_63_minus_1 / bad_control /
+  close_1005 / stray_continuation: a correct 101 (valid Sec-WebSocket-Accept), then one invalid frame
 - oversize_message: a correct 101, then a data frame announcing 1 GiB and sending it
 - no_http_answer: TLS completes, the request is read, nothing is ever answered
 - partial_101: half of a 101 answer, then nothing
@@ -40,8 +40,6 @@ The exec channel's (a WebSocket to another path, Text frames both ways, a refusa
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import queue
 import socket
@@ -50,9 +48,8 @@ import struct
 import threading
 import time
 
+from sandbox import wscodec
 from tests import engine_targets
-
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 FRAME_BEHAVIOURS = {
     # opcode 0x3 is reserved for further non-control frames (RFC 6455 5.2)
@@ -60,13 +57,17 @@ FRAME_BEHAVIOURS = {
     # RSV1 set, no extension negotiated
     "reserved_bits": bytes([0xC2, 0x04]) + b"evil",
     # a server must not mask its frames (RFC 6455 5.1)
-    "masked_frame": bytes([0x82, 0x84]) + b"\x01\x02\x03\x04" + bytes(c ^ k for c, k in zip(b"evil", b"\x01\x02\x03\x04")),
+    "masked_frame": wscodec.frame(wscodec.OP_BINARY, b"evil", mask_key=b"\x01\x02\x03\x04"),
     # 64-bit length with the most significant bit set: 2^63 (RFC 6455: MSB MUST be 0)
     "len_2_63": bytes([0x82, 0x7F]) + struct.pack(">Q", 1 << 63) + b"evil",
     # the largest legal 64-bit length, then a few bytes
     "len_2_63_minus_1": bytes([0x82, 0x7F]) + struct.pack(">Q", (1 << 63) - 1) + b"evil" * 1024,
     # a control frame (ping) longer than 125 bytes and fragmented
     "bad_control": bytes([0x09, 0x7E]) + struct.pack(">H", 300) + b"p" * 300,
+    # a Close with 1005, a code that is never on the wire (RFC 6455 7.4.1): echoing it would break the RFC
+    "close_1005": wscodec.frame(wscodec.OP_CLOSE, (1005).to_bytes(2, "big")),
+    # a continuation frame with no message to continue (RFC 6455 5.4)
+    "stray_continuation": wscodec.frame(wscodec.OP_CONT, b"evil"),
 }
 # What the frame_in_101 payload is: NUL bytes inside, and at both ends.
 ZERO_PAYLOAD = b"\x00zero\x00in\x00the\x00101 record\x00"
@@ -84,73 +85,30 @@ PING_PAYLOAD = b"are you there?"
 FULL_WAIT = 3.0     # seconds of not reading: enough for a busy upload to fill both socket buffers
 
 
-def _accept_value(key: bytes) -> str:
-    return base64.b64encode(hashlib.sha1(key + GUID).digest()).decode()
-
-
 def _read_request(conn) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise ConnectionError("client closed during the request")
-        data += chunk
-        if len(data) > 65536:
-            break
-    return data
+    head, _ = wscodec.recv_head(conn.recv)
+    if head is None:
+        raise ConnectionError("client closed during the request (or sent 64 KiB without its end)")
+    return head
 
 
-def _server_frame(opcode: int, payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        head = bytes([0x80 | opcode, n])
-    elif n < 65536:
-        head = bytes([0x80 | opcode, 126]) + struct.pack(">H", n)
-    else:
-        head = bytes([0x80 | opcode, 127]) + struct.pack(">Q", n)
-    return head + payload
-
-
-def parse_client_frames(data: bytes, payloads: bool = False):
-    """(frames, error): every frame a client sent, as (opcode, payload), until the first problem.
-    Client frames must be masked (RFC 6455 5.1), have no reserved bits and a known opcode. A data
-    frame's payload is its length unless `payloads`."""
-    frames, i = [], 0
-    while i < len(data):
-        if len(data) - i < 2:
-            return frames, f"{len(data) - i} stray byte(s) at offset {i}"
-        b0, b1 = data[i], data[i + 1]
-        op, n, h = b0 & 0x0F, b1 & 0x7F, 2
-        if b0 & 0x70 or op not in (0, 1, 2, 8, 9, 10) or not b1 & 0x80:
-            return frames, f"not a client frame at offset {i}: {data[i:i + 8].hex()}"
-        if n == 126:
-            if len(data) - i < 4:
-                return frames, f"truncated header at offset {i}"
-            n, h = struct.unpack(">H", data[i + 2:i + 4])[0], 4
-        elif n == 127:
-            if len(data) - i < 10:
-                return frames, f"truncated header at offset {i}"
-            n, h = struct.unpack(">Q", data[i + 2:i + 10])[0], 10
-        if len(data) - i < h + 4 + n:
-            return frames, f"truncated frame at offset {i} ({n} byte payload)"
-        key = data[i + h:i + h + 4]
-        body = data[i + h + 4:i + h + 4 + n]
-        frames.append((op, bytes(c ^ key[k & 3] for k, c in enumerate(body)) if op >= 8 or payloads else n))
-        i += h + 4 + n
+def parse_client_frames(data: bytes):
+    """(frames, error): every frame a client sent, as (opcode, payload of a control frame or the
+    length of a data frame's), until the first problem. Client frames must be masked (RFC 6455 5.1),
+    have no reserved bits and a known opcode."""
+    frames, end = [], 0
+    try:
+        for found, end in wscodec.iter_frames(data, masked=True):
+            frames.append((found.opcode, found.payload if found.opcode >= 8 else len(found.payload)))
+    except wscodec.ProtocolError as err:
+        return frames, f"not a client frame at offset {end} ({err}): {data[end:end + 8].hex()}"
+    if end < len(data):
+        return frames, f"truncated frame at offset {end}: {len(data) - end} byte(s) left"
     return frames, None
 
 
-def _ws_key(request: bytes) -> bytes:
-    for line in request.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"sec-websocket-key":
-            return value.strip()
-    return b""
-
-
 def _good_101(request: bytes) -> bytes:
-    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + _accept_value(_ws_key(request)).encode() + b"\r\n\r\n")
+    return wscodec.answer_101(wscodec.request_key(request))
 
 
 class HostileServer:
@@ -164,7 +122,7 @@ class HostileServer:
         self.port = self.sock.getsockname()[1]
         self._queue: queue.Queue = queue.Queue()
         self.served: list = []            # (behaviour, outcome) per hostile connection
-        self.requests: list = []          # the raw upgrade requests the hostile paths read
+        self.requests: list = []          # the upgrade requests' heads the hostile paths read
         self.frames: list = []            # frame_echo: (opcode, payload) of every frame received
         self._stop = threading.Event()
         self._conns: list = []
@@ -244,10 +202,10 @@ class HostileServer:
             request = _read_request(tls)
             self.requests.append(request)
             if behaviour == "frame_in_101":
-                tls.sendall(_good_101(request) + _server_frame(0x2, ZERO_PAYLOAD))
+                tls.sendall(_good_101(request) + wscodec.frame(wscodec.OP_BINARY, ZERO_PAYLOAD))
                 self._hold(tls)
             elif behaviour in MID_STREAM:
-                tls.sendall(_good_101(request) + _server_frame(0x2, HELLO))
+                tls.sendall(_good_101(request) + wscodec.frame(wscodec.OP_BINARY, HELLO))
                 time.sleep(0.5)             # the client has the data frame before the end
                 if behaviour == "reset_mid_stream":
                     tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -257,18 +215,19 @@ class HostileServer:
                     os.write(tls.fileno(), b"\x17\x03\x03\x00\x40" + b"\x5a" * 64)
                     self._hold(tls)
                 else:
-                    tls.sendall(_server_frame(0x8, struct.pack(">H", 1011) + b"Connection failure."))
+                    tls.sendall(wscodec.frame(wscodec.OP_CLOSE, (1011).to_bytes(2, "big") + b"Connection failure."))
                     self._hold(tls)
             elif behaviour == "frame_echo":
-                tls.sendall(_good_101(request) + _server_frame(0x1, GREETING[:GREETING_SPLIT])
-                            + _server_frame(0x2, GREETING[GREETING_SPLIT:]))
+                tls.sendall(_good_101(request) + wscodec.frame(wscodec.OP_TEXT, GREETING[:GREETING_SPLIT])
+                            + wscodec.frame(wscodec.OP_BINARY, GREETING[GREETING_SPLIT:]))
                 self._echo_frames(tls)
             elif behaviour in REFUSALS:
                 self._refuse(tls, behaviour)
             elif behaviour == "ping_close_when_full":
                 tls.sendall(_good_101(request))
                 time.sleep(FULL_WAIT)       # not reading: the client's upload fills the socket
-                tls.sendall(_server_frame(0x9, PING_PAYLOAD) + _server_frame(0x8, struct.pack(">H", 1000)))
+                tls.sendall(wscodec.frame(wscodec.OP_PING, PING_PAYLOAD)
+                            + wscodec.frame(wscodec.OP_CLOSE, (1000).to_bytes(2, "big")))
                 outcome = self._read_frames(tls)
             elif behaviour == "no_http_answer":
                 self._hold(tls)
@@ -315,19 +274,16 @@ class HostileServer:
                 continue
             if not chunk:
                 return
-            data += chunk
-            frames, error = parse_client_frames(data, payloads=True)
-            if error:
-                continue                    # a frame not complete yet
-            data = b""
-            for op, payload in frames:
-                self.frames.append((op, payload))
-                if op == 0x8:
-                    tls.sendall(_server_frame(0x8, struct.pack(">H", 1000)))
+            frames, data = wscodec.split_frames(data + chunk, masked=True)
+            for found in frames:
+                self.frames.append((found.opcode, found.payload))
+                if found.opcode == wscodec.OP_CLOSE:
+                    tls.sendall(wscodec.frame(wscodec.OP_CLOSE, (1000).to_bytes(2, "big")))
                     return
-                if op in (0x1, 0x2):
-                    tls.sendall(_server_frame(0x2, b"T:" + payload) if op == 0x1 else
-                                _server_frame(0x1, b"B:" + payload))
+                if found.opcode == wscodec.OP_TEXT:
+                    tls.sendall(wscodec.frame(wscodec.OP_BINARY, b"T:" + found.payload))
+                elif found.opcode == wscodec.OP_BINARY:
+                    tls.sendall(wscodec.frame(wscodec.OP_TEXT, b"B:" + found.payload))
 
     def _refuse(self, tls, behaviour):
         body = ('{"Code": "Forbidden", "Message": "%s"}' % REFUSAL_MESSAGE).encode()
@@ -367,13 +323,13 @@ class HostileServer:
             if not data:
                 return f"frames bad: nothing read ({type(e).__name__})"
         frames, error = parse_client_frames(bytes(data))
-        pongs = [f for f in frames if f[0] == 0xA]
+        pongs = [f for f in frames if f[0] == wscodec.OP_PONG]
         summary = f"{len(frames)} frames, {len(data)} bytes, {len(pongs)} pong(s)"
         if error:
             return f"frames bad: {error}; {summary}"
-        if not frames or frames[-1][0] != 0x8:
+        if not frames or frames[-1][0] != wscodec.OP_CLOSE:
             return f"frames bad: no Close at the end; {summary}"
-        if [op for op, _ in frames].count(0x8) != 1:
+        if [op for op, _ in frames].count(wscodec.OP_CLOSE) != 1:
             return f"frames bad: more than one Close; {summary}"
         return f"frames ok: {summary}"
 

@@ -151,7 +151,8 @@ def tsan():
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
-SCM_TESTS = ["tests/test_scm_server.py", "tests/test_scm_webssh.py", "tests/test_engine_relay.py",
+SCM_TESTS = ["tests/test_scm_server.py", "tests/test_scm_webssh.py", "tests/test_scm_exec.py",
+             "tests/test_engine_relay.py",
              "tests/test_engine_keepalive.py"]
 
 

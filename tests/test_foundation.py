@@ -56,6 +56,7 @@ def test_a_header_change_rebuilds_the_module(tmp_path):
     for name in ("setup.py", "README.md"):
         shutil.copy(os.path.join(ROOT, name), tmp_path)
     shutil.copytree(os.path.join(ROOT, "native"), tmp_path / "native")
+    shutil.copytree(os.path.join(ROOT, "tools"), tmp_path / "tools")
     shutil.copytree(os.path.join(ROOT, "azext_webapp"), tmp_path / "azext_webapp",
                     ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     argv = [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", "out", "--build-temp", "tmp"]

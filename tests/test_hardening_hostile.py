@@ -19,7 +19,7 @@ HANDSHAKE = ["huge_headers", "huge_status", "no_tls",
              pytest.param("partial_101", marks=pytest.mark.slow)]
 # After a valid 101: the WebSocket opened, then the server broke the protocol.
 FRAMES = ["bad_opcode", "reserved_bits", "len_2_63", "bad_control", "masked_frame", "len_2_63_minus_1",
-          "oversize_message"]
+          "oversize_message", "close_1005", "stray_continuation"]
 # The engine's handshake time-out (tn_engine.c: info.timeout_secs = 20) plus slack.
 HANDSHAKE_LIMIT = 35
 
@@ -106,12 +106,14 @@ def test_invalid_frames_end_that_connection_not_the_process(hostile_tunnel, host
     assert any(e.kind in ("failed", "closed") for e in events), events
 
 
-@pytest.mark.parametrize("behaviour", ["bad_opcode", "len_2_63", "masked_frame", "oversize_message"])
+@pytest.mark.parametrize("behaviour", ["bad_opcode", "len_2_63", "masked_frame", "oversize_message", "close_1005",
+                                       "stray_continuation"])
 def test_invalid_frames_are_reported_as_failures_with_a_reason(hostile_tunnel, hostile, behaviour):
     t = hostile_tunnel
     _run_case(t, hostile, behaviour, 15)
     events = _events(t, {"failed"}, timeout=3)
     failed = [e for e in events if e.kind == "failed"]
     assert failed and "localhost" in failed[0].message, events
+    assert failed[0].error_kind == "protocol", failed[0]
     print(f"{behaviour}: {failed[0].message}")
     assert t.stats()["failures"] >= 1

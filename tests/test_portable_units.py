@@ -13,6 +13,7 @@ import pytest
 
 from azext_webapp._portable import codec, connect, errors, limits, listener, pump, waits
 from azext_webapp._portable.errors import Error
+from sandbox import wscodec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,18 +43,10 @@ def test_mask_is_whole_buffer_fast():
 
 
 def _unframe(data):
-    """(fin, opcode, payload) of one masked client frame."""
-    b0, b1 = data[0], data[1]
-    assert b1 & 0x80, "client frames are masked"
-    n, pos = b1 & 0x7F, 2
-    if n == 126:
-        n, pos = int.from_bytes(data[2:4], "big"), 4
-    elif n == 127:
-        n, pos = int.from_bytes(data[2:10], "big"), 10
-    key = data[pos:pos + 4]
-    body = data[pos + 4:]
-    assert len(body) == n
-    return bool(b0 & 0x80), b0 & 0x0F, _mask_bytewise(body, key)
+    """(fin, opcode, payload) of one client frame, read by the sandbox's own codec (masked, or it fails)."""
+    (found,), rest = wscodec.split_frames(data, masked=True)
+    assert rest == b""
+    return found.fin, found.opcode, found.payload
 
 
 @pytest.mark.parametrize("n,header", [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)])
@@ -71,13 +64,9 @@ def test_frames_use_fresh_mask_keys():
 
 def test_data_is_split_into_frames_of_at_most_frame_max():
     data = os.urandom(3 * codec.FRAME_MAX + 5)
-    out, pos, payloads = codec.data_frames(data), 0, []
-    while pos < len(out):
-        n = out[pos + 1] & 0x7F
-        head = 2 + (2 if n == 126 else 8 if n == 127 else 0)
-        n = int.from_bytes(out[pos + 2:pos + head], "big") if head > 2 else n
-        payloads.append(_unframe(out[pos:pos + head + 4 + n])[2])
-        pos += head + 4 + n
+    frames, rest = wscodec.split_frames(codec.data_frames(data), masked=True)
+    payloads = [f.payload for f in frames]
+    assert rest == b"" and {(f.fin, f.opcode) for f in frames} == {(True, codec.OP_BINARY)}
     assert [len(p) for p in payloads] == [codec.FRAME_MAX] * 3 + [5]
     assert b"".join(payloads) == data
 
@@ -97,16 +86,6 @@ def test_upgrade_request_carries_the_tunnel_headers():
     assert "Host: h:8443\r\n" in plain and "Cookie" not in plain and "AppsvcTunnelPort" not in plain
 
 
-def _server_frame(opcode, payload, fin=True):
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
-    if n < 126:
-        return bytes([b0, n]) + payload
-    if n < 65536:
-        return bytes([b0, 126]) + n.to_bytes(2, "big") + payload
-    return bytes([b0, 127]) + n.to_bytes(8, "big") + payload
-
-
 def _parse(stream, step=None):
     data, controls = [], []
     parser = codec.FrameParser("scm.example", lambda v: data.append(bytes(v)),
@@ -120,10 +99,10 @@ def _parse(stream, step=None):
 @pytest.mark.parametrize("step", [None, 1, 3, 7, 4096])
 def test_parser_hands_on_data_and_control_frames_however_split(step):
     big = os.urandom(70000)
-    stream = (_server_frame(codec.OP_BINARY, b"hello") + _server_frame(codec.OP_PING, b"p1")
-              + _server_frame(codec.OP_BINARY, big) + _server_frame(codec.OP_PONG, b"")
-              + _server_frame(codec.OP_BINARY, b"") + _server_frame(codec.OP_CLOSE, b"\x03\xf3bye")
-              + _server_frame(codec.OP_BINARY, b"after close"))
+    stream = (wscodec.frame(codec.OP_BINARY, b"hello") + wscodec.frame(codec.OP_PING, b"p1")
+              + wscodec.frame(codec.OP_BINARY, big) + wscodec.frame(codec.OP_PONG, b"")
+              + wscodec.frame(codec.OP_BINARY, b"") + wscodec.frame(codec.OP_CLOSE, b"\x03\xf3bye")
+              + wscodec.frame(codec.OP_BINARY, b"after close"))
     data, controls = _parse(stream, step)
     assert data == b"hello" + big
     assert controls == [(codec.OP_PING, b"p1"), (codec.OP_PONG, b""), (codec.OP_CLOSE, b"\x03\xf3bye")]
@@ -499,7 +478,7 @@ def test_a_refused_upgrades_body_ends_at_its_length_its_last_chunk_or_4_kib():
     assert codec.BodyCollector(b"HTTP/1.1 401 x\r\nContent-Length: 0\r\n\r\n").feed(b"") is not None
     endless = codec.BodyCollector(b"HTTP/1.1 403 x\r\nContent-Length: 99999999999999999999\r\n\r\n")
     assert endless.feed(b"y" * 4095) is None
-    assert len(endless.feed(b"yy")[0].partition(b"\r\n\r\n")[2]) == codec.BODY_MAX
+    assert len(endless.feed(b"yy")[0].partition(b"\r\n\r\n")[2]) == codec.REFUSAL_BODY_MAX
 
 
 def test_upgrade_request_to_another_path():

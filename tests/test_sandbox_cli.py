@@ -25,6 +25,14 @@ def test_parse_fault():
         control.parse_fault('explode=1')
 
 
+def test_parse_fault_refuse_exec():
+    assert control.parse_fault('refuse_exec=503') == {'refuse_exec': 503}
+    assert control.parse_fault('refuse_exec=429:Too many: slow down') == {
+        'refuse_exec': 429, 'message': 'Too many: slow down'}
+    with pytest.raises(ValueError):
+        control.parse_fault('refuse_exec=x:y')
+
+
 def test_a_command_without_a_running_sandbox_says_so(tmp_path):
     result = subprocess.run([sys.executable, '-m', 'sandbox', 'fault', 'linux-app', 'refuse=401', '--workdir',
                              str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 import ssl
 import time
 
 import pytest
 
+from sandbox import wscodec
 from tests.fixtures_sandbox import scm_call
 
 STATUS_V2 = "/AppServiceTunnel/Tunnel.ashx?GetStatus&GetStatusAPIVer=2"
@@ -111,23 +111,14 @@ def _upgrade(sb, app, authorization, port_header=None, cookie=None):
     ctx = ssl.create_default_context(cafile=sb.ca_file)
     raw = socket.create_connection((host, int(port)), timeout=10)
     s = ctx.wrap_socket(raw, server_hostname=host)
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = ["GET /AppServiceTunnel/Tunnel.ashx HTTP/1.1", f"Host: {app.scm_host}",
-             "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
-             "Sec-WebSocket-Version: 13", f"Authorization: {authorization}"]
+    headers = [("Authorization", authorization)]
     if port_header:
-        lines.append(f"AppsvcTunnelPort: {port_header}")
+        headers.append(("AppsvcTunnelPort", port_header))
     if cookie:
-        lines.append(f"Cookie: ARRAffinity={cookie}")
-    s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    return int(head.split()[1]), s, rest
+        headers.append(("Cookie", f"ARRAffinity={cookie}"))
+    s.sendall(wscodec.upgrade_request("/AppServiceTunnel/Tunnel.ashx", app.scm_host, wscodec.new_key(), headers))
+    head, rest = wscodec.recv_head(s.recv)
+    return wscodec.parse_head(head)[0] if head is not None else None, s, rest
 
 
 def _read_message(s, rest, timeout=10):
@@ -135,15 +126,9 @@ def _read_message(s, rest, timeout=10):
     s.settimeout(timeout)
     buf = rest
     while True:
-        if len(buf) >= 2:
-            n = buf[1] & 0x7F
-            off = 2
-            if n == 126:
-                n, off = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                n, off = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) >= off + n:
-                return buf[0] & 0x0F, buf[off:off + n]
+        frames, _ = wscodec.split_frames(buf, masked=False)
+        if frames:
+            return frames[0].opcode, frames[0].payload
         chunk = s.recv(65536)
         if not chunk:
             raise EOFError("closed before a whole message")
@@ -181,10 +166,7 @@ def test_refuse_fault(sandbox, code):
 
 
 def _send_binary(s, payload: bytes):
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x82]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
-    s.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    s.sendall(wscodec.client_frame(wscodec.OP_BINARY, payload))
 
 
 def _recv_until_eof(s, timeout):
@@ -203,16 +185,7 @@ def _recv_until_eof(s, timeout):
 
 
 def _opcodes(data: bytes) -> list:
-    out = []
-    while len(data) >= 2:
-        n, off = data[1] & 0x7F, 2
-        if n == 126:
-            n, off = int.from_bytes(data[2:4], "big"), 4
-        elif n == 127:
-            n, off = int.from_bytes(data[2:10], "big"), 10
-        out.append(data[0] & 0x0F)
-        data = data[off + n:]
-    return out
+    return [f.opcode for f in wscodec.split_frames(data, masked=False)[0]]
 
 
 def test_drop_and_stall_faults(sandbox):
@@ -238,6 +211,6 @@ def test_drop_and_stall_faults(sandbox):
             _send_binary(s, b"0123456789" * 10)
             data, how = _recv_until_eof(s, 5)
             assert how == "eof"
-            assert 8 not in _opcodes(data)          # abrupt: no close frame
+            assert wscodec.OP_CLOSE not in _opcodes(data)     # abrupt: no close frame
     finally:
         sandbox.set_fault("debug-app", None)

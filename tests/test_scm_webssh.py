@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sandbox import pki
+from sandbox import pki, wscodec
 from sandbox.scm_process import ScmServer
 from tests.test_scm_server import dead_port
 
@@ -33,7 +33,6 @@ TOKEN = "token-a"
 BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 BEARER = f"Bearer {TOKEN}"
 SERVICE_TOKEN = "5e1f" * 16
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 COOKIE_RE = re.compile(r"WebsshSession=(\d+)\.([0-9a-f]{64}); Path=/webssh; Max-Age=\d+; Secure; HttpOnly; "
                        r"SameSite=Strict")
 
@@ -82,24 +81,16 @@ class Stub:
     def _serve(self, conn):
         with conn:
             conn.settimeout(30)
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buf += data
-            head, _, rest = buf.partition(b"\r\n\r\n")
+            head, rest = wscodec.recv_head(conn.recv)
+            if head is None:
+                return
             lines = head.decode("latin-1").split("\r\n")
             seen = Seen(lines[0], [(k, v.strip()) for k, _, v in
                                    (ln.partition(":") for ln in lines[1:])])
             self.seen.append(seen)
             path = lines[0].split(" ")[1]
             if (seen.get("upgrade") or [""])[0].lower() == "websocket":
-                key = seen.get("sec-websocket-key")[0]
-                accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-                conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                              f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
-                             .encode() + rest)
+                conn.sendall(wscodec.answer_101(seen.get("sec-websocket-key")[0]) + rest)
                 while data := conn.recv(1 << 16):
                     conn.sendall(data)
             elif path.startswith("/webssh/nohead"):
@@ -167,10 +158,9 @@ def _read_head(sock, buf: bytearray):
             raise ConnectionError(f"stream ended inside the head: {bytes(buf)!r}")
         buf += data
     end = buf.index(b"\r\n\r\n")
-    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    head = bytes(buf[:end])
     del buf[:end + 4]
-    headers = [(k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in lines[1:])]
-    return int(lines[0].split(" ")[1]), headers
+    return wscodec.parse_head(head)
 
 
 def request(scm, ctx, site, path, headers=(), method="GET", body=b"", check_closed=True):
@@ -198,17 +188,13 @@ def request(scm, ctx, site, path, headers=(), method="GET", body=b"", check_clos
 def upgrade(scm, ctx, site, path="/webssh/socket", headers=()):
     """A WebSocket handshake through the proxy; (sock, status, headers, bytes after the head)."""
     sock = _connect(scm.port(site), ctx)
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [f"GET {path} HTTP/1.1", f"Host: {site}.scm.sandbox.invalid", "Upgrade: websocket",
-             "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-             f"Origin: https://{site}.scm.sandbox.invalid"]
-    lines += [f"{k}: {v}" for k, v in headers]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    key = wscodec.new_key()
+    sock.sendall(wscodec.upgrade_request(path, f"{site}.scm.sandbox.invalid", key,
+                                         [("Origin", f"https://{site}.scm.sandbox.invalid"), *headers]))
     buf = bytearray()
     status, hdrs = _read_head(sock, buf)
     if status == 101:
-        want = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-        assert dict((k.lower(), v) for k, v in hdrs)["sec-websocket-accept"] == want
+        assert dict((k.lower(), v) for k, v in hdrs)["sec-websocket-accept"] == wscodec.accept_key(key)
     return sock, status, hdrs, buf
 
 

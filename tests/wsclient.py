@@ -19,21 +19,21 @@ recv_data() is the convenient variant: it answers pings, records them in
 
 mask_key: the client must mask; a zero key (mask_key=b"\\0\\0\\0\\0") keeps the
 payload as is, which lets throughput tests avoid masking in Python.
+
+The framing and the handshake's keys are the sandbox's codec (sandbox/wscodec.py), which shares
+nothing with the product's: its opcodes, Frame and client_frame (as encode_frame) are re-exported.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
 import socket
 import ssl
-import struct
-from dataclasses import dataclass
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from sandbox import wscodec
+from sandbox.wscodec import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Frame
+from sandbox.wscodec import client_frame as encode_frame
 
-OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
-OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
+__all__ = ["OP_CONT", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG", "Frame", "encode_frame",
+           "HandshakeError", "ConnectionClosedError", "http_request", "WsClient"]
 
 
 class HandshakeError(Exception):
@@ -46,47 +46,6 @@ class HandshakeError(Exception):
 
 class ConnectionClosedError(Exception):
     """The TCP/TLS stream ended without a WebSocket close frame."""
-
-
-@dataclass
-class Frame:
-    opcode: int
-    payload: bytes
-    fin: bool = True
-
-    @property
-    def close_code(self):
-        if self.opcode != OP_CLOSE or len(self.payload) < 2:
-            return None
-        return struct.unpack("!H", self.payload[:2])[0]
-
-    @property
-    def close_reason(self) -> str:
-        return self.payload[2:].decode("utf-8", "replace") if self.opcode == OP_CLOSE else ""
-
-
-def _mask(data: bytes, key: bytes) -> bytes:
-    if key == b"\0\0\0\0" or not data:
-        return bytes(data)
-    n = len(data)
-    # XOR as one big integer: far faster than a per-byte Python loop.
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
-
-
-def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True,
-                 mask_key: bytes | None = None) -> bytes:
-    """One client frame (always masked, as RFC 6455 requires of clients)."""
-    key = os.urandom(4) if mask_key is None else mask_key
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    return head + key + _mask(payload, key)
 
 
 def http_request(host: str, port: int, method: str, path: str, headers=None,
@@ -154,18 +113,14 @@ class _Reader:
         return out
 
     def read_head(self):
+        """(status, {lower-case name: value}) of the HTTP answer's head."""
         while b"\r\n\r\n" not in self.buf:
             if not self._fill(4096):
                 raise ConnectionClosedError("stream ended inside the HTTP head")
         end = self.buf.index(b"\r\n\r\n")
-        head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+        status, headers = wscodec.parse_head(bytes(self.buf[:end]))
         del self.buf[:end + 4]
-        status = int(head[0].split(" ", 2)[1])
-        headers = {}
-        for line in head[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        return status, headers
+        return status, {name.lower(): value for name, value in headers}
 
 
 class WsClient:
@@ -183,12 +138,8 @@ class WsClient:
                 mask_key: bytes | None = None) -> "WsClient":
         sock = _open(host, port, ssl_context, timeout)
         try:
-            key = base64.b64encode(os.urandom(16)).decode()
-            lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}",
-                     "Upgrade: websocket", "Connection: Upgrade",
-                     f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
-            lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            key = wscodec.new_key()
+            sock.sendall(wscodec.upgrade_request(path, f"{host}:{port}", key, headers or {}))
             reader = _Reader(sock)
             status, hdrs = reader.read_head()
             if status != 101:
@@ -196,8 +147,7 @@ class WsClient:
                 if hdrs.get("content-length", "0") != "0":
                     body = reader.read_exact(int(hdrs["content-length"]))
                 raise HandshakeError(status, hdrs, body)
-            want = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-            if hdrs.get("sec-websocket-accept") != want:
+            if hdrs.get("sec-websocket-accept") != wscodec.accept_key(key):
                 raise HandshakeError(status, hdrs, b"bad Sec-WebSocket-Accept")
             return cls(sock, reader, mask_key)
         except BaseException:
@@ -221,21 +171,13 @@ class WsClient:
         self.send_frame(OP_PONG, payload)
 
     def send_close(self, code: int = 1000, reason: str = "") -> None:
-        self.send_frame(OP_CLOSE, struct.pack("!H", code) + reason.encode())
+        self.send_frame(OP_CLOSE, code.to_bytes(2, "big") + reason.encode())
 
     # -- receiving
     def recv_frame(self) -> Frame:
-        b0, b1 = self._reader.read_exact(2)
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack("!H", self._reader.read_exact(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self._reader.read_exact(8))[0]
-        key = self._reader.read_exact(4) if b1 & 0x80 else None
-        payload = self._reader.read_exact(n)
-        if key:
-            payload = _mask(payload, key)
-        return Frame(b0 & 0x0F, payload, bool(b0 & 0x80))
+        """The next frame, control frames included; a server's frame that breaks RFC 6455 (masked,
+        reserved bits, a bad control frame) raises wscodec.ProtocolError."""
+        return wscodec.read_frame(self._reader.read_exact, masked=False)
 
     def recv_data(self, auto_pong: bool = True) -> Frame:
         """Next data or close frame; pings are answered, pings/pongs recorded."""

@@ -12,18 +12,17 @@ import re
 import struct
 
 from .errors import Error, http_status_error
+from .sizes import FRAME_MAX, HS_MAX, REFUSAL_BODY_MAX, RX_FRAME_MAX
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
-FRAME_MAX = 64 * 1024          # largest binary message we send
-RX_FRAME_MAX = 16 << 20        # largest frame we accept from the server
-HS_MAX = 8192                  # longest proxy / upgrade answer we accept
-BODY_MAX = 4096                # the body of a refused upgrade kept for the caller (tn_ws.h)
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 CLOSE_NORMAL = 1000
 
-_STATUS_RE = re.compile(rb"HTTP/1\.[01] (\d{1,3})")
+# RFC 7230 3.1.2: the version, one space, three digits, then a space or the line's end
+_STATUS_RE = re.compile(rb"HTTP/1\.[01] (\d{3})[ \r]")
+_FOLD_RE = re.compile(rb"\r\n[ \t]")
 _DIGITS = re.compile("[0-9]+")
 _rng = random.Random(int.from_bytes(os.urandom(16), "little"))
 
@@ -150,8 +149,9 @@ class HeadCollector:
         take = min(len(data), HS_MAX - old)
         self.buf += data[:take]
         end = self.buf.find(b"\r\n\r\n", max(0, old - 3))
-        # a NUL inside the header block is malformed; what follows it (frames) may hold any byte
-        if self.buf.find(b"\0", 0, len(self.buf) if end < 0 else end) >= 0:
+        # a NUL inside the header block is malformed; what follows it (frames) may hold any byte. The
+        # bytes before `old` were looked at already (an answer dribbled a byte a read stays linear).
+        if self.buf.find(b"\0", old, len(self.buf) if end < 0 else end) >= 0:
             raise Error(self.kind, 0, self.malformed)
         if end < 0:
             if len(self.buf) >= HS_MAX:
@@ -166,13 +166,13 @@ class HeadCollector:
 class BodyCollector:
     """The body of a refused upgrade, after its head: feed(data) -> None while more is expected,
     else (head + body, b""). The body ends at its Content-Length, at the end of its chunks, or at
-    BODY_MAX bytes (tn_ws.c's rules); ``answer()`` is what was kept so far."""
+    REFUSAL_BODY_MAX bytes (tn_ws.c's rules); ``answer()`` is what was kept so far."""
 
     def __init__(self, head):
         self.head = head
         length = header_value(head, "Content-Length") or ""
-        short = _DIGITS.fullmatch(length) and len(length) <= len(str(BODY_MAX))
-        self.want = int(length) if short and int(length) < BODY_MAX else BODY_MAX
+        short = _DIGITS.fullmatch(length) and len(length) <= len(str(REFUSAL_BODY_MAX))
+        self.want = int(length) if short and int(length) < REFUSAL_BODY_MAX else REFUSAL_BODY_MAX
         self.chunked = (header_value(head, "Transfer-Encoding") or "").lower().endswith("chunked")
         self.body = bytearray()
 
@@ -192,12 +192,31 @@ def status_of(head):
 
 
 def header_value(head, name):
-    """The first value of header ``name`` (case-insensitive) in a header block, or None."""
+    """The first value of header ``name`` (case-insensitive) in a header block, or None. Folded lines
+    (obs-fold) are read as one, as RFC 7230 3.2.4 asks of a user agent."""
     want = name.lower().encode("latin-1") + b":"
-    for line in head.split(b"\r\n")[1:]:
+    for line in _FOLD_RE.sub(b" ", head).split(b"\r\n")[1:]:
         if line[:len(want)].lower() == want:
             return line[len(want):].strip(b" \t").decode("latin-1")
     return None
+
+
+def close_valid(payload: bytes) -> bool:
+    """A Close's payload: empty, or a code a peer may send (RFC 6455 7.4; 1012 to 1014 as IANA
+    registered them) and a UTF-8 reason. Its code is echoed back, so one that must never be on the
+    wire is not taken (tn_ws_close_valid)."""
+    if not payload:
+        return True
+    if len(payload) < 2:
+        return False
+    code = int.from_bytes(payload[:2], "big")
+    if code < 1000 or 1004 <= code <= 1006 or 1015 <= code < 3000 or code >= 5000:
+        return False
+    try:
+        payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def upgrade_collector(host):
@@ -220,7 +239,7 @@ class FrameParser:
     are (no copy) and complete control frames to on_control(opcode, bytes); it stops after a Close.
     Raises Error("protocol") for what RFC 6455 forbids a server to send."""
 
-    __slots__ = ("host", "on_data", "on_control", "hdr", "need", "remain", "opcode", "ctl", "closed")
+    __slots__ = ("host", "on_data", "on_control", "hdr", "need", "remain", "opcode", "ctl", "fragmented", "closed")
 
     def __init__(self, host, on_data, on_control):
         self.host = host
@@ -230,6 +249,7 @@ class FrameParser:
         self.remain = 0
         self.opcode = 0
         self.ctl = b""
+        self.fragmented = False   # inside a message sent in fragments
         self.closed = False
 
     def _header(self):
@@ -255,6 +275,13 @@ class FrameParser:
         self.opcode = b0 & 0x0F
         if self.opcode >= 8 and (plen > 125 or not b0 & 0x80):
             raise Error("protocol", 0, f"{self.host} sent an invalid control frame")
+        # RFC 6455 5.4: continuations follow an unfinished message, and messages are not interleaved
+        if self.opcode == OP_CONT and not self.fragmented:
+            raise Error("protocol", 0, f"{self.host} sent a continuation frame outside a fragmented message")
+        if OP_CONT < self.opcode < 8 and self.fragmented:
+            raise Error("protocol", 0, f"{self.host} sent a new message inside a fragmented one")
+        if self.opcode < 8:
+            self.fragmented = not b0 & 0x80
         if plen > RX_FRAME_MAX:
             raise Error("protocol", 0, f"{self.host} sent a frame of {plen} bytes (at most {RX_FRAME_MAX} accepted)")
         self.remain = plen
@@ -299,6 +326,8 @@ class FrameParser:
             if not self.need and not self.remain:
                 if self.opcode >= 8:
                     if self.opcode == OP_CLOSE:
+                        if not close_valid(self.ctl):
+                            raise Error("protocol", 0, f"{self.host} sent a Close frame with an invalid code or reason")
                         self.closed = True
                     self.on_control(self.opcode, self.ctl)
                 self.need = 2

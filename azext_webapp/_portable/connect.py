@@ -12,6 +12,7 @@ import time
 
 from .codec import HeadCollector, status_of
 from .errors import Error, one_line, resource_error, tls_failure
+from .sizes import TLS_READ
 
 _DNS_TTL = 10.0   # seconds a resolution is reused (1,000 connections opened at once resolve once)
 
@@ -59,7 +60,7 @@ def split_hostport(text, default_port=80):
     return host, int(port) if port.isdigit() else default_port
 
 
-READ_MIN, READ_MAX = 16 * 1024, 64 * 1024
+READ_MIN, READ_MAX = 16 * 1024, TLS_READ
 READ_BULK = 256 * 1024        # a connection's read_max when few are open (see relay.py)
 
 
@@ -374,13 +375,21 @@ class Route:
         request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
         if self.proxy_auth:
             request += f"Proxy-Authorization: {self.proxy_auth}\r\n"
-        collector = HeadCollector("proxy", f"the proxy {self.proxy} sent an oversized answer",
-                                  f"the proxy {self.proxy} sent a malformed answer")
-        head = protocol.expect_head(collector, Error("proxy", 0, f"the proxy {self.proxy} closed the connection "
-                                                                 f"to {target}"))
+        head = protocol.expect_head(self.proxy_collector(),
+                                    Error("proxy", 0, f"the proxy {self.proxy} closed the connection to {target}"))
         protocol.send((request + "\r\n").encode("latin-1"))
         del request
         answer, _ = await head
+        self.check_proxy_answer(answer)
+
+    def proxy_collector(self) -> HeadCollector:
+        """The proxy's answer to CONNECT is collected as a header block (tn_conn_proxy_answer)."""
+        return HeadCollector("proxy", f"the proxy {self.proxy} sent an oversized answer",
+                             f"the proxy {self.proxy} sent a malformed answer")
+
+    def check_proxy_answer(self, answer: bytes) -> None:
+        """Raise Error unless the proxy's header block says 200 (what follows it is the tunnel's)."""
+        target = f"{self.host}:{self.port}"
         status = status_of(answer) or 0
         if status != 200:
             if self.probe:

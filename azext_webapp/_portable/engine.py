@@ -15,12 +15,10 @@ from . import limits, waits
 from .connect import Route, tls_context
 from .errors import Error, check_header_value, check_proxy, resource_error
 from .listener import open_listener
-from .codec import FRAME_MAX
-from .relay import HS_SECS, Local, Relay
+from .relay import Local, Relay
+from .sizes import EVENTS_MAX, FRAME_MAX, HS_SECS, REFUSALS_KEPT, TEXTS_MAX
 
 logger = logging.getLogger("azext_webapp.tunnel.portable")
-EVENTS_MAX = 4096
-REFUSALS_KEPT = 4               # refused upgrades' answers kept for refusal() (tn_relay.h)
 _PATH = re.compile(r"/[!-~]{0,2047}")   # an absolute request path of printable ASCII, as tn_module.c checks
 
 
@@ -103,6 +101,8 @@ class Engine:
         self._listener = None
         self._checks = set()
         self._accept_failed_at = float("-inf")
+        self._texts_lock = threading.Lock()
+        self._texts_waiting = 0         # send_text() bytes the loop has not handed on yet
         self.port = 0
 
     def __repr__(self):
@@ -358,12 +358,18 @@ class Engine:
             raise ValueError(f"a text frame holds at most {FRAME_MAX} bytes")
         if not self.running():
             raise Error("closed", 0, "the tunnel is not running")
+        with self._texts_lock:
+            if self._texts_waiting + len(data) > TEXTS_MAX:
+                raise Error("resource", 0, f"more than {TEXTS_MAX} bytes of text frames are waiting")
+            self._texts_waiting += len(data)
         try:
             self._loop.call_soon_threadsafe(self._send_text, int(conn_id), data)
         except RuntimeError:
             raise Error("closed", 0, "the tunnel is not running") from None
 
     def _send_text(self, conn_id, data):
+        with self._texts_lock:
+            self._texts_waiting -= len(data)
         relay = self._core.by_id.get(conn_id)
         if relay is not None:
             relay.send_text(data)

@@ -10,8 +10,7 @@ from . import waits
 from .codec import HeadCollector, header_value, status_of
 from .connect import HeadProtocol, Route, tls_context
 from .errors import Error, check_header_value, check_proxy, one_line, resource_error
-
-BODY_MAX = 1024 * 1024       # a status answer is tiny
+from .sizes import PROBE_BODY_MAX as BODY_MAX   # a status answer is tiny
 
 
 class _Answer(HeadProtocol):

@@ -14,8 +14,7 @@ import threading
 
 from . import waits
 from .errors import Error
-
-CHUNK = 64 * 1024
+from .sizes import LOCAL_CHUNK as CHUNK
 
 
 class Pump:

@@ -15,17 +15,14 @@ import asyncio
 from . import codec
 from .connect import READ_BULK, READ_MAX, HeadProtocol
 from .errors import Error, one_line, resource_error
+from .sizes import CLOSE_WAIT_SECS, HS_SECS, REFUSAL_SECS, RING_CAP
 
-RING_CAP = 256 * 1024          # per direction: the most a side buffers before the other stops reading
 # A transport's write buffer pauses the other side's reading at half of it: what is read while the
 # pause takes effect (one read, at most 64 KiB of TLS or 256 KiB of local data) stays within it.
 HIGH_WATER = RING_CAP // 2
 # With few connections open a busy one reads up to 256 KiB at once (fewer loop turns and writes per
 # GiB); with many, 64 KiB, so that 1,000 busy connections stay within a few hundred MiB.
 FEW_CONNECTIONS = 64
-HS_SECS = 20                   # connect + proxy + TLS + upgrade deadline
-REFUSAL_SECS = 2               # for the body of a refused upgrade (tn_link.c)
-CLOSE_WAIT_SECS = 5            # for the server's answer to our Close
 _STEPS = {"tcp": "the TCP connection", "proxy": "the proxy's CONNECT", "tls": "the TLS handshake",
           "upgrade": "the WebSocket upgrade", "open": "the WebSocket upgrade"}
 

@@ -4,8 +4,9 @@ Client to shell: binary frames are keystrokes, written to the PTY as they are; a
 a JSON object with "width"/"height" resizes the PTY (TIOCSWINSZ: the shell gets SIGWINCH), any
 other text is keystrokes too. Shell to client: whatever the PTY gives, as binary frames of up to
 MAX_FRAME bytes (one UTF-8 stream, split anywhere). When the shell exits, everything it wrote is
-read (up to the PTY's end, or until it stays quiet for QUIET_SECONDS when something it started
-still holds the terminal) and sent before the close frame (1000).
+read and sent before the close frame (1000): up to the PTY's end, or, when something it started
+still holds the terminal, until that stays quiet for QUIET_SECONDS or has written AFTER_EXIT bytes
+more than any PTY holds (a job left behind that keeps writing does not keep the session open).
 
 Two threads, each blocking only where the other side makes it wait: the client's frames are read
 only as fast as the PTY takes them, and the PTY is read only as fast as the client takes the
@@ -28,7 +29,9 @@ from . import target as target_mod
 
 MAX_FRAME = 256 * 1024
 READ_SIZE = 64 * 1024
+POLL_SECONDS = 0.5            # how often a silent session looks whether its shell has exited
 QUIET_SECONDS = 0.25          # how long the PTY of an exited shell may stay quiet before the end
+AFTER_EXIT = 1 << 20          # what may still be read after it exited: its last writes, buffered
 CLOSE_WAIT_SECONDS = 2.0      # for the client to answer our close frame
 DEFAULT_SIZE = (80, 24)
 TERM = "xterm-256color"
@@ -89,6 +92,15 @@ class ShellSession:
         """Runs on the connection's thread until the shell exits or the client leaves."""
         try:
             self._run()
+        except Exception as e:      # a fault here must leave neither a shell nor a client waiting
+            self.log(f"shell {self.shell} on {self.target.name}: failed: {e!r}")
+            self.ws.close(1011, "internal error")
+            self.ws.abort()
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            if self._master >= 0:
+                self._close()
         finally:
             with self._pipe_lock:
                 os.close(self._stop_r)
@@ -139,13 +151,19 @@ class ShellSession:
     # -- shell -> client (the connection's thread)
     def _shell_to_client(self) -> str:
         fd = self._master
+        after_exit = None                       # bytes read since the shell exited
         while True:
-            exited = self.proc.poll() is not None
-            ready, _, _ = select.select([fd, self._stop_r], [], [], QUIET_SECONDS if exited else None)
+            if after_exit is None and self.proc.poll() is not None:
+                after_exit = 0
+            # until it exits, look at the shell twice a second: a job it left may hold the PTY
+            waiting = POLL_SECONDS if after_exit is None else QUIET_SECONDS
+            ready, _, _ = select.select([fd, self._stop_r], [], [], waiting)
             if self._stop_r in ready:
                 return "service stopping" if self._stopping else "client left"
+            if after_exit is not None and (not ready or after_exit > AFTER_EXIT):
+                return "shell exited"           # and the PTY stayed quiet, or a job goes on
             if not ready:
-                return "shell exited"           # and the PTY stayed quiet
+                continue
             chunks, size = [], 0
             while size < MAX_FRAME:
                 try:
@@ -160,6 +178,8 @@ class ShellSession:
                     return "shell exited"
                 chunks.append(data)
                 size += len(data)
+            if after_exit is not None:
+                after_exit += size
             if not self._send(chunks):
                 return "client left"
 

@@ -13,7 +13,8 @@ import signal
 import time
 
 from .. import procs
-from ..containers import NSENTER
+from ..catalogue import kudu_name
+from ..containers import NSENTER, READY
 
 SETSID = "/usr/bin/setsid"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -69,8 +70,8 @@ class Target:
         leader must be in the container's PID namespace for the shell's job control to work:
         start it with start_new_session, so that nsenter has a session of its own too)."""
         inner = ["/bin/sh", "-c", _CD_AND_EXEC, "sandbox-exec", cwd, *command]
-        if terminal:
-            inner = [SETSID, "--ctty", *inner]
+        if terminal:      # --wait: a process group leader has setsid fork, and waits then
+            inner = [SETSID, "--ctty", "--wait", *inner]
         elif self.pid is None:
             return [SETSID, *inner]
         if self.pid is None:
@@ -100,11 +101,11 @@ def find(map_path: str, site: str, instance: str, kudu: bool) -> Target:
             known = json.load(f)
     except (OSError, ValueError):
         known = {"namespaces": False}
-    name = f"{site}-kudu" if kudu else instance
+    name = kudu_name(site) if kudu else instance
     if not known.get("namespaces"):
         return Target(name, None)
     pid = (known.get("kudu", {}).get(site) if kudu else known.get("instances", {}).get(instance))
-    if not pid or not os.path.exists(f"/proc/{pid}/root/run/sandbox-ready"):
+    if not pid or not os.path.exists(f"/proc/{pid}/root{READY}"):
         what = f"the Kudu container of {site}" if kudu else f"the container of instance {instance}"
         raise TargetError(503, f"Cannot reach {what}: it is not running.")
     return Target(name, int(pid))

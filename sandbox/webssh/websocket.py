@@ -1,59 +1,27 @@
-"""The server side of RFC 6455 on a socket the HTTP handler has answered with 101.
+"""The server side of a WebSocket on a socket the HTTP handler has answered with 101.
 
 Only what the page needs: masked client frames (text, binary, continuation, ping, pong, close),
 unmasked server frames, one message at most MAX_MESSAGE bytes. Reads happen on one thread;
 sends may come from any thread (the SSH reader sends output while the handler answers pings).
+The framing and the handshake's keys are the sandbox's one codec, sandbox/wscodec.py; its names
+used here (GUID, the opcodes and close codes, accept_key, valid_key, ProtocolError, and its
+``frame`` as ``encode``) stay importable from this module.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import socket
 import struct
 import threading
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
-OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
+from ..wscodec import (CLOSE_ERROR, CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_TOO_BIG, GUID, OP_BINARY, OP_CLOSE,
+                       OP_CONT, OP_PING, OP_PONG, OP_TEXT, ProtocolError, accept_key, read_frame, valid_key)
+from ..wscodec import frame as encode
+
+__all__ = ["GUID", "OP_CONT", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG", "MAX_MESSAGE",
+           "CLOSE_NORMAL", "CLOSE_PROTOCOL", "CLOSE_TOO_BIG", "CLOSE_ERROR", "ProtocolError", "accept_key",
+           "valid_key", "encode", "WebSocket"]
+
 MAX_MESSAGE = 1 << 20     # a paste is far below this; anything larger is not a terminal's input
-
-CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_TOO_BIG, CLOSE_ERROR = 1000, 1002, 1009, 1011
-
-
-def accept_key(key: str) -> str:
-    return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-
-
-def valid_key(key: str | None) -> bool:
-    try:
-        return key is not None and len(base64.b64decode(key, validate=True)) == 16
-    except ValueError:
-        return False
-
-
-class ProtocolError(Exception):
-    def __init__(self, code: int, reason: str):
-        super().__init__(reason)
-        self.code = code
-
-
-def encode(opcode: int, payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, n)
-    elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
-    return head + payload
-
-
-def _unmask(data: bytes, key: bytes) -> bytes:
-    n = len(data)
-    if not n:
-        return b""
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
 
 
 class WebSocket:
@@ -120,40 +88,21 @@ class WebSocket:
             raise EOFError
         return data
 
-    def _frame(self):
-        b0, b1 = self._read(2)
-        if b0 & 0x70:
-            raise ProtocolError(CLOSE_PROTOCOL, "reserved bits set")
-        if not b1 & 0x80:
-            raise ProtocolError(CLOSE_PROTOCOL, "client frames must be masked")
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack("!H", self._read(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self._read(8))[0]
-        opcode = b0 & 0x0F
-        if opcode >= 0x8 and (n > 125 or not b0 & 0x80):
-            raise ProtocolError(CLOSE_PROTOCOL, "bad control frame")
-        if n > MAX_MESSAGE:
-            raise ProtocolError(CLOSE_TOO_BIG, "message too big")
-        key = self._read(4)
-        return bool(b0 & 0x80), opcode, _unmask(self._read(n), key)
-
     def recv(self):
         """The next message as (OP_TEXT, str) or (OP_BINARY, bytes); None once the peer has
         closed (its close is answered) or the connection has ended."""
         parts, kind = [], None
         try:
             while True:
-                fin, opcode, payload = self._frame()
+                got = read_frame(self._read, masked=True, max_payload=MAX_MESSAGE)
+                opcode, payload = got.opcode, got.payload
                 if opcode == OP_PING:
                     self._send(encode(OP_PONG, payload))
                     continue
                 if opcode == OP_PONG:
                     continue
                 if opcode == OP_CLOSE:
-                    code = (struct.unpack("!H", payload[:2])[0] if len(payload) >= 2
-                            else CLOSE_NORMAL)
+                    code = got.close_code
                     self.close(code if code in (CLOSE_NORMAL, 1001) else CLOSE_NORMAL)
                     return None
                 if opcode in (OP_TEXT, OP_BINARY):
@@ -165,7 +114,7 @@ class WebSocket:
                 parts.append(payload)
                 if sum(map(len, parts)) > MAX_MESSAGE:
                     raise ProtocolError(CLOSE_TOO_BIG, "message too big")
-                if fin:
+                if got.fin:
                     data = b"".join(parts)
                     if kind == OP_TEXT:
                         try:

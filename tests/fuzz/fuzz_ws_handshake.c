@@ -2,7 +2,8 @@
  * fuzz_ws_handshake.c - arbitrary bytes as the server's answer to the
  * upgrade request: status line and headers (tn_ws_handshake_rx) in any
  * split. It must end in "need more", an error, or a count of header bytes
- * no larger than what it was given.
+ * no larger than what it was given. After a refusal, the rest goes to its
+ * body (tn_ws_body_rx), which keeps at most TN_REFUSAL_BODY_MAX bytes.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,8 +28,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t n = size - off < step ? size - off : step;
 		ssize_t took = tn_ws_handshake_rx(&ws, data + off, n, &err);
 
-		if (took < 0)
+		if (took < 0) {		/* a refusal: what follows is its body */
+			const char *answer;
+			size_t len, head;
+
+			for (off += n; off < size && tn_ws_body_more(&ws); off += n) {
+				n = size - off < step ? size - off : step;
+				tn_ws_body_rx(&ws, data + off, n);
+			}
+			answer = tn_ws_refusal(&ws, &len);
+			for (head = 4; answer && head <= len && memcmp(answer + head - 4, "\r\n\r\n", 4);
+			     head++)
+				;
+			if (answer && (head > len || len > head + TN_REFUSAL_BODY_MAX))
+				__builtin_trap();	/* the head is kept whole, the body bounded */
 			break;
+		}
 		if (took > 0) {
 			if ((size_t)took > n)
 				__builtin_trap();
