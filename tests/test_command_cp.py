@@ -51,8 +51,9 @@ def test_64_mib_of_random_bytes_both_ways_byte_exact(webapp_az, exec_sandbox, tm
     up = az_cp(webapp_az, '-n', 'exec-app', str(source), ':/tmp/')     # a directory: the file's own name
     assert up.returncode == 0, up.stderr
     assert up.stderr == ''                  # no progress bar without a terminal
-    assert remote(webapp_az, 'sha256sum < /tmp/random.bin; stat -c %s /tmp/random.bin; ls -a /tmp | grep -c azx || true') \
-        .split() == [expected, '-', str(BIG), '0']
+    there = remote(webapp_az, 'sha256sum < /tmp/random.bin; stat -c %s /tmp/random.bin; '
+                              'ls -a /tmp | grep -c azx || true')
+    assert there.split() == [expected, '-', str(BIG), '0']
     back = tmp_path / 'back.bin'
     down = az_cp(webapp_az, 'exec-app:/tmp/random.bin', str(back))    # APP:/path names the app
     assert down.returncode == 0, down.stderr
