@@ -200,6 +200,25 @@ def test_ctrl_c_and_sigterm_end_the_remote_command(webapp_az, exec_sandbox, sig,
     assert len([name for name in listing if name.startswith('tmp.')]) == 1     # only this run's own
 
 
+def test_ctrl_c_ends_the_command_on_every_instance(webapp_az, exec_sandbox):
+    proc = subprocess.Popen([AZ, 'webapp', 'remote-connection', 'exec', '-g', 'sandbox-rg', '-n', 'exec-app',
+                             '--instance', 'all', '--', 'echo started; sleep 71; echo never'], env=webapp_az.env,
+                            cwd=webapp_az.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        started = sorted(proc.stdout.readline() for _ in range(2))
+        assert started == [b'exec-app-i0: started\n', b'exec-app-i1: started\n']
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and b'never' not in out, err
+    assert b'Stopped (Ctrl+C): the command was ended on every instance' in err
+    left = az_exec(webapp_az, '-n', 'exec-app', '--instance', 'all', remote=['ps -eo args | grep -c "^sleep 71$"'])
+    assert sorted(left.stdout.splitlines()) == ['exec-app-i0: 0', 'exec-app-i1: 0'], left.stdout
+
+
 def _interactive(webapp_az, *args, dimensions=(30, 100)):
     """A shell that runs az under a terminal and records `stty -a` before and after."""
     script = ('stty -a > before.txt; ' + AZ + ' webapp remote-connection exec -g sandbox-rg -n exec-app '
