@@ -67,15 +67,16 @@ def open_channel(endpoint, instance=None, kudu=False, shell=None, size=(80, 24))
     """An open channel (``tunnel.Channel``) to the instance's shell; always closed on leaving."""
     from azext_webapp._errors import exec_refused
     tunnel = endpoint.tunnel
-    channel = tunnel.Channel(endpoint.scm_url, endpoint.credential.authorization, shell_path(kudu, shell),
-                             instance=instance)
+    channel = None
     try:
         try:
+            channel = tunnel.Channel(endpoint.scm_url, endpoint.credential.authorization, shell_path(kudu, shell),
+                                     instance=instance)
             channel.open(first_text=size_message(size), timeout=OPEN_TIMEOUT)
         except tunnel.TunnelError as err:
-            raise exec_refused(err.kind, err.status, str(err), getattr(err, 'server_message', None), endpoint,
-                               instance) from None
+            raise exec_refused(err.kind, err.status, str(err), err.server_message, endpoint, instance) from None
         logger.info('Exec channel open%s', f' to instance {instance}' if instance else '')
         yield channel
     finally:
-        channel.close()
+        if channel is not None:
+            channel.close()

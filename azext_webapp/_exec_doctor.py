@@ -5,8 +5,11 @@ need. Reported whatever the SSH hops found: it is the other way in, not a step o
 its problems are warnings (they never fail the doctor)."""
 
 from azure.cli.core.azclierror import AzCLIError, ForbiddenError, ResourceNotFoundError, UnauthorizedError
+from knack.log import get_logger
 
 from azext_webapp._errors import exec_failure, first_line
+
+logger = get_logger(__name__)
 
 OK, WARN = 'ok', 'warning'
 EMPTY_PROGRAM = 'm S\nm E0\nm Z\n'
@@ -32,5 +35,9 @@ def check(state, instance):
         return WARN, first_line(exec_failure(failure.reason, failure.said, target, instance)), ssh_instead
     except AzCLIError as err:
         return WARN, first_line(err), ssh_instead
+    except Exception as err:  # pylint: disable=broad-except
+        logger.debug('The exec channel check failed unexpectedly', exc_info=True)
+        return WARN, f'unexpected {type(err).__name__}: {first_line(err)}', \
+            'Run the command again with --debug to see where; report it if it persists.'
     return OK, (f'a shell answered through {state.scm_url}/exec/shell: `az webapp remote-connection exec` and `cp` '
                 'work here without sshd'), ''
