@@ -157,7 +157,7 @@ def upload(endpoint, instance, local, remote_path, stop):
         raise FileOperationError(f'Cannot read {local}: {err.strerror or err}.') from None
     progress = Progress(os.path.basename(local), size)
     result = {}
-    with source, open_channel(endpoint, instance, shell=SHELL) as channel:
+    with source, open_channel(endpoint, instance, shell=SHELL, stop=stop) as channel:
         run = ProgramRun(channel.sock, upload_program(remote_path, size, sha256, os.path.basename(local)),
                          out=lambda data: None, source=source, sent=progress.update, stop=stop,
                          on_marker=lambda letter, text: result.update({letter: text}))
@@ -202,7 +202,7 @@ def download(endpoint, instance, remote_path, local, stop):
                     state['size'] = int(text) if text.isdigit() else None
                     progress.total = state['size'] or 0
 
-            with open_channel(endpoint, instance, shell=SHELL) as channel:
+            with open_channel(endpoint, instance, shell=SHELL, stop=stop) as channel:
                 run = ProgramRun(channel.sock, download_program(remote_path), out=out, stop=stop, on_marker=on_marker)
                 try:
                     ended = run.run()

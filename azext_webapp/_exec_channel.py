@@ -63,17 +63,22 @@ def size_message(size):
 
 
 @contextlib.contextmanager
-def open_channel(endpoint, instance=None, kudu=False, shell=None, size=(80, 24)):
-    """An open channel (``tunnel.Channel``) to the instance's shell; always closed on leaving."""
+def open_channel(endpoint, instance=None, kudu=False, shell=None, size=(80, 24), stop=None):
+    """An open channel (``tunnel.Channel``) to the instance's shell; always closed on leaving. A
+    signal recorded in ``stop`` while the upgrade is awaited raises ``_exec_run.Stopped``."""
     from azext_webapp._errors import exec_refused
+    from azext_webapp._exec_run import Stopped
     tunnel = endpoint.tunnel
+    cancelled = None if stop is None else (lambda: stop.signum is not None)
     channel = None
     try:
         try:
             channel = tunnel.Channel(endpoint.scm_url, endpoint.credential.authorization, shell_path(kudu, shell),
                                      instance=instance)
-            channel.open(first_text=size_message(size), timeout=OPEN_TIMEOUT)
+            channel.open(first_text=size_message(size), timeout=OPEN_TIMEOUT, cancelled=cancelled)
         except tunnel.TunnelError as err:
+            if cancelled is not None and cancelled():
+                raise Stopped() from None
             raise exec_refused(err.kind, err.status, str(err), err.server_message, endpoint, instance) from None
         logger.info('Exec channel open%s', f' to instance {instance}' if instance else '')
         yield channel

@@ -57,7 +57,7 @@ def run_one(endpoint, instance, kudu, shell, command, stop, out, err, source=Non
     """The command on one instance; returns its exit status (raises the az error when it could not
     run). out/err: callables for its standard output and error bytes."""
     from azext_webapp._errors import exec_failure
-    with open_channel(endpoint, instance, kudu, shell or DEFAULT_SHELL, COMMAND_SIZE) as channel:
+    with open_channel(endpoint, instance, kudu, shell or DEFAULT_SHELL, COMMAND_SIZE, stop) as channel:
         run = ProgramRun(channel.sock, command_program(command, shell or DEFAULT_SHELL, source is not None),
                          out, err, source=source, stop=stop)
         try:

@@ -32,6 +32,10 @@ class ExecFailure(Exception):
         self.said = said
 
 
+class Stopped(Exception):
+    """A recorded signal ended the wait for the channel before anything ran."""
+
+
 class Stop:
     """Ctrl+C and termination signals recorded, never raised (every loop here looks within a
     quarter second). ``signum``: the first one that arrived, or None."""

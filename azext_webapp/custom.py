@@ -21,7 +21,7 @@ from azext_webapp import _fanout, ssh
 from azext_webapp._arm import Target, locate, web_client
 from azext_webapp._connection import open_tunnel, resolve
 from azext_webapp._errors import debugging_message, describe, first_line
-from azext_webapp._exec_run import Stop
+from azext_webapp._exec_run import Stop, Stopped
 from azext_webapp._termination import Terminated, terminate_on
 from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
 
@@ -359,6 +359,8 @@ def exec_remote_connection(cmd, resource_group_name=None, name=None, slot=None, 
             code = _exec_command(endpoint, instance, kudu, shell, command_line(command_args), stop)
         else:
             code = _exec_shell(endpoint, instance, kudu, shell, stop)
+    except Stopped:
+        code = stop.status
     finally:
         restore()
     if stop.signum is not None:
@@ -403,7 +405,7 @@ def _exec_shell(endpoint, instance, kudu, shell, stop):
     if not (os.isatty(0) and os.isatty(1)):
         raise no_terminal
     terminal = _exec_terminal.for_platform()()
-    with open_channel(endpoint, instance, kudu, shell, terminal.size()) as channel:
+    with open_channel(endpoint, instance, kudu, shell, terminal.size(), stop) as channel:
         logger.warning('Connected to %s%s through its SCM site. Every key goes to the remote shell, Ctrl+C '
                        'included: `exit` ends the session; Enter then ~. leaves it from here.',
                        describe(endpoint.target), f' (instance {instance})' if instance else '')
@@ -457,6 +459,8 @@ def cp_remote_connection(cmd, paths, resource_group_name=None, name=None, slot=N
             _copy.upload(endpoint, instance, source, remote_destination.path, stop)
         else:
             _copy.download(endpoint, instance, remote_source.path, destination, stop)
+    except Stopped:
+        pass        # said below
     finally:
         restore()
     if stop.signum is not None:

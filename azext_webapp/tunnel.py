@@ -477,8 +477,10 @@ class Channel:
     def __exit__(self, *exc):
         self.close()
 
-    def open(self, first_text=None, timeout=30.0):
-        """Connect; ``first_text`` is the first frame the server gets (before any byte of sock)."""
+    def open(self, first_text=None, timeout=30.0, cancelled=None):
+        """Connect; ``first_text`` is the first frame the server gets (before any byte of sock).
+        ``cancelled()``, asked twice a second while the upgrade is awaited, gives up with
+        TunnelClosedError when it returns True (a signal the caller recorded)."""
         import socket
         self._tunnel.start()
         ours, theirs = socket.socketpair()
@@ -486,7 +488,7 @@ class Channel:
             self.conn_id = self._tunnel.adopt(theirs.detach())
             if first_text is not None:
                 self._tunnel.send_text(self.conn_id, first_text)
-            self._wait_for("opened", timeout)
+            self._wait_for("opened", timeout, cancelled)
         except BaseException:
             ours.close()
             raise
@@ -510,9 +512,11 @@ class Channel:
     def _take_events(self):
         self._events += [ev for ev in self._tunnel.poll_events() if ev.conn_id == self.conn_id]
 
-    def _wait_for(self, kind, timeout):
+    def _wait_for(self, kind, timeout, cancelled):
         deadline = time.monotonic() + timeout
         while True:
+            if cancelled is not None and cancelled():
+                raise TunnelClosedError("cancelled while the WebSocket upgrade was awaited", host=self.host)
             self._take_events()
             for ev in self._events:
                 if ev.kind == "failed":

@@ -145,3 +145,13 @@ def test_bad_paths_and_oversized_text_frames_are_refused(engine_env):
         assert caught.value.kind == "closed"
     finally:
         t.stop()
+
+
+def test_a_recorded_signal_ends_the_wait_for_an_upgrade_that_never_comes(channel):
+    from azext_webapp import tunnel
+    c = channel("no_http_answer")
+    asked_from = time.monotonic() + 0.5
+    started = time.monotonic()
+    with pytest.raises(tunnel.TunnelClosedError):
+        c.open(timeout=30, cancelled=lambda: time.monotonic() > asked_from)
+    assert time.monotonic() - started < 2.5
