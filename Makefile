@@ -8,11 +8,11 @@ DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcu
 	openssh-server openssh-client python3-dev python3-venv util-linux procps iproute2 \
 	valgrind tmux rsync openssl curl clang libclang-rt-14-dev nftables \
 	node-xterm esbuild chromium libnss3-tools fonts-dejavu-core
-NATIVE_SOURCES := $(wildcard native/*.c native/*.h)
+NATIVE_SOURCES := $(wildcard native/*.c native/*.h) azext_webapp/_reasons.def
 MODULE_STAMP := $(VENV)/.stamp-module
 
-.PHONY: all deps venv build codec-lib wheel scm-server webssh-assets fuzz test test-portable test-fast test-sanitize \
-	demo bench reference-soak clean
+.PHONY: all deps venv build codec-lib wheel scm-server webssh-assets lint fuzz test test-portable test-fast \
+	test-sanitize soak demo bench reference-soak clean
 
 all: build
 
@@ -66,7 +66,7 @@ build: $(MODULE_STAMP)
 # tests/codec_drivers.py loads: the byte-level vectors and the Python fuzz pass run it beside the
 # portable codec. `make test` builds it; without it their native half skips and says why.
 CODEC_LIB := build/codec/libtn_codec.so
-CODEC_LIB_SOURCES := native/tn_ws.c native/tn_conn.c tests/vectors/codec_lib.c
+CODEC_LIB_SOURCES := native/tn_ws.c native/tn_conn.c native/tn_err.c tests/vectors/codec_lib.c
 $(CODEC_LIB): $(CODEC_LIB_SOURCES) $(wildcard native/*.h) | $(VENV)/.stamp-debian
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -fPIC -shared -Inative \
@@ -78,16 +78,27 @@ codec-lib: $(CODEC_LIB)
 wheel: build
 	$(VPY) tools/build_index.py --out dist
 
-# The engine and hardening suites run against both engines in the first pass (tests/fixtures_engine.py);
-# the command suites, which run the real az, run again with the portable engine (test-portable).
-test: build codec-lib scm-server webssh-assets
-	$(VPY) -m pytest tests
+# Static checks, in well under a minute: flake8 with azure-cli's settings (.flake8), mypy on the typed
+# surfaces (mypy.ini), and the C of the engine and of the sandbox's SCM server built with
+# -Wall -Wextra -Werror (the module's build sets WEBAPP_WERROR=1; the SCM server's Makefile always does).
+lint: venv build scm-server
+	$(VPY) -m flake8
+	$(VPY) -m mypy
+
+# Every test, in tiers: lint and the fast tier first (a broken one fails within a minute or two; the C
+# codec library is built first so that the fast tier's byte-level vectors run against both codecs), then
+# the rest. The engine and hardening suites run against both engines in that pass
+# (tests/fixtures_engine.py); the command suites, which run the real az, run again with the portable
+# engine (test-portable).
+test: lint codec-lib test-fast build scm-server webssh-assets
+	$(VPY) -m pytest tests $(addprefix --ignore=,$(wildcard $(FAST_TESTS)))
 	$(MAKE) --no-print-directory test-portable
 
 # The fast tier: pure units (error mappings, validators, proxy parsing, argv and ssh_config builders,
-# codecs, simulated platforms) in seconds, with no root, no sandbox and no build.
+# codecs, simulated platforms, signals) in seconds, with no root, no sandbox and no build.
+FAST_TESTS := tests/test_unit_*.py tests/test_portable_units.py
 test-fast: venv
-	$(VPY) -m pytest -q tests/test_unit_*.py tests/test_portable_units.py
+	$(VPY) -m pytest -q $(FAST_TESTS)
 
 # The real az with the portable engine (what Windows, macOS, Linux on Arm and Alpine run): the extension
 # picks its engine from WEBAPP_ENGINE, which az and every tunnel it starts inherit. Also the engine
@@ -111,6 +122,11 @@ fuzz: venv codec-lib
 # The engine's tests again against ASan+UBSan and TSan builds of the module (run by .ci/run).
 test-sanitize: build scm-server webssh-assets
 	$(VPY) tests/sanitize.py
+
+# Slow soaks, not part of `make test` (about half an hour): 1,000 start/SIGTERM and 200 start/Ctrl+C
+# cycles of the real `az webapp remote-connection create` on each engine; prints its figures.
+soak: build scm-server webssh-assets
+	$(VPY) -m pytest -s -q tests/soak_signals.py
 
 demo: build scm-server webssh-assets
 	$(VPY) -m sandbox.demo

@@ -95,8 +95,9 @@ def _extensions():
         sources=sorted(glob.glob("native/*.c")),  # lws_stdio.c among them: see that file
         include_dirs=["native"],
         # Without the headers here a header-only change leaves every object as it was: a module
-        # whose files disagree about struct layouts (seen: garbled error kinds under ASan).
-        depends=sorted(glob.glob("native/*.h")),
+        # whose files disagree about struct layouts (seen: garbled error kinds under ASan). The
+        # reason table is such a header too (native/tn_err.h includes it).
+        depends=sorted(glob.glob("native/*.h")) + ["azext_webapp/_reasons.def"],
         define_macros=[("Py_LIMITED_API", LIMITED_API), ("_GNU_SOURCE", None)],
         extra_compile_args=extra_compile,
         extra_link_args=extra_link,
@@ -155,8 +156,9 @@ setup(
     ],
     python_requires=">=3.10",
     packages=find_packages(include=["azext_webapp", "azext_webapp.*"]),
-    # engine_limits.json: the portable engine reads it at import (Windows and macOS run from the wheel)
-    package_data={"azext_webapp": ["azext_metadata.json", "engine_limits.json"]},
+    # engine_limits.json: the shared limits; _reasons.def: the failure vocabulary the native engine
+    # compiles in. The portable engine reads both at import (Windows and macOS run from the wheel alone)
+    package_data={"azext_webapp": ["azext_metadata.json", "engine_limits.json", "_reasons.def"]},
     ext_modules=_extensions() if not os.environ.get("WEBAPP_NO_NATIVE") else [],
     cmdclass={"build_ext": BuildExt, "bdist_wheel": UniversalWheel},
     install_requires=[],

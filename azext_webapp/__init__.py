@@ -2,7 +2,7 @@
 
 from azure.cli.core import AzCommandsLoader
 
-from azext_webapp._help import helps  # pylint: disable=unused-import
+from azext_webapp._help import helps  # noqa: F401  # pylint: disable=unused-import  # registers the help
 
 
 class WebappCommandsLoader(AzCommandsLoader):

@@ -1,17 +1,26 @@
 """Azure Resource Manager (Microsoft.Web) through the SDK client az ships: the app, its SCM URL,
-its instances and the SCM site's credential."""
+its instances and the SCM site's credential (the calls; what they mean for the way in is _hops.py's)."""
 
 import base64
 import time
-from collections import namedtuple
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple, TypeVar
 
-from azure.cli.core.azclierror import (AzureConnectionError, InvalidArgumentValueError, ResourceNotFoundError,
-                                       ValidationError)
+from azure.cli.core.azclierror import AzureConnectionError, ResourceNotFoundError
 
-from azext_webapp._errors import arm_error, describe_action, describe, first_line, stopped_message
+from azext_webapp._errors import arm_error, describe_action, describe, first_line
 
-# What a command works on: the app (and slot) as named on the command line.
-Target = namedtuple('Target', 'resource_group name slot')
+T = TypeVar('T')
+
+# The SDK's client and its models (azure-mgmt-web), and az's CLI context: untyped here.
+Client = Any
+CliContext = Any
+
+
+class Target(NamedTuple):
+    """What a command works on: the app (and slot) as named on the command line."""
+    resource_group: str
+    name: str
+    slot: Optional[str]
 
 
 AUTH_BASIC = 'Basic'
@@ -23,12 +32,12 @@ AUTH_BEARER = 'Bearer'
 ENTRA_SHORTEST_LIFETIME = 3600.0
 
 
-def web_client(cli_ctx):
+def web_client(cli_ctx: CliContext) -> Client:
     from azure.cli.command_modules.appservice._client_factory import web_client_factory
     return web_client_factory(cli_ctx)
 
 
-def site_op(client, operation, target, **kwargs):
+def site_op(client: Client, operation: str, target: Target, **kwargs: Any) -> Callable[[], Any]:
     """A call of ``client.web_apps.<operation>`` (or its ``_slot`` form) for the target."""
     if target.slot:
         method = getattr(client.web_apps, operation + '_slot')
@@ -37,7 +46,7 @@ def site_op(client, operation, target, **kwargs):
     return lambda: method(target.resource_group, target.name, **kwargs)
 
 
-def arm_call(target, action, call):
+def arm_call(target: Target, action: Optional[str], call: Callable[[], T]) -> T:
     """Run an ARM call; turn its failures into one line that says what to do.
 
     action: what the call does, completed by the target ("read the configuration of"); None for
@@ -53,28 +62,7 @@ def arm_call(target, action, call):
             'Check your network connection and proxy settings (HTTPS_PROXY).') from None
 
 
-def linux_scm_url(client, target):
-    site = arm_call(target, None, site_op(client, 'get', target))
-    if not site.reserved:
-        raise ValidationError(
-            f"{describe(target, True)} runs on a Windows App Service plan; remote connections need App Service "
-            "on Linux (Only Linux App Service Plans supported). For a Windows app use the Kudu console of "
-            "its SCM site instead.")
-    if (site.state or '').lower() == 'stopped':
-        raise ValidationError(stopped_message(target))
-    return scm_url_of(site, target)
-
-
-def locate(client, target, instance):
-    """The SCM URL of a Linux app that is not stopped (the checks the reference makes first), and
-    the check that --instance names one of its instances."""
-    scm_url = linux_scm_url(client, target)
-    if instance is not None:
-        check_instance(client, target, instance)
-    return scm_url
-
-
-def scm_url_of(site, target):
+def scm_url_of(site: Any, target: Target) -> str:
     """The SCM (Kudu) host from the Repository host-name state: right for slots, ASEs and clouds."""
     for state in site.host_name_ssl_states or []:
         if (state.host_type or '').lower() == 'repository' and state.name:
@@ -84,36 +72,28 @@ def scm_url_of(site, target):
         'connection. Check the app in the Azure portal.')
 
 
-def instance_names(client, target):
+def instance_names(client: Client, target: Target) -> List[str]:
     """The names of the app's instances (``az webapp list-instances``), in ARM's order."""
     instances = arm_call(target, 'list the instances of', site_op(client, 'list_instance_identifiers', target))
     return [item.name for item in instances]
-
-
-def check_instance(client, target, instance):
-    names = instance_names(client, target)
-    if instance not in names:
-        known = ', '.join(names) if names else 'none'
-        raise InvalidArgumentValueError(
-            f"Instance '{instance}' is not an instance of {describe(target)} (instances: {known}). "
-            'Instance names are case-sensitive; list them with `az webapp list-instances`.')
 
 
 class Credential:  # pylint: disable=too-few-public-methods
     """The SCM site's Authorization value and its kind; for Bearer, when it expires and how to get a
     fresh one (``renew() -> (authorization, expires_on)``). ``repr`` never shows the value."""
 
-    def __init__(self, authorization, kind, expires_on=None, renew=None):
+    def __init__(self, authorization: str, kind: str, expires_on: Optional[float] = None,
+                 renew: Optional[Callable[[], Tuple[str, float]]] = None) -> None:
         self.authorization = authorization
         self.kind = kind
         self.expires_on = expires_on
         self.renew = renew
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'<Credential {self.kind}>'
 
 
-def scm_credential(cli_ctx, client, target):
+def scm_credential(cli_ctx: CliContext, client: Client, target: Target) -> Credential:
     """The credential for the SCM site, chosen as the reference chooses it."""
     policy = scm_basic_policy(client, target)
     if policy:
@@ -124,7 +104,7 @@ def scm_credential(cli_ctx, client, target):
         raw = f'{user_password.publishing_user_name}:{user_password.publishing_password}'.encode('utf-8')
         return Credential('Basic ' + base64.b64encode(raw).decode('ascii'), AUTH_BASIC)
 
-    def bearer():
+    def bearer() -> Tuple[str, float]:
         token, expires_on = entra_token(cli_ctx)
         return 'Bearer ' + token, expires_on
 
@@ -132,10 +112,10 @@ def scm_credential(cli_ctx, client, target):
     return Credential(authorization, AUTH_BEARER, expires_on, renew=bearer)
 
 
-def scm_basic_policy(client, target):
+def scm_basic_policy(client: Client, target: Target) -> bool:
     from azure.core.exceptions import ResourceNotFoundError as SdkNotFound
 
-    def allowed():
+    def allowed() -> bool:
         try:
             return bool(site_op(client, 'get_scm_allowed', target)().allow)
         except SdkNotFound:
@@ -144,7 +124,7 @@ def scm_basic_policy(client, target):
     return arm_call(target, 'read the SCM basic-auth policy of', allowed)
 
 
-def entra_token(cli_ctx):
+def entra_token(cli_ctx: CliContext) -> Tuple[str, float]:
     """(access token, expiry as epoch seconds) from az's credential (MSAL's cache when still valid)."""
     from azure.cli.core._profile import Profile
     from azure.cli.core.commands.client_factory import get_subscription_id

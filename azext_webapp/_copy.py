@@ -145,7 +145,7 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def upload(endpoint, instance, local, remote_path, stop):
+def upload(endpoint, instance, local, remote_path):
     """Returns the container path written."""
     from azext_webapp._errors import copy_error, exec_failure
     if os.path.isdir(local):
@@ -156,11 +156,9 @@ def upload(endpoint, instance, local, remote_path, stop):
     except OSError as err:
         raise FileOperationError(f'Cannot read {local}: {err.strerror or err}.') from None
     progress = Progress(os.path.basename(local), size)
-    result = {}
-    with source, open_channel(endpoint, instance, shell=SHELL, stop=stop) as channel:
+    with source, open_channel(endpoint, instance, shell=SHELL) as channel:
         run = ProgramRun(channel.sock, upload_program(remote_path, size, sha256, os.path.basename(local)),
-                         out=lambda data: None, source=source, sent=progress.update, stop=stop,
-                         on_marker=lambda letter, text: result.update({letter: text}))
+                         out=lambda data: None, source=source, sent=progress.update)
         try:
             ended = run.run()
         except ExecFailure as failure:
@@ -168,15 +166,13 @@ def upload(endpoint, instance, local, remote_path, stop):
                 raise exec_failure(failure.reason, failure.said, endpoint.target, instance) from None
             raise copy_error(failure.reason, remote_path, endpoint.target, instance) from None
     progress.finish()
-    if stop.signum is not None:
-        return None
     _, _, written = (ended or '').partition(' ')
     how, _, where = written.partition(' ')
     logger.info('Copied %d bytes to %s (checked: %s)', size, where, how)
     return where or remote_path
 
 
-def download(endpoint, instance, remote_path, local, stop):
+def download(endpoint, instance, remote_path, local):
     """Returns the local path written."""
     from azext_webapp._errors import copy_error, exec_failure
     destination = local_destination(local, remote_path)
@@ -202,8 +198,8 @@ def download(endpoint, instance, remote_path, local, stop):
                     state['size'] = int(text) if text.isdigit() else None
                     progress.total = state['size'] or 0
 
-            with open_channel(endpoint, instance, shell=SHELL, stop=stop) as channel:
-                run = ProgramRun(channel.sock, download_program(remote_path), out=out, stop=stop, on_marker=on_marker)
+            with open_channel(endpoint, instance, shell=SHELL) as channel:
+                run = ProgramRun(channel.sock, download_program(remote_path), out=out, on_marker=on_marker)
                 try:
                     ended = run.run()
                 except ExecFailure as failure:
@@ -211,8 +207,6 @@ def download(endpoint, instance, remote_path, local, stop):
                         raise exec_failure(failure.reason, failure.said, endpoint.target, instance) from None
                     raise copy_error(failure.reason, remote_path, endpoint.target, instance) from None
         progress.finish()
-        if stop.signum is not None:
-            return None
         _check_download(state, ended, remote_path)
         os.chmod(temporary, _mode_for(destination))
         os.replace(temporary, destination)

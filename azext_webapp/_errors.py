@@ -1,10 +1,15 @@
 """The error catalogue: every failure of the commands as one line that says what happened and
-what to do. Pure functions of facts; the advice for the user is written here once."""
+what to do. Pure functions of facts; the words for the user are written here once, including those
+for the tunnel engines' failures (a reason of _reasons.def and its facts), chosen by reason."""
+
+import errno
+import os
 
 from azure.cli.core.azclierror import (AzureConnectionError, AzureResponseError, FileOperationError,
                                        ForbiddenError, InvalidArgumentValueError, ResourceNotFoundError,
                                        UnauthorizedError, ValidationError)
 
+from azext_webapp._reasons import kind_of
 from azext_webapp.ssh import SSH_PORT
 
 
@@ -73,6 +78,24 @@ def stopped_message(target):
             '(review start-up problems with `az webapp log tail`).')
 
 
+def windows_message(target):
+    return (f"{describe(target, True)} runs on a Windows App Service plan; remote connections need App Service "
+            "on Linux (Only Linux App Service Plans supported). For a Windows app use the Kudu console of "
+            "its SCM site instead.")
+
+
+def instance_message(target, instance, names):
+    known = ', '.join(names) or 'none'
+    return (f"Instance '{instance}' is not an instance of {describe(target)} (instances: {known}). "
+            'Instance names are case-sensitive; list them with `az webapp list-instances`.')
+
+
+def starting_message(target, seconds):
+    return (f'{describe(target, True)} did not finish starting within {int(seconds)} seconds. Review its start-up '
+            f'logs with `az webapp log tail -g {target.resource_group} -n {target.name}`, then run this command '
+            'again.')
+
+
 def debugging_message(target, command):
     return (f'Remote debugging is enabled for {describe(target)}, so its tunnel leads to the debugger, not to '
             f'SSH; `az webapp remote-connection {command}` needs SSH. Turn remote debugging off '
@@ -109,26 +132,26 @@ def exec_hint(target):
             'opens a shell in the container (and runs commands, and `cp` copies files) through the SCM site.')
 
 
-def exec_refused(kind, status, detail, server_message, endpoint, instance=None):
-    """The exec channel's WebSocket was not opened: the engine's failure, and what the SCM site
-    said about it (the JSON Message of its answer) when it said anything."""
+def exec_refused(reason, facts, endpoint, instance=None):
+    """The exec channel's WebSocket was not opened: the engine's reason and facts, and what the SCM
+    site said about it (its body's Message, the server_message fact) when it said anything."""
     target, scm_url = endpoint.target, endpoint.scm_url
     site = f'The SCM site {scm_url} of {describe(target)}{on_instance(instance)}'
-    message = first_line(server_message) if server_message else ''
+    message = first_line(facts.get('server_message') or '')
     said = f' It said: {message}.' if message else ''
+    status = facts.get('status')
     ssh_instead = ('`az webapp remote-connection ssh` works instead where the container runs sshd on port '
                    f'{SSH_PORT}.')
-    if kind == 'auth' and status == 403 and message:
+    if kind_of(reason) == 'auth' and status == 403 and message:
         return ForbiddenError(f'{site} refused the exec channel (HTTP 403): {message}. If the exec channel is turned '
                               f'off for this app, ask an owner of the app; {ssh_instead}')
-    if kind == 'http' and status == 404:
+    if reason == 'http_status' and status == 404:
         return ResourceNotFoundError(f'{site} has no exec channel (HTTP 404 for /exec/shell).{said} {ssh_instead}')
-    if kind == 'http':
-        return AzureResponseError(f'{site} refused the exec channel: {detail}.{said} Try again in a minute; if it '
-                                  f'persists, restart the app (`az webapp restart -g {target.resource_group} -n '
+    if reason == 'http_status':
+        return AzureResponseError(f'{site} refused the exec channel (HTTP {status}).{said} Try again in a minute; if '
+                                  f'it persists, restart the app (`az webapp restart -g {target.resource_group} -n '
                                   f'{target.name}`).')
-    error = tunnel_error(kind, status, detail, endpoint)
-    return type(error)(f'{error}{said}') if said else error
+    return tunnel_error(reason, facts, endpoint)
 
 
 def exec_failure(reason, said, target, instance=None):
@@ -176,18 +199,167 @@ def copy_error(reason, path, target, instance=None):
     return FileOperationError(f'Could not read {path} in {where}.')
 
 
-def tunnel_error(kind, status, detail, endpoint):
-    """The typed az error for an engine failure of this kind (at start, or of a connection later)."""
+# ---------------------------------------------------------------------------------------------
+# Engine failures: a reason of _reasons.def and its facts, worded here and nowhere else
+
+_PHASE_WORDS = {'connect': 'the TCP connection', 'proxy': "the proxy's answer to CONNECT",
+                'tls': 'the TLS handshake', 'upgrade': 'the WebSocket upgrade', 'frame': 'the open WebSocket',
+                'probe': 'the request', 'accept': 'accepting a local connection'}
+_ERRNO_WORDS = {'ECONNREFUSED': 'connection refused', 'ECONNRESET': 'connection reset', 'EPIPE': 'broken pipe',
+                'ENETUNREACH': 'network unreachable', 'EHOSTUNREACH': 'host unreachable', 'ETIMEDOUT': 'timed out',
+                'ECONNABORTED': 'connection aborted', 'EADDRNOTAVAIL': 'not an address of this machine',
+                'EACCES': 'permission denied', 'EPERM': 'not permitted', 'EBADF': 'bad file descriptor',
+                'EIO': 'input/output error'}
+
+
+def _errno_words(facts, default=''):
+    """'connection refused, ECONNREFUSED': the system's words for the fact's errno name, and the name."""
+    name = facts.get('errno')
+    if not name:
+        return default
+    words = _ERRNO_WORDS.get(name)
+    if words is None and isinstance(getattr(errno, name, None), int):
+        words = os.strerror(getattr(errno, name))
+        words = None if words.startswith('Unknown') else words[0].lower() + words[1:]
+    return f'{words}, {name}' if words else name
+
+
+def _seconds(milliseconds):
+    return f'{milliseconds / 1000:g} s'
+
+
+def _said(facts):
+    message = facts.get('server_message')
+    return f'; the server said "{message}"' if message else ''
+
+
+def _phase(facts, default='the handshake'):
+    return _PHASE_WORDS.get(facts.get('phase'), default)
+
+
+def _resource_where(facts):
+    if facts.get('phase') == 'accept':
+        return ' accepting a local connection; it waits until one is free'
+    return f" connecting to {facts['host']}" if facts.get('host') else ''
+
+
+def _fds(facts):
+    if facts.get('errno') == 'ENFILE':
+        return "out of file descriptors (ENFILE; the system's file table is full)"
+    limit = f"; open-file limit {facts['limit']}" if facts.get('limit') else ''
+    return f'out of file descriptors ({facts.get("errno") or "EMFILE"}{limit})'
+
+
+# reason -> facts -> what happened, one line with no advice (the callers add what to do)
+_DETAIL = {
+    'auth_refused': lambda f: f"{f['host']} refused the credentials (HTTP {f.get('status', 401)}){_said(f)}",
+    'http_status': lambda f: (f"{f['host']} answered HTTP {f.get('status', 0)} to "
+                              f"{f.get('path') or 'a probe' if f.get('phase') == 'probe' else 'the tunnel request'}"
+                              f"{_said(f)}"),
+    'http_malformed': lambda f: f"{f['host']} sent a malformed HTTP answer",
+    'http_too_large': lambda f: f"{f['host']} sent an oversized HTTP answer (over {f.get('limit', 0)} bytes)",
+    'http_bad_accept': lambda f: f"{f['host']} answered the upgrade without a valid Sec-WebSocket-Accept",
+    'http_not_json': lambda f: f"{f['host']} answered GetStatus with something that is not its JSON",
+    'tls_untrusted': lambda f: (f"the certificate of {f['host']} is not trusted ({f.get('verify_text', 'unknown')})"
+                                + ('; checked against REQUESTS_CA_BUNDLE' if f.get('ca_bundle') else '')),
+    'tls_wrong_host': lambda f: f"the certificate of {f['host']} is issued for another host name",
+    'tls_handshake': lambda f: f"TLS handshake with {f['host']} failed: {f.get('detail', 'protocol error')}",
+    'tls_stream': lambda f: f"TLS failure with {f['host']}: {f.get('detail', 'protocol error')}",
+    'tls_ca_file': lambda f: f"cannot read the CA bundle {f.get('ca_file')} (REQUESTS_CA_BUNDLE)",
+    'tls_ca_store': lambda f: 'cannot load the system CA store',
+    'dns_unknown_host': lambda f: f"cannot resolve the host name {f['host']}",
+    'proxy_unreachable': lambda f: (f"cannot reach the proxy {f['proxy']} (for {f['host']}:{f.get('port')}"
+                                    + (f'; {_errno_words(f)}' if f.get('errno') else '') + ')'),
+    'proxy_unknown_host': lambda f: f"cannot resolve the proxy {f['proxy']} (for {f['host']}:{f.get('port')})",
+    'proxy_refused': lambda f: (f"the proxy {f['proxy']} refused to CONNECT to {f['host']}:{f.get('port')} "
+                                f"(HTTP {f.get('status', 0)})"),
+    'proxy_auth_required': lambda f: (f"the proxy {f['proxy']} refused to CONNECT to {f['host']}:{f.get('port')} "
+                                      f"(HTTP {f.get('status', 407)}); it wants credentials in HTTPS_PROXY"),
+    'proxy_closed': lambda f: (f"the proxy {f['proxy']} closed the connection to {f['host']}:{f.get('port')} "
+                               'before it answered'),
+    'proxy_malformed': lambda f: f"the proxy {f['proxy']} sent a malformed answer",
+    'proxy_url': lambda f: (f"HTTPS_PROXY is not a proxy URL of the form http://host:port "
+                            f"(host {f.get('host') or 'missing'})"),
+    'proxy_scheme': lambda f: (f"only http:// proxies are supported for the tunnel (HTTPS_PROXY is "
+                               f"{f.get('detail')}://{f.get('proxy')})"),
+    'connect_refused': lambda f: f"cannot connect to {f['host']} port {f.get('port')} (connection refused)",
+    'connect_unreachable': lambda f: (f"cannot connect to {f['host']} port {f.get('port')} "
+                                      f"({_errno_words(f, 'unreachable')})"),
+    'connect_reset': lambda f: (f"the connection to {f['host']} broke ({_errno_words(f, 'reset')})"
+                                + ('' if f.get('phase') in (None, 'frame') else f' during {_phase(f)}')),
+    'connect_closed': lambda f: f"{f['host']} closed the connection during {_phase(f)}",
+    'connect_failed': lambda f: f"request to {f['host']} failed: {f.get('detail', 'unknown error')}",
+    'bind_in_use': lambda f: f"port {f.get('port')} on {f['host']} is already in use",
+    'bind_address': lambda f: f"cannot listen on {f['host']}: {f.get('detail') or _errno_words(f, 'unusable')}",
+    'bind_failed': lambda f: f"cannot listen on {f['host']} port {f.get('port')}: {_errno_words(f, 'failed')}",
+    'timeout_handshake': lambda f: (f"{f['host']} did not complete {_phase(f)} within "
+                                    f"{_seconds(f.get('timeout_ms', 0))}"),
+    'timeout_check': lambda f: f"no answer from {f['host']} within {_seconds(f.get('timeout_ms', 0))}",
+    'timeout_probe': lambda f: f"no answer from {f['host']} within {_seconds(f.get('timeout_ms', 0))}",
+    'closed_stopped': lambda f: 'this tunnel was stopped; open a new one',
+    'closed_not_running': lambda f: 'the tunnel is not running',
+    'closed_started': lambda f: 'the tunnel was already started',
+    'closed_replaced': lambda f: 'another check() replaced this one',
+    'closed_silent': lambda f: f"{f['host']} stopped answering",
+    'closed_stdin': lambda f: f"reading standard input failed ({_errno_words(f, 'unknown error')})",
+    'closed_stdout': lambda f: f"writing standard output failed ({_errno_words(f, 'unknown error')})",
+    'closed_abandoned': lambda f: 'the request was abandoned',
+    'protocol_reserved_bits': lambda f: f"{f['host']} sent a frame with reserved bits set",
+    'protocol_masked': lambda f: f"{f['host']} sent a masked frame (servers never mask)",
+    'protocol_opcode': lambda f: f"{f['host']} sent a frame with unknown opcode {f.get('opcode', 0)}",
+    'protocol_control': lambda f: f"{f['host']} sent an invalid control frame",
+    'protocol_fragment': lambda f: f"{f['host']} sent WebSocket fragments out of order",
+    'protocol_close': lambda f: f"{f['host']} sent a Close frame with an invalid code or reason",
+    'protocol_too_large': lambda f: (f"{f['host']} sent a frame of {f.get('size', 0)} bytes "
+                                     f"(at most {f.get('limit', 0)} accepted)"),
+    'resource_fds': lambda f: _fds(f) + _resource_where(f),
+    'resource_memory': lambda f: ('out of memory' + (f" ({f['errno']})" if f.get('errno') not in (None, 'ENOMEM')
+                                                     else '') + _resource_where(f)),
+    'internal': lambda f: (f"internal failure: {f.get('detail', 'unknown')}"
+                           + (f" ({_errno_words(f)})" if f.get('errno') else '')),
+}
+
+
+class _Known(dict):
+    """Facts a reason should carry but did not (an older or newer engine): said as "?"."""
+
+    def __missing__(self, key):
+        return '?'
+
+
+def failure_detail(reason, facts, scheme=None):
+    """What happened, in one line: the engines' reason and facts worded (tunnel.TunnelError's text).
+    scheme: Basic or Bearer, the credential an auth_refused refused."""
+    facts = _Known(facts or {})
+    facts.setdefault('host', 'the SCM host')
+    words = _DETAIL.get(reason)
+    if words is None:  # a reason of a newer engine than these words
+        return f"{reason} ({', '.join(f'{key}={value}' for key, value in sorted(facts.items()))})"
+    text = words(facts)
+    if reason == 'auth_refused' and scheme:
+        text += f'; {scheme} authentication was used'
+    return ' '.join(text.split())
+
+
+def tunnel_error(reason, facts, endpoint):
+    """The typed az error for an engine failure (at start, or of a connection later), with what to
+    do about it, chosen by reason."""
     target, scm_url = endpoint.target, endpoint.scm_url
+    kind = kind_of(reason)
+    detail = failure_detail(reason, facts)
     if kind == 'auth':
-        return auth_error(status, endpoint.auth_kind, target, scm_url)
+        return auth_error(facts.get('status'), endpoint.auth_kind, target, scm_url, facts.get('server_message'))
     if kind == 'bind':
-        return bind_error(detail, None, None, None)
+        return bind_error(reason, facts, None)
     site = f'the SCM site {scm_url} of {describe(target)}'
-    if kind == 'tls' and 'another host' in detail:
+    if reason == 'tls_wrong_host':
         return AzureConnectionError(
             f'Certificate check failed for {site}: {detail}. Something between you and the app (a DNS entry or '
             'a proxy) answers for it; check your DNS and proxy settings (HTTPS_PROXY, NO_PROXY).')
+    if reason in ('tls_ca_file', 'tls_ca_store'):
+        return AzureConnectionError(
+            f'Cannot check the certificate of {site}: {detail}. Set REQUESTS_CA_BUNDLE to a readable file of '
+            'PEM certificates, or unset it to use the system store.')
     if kind == 'tls':
         return AzureConnectionError(
             f'Certificate check failed for {site}: {detail}. If a proxy or private certificate authority '
@@ -200,11 +372,16 @@ def tunnel_error(kind, status, detail, endpoint):
         return AzureConnectionError(
             f'Cannot open another connection to {site}: {detail}. Close connections you no longer need, or '
             'raise the open-file limit of the shell that runs az (`ulimit -n`).')
+    if reason in ('proxy_auth_required', 'proxy_url', 'proxy_scheme'):
+        return AzureConnectionError(
+            f'Cannot reach {site}: {detail}. Set HTTPS_PROXY to http://host:port, with the proxy\'s user and '
+            'password when it wants them (http://user:password@host:port), or leave the SCM host out with '
+            'NO_PROXY.')
     if kind in ('connect', 'proxy', 'timeout', 'closed'):
         return AzureConnectionError(
             f'Cannot reach {site}: {detail}. Check your network connection, proxy settings (HTTPS_PROXY, '
             "NO_PROXY) and the access restrictions of the app's SCM site.")
-    if kind == 'http' and status == 404:
+    if kind == 'http' and facts.get('status') == 404:
         return AzureResponseError(
             f'{site[0].upper()}{site[1:]} has no tunnel endpoint: {detail}. Is this the SCM (Kudu) host of an '
             'App Service on Linux app? Check the app with `az webapp show -g '
@@ -216,21 +393,19 @@ def tunnel_error(kind, status, detail, endpoint):
     return AzureResponseError(f'The tunnel to {site} failed: {detail}.')
 
 
-def bind_error(detail, bind, port, address_problem):
-    """The local listener could not start. detail: the engine's words; address_problem: why this
-    machine cannot listen on the --bind address at all (None when it can, so the port is at fault)."""
-    if 'already in use' in detail:
-        where = f'Port {port} on {bind} is already in use' if port else detail.split(';')[0].rstrip('.')
-        return InvalidArgumentValueError(
-            f'{where[0].upper()}{where[1:]}. Choose another local port with --port, or leave --port out to use a '
-            'free one.')
+def bind_error(reason, facts, address_problem):
+    """The local listener could not start. address_problem: why this machine cannot listen on the
+    --bind address at all (None when it can, so the port is at fault)."""
+    bind, port = facts.get('host'), facts.get('port')
+    choose = 'Choose another local port with --port, or leave --port out to use a free one.'
+    if reason == 'bind_in_use':
+        return InvalidArgumentValueError(f'Port {port} on {bind} is already in use. {choose}')
     if address_problem:
         return InvalidArgumentValueError(
             f'Cannot listen on --bind {bind}: it is not an address of this machine ({address_problem}). Use one '
             'of its addresses: 127.0.0.1 or ::1 (this machine only), or 0.0.0.0 (every IPv4 address).')
-    return InvalidArgumentValueError(
-        f'{detail.split(";")[0].rstrip(".")}. Choose another local port with --port, or leave --port out to use '
-        'a free one.')
+    detail = failure_detail(reason, facts)
+    return InvalidArgumentValueError(f'{detail[0].upper()}{detail[1:]}. {choose}')
 
 
 # The hops between this machine and the container's sshd, in the order `az webapp remote-connection
@@ -246,17 +421,19 @@ HOPS = (
     ('algorithms', "Container's SSH algorithms (this OpenSSH, the portal's browser SSH)"),
     ('login', "Root login with the password 'Docker!'"),
     ('sftp', 'sftp subsystem (sftp, scp)'),
-    ('exec', 'Exec channel, no sshd needed (exec, cp)'),
 )
-HOP_TITLES = dict(HOPS)
+# Not a hop of that way but the other way in, which the doctor checks for every instance after them.
+EXEC_HOP = ('exec', 'Exec channel, no sshd needed (exec, cp)')
+HOP_TITLES = dict(HOPS + (EXEC_HOP,))
 
 # The hop an engine failure of this kind belongs to.
 _HOP_OF_KIND = {'auth': 'credentials', 'tls': 'scm', 'dns': 'scm', 'connect': 'scm', 'proxy': 'scm',
                 'timeout': 'scm', 'resource': 'scm', 'closed': 'websocket', 'http': 'websocket'}
 
 
-def hop_of_kind(kind):
-    return _HOP_OF_KIND.get(kind, 'websocket')
+def hop_of(reason):
+    """The hop a failure of this reason belongs to."""
+    return _HOP_OF_KIND.get(kind_of(reason), 'websocket')
 
 
 def doctor_command(target, instance=None):
@@ -279,7 +456,7 @@ def silent_container_message(target, instance, port):
             f'{restart_advice(target)}')
 
 
-def auth_error(status, auth_kind, target, scm_url):
+def auth_error(status, auth_kind, target, scm_url, server_message=None):
     enable_basic = (f'az resource update -g {target.resource_group} --namespace Microsoft.Web --resource-type '
                     f'basicPublishingCredentialsPolicies --parent sites/{target.name}'
                     f'{"/slots/" + target.slot if target.slot else ""} --name scm --set properties.allow=true')
@@ -294,6 +471,7 @@ def auth_error(status, auth_kind, target, scm_url):
                 f'(Bearer auth, HTTP {status or 401})')
         advice = ('Sign in again with `az login` with an account that has a role such as Website Contributor on '
                   f'the app, or enable Basic auth for SCM: `{enable_basic}`.')
+    said = f' It said: "{server_message}".' if server_message else ''
     if status == 403:
-        return ForbiddenError(f'{what}. {advice}')
-    return UnauthorizedError(f'{what}. {advice}')
+        return ForbiddenError(f'{what}.{said} {advice}')
+    return UnauthorizedError(f'{what}.{said} {advice}')

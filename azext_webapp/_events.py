@@ -1,7 +1,7 @@
 """What the tunnel says about its connections once it is open.
 
 --verbose shows one line per connection (who, how many bytes; never payloads or credentials).
-Without it, a tunnel that stops working must still say so: each kind of failure is reported once,
+Without it, a tunnel that stops working must still say so: each reason of failure is reported once,
 as a warning that names the app, the instance and the likely cause, however many connections
 then fail the same way.
 """
@@ -17,7 +17,7 @@ CONTAINER_SILENT = 'container-silent'
 class EventReporter:  # pylint: disable=too-few-public-methods
     """Callable for the tunnel's on_event.
 
-    describe(kind, status, message) -> the warning for a failed connection of that kind;
+    describe(reason, facts) -> the warning for a failed connection of that reason;
     silent_container() -> the warning for a container port that no longer answers."""
 
     def __init__(self, describe, silent_container):
@@ -36,8 +36,8 @@ class EventReporter:  # pylint: disable=too-few-public-methods
                 self._once(CONTAINER_SILENT, self._silent_container)
             return
         logger.info('Connection %d from %s failed: %s', event.conn_id, event.peer, event.message)
-        kind, status = event.error_kind or 'internal', event.status or None
-        self._once((kind, status), lambda: self._describe(kind, status, event.message))
+        reason, facts = event.reason or 'internal', event.facts or {}
+        self._once((reason, event.status), lambda: self._describe(reason, facts))
 
     def _once(self, key, text):
         if key in self._reported:

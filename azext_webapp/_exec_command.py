@@ -12,7 +12,6 @@ an instance that cannot be reached is a record with status 255; standard input i
 import os
 import stat
 
-from azure.cli.core.azclierror import ValidationError
 from knack.log import get_logger
 
 from azext_webapp import _fanout
@@ -53,20 +52,21 @@ def exit_status(text):
     return int(text) if text.isdigit() and int(text) <= 255 else 255
 
 
-def run_one(endpoint, instance, kudu, shell, command, stop, out, err, source=None):
+def run_one(endpoint, instance, kudu, shell, command, out, err, source=None):
     """The command on one instance; returns its exit status (raises the az error when it could not
-    run). out/err: callables for its standard output and error bytes."""
+    run, the recorded signal once it was interrupted). out/err: callables for its standard output
+    and error bytes."""
     from azext_webapp._errors import exec_failure
-    with open_channel(endpoint, instance, kudu, shell or DEFAULT_SHELL, COMMAND_SIZE, stop) as channel:
+    with open_channel(endpoint, instance, kudu, shell or DEFAULT_SHELL, COMMAND_SIZE) as channel:
         run = ProgramRun(channel.sock, command_program(command, shell or DEFAULT_SHELL, source is not None),
-                         out, err, source=source, stop=stop)
+                         out, err, source=source)
         try:
             ended = run.run()
         except ExecFailure as failure:
             raise exec_failure(failure.reason, failure.said, endpoint.target, instance) from None
         if run.input_error is not None:
             logger.warning('Standard input was not delivered completely: %s', run.input_error)
-    return stop.status if stop.signum is not None else exit_status(ended)
+    return exit_status(ended)
 
 
 class ExecFanOut(_fanout.FanOut):
@@ -74,14 +74,12 @@ class ExecFanOut(_fanout.FanOut):
 
     max_parallel = MAX_PARALLEL
 
-    def __init__(self, endpoint, names, kudu, shell, command, stop, stream):
+    def __init__(self, endpoint, names, kudu, shell, command, stream):
         super().__init__(names, stream)
-        self.endpoint, self.kudu, self.shell, self.command, self.stop = endpoint, kudu, shell, command, stop
+        self.endpoint, self.kudu, self.shell, self.command = endpoint, kudu, shell, command
         self.structured = not stream
 
     def _run(self, name, result):
-        if self.stop.signum is not None:
-            raise ValidationError('cancelled')
         kept = {'stdout': [], 'stderr': []}
         lines = {stream: _fanout.Lines(lambda data, stream=stream: self.line(name, stream, data))
                  for stream in kept}
@@ -93,8 +91,7 @@ class ExecFanOut(_fanout.FanOut):
                 lines[stream].write(data)
             return write
         try:
-            code = run_one(self.endpoint, name, self.kudu, self.shell, self.command, self.stop,
-                           sink('stdout'), sink('stderr'))
+            code = run_one(self.endpoint, name, self.kudu, self.shell, self.command, sink('stdout'), sink('stderr'))
         finally:
             for each in lines.values():
                 each.close()

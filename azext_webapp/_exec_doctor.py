@@ -15,17 +15,16 @@ OK, WARN = 'ok', 'warning'
 EMPTY_PROGRAM = 'm S\nm E0\nm Z\n'
 
 
-def check(state, instance):
-    """(status, detail, fix) for one instance; state: the doctor's (tunnel, target, scm_url, credential)."""
-    from azext_webapp._exec_channel import ExecEndpoint, open_channel
+def check(walk, instance):
+    """(status, detail, fix) for one instance; walk: the doctor's, past the credentials hop."""
+    from azext_webapp._exec_channel import open_channel
     from azext_webapp._exec_run import ExecFailure, ProgramRun
-    target = state.target
-    endpoint = ExecEndpoint(state.tunnel, target, state.scm_url, state.credential)
+    target = walk.target
     slot = f' --slot {target.slot}' if target.slot else ''
     ssh_instead = (f'Use `az webapp remote-connection ssh -g {target.resource_group} -n {target.name}{slot}` where '
                    'the container runs sshd.')
     try:
-        with open_channel(endpoint, instance, shell='/bin/sh') as channel:
+        with open_channel(walk, instance, shell='/bin/sh') as channel:
             ProgramRun(channel.sock, EMPTY_PROGRAM, lambda data: None).run()
     except ResourceNotFoundError as err:        # its words name the way that works instead
         return WARN, f'not offered: {first_line(err)}', ''
@@ -39,5 +38,5 @@ def check(state, instance):
         logger.debug('The exec channel check failed unexpectedly', exc_info=True)
         return WARN, f'unexpected {type(err).__name__}: {first_line(err)}', \
             'Run the command again with --debug to see where; report it if it persists.'
-    return OK, (f'a shell answered through {state.scm_url}/exec/shell: `az webapp remote-connection exec` and `cp` '
+    return OK, (f'a shell answered through {walk.scm_url}/exec/shell: `az webapp remote-connection exec` and `cp` '
                 'work here without sshd'), ''

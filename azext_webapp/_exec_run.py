@@ -1,22 +1,23 @@
 """One program run through the marker protocol (``_exec_marker``) on an open exec channel.
 
-The main thread reads the terminal's output (in quarter-second slices, so a recorded Ctrl+C or
-termination is acted on at once) and hands what the program prints to sinks; the bytes the
-program reads (a local file or standard input) go out from a thread of their own as base64 lines,
-once the program has started, with the channel's back-pressure. Writes to the channel are whole
-chunks under one lock, so a Ctrl+C byte never lands inside a base64 line.
+The calling thread reads the terminal's output (in quarter-second slices) and hands what the
+program prints to sinks; the bytes the program reads (a local file or standard input) go out from a
+thread of their own as base64 lines, once the program has started, with the channel's
+back-pressure. Writes to the channel are whole chunks under one lock, so a Ctrl+C byte never lands
+inside a base64 line. A recorded signal (_termination.py) is answered first: a Ctrl+C byte for the
+program, a moment for it to report, then the signal is raised.
 """
 
 import base64
 import select
-import signal
 import threading
 import time
 
 from azext_webapp import _exec_marker as marker
+from azext_webapp._termination import raise_if_signalled, signalled
 
 START_TIMEOUT = 30.0            # seconds for the shell to answer the bootstrap, and the program to start
-STOP_GRACE = 3.0                # after a Ctrl+C sent to the program: time to report before we leave
+STOP_GRACE = 3.0                # after a Ctrl+C sent to the program: time to report before the signal is raised
 INPUT_CHUNK = 48 * 1024         # bytes of input per base64 chunk (a multiple of 3)
 RECV = 256 * 1024
 SLICE = 0.25
@@ -32,44 +33,13 @@ class ExecFailure(Exception):
         self.said = said
 
 
-class Stopped(Exception):
-    """A recorded signal ended the wait for the channel before anything ran."""
-
-
-class Stop:
-    """Ctrl+C and termination signals recorded, never raised (every loop here looks within a
-    quarter second). ``signum``: the first one that arrived, or None."""
-
-    def __init__(self):
-        self.signum = None
-
-    def __call__(self, signum, frame):  # pylint: disable=unused-argument
-        if self.signum is None:
-            self.signum = signum
-
-    def install(self, names=('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK')):
-        """Record these signals (main thread only) until the returned function is called."""
-        signums = [getattr(signal, name) for name in names if hasattr(signal, name)]
-        previous = {signum: signal.signal(signum, self) for signum in signums}
-
-        def restore():
-            for signum, handler in previous.items():
-                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        return restore
-
-    @property
-    def status(self):
-        """The exit status for the recorded signal, as a shell reports it (130 for Ctrl+C)."""
-        return 128 + int(self.signum) if self.signum is not None else 0
-
-
 class ProgramRun:
     """Run ``body`` (a program for ``_exec_marker.Session.program``) on ``sock``, a connected exec
     channel. ``out``/``err``: callables for the bytes printed before and after the E marker;
     ``source``: a binary file whose bytes the program reads (sent after S), or None;
     ``on_marker(letter, text)``: every marker line; ``sent(n)``: input bytes sent so far."""
 
-    def __init__(self, sock, body, out, err=None, source=None, on_marker=None, sent=None, stop=None):
+    def __init__(self, sock, body, out, err=None, source=None, on_marker=None, sent=None):
         self.sock = sock
         self.body = body
         self.out = out
@@ -77,7 +47,6 @@ class ProgramRun:
         self.source = source
         self.on_marker = on_marker or (lambda letter, text: None)
         self.sent = sent or (lambda n: None)
-        self.stop = stop or Stop()
         self.session = marker.Session()
         self.ended = None           # the E marker's text (a command's exit status)
         self.started = False
@@ -91,15 +60,14 @@ class ProgramRun:
             self.sock.sendall(data)
 
     def run(self):
-        """Until the Z marker. Returns the E marker's text; raises ExecFailure. A recorded stop
-        sends Ctrl+C to the program and waits a moment for its report; the caller then looks at
-        ``stop``."""
+        """Until the Z marker. Returns the E marker's text; raises ExecFailure, or the recorded
+        signal once the program was interrupted (module docstring)."""
         self.sock.settimeout(None)      # blocking: the input thread's sendall must not time out
         self._send(self.session.bootstrap())
         deadline = time.monotonic() + START_TIMEOUT
         while self.session.phase != 'done':
-            if self.stop.signum is not None and not self._stopping():
-                break
+            if signalled() is not None and not self._stopping():
+                raise_if_signalled()
             if not self.started and time.monotonic() > deadline:
                 raise ExecFailure('start-timeout', self.session.said())
             if self.input_error is not None:       # the program waits for input that will not come
@@ -111,15 +79,15 @@ class ProgramRun:
             except OSError:
                 data = b''
             if not data:
-                if self._interrupted_at is not None:
-                    break
+                raise_if_signalled()        # interrupted: the channel ended with the program
                 raise ExecFailure('ended', self.session.said())
             for event in self.session.feed(data):
                 self._event(*event)
+        raise_if_signalled()                # interrupted, and the program reported: still the signal's end
         return self.ended
 
     def _stopping(self):
-        """A signal was recorded: interrupt the program once; True while its report may still come."""
+        """A signal was recorded: interrupt the program once; True while its report may come."""
         if self._interrupted_at is None:
             self._interrupted_at = time.monotonic()
             if self.started:

@@ -2,9 +2,10 @@
 (``_exec_terminal``) joined to an open exec channel until either side ends.
 
 A thread shows what the channel sends; the main thread sends keys and the terminal's size on every
-resize, and looks a few times a second for the channel's end and for a recorded termination
-signal. Every key goes to the remote shell, Ctrl+C included; Enter then ``~.`` leaves from this side
-(as in ssh), for a shell that no longer answers. The terminal is restored however the session ends.
+resize, and looks a few times a second for the channel's end and for a recorded signal
+(_termination.py), which it leaves to its caller to raise once the terminal is restored. Every key
+goes to the remote shell, Ctrl+C included; Enter then ``~.`` leaves from this side (as in ssh), for
+a shell that no longer answers. The terminal is restored however the session ends.
 """
 
 import socket
@@ -13,6 +14,7 @@ import threading
 from knack.log import get_logger
 
 from azext_webapp._exec_channel import size_message
+from azext_webapp._termination import signalled
 
 logger = get_logger(__name__)
 
@@ -46,7 +48,7 @@ class Escape:
         return bytes(out), False
 
 
-def interactive(channel, terminal, stop):
+def interactive(channel, terminal):
     """Run the session until the remote side ends, ``~.``, local input's end or a recorded signal.
     Returns why it ended: 'remote', 'escape', 'eof' or 'signal'."""
     closed = threading.Event()
@@ -70,7 +72,7 @@ def interactive(channel, terminal, stop):
     why = 'remote'
     try:
         while not closed.is_set():
-            if stop.signum is not None:
+            if signalled() is not None:
                 why = 'signal'
                 break
             if terminal.resized():

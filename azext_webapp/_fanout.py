@@ -10,7 +10,7 @@ per instance. The exit status is the worst (highest) instance's; an instance tha
 reached counts as 255, ssh's own status for a connection that failed.
 """
 
-import copy
+import concurrent.futures
 import subprocess
 import sys
 import threading
@@ -24,6 +24,7 @@ from azext_webapp import ssh
 from azext_webapp._arm import instance_names, web_client
 from azext_webapp._connection import open_tunnel
 from azext_webapp._errors import describe, first_line
+from azext_webapp._termination import SLICE, raise_if_signalled
 
 logger = get_logger(__name__)
 
@@ -146,6 +147,10 @@ class FanOut:
                                 thread_name_prefix='webapp-instance') as pool:
             futures = [pool.submit(self._one, name) for name in self.names]
             try:
+                # in slices: a recorded signal is raised here (_termination.py), and in the
+                # threads' own waits, which then end their tunnels
+                while concurrent.futures.wait(futures, SLICE).not_done:
+                    raise_if_signalled()
                 return [future.result() for future in futures]
             except BaseException:  # Ctrl+C, SIGTERM: end every instance's command
                 self.cancelled.set()
@@ -198,9 +203,7 @@ class SshFanOut(FanOut):
                     child.terminate()
 
     def _run(self, name, result):
-        endpoint = copy.copy(self.endpoint)
-        endpoint.instance = name
-        endpoint.authorization = endpoint.credential.authorization
+        endpoint = self.endpoint.for_instance(name)
         with open_tunnel(endpoint) as (engine, _):
             alias = ssh.host_key_alias(endpoint.scm_url, name)
             argv = ssh.ssh_argv(self.ssh_path, engine.port, alias, self.known_hosts, self.ssh_args)

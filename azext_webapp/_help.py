@@ -211,10 +211,12 @@ long-summary: >
     key-exchange message) against this machine's OpenSSH and the portal's browser SSH (which needs
     aes128-cbc, 3des-cbc, aes256-cbc or an aes-ctr cipher, hmac-sha1, hmac-sha1-96 or
     hmac-md5-96, an ECDH or group-exchange key exchange and an ECDSA or ssh-rsa host key), root login with the password `Docker!`, and the sftp subsystem (without it sftp
-    fails, and so does OpenSSH 9's scp unless given -O). The first hop that fails stops the checks
-    of its instance. Prints a readable table; --output json gives the same as one record for
-    scripts. Exits with status 1 when a hop fails, 0 otherwise (warnings, such as an algorithm
-    list the portal cannot use, do not count as failures).
+    fails, and so does OpenSSH 9's scp unless given -O). These are the hops the other commands go
+    through, with the same checks. Each hop works (OK), works with a warning (WARN: an algorithm
+    list the portal cannot use, no sftp subsystem) or is broken (FAIL); the first broken hop stops
+    the checks of its instance. Prints a readable table; --output json gives the same as one record
+    for scripts, with the overall verdict (ok, warning or fail). Exits with status 1 when a hop is
+    broken, 0 otherwise (warnings do not count as failures).
 examples:
   - name: Check why `ssh` or `create` does not reach an app.
     text: |
@@ -223,9 +225,10 @@ examples:
     text: |
         az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp --instance INSTANCE_NAME
         az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp --slot staging
-  - name: In a script, the failing hops as JSON (exit status 1 when any fails).
+  - name: In a script, the failing hops as JSON (exit status 1 when any fails), or only the overall verdict.
     text: |
         az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp -o json --query "checks[?status=='fail']"
+        az webapp remote-connection doctor -g MyResourceGroup -n MyWebApp --query verdict -o tsv
 """
 
 helps['webapp remote-connection ssh-config'] = """

@@ -8,36 +8,49 @@ engine sends to the SCM site: they are not logged, not shown under --debug and n
 other program.
 """
 
+import contextlib
 import signal
 import subprocess
 import sys
 import time
+from types import FrameType
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, cast
 from urllib.parse import quote
 
 from azure.cli.core.azclierror import CLIInternalError, ValidationError
 from knack.log import get_logger
 
 from azext_webapp import _fanout, ssh
-from azext_webapp._arm import Target, locate, web_client
-from azext_webapp._connection import open_tunnel, resolve
+from azext_webapp._arm import Target
+from azext_webapp._connection import locate, open_tunnel, resolve
+from azext_webapp._hops import Walk
 from azext_webapp._errors import debugging_message, describe, first_line
-from azext_webapp._exec_run import Stop, Stopped
-from azext_webapp._termination import Terminated, terminate_on
+from azext_webapp._termination import Terminated, call_in_thread, raise_if_signalled, terminate_on
 from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
 
 logger = get_logger(__name__)
 
+Cmd = Any  # az's AzCliCommand: cli_ctx, its config and invocation data
 
-def create_remote_connection(cmd, resource_group_name=None, name=None, port=None, slot=None, instance=None,
-                             timeout=None, bind='127.0.0.1', target_port=None, stdio=False,
-                             ids=None):  # pylint: disable=unused-argument
+
+def _target(resource_group_name: Optional[str], name: Optional[str], slot: Optional[str]) -> Target:
+    # az requires --resource-group and --name unless --ids gives them (_validators.py fills them in)
+    return Target(cast(str, resource_group_name), cast(str, name), slot)
+
+
+def create_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, name: Optional[str] = None,
+                             port: Optional[int] = None, slot: Optional[str] = None, instance: Optional[str] = None,
+                             timeout: Optional[int] = None, bind: str = '127.0.0.1', target_port: Optional[int] = None,
+                             stdio: bool = False,
+                             ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
     # ids: resolved into resource_group_name, name, slot and the subscription by the validator.
-    target = Target(resource_group_name, name, slot)
+    target = _target(resource_group_name, name, slot)
     if stdio:
         _stdio_connection(cmd, target, instance, target_port)
         return
-    ready = []
-    with terminate_on('SIGTERM', 'SIGBREAK'):
+    ready: List[bool] = []
+    # Signals are only recorded; the waits raise them (KeyboardInterrupt, Terminated): _termination.py.
+    with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
         try:
             _remote_connection(cmd, target, port, instance, timeout, bind, target_port, ready)
         except KeyboardInterrupt:
@@ -52,13 +65,30 @@ def create_remote_connection(cmd, resource_group_name=None, name=None, port=None
 CTRL_C_STATUS = 130  # 128 + SIGINT, what a shell reports for a program ended by Ctrl+C
 
 
-def _remote_connection(cmd, target, port, instance, timeout, bind, target_port, ready):
-    endpoint = resolve(cmd, target, instance, target_port)
+@contextlib.contextmanager
+def _stopped_by_signals(what: str, *signals: str) -> Iterator[None]:
+    """Within the block signals are recorded (the waits raise them, _termination.py); the one that
+    ends it is said, `Stopped (Ctrl+C): <what>`, and az exits with 128 + its number."""
+    with terminate_on(*(signals or ('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'))):
+        try:
+            yield
+        except KeyboardInterrupt:
+            logger.warning('Stopped (Ctrl+C): %s', what)
+            sys.exit(CTRL_C_STATUS)
+        except Terminated as ended:
+            logger.warning('Stopped (%s): %s', ended.signal_name, what)
+            sys.exit(128 + ended.signum)
+
+
+def _remote_connection(cmd: Cmd, target: Target, port: Optional[int], instance: Optional[str],
+                       timeout: Optional[int], bind: str, target_port: Optional[int], ready: List[bool]) -> None:
+    endpoint = call_in_thread(resolve, cmd, target, instance, target_port)
     with open_tunnel(endpoint, bind=bind, port=port) as (engine, remote_port):
         _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port,
                      _ssh_options_for(engine.port, bind, remote_port, endpoint))
         ready.append(True)
-        # Returns on --timeout; Ctrl+C (KeyboardInterrupt) and SIGTERM (Terminated) leave it by exception.
+        # Returns on --timeout; Ctrl+C (KeyboardInterrupt) and SIGTERM (Terminated) leave it by exception,
+        # raised by its wait.
         serving_since = time.monotonic()
         engine.serve(timeout=timeout)
         if timeout and time.monotonic() - serving_since >= timeout - 0.5:
@@ -68,27 +98,29 @@ def _remote_connection(cmd, target, port, instance, timeout, bind, target_port, 
                                    'why, and report it if it happens again.')
 
 
-def _stdio_connection(cmd, target, instance, target_port):
+def _stdio_connection(cmd: Cmd, target: Target, instance: Optional[str], target_port: Optional[int]) -> None:
     """--stdio (OpenSSH's ProxyCommand): standard input and output are the one connection, relayed
     by native threads through one WebSocket; only tunnel bytes go to stdout. Ends when either side
     ends (stdin EOF closes the WebSocket; the WebSocket's end closes stdout)."""
-    endpoint = resolve(cmd, target, instance, target_port)
     # ssh ends its ProxyCommand with SIGHUP: close the WebSocket cleanly, and quietly.
-    with terminate_on('SIGTERM', 'SIGHUP', 'SIGBREAK'):
+    with terminate_on('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'):
         try:
+            endpoint = call_in_thread(resolve, cmd, target, instance, target_port)
             with open_tunnel(endpoint, listen=False) as (engine, _):
                 engine.relay_stdio(sys.stdin.fileno(), sys.stdout.fileno())
         except (KeyboardInterrupt, Terminated):
             pass
 
 
-def ssh_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None, ssh_args=None,
-                          ids=None):  # pylint: disable=unused-argument
+def ssh_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, name: Optional[str] = None,
+                          slot: Optional[str] = None, instance: Optional[str] = None,
+                          ssh_args: Optional[List[str]] = None,
+                          ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
     wanted = _fanout.wanted_instances(instance)
     if wanted:
         _fanout.check_command(instance, *ssh.split_ssh_args(ssh_args))
     ssh_path = _ssh_program('ssh')
-    target = Target(resource_group_name, name, slot)
+    target = _target(resource_group_name, name, slot)
     if wanted:
         return _ssh_every_instance(cmd, target, wanted, ssh_path, ssh_args)
     endpoint = resolve(cmd, target, instance)
@@ -118,7 +150,8 @@ def ssh_remote_connection(cmd, resource_group_name=None, name=None, slot=None, i
     return None
 
 
-def _ssh_every_instance(cmd, target, wanted, ssh_path, ssh_args):
+def _ssh_every_instance(cmd: Cmd, target: Target, wanted: List[str], ssh_path: str,
+                        ssh_args: Optional[List[str]]) -> None:
     """--instance all / NAME,NAME with a command: see _fanout. With an explicit --output the records
     are printed in that format; either way az exits with the worst instance's status."""
     names = _fanout.choose_instances(cmd, target, wanted)
@@ -127,21 +160,14 @@ def _ssh_every_instance(cmd, target, wanted, ssh_path, ssh_args):
         raise ValidationError(debugging_message(target, 'ssh'))
     known_hosts = ssh.known_hosts_file(cmd.cli_ctx.config.config_dir)
     structured = _output_given(cmd)
-    with terminate_on('SIGTERM', 'SIGBREAK'):
-        try:
-            results, worst = _fanout.run(endpoint, names, ssh_path, ssh_args, known_hosts, structured)
-        except KeyboardInterrupt:
-            logger.warning('Stopped (Ctrl+C): the command was ended on every instance.')
-            sys.exit(CTRL_C_STATUS)
-        except Terminated as ended:
-            logger.warning('Stopped (%s): the command was ended on every instance.', ended.signal_name)
-            sys.exit(128 + ended.signum)
+    with _stopped_by_signals('the command was ended on every instance.', 'SIGINT', 'SIGTERM', 'SIGBREAK'):
+        results, worst = _fanout.run(endpoint, names, ssh_path, ssh_args, known_hosts, structured)
     _print_records(cmd, results, structured)
     if worst:
         sys.exit(worst)
 
 
-def _print_records(cmd, results, structured):
+def _print_records(cmd: Cmd, results: List[dict], structured: bool) -> None:
     """A fan-out's records, with an explicit --output. Printed here, as az would print a result
     (--query applied by its own handler), because az cannot also exit with a status of ours after
     printing a returned result."""
@@ -157,13 +183,13 @@ def _print_records(cmd, results, structured):
     sys.stdout.flush()
 
 
-def _output_given(cmd):
+def _output_given(cmd: Cmd) -> bool:
     """Whether --output/-o was on the command line (az's default format is json either way)."""
     given = cmd.cli_ctx.data.get('safe_params') or []
     return any(param in ('-o', '--output') for param in given)
 
 
-def _ssh_program(name):
+def _ssh_program(name: str) -> str:
     path = ssh.find_ssh(name)
     if not path:
         raise ValidationError(
@@ -172,7 +198,7 @@ def _ssh_program(name):
     return path
 
 
-def _warn_if_askpass_unsupported(ssh_path, options):
+def _warn_if_askpass_unsupported(ssh_path: str, options: List[str]) -> None:
     """Older OpenSSH (Windows 10 ships 8.1) ignores SSH_ASKPASS_REQUIRE: say so before ssh asks."""
     if not ssh.has_own_identity(options):
         message = ssh.askpass_unsupported_message(ssh.openssh_version(ssh_path))
@@ -180,15 +206,15 @@ def _warn_if_askpass_unsupported(ssh_path, options):
             logger.warning(message)
 
 
-def _run_owning_terminal(argv, env):
+def _run_owning_terminal(argv: List[str], env: Mapping[str, str]) -> int:
     """Run argv in our process group (so it gets the terminal's signals and owns the terminal) and
     return its exit status. Ctrl+C belongs to the child: our handler only keeps az alive until the
     child ends (a Python handler, unlike SIG_IGN, is not inherited through exec). SIGTERM and SIGHUP
     sent to az are passed on."""
     logger.info('Running %s', ' '.join(argv))
-    child = None
+    child: Optional['subprocess.Popen[bytes]'] = None
 
-    def forward(signum, frame):  # pylint: disable=unused-argument
+    def forward(signum: int, frame: Optional[FrameType]) -> None:  # pylint: disable=unused-argument
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
@@ -204,18 +230,18 @@ def _run_owning_terminal(argv, env):
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
-def _exit_status(returncode):
+def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode  # killed by signal N: as a shell says
 
 
-def ssh_config_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None, host=None,
-                                 file=None, ids=None):  # pylint: disable=unused-argument
-    target = Target(resource_group_name, name, slot)
-    client = web_client(cmd.cli_ctx)
-    scm_url = locate(client, target, instance)
-    from azext_webapp._arm import arm_call, site_op
-    config = arm_call(target, 'read the configuration of', site_op(client, 'get_configuration', target))
-    if getattr(config, 'remote_debugging_enabled', False):  # its ProxyCommand would reach the debugger
+def ssh_config_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, name: Optional[str] = None,
+                                 slot: Optional[str] = None, instance: Optional[str] = None,
+                                 host: Optional[str] = None, file: Optional[str] = None,
+                                 ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
+    target = _target(resource_group_name, name, slot)
+    app = locate(cmd, target, instance)
+    scm_url = app.scm_url
+    if app.debugging:  # its ProxyCommand would reach the debugger
         raise ValidationError(debugging_message(target, 'ssh-config'))
     host = host or (f'{name}-{slot}' if slot else name)
     config_dir = cmd.cli_ctx.config.config_dir
@@ -239,7 +265,7 @@ def ssh_config_remote_connection(cmd, resource_group_name=None, name=None, slot=
 _OUTCOME_WORDS = {'added': 'Added', 'updated': 'Updated', 'unchanged': 'Already up to date:'}
 
 
-def _ssh_options_for(port, bind, remote_port, endpoint):
+def _ssh_options_for(port: int, bind: str, remote_port: Optional[int], endpoint: Walk) -> List[str]:
     """The -o options the printed ssh line needs, learned from the container's own KEXINIT through
     the tunnel: none when OpenSSH's defaults match (the built-in images), `Ciphers=+aes128-cbc` for
     a container configured as the documentation says (CBC ciphers only)."""
@@ -261,7 +287,8 @@ def _ssh_options_for(port, bind, remote_port, endpoint):
     return [f'-o {keyword}={value}' for keyword, value in options]
 
 
-def _print_ready(port, bind, debugging, target_port, remote_port, ssh_options=()):
+def _print_ready(port: int, bind: str, debugging: bool, target_port: Optional[int], remote_port: Optional[int],
+                 ssh_options: Sequence[str] = ()) -> None:
     host = _client_host(bind)
     if debugging and not target_port:
         lines = [f'Port {port} is open',
@@ -289,7 +316,7 @@ def _print_ready(port, bind, debugging, target_port, remote_port, ssh_options=()
     print('\n'.join(lines), flush=True)
 
 
-def _client_host(bind):
+def _client_host(bind: str) -> str:
     if bind in ('0.0.0.0', ''):
         return '127.0.0.1'
     if bind == '::':
@@ -297,17 +324,18 @@ def _client_host(bind):
     return bind
 
 
-def _host_port(host, port):
+def _host_port(host: str, port: int) -> str:
     return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
 
 
 WEBSSH_PATH = '/webssh/host'
 
 
-def browse_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None,
-                             ids=None):  # pylint: disable=unused-argument
-    target = Target(resource_group_name, name, slot)
-    url = webssh_url(locate(web_client(cmd.cli_ctx), target, instance), instance)
+def browse_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, name: Optional[str] = None,
+                             slot: Optional[str] = None, instance: Optional[str] = None,
+                             ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
+    target = _target(resource_group_name, name, slot)
+    url = webssh_url(locate(cmd, target, instance).scm_url, instance)
     if open_in_browser(url):
         logger.warning('Opened %s in your browser: sign in to the SCM site there if it asks.', url)
         return
@@ -316,13 +344,13 @@ def browse_remote_connection(cmd, resource_group_name=None, name=None, slot=None
     print(url)
 
 
-def webssh_url(scm_url, instance=None):
+def webssh_url(scm_url: str, instance: Optional[str] = None) -> str:
     """The SCM site's browser SSH page; ?instance= picks the container of a scaled-out app."""
     url = scm_url.rstrip('/') + WEBSSH_PATH
     return url + '?instance=' + quote(instance, safe='') if instance else url
 
 
-def open_in_browser(url):
+def open_in_browser(url: str) -> bool:
     """Whether the default browser was asked to open url. az decides how per platform (webbrowser,
     macOS `open`, powershell.exe under WSL) and whether there is a browser at all ($BROWSER counts)."""
     from azure.cli.core.util import can_launch_browser, open_page_in_browser
@@ -340,51 +368,41 @@ def open_in_browser(url):
     return True  # a started `open` process (macOS)
 
 
-def exec_remote_connection(cmd, resource_group_name=None, name=None, slot=None, instance=None, target='app',
-                           shell=None, command_args=None, ids=None):  # pylint: disable=unused-argument
+def exec_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, name: Optional[str] = None,
+                           slot: Optional[str] = None, instance: Optional[str] = None, target: str = 'app',
+                           shell: Optional[str] = None, command_args: Optional[List[str]] = None,
+                           ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
     """A shell, or a command with its output and exit status, through the SCM site's exec channel:
     no sshd needed (see _exec_shell, _exec_command)."""
+    from azext_webapp._exec_channel import resolve_exec
     from azext_webapp._exec_command import command_line
-    app = Target(resource_group_name, name, slot)
+    app = _target(resource_group_name, name, slot)
     kudu = (target or 'app').lower() == 'kudu'
     wanted = _fanout.wanted_instances(instance)
     if wanted:
-        return _exec_every_instance(cmd, app, wanted, kudu, shell, command_line(command_args))
-    from azext_webapp._exec_channel import resolve_exec
+        _exec_every_instance(cmd, app, wanted, kudu, shell, command_line(command_args or []))
+        return
     endpoint = resolve_exec(cmd, app, instance)
-    stop = Stop()
-    restore = stop.install()
-    try:
+    # a recorded signal interrupts the remote side first, then ends the command
+    with _stopped_by_signals('the remote side was ended.'):
         if command_args:
-            code = _exec_command(endpoint, instance, kudu, shell, command_line(command_args), stop)
+            code = _exec_command(endpoint, instance, kudu, shell, command_line(command_args))
         else:
-            code = _exec_shell(endpoint, instance, kudu, shell, stop)
-    except Stopped:
-        code = stop.status
-    finally:
-        restore()
-    if stop.signum is not None:
-        logger.warning('Stopped (%s): the remote side was ended.', _signal_name(stop.signum))
-        sys.exit(stop.status)
+            code = _exec_shell(endpoint, instance, kudu, shell)
     if code:
         sys.exit(code)
-    return None
 
 
-def _signal_name(signum):
-    return 'Ctrl+C' if signum == signal.SIGINT else signal.Signals(signum).name
-
-
-def _exec_command(endpoint, instance, kudu, shell, command, stop):
+def _exec_command(endpoint: Walk, instance: Optional[str], kudu: bool, shell: Optional[str], command: str) -> int:
     from azext_webapp._exec_command import local_input, run_one
-    return run_one(endpoint, instance, kudu, shell, command, stop, _writer(sys.stdout), _writer(sys.stderr),
+    return run_one(endpoint, instance, kudu, shell, command, _writer(sys.stdout), _writer(sys.stderr),
                    source=local_input())
 
 
-def _writer(stream):
+def _writer(stream: Any) -> Any:
     target = getattr(stream, 'buffer', None)
 
-    def write(data):
+    def write(data: bytes) -> None:
         if target is not None:
             target.write(data)
             target.flush()
@@ -394,7 +412,7 @@ def _writer(stream):
     return write
 
 
-def _exec_shell(endpoint, instance, kudu, shell, stop):
+def _exec_shell(endpoint: Walk, instance: Optional[str], kudu: bool, shell: Optional[str]) -> int:
     import os
     from azext_webapp import _exec_terminal
     from azext_webapp._exec_channel import open_channel
@@ -405,22 +423,25 @@ def _exec_shell(endpoint, instance, kudu, shell, stop):
     if not (os.isatty(0) and os.isatty(1)):
         raise no_terminal
     terminal = _exec_terminal.for_platform()()
-    with open_channel(endpoint, instance, kudu, shell, terminal.size(), stop) as channel:
+    with open_channel(endpoint, instance, kudu, shell, terminal.size()) as channel:
         logger.warning('Connected to %s%s through its SCM site. Every key goes to the remote shell, Ctrl+C '
                        'included: `exit` ends the session; Enter then ~. leaves it from here.',
                        describe(endpoint.target), f' (instance {instance})' if instance else '')
         try:
             with terminal:
-                why = interactive(channel, terminal, stop)
+                why = interactive(channel, terminal)
         except _exec_terminal.NoTerminalError:
             raise no_terminal from None
         failure = channel.failure()
+    if why == 'signal':
+        raise_if_signalled()
     if why == 'remote' and failure is not None:
         logger.warning('The connection to the shell broke: %s', first_line(failure))
     return 0
 
 
-def _exec_every_instance(cmd, app, wanted, kudu, shell, command):
+def _exec_every_instance(cmd: Cmd, app: Target, wanted: List[str], kudu: bool, shell: Optional[str],
+                         command: str) -> None:
     """exec --instance all / NAME,NAME -- CMD: at most _exec_command.MAX_PARALLEL at once; records
     with an explicit --output; az exits with the worst status."""
     from azext_webapp._exec_channel import resolve_exec
@@ -428,41 +449,26 @@ def _exec_every_instance(cmd, app, wanted, kudu, shell, command):
     names = _fanout.choose_instances(cmd, app, wanted)
     endpoint = resolve_exec(cmd, app)
     structured = _output_given(cmd)
-    stop = Stop()
-    restore = stop.install()
-    try:
-        results = ExecFanOut(endpoint, names, kudu, shell, command, stop, not structured).run()
-    finally:
-        restore()
-    if stop.signum is not None:
-        logger.warning('Stopped (%s): the command was ended on every instance.', _signal_name(stop.signum))
-        sys.exit(stop.status)
+    with _stopped_by_signals('the command was ended on every instance.'):
+        results = ExecFanOut(endpoint, names, kudu, shell, command, not structured).run()
     _print_records(cmd, results, structured)
     worst = _fanout.worst(results)
     if worst:
         sys.exit(worst)
 
 
-def cp_remote_connection(cmd, paths, resource_group_name=None, name=None, slot=None, instance=None,
-                         ids=None):  # pylint: disable=unused-argument
+def cp_remote_connection(cmd: Cmd, paths: List[str], resource_group_name: Optional[str] = None,
+                         name: Optional[str] = None, slot: Optional[str] = None, instance: Optional[str] = None,
+                         ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
     """A file to or from the container through the exec channel (see _copy)."""
     from azext_webapp import _copy
     from azext_webapp._exec_channel import resolve_exec
-    app = Target(resource_group_name, name, slot)
+    app = _target(resource_group_name, name, slot)
     source, destination = paths
     remote_source, remote_destination = _copy.parse_location(source), _copy.parse_location(destination)
     endpoint = resolve_exec(cmd, app, instance)
-    stop = Stop()
-    restore = stop.install()
-    try:
+    with _stopped_by_signals('nothing was copied.'):
         if remote_destination is not None:
-            _copy.upload(endpoint, instance, source, remote_destination.path, stop)
-        else:
-            _copy.download(endpoint, instance, remote_source.path, destination, stop)
-    except Stopped:
-        pass        # said below
-    finally:
-        restore()
-    if stop.signum is not None:
-        logger.warning('Stopped (%s): nothing was copied.', _signal_name(stop.signum))
-        sys.exit(stop.status)
+            _copy.upload(endpoint, instance, source, remote_destination.path)
+        elif remote_source is not None:
+            _copy.download(endpoint, instance, remote_source.path, destination)

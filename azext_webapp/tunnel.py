@@ -15,21 +15,116 @@ with credentials from ``WEBAPP_SCM_USER`` + ``WEBAPP_SCM_PASSWORD`` (Basic) or `
 (Bearer). The Authorization value is never logged, shown in ``repr`` or put into an exception.
 """
 import base64
-import collections
 import ipaddress
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
 import urllib.parse
+from typing import (Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, Type,
+                    runtime_checkable)
 
-from azext_webapp import _native
-from azext_webapp._termination import Terminated, raise_if_terminated, terminate_on  # noqa: F401
+from azext_webapp import _errors, _native, _reasons
+from azext_webapp._termination import Terminated, raise_if_signalled, terminate_on
 
 
-def _select_engine():
+# ---------------------------------------------------------------------------------------------
+# The engine contract: what both engine modules (native azext_webapp._tunnel, portable
+# azext_webapp._portable) provide, and all this module uses of them (docs/ARCHITECTURE.md,
+# Contract 1). Failures are ``Error(reason, facts)``: a reason of _reasons.def and a dict of facts.
+
+Facts = Dict[str, object]
+# (kind, conn_id, peer, bytes_up, bytes_down, reason, facts, remote_closed): "opened" | "closed" |
+# "failed"; reason "" and facts None unless it failed.
+EventTuple = Tuple[str, int, str, int, int, str, Optional[Facts], bool]
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One tunnel: a local listener (or adopted sockets) relayed to the SCM site's WebSocket."""
+
+    # positional-only (/): the native methods take no keywords
+    def start(self) -> int: ...  # the bound port (0 without a listener)
+    def check(self, timeout: float = 15.0, /) -> None: ...
+    def adopt(self, fd: int, /) -> int: ...  # the connection's id
+    def send_text(self, conn_id: int, text: str, /) -> None: ...
+    def stop(self) -> None: ...
+    def stats(self) -> Dict[str, int]: ...
+    def running(self) -> bool: ...
+    def wait(self, timeout: float = -1.0, /) -> bool: ...
+    def poll_events(self) -> List[EventTuple]: ...
+    def set_authorization(self, value: str, /) -> None: ...
+
+
+@runtime_checkable
+class Pump(Protocol):
+    """stdio mode: standard input and output to one socket the engine adopts."""
+
+    def take_peer(self) -> int: ...
+    def wait(self, timeout: float = 0.5, /) -> bool: ...
+    def counts(self) -> Tuple[int, int]: ...
+    def error(self) -> Optional[Tuple[str, Facts]]: ...
+    def close(self) -> None: ...
+
+
+class EngineFactory(Protocol):
+    def __call__(self, host: str, port: int, authorization: str, bind: str = ..., bind_port: int = ...,
+                 instance: Optional[str] = ..., target_port: int = ..., ping_interval: float = ...,
+                 ca_file: Optional[str] = ..., verify: bool = ..., proxy: Optional[str] = ...,
+                 proxy_auth: Optional[str] = ..., listen: bool = ..., path: Optional[str] = ...) -> Engine: ...
+
+
+class PumpFactory(Protocol):
+    def __call__(self, in_fd: int, out_fd: int) -> Pump: ...
+
+
+class HttpGet(Protocol):
+    def __call__(self, url: str, authorization: str, instance: Optional[str] = ..., ca_file: Optional[str] = ...,
+                 verify: bool = ..., proxy: Optional[str] = ..., proxy_auth: Optional[str] = ...,
+                 timeout: float = ...) -> Tuple[int, bytes]: ...
+
+
+@runtime_checkable
+class EngineModule(Protocol):
+    """An engine module. ``Error`` is raised with ``args == (reason, facts)``; the vocabulary
+    (``REASONS`` as (reason, kind) pairs, ``KINDS``, ``PHASES``, ``FACTS`` and the caps) is
+    _reasons.def's, which the native module compiles in and the portable one reads."""
+
+    # read-only members (a module's attributes): properties, so that a subtype's value conforms
+    @property
+    def Error(self) -> Type[Exception]: ...
+    @property
+    def Engine(self) -> EngineFactory: ...
+    @property
+    def Pump(self) -> PumpFactory: ...
+    @property
+    def http_get(self) -> HttpGet: ...
+    @property
+    def RING_CAP(self) -> int: ...
+    @property
+    def FRAME_MAX(self) -> int: ...
+    @property
+    def REASONS(self) -> Tuple[Tuple[str, str], ...]: ...
+    @property
+    def KINDS(self) -> Tuple[str, ...]: ...
+    @property
+    def PHASES(self) -> Tuple[str, ...]: ...
+    @property
+    def FACTS(self) -> Tuple[str, ...]: ...
+    @property
+    def SERVER_MESSAGE_MAX(self) -> int: ...
+    @property
+    def BODY_SCAN(self) -> int: ...
+    @property
+    def REFUSAL_SECS(self) -> int: ...
+    @property
+    def TEXTS_MAX(self) -> int: ...
+
+
+def _select_engine() -> Tuple[EngineModule, str, str]:
     """(engine module, "native" or "portable", one line saying why that one).
 
     The native engine (azext_webapp/_native/<platform>/) where it loads, else the portable one
@@ -65,20 +160,64 @@ logger = logging.getLogger("cli." + __name__)
 
 TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
 
-TunnelEvent = collections.namedtuple("TunnelEvent", "kind conn_id peer bytes_up bytes_down message error_kind status remote_closed")
-ScmStatus = collections.namedtuple("ScmStatus", "state can_reach_port port msg")
+
+class TunnelEvent(NamedTuple):
+    """What happened to one connection: an engine event (EventTuple) with its failure's reason and
+    facts, and, derived from them, its kind, HTTP status and one line in _errors.py's words."""
+    kind: str
+    conn_id: int
+    peer: str
+    bytes_up: int
+    bytes_down: int
+    reason: str
+    facts: Optional[Facts]
+    remote_closed: bool
+
+    @property
+    def error_kind(self) -> str:
+        return _reasons.kind_of(self.reason) if self.reason else ""
+
+    @property
+    def status(self) -> int:
+        return int((self.facts or {}).get("status", 0))  # type: ignore[call-overload]
+
+    @property
+    def message(self) -> str:
+        return _errors.failure_detail(self.reason, self.facts or {}) if self.reason else ""
+
+
+class ScmStatus(NamedTuple):
+    """GetStatus (v2): the container's state, whether the SCM site reaches its port, which port."""
+    state: str
+    can_reach_port: bool
+    port: Optional[int]
+    msg: str
 
 
 class TunnelError(Exception):
-    """Base of every tunnel failure: ``kind``, ``status`` (int or None), ``host``; for a refused
-    upgrade, ``server_message``: what the server said about it (its JSON ``Message``), or None."""
+    """Base of every tunnel failure: ``reason`` and ``facts`` (_reasons.def), ``kind``, ``status``
+    (int or None), ``host``; ``str()`` is one line of what happened, in _errors.py's words.
+    ``scheme`` (Basic or Bearer) is the caller's fact: which credential an auth failure refused."""
     kind = "internal"
 
-    def __init__(self, message, status=None, host=None, server_message=None):
-        super().__init__(message)
-        self.status = status
-        self.host = host
-        self.server_message = server_message
+    def __init__(self, reason: str, facts: Optional[Facts] = None, scheme: Optional[str] = None):
+        self.reason = reason
+        self.facts: Facts = dict(facts or {})
+        self.scheme = scheme
+        super().__init__(_errors.failure_detail(reason, self.facts, scheme))
+
+    @property
+    def status(self) -> Optional[int]:
+        return self.facts.get("status") or None  # type: ignore[return-value]
+
+    @property
+    def host(self) -> Optional[str]:
+        return self.facts.get("host")  # type: ignore[return-value]
+
+    @property
+    def server_message(self) -> Optional[str]:
+        """What a refusing server said (its body's JSON Message, or its first text line), or None."""
+        return self.facts.get("server_message") or None  # type: ignore[return-value]
 
 
 class AuthenticationError(TunnelError):
@@ -126,16 +265,21 @@ _ERRORS = {cls.kind: cls for cls in (AuthenticationError, HTTPStatusError, Certi
                                      PortInUseError, TunnelTimeout, TunnelClosedError, ResourceLimitError)}
 
 
-def _typed(native_error, host):
-    kind, status, message = native_error.args
-    return _ERRORS.get(kind, TunnelError)(message, status=status or None, host=host)
+def failure(reason: str, facts: Optional[Facts] = None, scheme: Optional[str] = None) -> TunnelError:
+    """The typed error of this reason's kind."""
+    return _ERRORS.get(_reasons.kind_of(reason), TunnelError)(reason, facts, scheme)
+
+
+def _typed(engine_error: Exception, scheme: Optional[str] = None) -> TunnelError:
+    reason, facts = engine_error.args
+    return failure(reason, facts, scheme)
 
 
 # ---------------------------------------------------------------------------------------------
 # Settings from the environment, as az reads them
 
 
-def _parse_scm_url(scm_url):
+def _parse_scm_url(scm_url: str) -> Tuple[str, int]:
     parts = urllib.parse.urlsplit(scm_url if "://" in scm_url else "https://" + scm_url)
     if parts.scheme != "https":
         raise ValueError(f"the SCM URL must start with https:// (got {scm_url!r})")
@@ -147,7 +291,7 @@ def _parse_scm_url(scm_url):
 _verification_warned = False
 
 
-def _tls_settings():
+def _tls_settings() -> Tuple[Optional[str], bool]:
     """(ca_file or None, verify) from REQUESTS_CA_BUNDLE / AZURE_CLI_DISABLE_CONNECTION_VERIFICATION.
     The warning about disabled verification is given once per process, not once per probe."""
     global _verification_warned  # pylint: disable=global-statement
@@ -159,11 +303,11 @@ def _tls_settings():
         return None, False
     ca_file = os.environ.get("REQUESTS_CA_BUNDLE") or None
     if ca_file and not os.path.isfile(ca_file):
-        raise CertificateError(f"REQUESTS_CA_BUNDLE names {ca_file}, which is not a readable file")
+        raise failure("tls_ca_file", _reasons.facts(ca_file=ca_file))
     return ca_file, True
 
 
-def _env(*names):
+def _env(*names: str) -> Optional[str]:
     for name in names:
         value = os.environ.get(name)
         if value:
@@ -171,7 +315,7 @@ def _env(*names):
     return None
 
 
-def _no_proxy_matches(host, port, no_proxy):
+def _no_proxy_matches(host: str, port: int, no_proxy: str) -> bool:
     """requests/curl semantics: '*', exact names, domain suffixes ('.x.com' or 'x.com'), IPs/CIDRs."""
     host = host.lower().strip("[]")
     try:
@@ -200,17 +344,18 @@ def _no_proxy_matches(host, port, no_proxy):
     return False
 
 
-class ProxySetting(collections.namedtuple("ProxySetting", "address authorization")):
+class ProxySetting(NamedTuple):
     """The HTTPS proxy for one host: ``address`` is host:port (the only part ever shown);
     ``authorization`` the Proxy-Authorization value built from the URL's user and password, or
     None. ``repr`` never shows the credentials."""
-    __slots__ = ()
+    address: str
+    authorization: Optional[str]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ProxySetting(address={self.address!r}, authorization={'<hidden>' if self.authorization else None})"
 
 
-def _proxy_for(host, port):
+def _proxy_for(host: str, port: int) -> Optional[ProxySetting]:
     """The ProxySetting of the HTTPS proxy for host (HTTPS_PROXY, NO_PROXY), or None.
 
     The user and password of ``http://user:pass@host:port`` are percent-decoded (so a password may
@@ -228,11 +373,9 @@ def _proxy_for(host, port):
     except ValueError:
         proxy_host, proxy_port = "", 0
     if not proxy_host or not proxy_port:
-        raise ProxyError(f"HTTPS_PROXY is not a proxy URL of the form http://host:port "
-                         f"(host {proxy_host or 'missing'})")
+        raise failure("proxy_url", _reasons.facts(host=proxy_host))
     if parts.scheme not in ("http", ""):
-        raise ProxyError(f"only http:// proxies are supported for the tunnel (HTTPS_PROXY is "
-                         f"{parts.scheme}://{_host_port(proxy_host, proxy_port)})")
+        raise failure("proxy_scheme", _reasons.facts(proxy=_host_port(proxy_host, proxy_port), detail=parts.scheme))
     address = _host_port(proxy_host, proxy_port)
     authorization = None
     if parts.username is not None:
@@ -242,17 +385,17 @@ def _proxy_for(host, port):
     return ProxySetting(address, authorization)
 
 
-def _proxy_arguments(host, port):
+def _proxy_arguments(host: str, port: int) -> Dict[str, Optional[str]]:
     """The engine's proxy and proxy_auth arguments for host."""
     proxy = _proxy_for(host, port)
     return {"proxy": proxy.address if proxy else None, "proxy_auth": proxy.authorization if proxy else None}
 
 
-def _host_port(host, port):
+def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _scheme_of(authorization):
+def _scheme_of(authorization: str) -> str:
     return "Bearer" if authorization[:6].lower() == "bearer" else "Basic"
 
 
@@ -262,7 +405,7 @@ FD_LIMIT_CAP = 65536
 _fd_limit_checked = False
 
 
-def _raise_fd_limit():
+def _raise_fd_limit() -> None:
     global _fd_limit_checked  # pylint: disable=global-statement
     if _fd_limit_checked:
         return
@@ -289,8 +432,10 @@ def _raise_fd_limit():
 class Tunnel:
     """A local listener relaying every connection to the SCM tunnel endpoint (see module doc)."""
 
-    def __init__(self, scm_url, authorization, bind="127.0.0.1", port=0, instance=None,
-                 target_port=None, ping_interval=30.0, on_event=None, listen=True, path=TUNNEL_PATH):
+    def __init__(self, scm_url: str, authorization: str, bind: str = "127.0.0.1", port: int = 0,
+                 instance: Optional[str] = None, target_port: Optional[int] = None, ping_interval: float = 30.0,
+                 on_event: Optional[Callable[[TunnelEvent], None]] = None, listen: bool = True,
+                 path: str = TUNNEL_PATH) -> None:
         self.host, self.scm_port = _parse_scm_url(scm_url)
         self.scm_url = f"https://{self.host}" + ("" if self.scm_port == 443 else f":{self.scm_port}")
         self.bind = bind or "127.0.0.1"
@@ -309,25 +454,25 @@ class Tunnel:
                                           verify=verify, listen=bool(listen),
                                           **_path_argument(path), **_proxy_arguments(self.host, self.scm_port))
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
         self._lock = threading.Lock()
         self._started = False
         self._stopped = False
-        self.port = None
+        self.port = 0   # the bound port, once start() has bound it
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<Tunnel {self.bind}:{self.port} -> {self.scm_url}{self.path.split('?')[0]} "
                 f"auth={self.auth_scheme} started={self._started} stopped={self._stopped}>")
 
-    def __enter__(self):
+    def __enter__(self) -> "Tunnel":
         if not self._started:
             self.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self):
+    def start(self) -> int:
         """Bind (a busy port raises PortInUseError) and start the native service thread."""
         with self._lock:
             if self._started:
@@ -335,72 +480,69 @@ class Tunnel:
             try:
                 self.port = self._engine.start()
             except _tunnel.Error as err:
-                raise _typed(err, self.host) from None
+                raise _typed(err, self.auth_scheme) from None
             self._started = True
             return self.port
 
-    def check(self, timeout=15.0):
+    def check(self, timeout: float = 15.0) -> None:
         """One real WebSocket handshake with the endpoint, then closed; raises a typed error."""
         try:
             self._engine.check(float(timeout))
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
 
-    def adopt(self, fd):
+    def adopt(self, fd: int) -> int:
         """Relay an already-connected socket as one more local connection (the engine owns fd);
         returns its connection id."""
         try:
             return self._engine.adopt(fd)
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
 
-    def send_text(self, conn_id, text):
+    def send_text(self, conn_id: int, text: str) -> None:
         """A Text frame on connection conn_id: once its WebSocket is open, before the local data
         not yet sent by then; dropped when the connection is gone or ending."""
         try:
             self._engine.send_text(conn_id, text)
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
 
-    def refused(self, event):
-        """The typed error of a "failed" event, with what the server said when it refused the
-        upgrade (the answer's JSON Message) as ``server_message``."""
-        error = _typed(_tunnel.Error(event.error_kind, event.status, event.message), self.host)
-        error.server_message = server_message(self._engine.refusal(event.conn_id))
-        return error
+    def event_error(self, event: TunnelEvent) -> TunnelError:
+        """The typed error of a "failed" event (a refusal's server_message among its facts)."""
+        return failure(event.reason, event.facts, self.auth_scheme)
 
-    def relay_stdio(self, in_fd=0, out_fd=1, poll_interval=0.5):
+    def relay_stdio(self, in_fd: int = 0, out_fd: int = 1, poll_interval: float = 0.5) -> Tuple[int, int]:
         """stdio mode (OpenSSH's ProxyCommand): relay in_fd and out_fd through one WebSocket until
         either side ends (in_fd's EOF closes the WebSocket; the WebSocket's end closes out_fd).
-        The bytes move on a native thread; this thread only waits, with signal handlers running.
-        Returns (bytes read from in_fd, bytes written to out_fd)."""
+        The bytes move on a native thread; this thread only waits, and a recorded signal ends the
+        wait (Terminated, KeyboardInterrupt). Returns (bytes read from in_fd, bytes written to out_fd)."""
         try:
             pump = _tunnel.Pump(in_fd, out_fd)
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
         try:
             self.adopt(pump.take_peer())
             while not pump.wait(poll_interval):
-                raise_if_terminated()
+                raise_if_signalled()
                 self._deliver(self.poll_events())
             self._deliver(self.poll_events())
             early = pump.error()
             if early:
-                logger.warning("stdio relay: %s", early[2])
+                logger.warning("stdio relay: %s", _errors.failure_detail(*early))
             return pump.counts()
         finally:
             pump.close()
 
-    def set_authorization(self, authorization):
+    def set_authorization(self, authorization: str) -> None:
         """New connections authenticate with this value from now on (a renewed token); open ones
         are untouched."""
         try:
             self._engine.set_authorization(authorization)
         except _tunnel.Error as err:
-            raise _typed(err, self.host) from None
+            raise _typed(err, self.auth_scheme) from None
         self.auth_scheme = _scheme_of(authorization)
 
-    def stop(self):
+    def stop(self) -> None:
         """Close every connection and join the native thread. Idempotent."""
         with self._lock:
             if self._stopped:
@@ -409,22 +551,23 @@ class Tunnel:
         self._engine.stop()
         self._deliver(self.poll_events())
 
-    def stats(self):
+    def stats(self) -> Dict[str, int]:
         """{'open', 'total', 'bytes_up', 'bytes_down', 'failures'}; never blocks."""
         return self._engine.stats()
 
     @property
-    def running(self):
+    def running(self) -> bool:
         return self._engine.running()
 
-    def poll_events(self):
+    def poll_events(self) -> List[TunnelEvent]:
         return [TunnelEvent(*ev) for ev in self._engine.poll_events()]
 
-    def wait(self, timeout):
-        """Block up to timeout seconds for events or the engine's end; signal handlers run meanwhile."""
+    def wait(self, timeout: float) -> bool:
+        """Block up to timeout seconds for events or the engine's end; a recorded signal ends the
+        wait (KeyboardInterrupt, Terminated)."""
         return self._engine.wait(timeout)
 
-    def _deliver(self, events):
+    def _deliver(self, events: Sequence[TunnelEvent]) -> None:
         if not self.on_event:
             return
         for ev in events:
@@ -433,14 +576,13 @@ class Tunnel:
             except Exception:  # pylint: disable=broad-except
                 logger.exception("on_event callback failed")
 
-    def serve(self, timeout=None):
-        """Block, delivering events to on_event, until stop() or the timeout. Signal handlers
-        (Ctrl+C -> KeyboardInterrupt) run promptly: the engine's wait returns on any signal, and a
-        termination signal recorded by terminate_on() raises Terminated within half a second even
-        if something swallowed the handler's exception."""
+    def serve(self, timeout: Optional[float] = None) -> None:
+        """Block, delivering events to on_event, until stop() or the timeout. A signal recorded by
+        terminate_on() (Ctrl+C, SIGTERM) ends it within a wait slice, as KeyboardInterrupt or
+        Terminated raised here, between two waits; raised again should a callback swallow it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._engine.running():
-            raise_if_terminated()
+            raise_if_signalled()
             slice_ = 0.5
             if deadline is not None:
                 slice_ = min(slice_, deadline - time.monotonic())
@@ -449,146 +591,97 @@ class Tunnel:
             self._engine.wait(slice_)
             self._deliver(self.poll_events())
         self._deliver(self.poll_events())
-        raise_if_terminated()
+        raise_if_signalled()
 
 
 class Channel:
     """One WebSocket to another endpoint of the SCM site (``/exec/shell``), seen as a local socket.
 
     ``open()`` starts an engine without a listener, adopts one end of a socket pair and waits for
-    the upgrade's answer: a refusal raises the typed error, with ``server_message`` when the site
-    said why. Then bytes written to ``sock`` go out as Binary frames, the server's Text and Binary
-    frames arrive on ``sock`` as one byte stream in order, and ``send_text()`` sends a Text frame;
-    the engine's thread moves the bytes with back-pressure both ways. The server's end of the
-    WebSocket is EOF on ``sock`` (``failure()`` then says whether it broke). Nothing is checked
-    beforehand with a handshake of its own: the channel's own upgrade is the check."""
+    the upgrade's answer: a refusal raises the typed error, its facts holding the site's
+    ``server_message`` when it said why. Then bytes written to ``sock`` go out as Binary frames, the
+    server's Text and Binary frames arrive on ``sock`` as one byte stream in order, and
+    ``send_text()`` sends a Text frame; the engine's thread moves the bytes with back-pressure both
+    ways. The server's end of the WebSocket is EOF on ``sock`` (``failure()`` then says whether it
+    broke). Nothing is checked beforehand with a handshake of its own: the channel's own upgrade is
+    the check. A recorded signal ends the wait for the upgrade, as every wait."""
 
-    def __init__(self, scm_url, authorization, path, instance=None, ping_interval=30.0):
+    def __init__(self, scm_url: str, authorization: str, path: str, instance: Optional[str] = None,
+                 ping_interval: float = 30.0) -> None:
         self._tunnel = Tunnel(scm_url, authorization, instance=instance, ping_interval=ping_interval,
                               listen=False, path=path)
-        self.host = self._tunnel.host
-        self.sock = None
-        self.conn_id = None
-        self._events = []
+        self.sock: Optional["socket.socket"] = None
+        self.conn_id = 0
+        self._events: List[TunnelEvent] = []
 
-    def __enter__(self):
+    def __enter__(self) -> "Channel":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def open(self, first_text=None, timeout=30.0, cancelled=None):
-        """Connect; ``first_text`` is the first frame the server gets (before any byte of sock).
-        ``cancelled()``, asked twice a second while the upgrade is awaited, gives up with
-        TunnelClosedError when it returns True (a signal the caller recorded)."""
-        import socket
+    def open(self, first_text: Optional[str] = None, timeout: float = 30.0) -> "Channel":
+        """Connect; ``first_text`` is the first frame the server gets (before any byte of sock)."""
         self._tunnel.start()
         ours, theirs = socket.socketpair()
         try:
             self.conn_id = self._tunnel.adopt(theirs.detach())
             if first_text is not None:
                 self._tunnel.send_text(self.conn_id, first_text)
-            self._wait_for("opened", timeout, cancelled)
+            self._wait_for_upgrade(timeout)
         except BaseException:
             ours.close()
             raise
         self.sock = ours
         return self
 
-    def send_text(self, text):
+    def send_text(self, text: str) -> None:
         self._tunnel.send_text(self.conn_id, text)
 
-    def failure(self):
+    def failure(self) -> Optional[TunnelError]:
         """After EOF on sock: the typed error when the WebSocket broke rather than ended, else None."""
         self._take_events()
         failed = [ev for ev in self._events if ev.kind == "failed"]
-        return self._tunnel.refused(failed[0]) if failed else None
+        return self._tunnel.event_error(failed[0]) if failed else None
 
-    def close(self):
+    def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
         self._tunnel.stop()
 
-    def _take_events(self):
+    def _take_events(self) -> None:
         self._events += [ev for ev in self._tunnel.poll_events() if ev.conn_id == self.conn_id]
 
-    def _wait_for(self, kind, timeout, cancelled):
+    def _wait_for_upgrade(self, timeout: float) -> None:
+        where = _reasons.facts(host=self._tunnel.host, port=self._tunnel.scm_port, phase="upgrade")
         deadline = time.monotonic() + timeout
         while True:
-            if cancelled is not None and cancelled():
-                raise TunnelClosedError("cancelled while the WebSocket upgrade was awaited", host=self.host)
             self._take_events()
             for ev in self._events:
                 if ev.kind == "failed":
-                    raise self._tunnel.refused(ev)
+                    raise self._tunnel.event_error(ev)
                 if ev.kind == "closed":
-                    raise ConnectionFailedError(f"{self.host} closed the connection during the WebSocket upgrade",
-                                                host=self.host)
-                if ev.kind == kind:
+                    raise failure("connect_closed", where)
+                if ev.kind == "opened":
                     return
-            raise_if_terminated()
+            raise_if_signalled()
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TunnelTimeout(f"{self.host} did not answer the WebSocket upgrade within {int(timeout)} s",
-                                    host=self.host)
+                raise failure("timeout_handshake", dict(where, timeout_ms=int(timeout * 1000)))
             self._tunnel.wait(min(0.5, left))
 
 
-def _path_argument(path):
+def _path_argument(path: str) -> Dict[str, str]:
     """The engine's path argument: none for the tunnel's own path (the engines' default)."""
     return {} if path == TUNNEL_PATH else {"path": path}
-
-
-def server_message(answer, limit=400):
-    """What an HTTP answer that refused an upgrade says about why, as one line: the ``Message`` of a
-    JSON body (as Azure's SCM sites write it), else a plain-text body's first line; None when there
-    is nothing to show (no answer, an empty or HTML body). ``answer``: head and body as received."""
-    if not answer:
-        return None
-    head, _, body = answer.partition(b"\r\n\r\n")
-    fields = {}
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        fields.setdefault(name.strip().lower().decode("latin-1"), value.strip().decode("latin-1"))
-    if fields.get("transfer-encoding", "").lower().endswith("chunked"):
-        body = _dechunked(body)
-    text = body.decode("utf-8", "replace").strip()
-    if not text:
-        return None
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict):
-        found = next((value for key, value in doc.items() if key.lower() == "message"), None)
-        text = str(found) if found else ""
-    elif doc is not None or "html" in fields.get("content-type", "").lower() or text.startswith("<"):
-        return None
-    text = " ".join(text.split())
-    return (text[:limit - 3] + "...") if len(text) > limit else (text or None)
-
-
-def _dechunked(body):
-    """A chunked body's data (what arrived of it)."""
-    out = bytearray()
-    while body:
-        size_line, sep, rest = body.partition(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0].strip() or b"x", 16)
-        except ValueError:
-            break
-        if not sep or size <= 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2:]
-    return bytes(out)
 
 
 # ---------------------------------------------------------------------------------------------
 # Probes (libcurl, GIL released, same TLS and proxy settings)
 
 
-def _probe(scm_url, path, authorization, instance, timeout):
+def _probe(scm_url: str, path: str, authorization: str, instance: Optional[str],
+           timeout: float) -> Tuple[str, int, bytes]:
     host, port = _parse_scm_url(scm_url)
     base = f"https://{host}" + ("" if port == 443 else f":{port}")
     ca_file, verify = _tls_settings()
@@ -596,29 +689,29 @@ def _probe(scm_url, path, authorization, instance, timeout):
         status, body = _tunnel.http_get(base + path, authorization, instance=instance, ca_file=ca_file,
                                         verify=verify, timeout=float(timeout), **_proxy_arguments(host, port))
     except _tunnel.Error as err:
-        raise _typed(err, host) from None
-    if status in (401, 403):  # the engines' words for the same answer at the upgrade
-        raise AuthenticationError(f"{host} refused the credentials (HTTP {status}); {_scheme_of(authorization)} "
-                                  "authentication was used", status=status, host=host)
-    if status != 200:
-        raise HTTPStatusError(f"{host} answered HTTP {status} to {path.split('?')[0]}", status=status, host=host)
-    return host, body
+        raise _typed(err, _scheme_of(authorization)) from None
+    if status != 200:  # the same reasons as the same answer to the upgrade
+        raise failure("auth_refused" if status in (401, 403) else "http_status",
+                      _reasons.facts(host=host, port=port, status=status, phase="probe", path=path.split("?")[0],
+                                     server_message=_reasons.server_message(body)),
+                      _scheme_of(authorization))
+    return host, port, body
 
 
-def get_status(scm_url, authorization, instance=None, timeout=30.0):
+def get_status(scm_url: str, authorization: str, instance: Optional[str] = None,
+               timeout: float = 30.0) -> ScmStatus:
     """GetStatus v2 -> ScmStatus(state, can_reach_port, port, msg)."""
-    host, body = _probe(scm_url, TUNNEL_PATH + "?GetStatus&GetStatusAPIVer=2", authorization, instance,
-                        timeout)
+    host, port, body = _probe(scm_url, TUNNEL_PATH + "?GetStatus&GetStatusAPIVer=2", authorization, instance,
+                              timeout)
     try:
         doc = json.loads(body.decode("utf-8"))
         return ScmStatus(str(doc.get("state", "")), bool(doc.get("canReachPort", False)),
                          int(doc["port"]) if doc.get("port") is not None else None, str(doc.get("msg", "")))
     except (ValueError, KeyError, AttributeError, TypeError):
-        raise HTTPStatusError(f"{host} answered GetStatus with something that is not its JSON",
-                              status=200, host=host) from None
+        raise failure("http_not_json", _reasons.facts(host=host, port=port, status=200, phase="probe")) from None
 
 
-def warm_up(scm_url, authorization, timeout=30.0):
+def warm_up(scm_url: str, authorization: str, timeout: float = 30.0) -> None:
     """GET /api/settings: wakes the SCM site, as the reference client does."""
     _probe(scm_url, "/api/settings", authorization, None, timeout)
 
@@ -627,7 +720,7 @@ def warm_up(scm_url, authorization, timeout=30.0):
 # Standalone entry point
 
 
-def _authorization_from_env():
+def _authorization_from_env() -> Optional[str]:
     token = os.environ.get("WEBAPP_SCM_TOKEN")
     user, password = os.environ.get("WEBAPP_SCM_USER"), os.environ.get("WEBAPP_SCM_PASSWORD")
     if token:
@@ -637,7 +730,7 @@ def _authorization_from_env():
     return None
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     import argparse
     parser = argparse.ArgumentParser(
         prog="python -m azext_webapp.tunnel",
@@ -660,13 +753,13 @@ def main(argv=None):
               file=sys.stderr)
         return 2
 
-    def on_event(ev):
+    def on_event(ev: TunnelEvent) -> None:
         if ev.kind == "failed":
             print(f"connection {ev.conn_id} from {ev.peer} failed: {ev.message}", file=sys.stderr, flush=True)
 
     # From the first moment: a SIGTERM while the handshake is checked must end the process cleanly
     # too, not by the signal's default action. ssh ends a ProxyCommand with SIGHUP.
-    signals = ("SIGTERM", "SIGHUP", "SIGBREAK") if args.stdio else ("SIGTERM", "SIGBREAK")
+    signals = ("SIGINT", "SIGTERM", "SIGBREAK") + (("SIGHUP",) if args.stdio else ())
     tunnel = None
     with terminate_on(*signals):
         try:

@@ -10,22 +10,23 @@ import base64
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 
 def main(argv):
     direction, scm_url, instance, local, remote = argv
     from azext_webapp import _copy, tunnel
     from azext_webapp._arm import Credential, Target
-    from azext_webapp._exec_channel import ExecEndpoint
-    from azext_webapp._exec_run import Stop
     user, password = os.environ["WEBAPP_SCM_USER"], os.environ["WEBAPP_SCM_PASSWORD"]
     credential = Credential("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(), "Basic")
-    endpoint = ExecEndpoint(tunnel, Target("bench", "bench", None), scm_url, credential)
+    # what the hops up to the credentials give the commands (_exec_channel.resolve_exec)
+    endpoint = SimpleNamespace(tunnel=tunnel, target=Target("bench", "bench", None), scm_url=scm_url,
+                               credential=credential, auth_kind="Basic")
     started = time.perf_counter()
     if direction == "up":
-        _copy.upload(endpoint, instance, local, remote, Stop())
+        _copy.upload(endpoint, instance, local, remote)
     else:
-        _copy.download(endpoint, instance, remote, local, Stop())
+        _copy.download(endpoint, instance, remote, local)
     print(f"{time.perf_counter() - started:.6f}", flush=True)
     return 0
 

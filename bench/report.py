@@ -115,8 +115,9 @@ def _chart(path, rows, reference):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    picked = [r for r in rows if r[0] in ("upload MB/s", "download MB/s", "round trip p50 us",
-                                             "round trip p99 us") or r[0].startswith("scp ")]
+    picked = [r for r in rows
+              if r[0] in ("upload MB/s", "download MB/s", "round trip p50 us", "round trip p99 us")
+              or r[0].startswith("scp ")]
     fig, axes = plt.subplots(1, len(picked), figsize=(3.2 * max(1, len(picked)), 3.6))
     if len(picked) == 1:
         axes = [axes]

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -66,29 +67,34 @@ static int tn_conn_next(struct tn_conn *c, int *fd_out)
 	return -1;
 }
 
+/* The facts every failure on the way to the SCM host carries. */
+static struct tn_facts tn_conn_facts(const struct tn_config *c, enum tn_err_phase phase)
+{
+	return (struct tn_facts){ .host = c->host, .port = c->port, .proxy = c->proxy,
+				  .phase = phase };
+}
+
 /* e: the errno (or EAI_ code with dns) of the failure */
 static int tn_conn_failed(const struct tn_config *c, int dns, int e, struct tn_err *err)
 {
-	char doing[320];
+	struct tn_facts f = tn_conn_facts(c, TN_P_CONNECT);
 
 	if (dns && e == EAI_SYSTEM && (tn_err_is_fds(errno) || errno == ENOMEM)) {
 		e = errno;	/* resolving needed a descriptor (or memory) */
 		dns = 0;
 	}
-	if (tn_err_is_fds(e)) {
-		snprintf(doing, sizeof(doing), "connecting to %s", c->proxy ? c->proxy : c->host);
-		return tn_err_set_fds(err, e, doing);
+	if (dns && e == EAI_MEMORY)
+		return tn_err_resource(err, ENOMEM, &f);
+	if (!dns && (tn_err_is_fds(e) || e == ENOBUFS || e == ENOMEM))
+		return tn_err_resource(err, e, &f);
+	if (c->proxy) {
+		f.errnum = dns ? 0 : e;
+		return tn_err_set(err, dns ? TN_R_PROXY_UNKNOWN_HOST : TN_R_PROXY_UNREACHABLE, &f);
 	}
-	if ((dns && e == EAI_MEMORY) || (!dns && (e == ENOBUFS || e == ENOMEM)))
-		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory connecting to %s",
-				  c->proxy ? c->proxy : c->host);
-	if (c->proxy)
-		return tn_err_set(err, TN_E_PROXY, 0, "cannot reach the proxy %s (for %s:%d)",
-				  c->proxy, c->host, c->port);
 	if (dns)
-		return tn_err_set(err, TN_E_DNS, 0, "cannot resolve the host name %s", c->host);
-	return tn_err_set(err, TN_E_CONNECT, 0,
-			  "cannot connect to %s port %d (refused or unreachable)", c->host, c->port);
+		return tn_err_set(err, TN_R_DNS_UNKNOWN_HOST, &f);
+	f.errnum = e;
+	return tn_err_set(err, e == ECONNREFUSED ? TN_R_CONNECT_REFUSED : TN_R_CONNECT_UNREACHABLE, &f);
 }
 
 void tn_conn_init(struct tn_conn *conn, const struct tn_config *cfg)
@@ -166,8 +172,11 @@ int tn_conn_proxy_send(struct tn_conn *conn, int fd, struct tn_err *err)
 	int n;
 	ssize_t s;
 
-	if (!req)
-		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+	if (!req) {
+		struct tn_facts f = tn_conn_facts(c, TN_P_PROXY);
+
+		return tn_err_resource(err, ENOMEM, &f);
+	}
 	n = snprintf(req, cap, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n%s%s%s\r\n",
 		     c->host, c->port, c->host, c->port,
 		     c->proxy_auth ? "Proxy-Authorization: " : "",
@@ -176,10 +185,10 @@ int tn_conn_proxy_send(struct tn_conn *conn, int fd, struct tn_err *err)
 	explicit_bzero(req, cap);	/* it held the proxy credentials */
 	free(req);
 	if (s == -2)
-		return tn_err_set(err, TN_E_INTERNAL, 0, "the proxy request is too long");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "CONNECT request too long");
 	if (s != n)
-		return tn_err_set(err, TN_E_PROXY, 0, "cannot reach the proxy %s (for %s:%d)",
-				  c->proxy, c->host, c->port);
+		return TN_FAIL(err, TN_R_PROXY_UNREACHABLE, .proxy = c->proxy, .host = c->host,
+			       .port = c->port, .phase = TN_P_PROXY, .errnum = s < 0 ? errno : 0);
 	return 0;
 }
 
@@ -189,7 +198,7 @@ int tn_conn_proxy_send(struct tn_conn *conn, int fd, struct tn_err *err)
  * hello): not the answer's. */
 int tn_conn_proxy_answer(struct tn_conn *conn, const char *in, size_t len, struct tn_err *err)
 {
-	const struct tn_config *c = conn->cfg;
+	struct tn_facts f = tn_conn_facts(conn->cfg, TN_P_PROXY);
 	size_t used;
 	int status;
 
@@ -197,23 +206,19 @@ int tn_conn_proxy_answer(struct tn_conn *conn, const char *in, size_t len, struc
 	case TN_HTTP_MORE:
 		return 0;
 	case TN_HTTP_NOMEM:
-		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+		return tn_err_resource(err, ENOMEM, &f);
 	case TN_HTTP_MALFORMED:
-		return tn_err_set(err, TN_E_PROXY, 0, "the proxy %s sent a malformed answer",
-				  c->proxy);
 	case TN_HTTP_OVERSIZED:
-		return tn_err_set(err, TN_E_PROXY, 0, "the proxy %s sent an oversized answer",
-				  c->proxy);
+		return tn_err_set(err, TN_R_PROXY_MALFORMED, &f);
 	case TN_HTTP_DONE:
 		break;
 	}
 	status = tn_http_status(conn->ans.buf);
+	if (status < 100)
+		return tn_err_set(err, TN_R_PROXY_MALFORMED, &f);
 	if (status != 200) {
-		if (status < 0)
-			status = 0;
-		return tn_err_set(err, TN_E_PROXY, status,
-				  "the proxy %s refused to CONNECT to %s:%d (HTTP %d)", c->proxy,
-				  c->host, c->port, status);
+		f.status = status;
+		return tn_err_set(err, status == 407 ? TN_R_PROXY_AUTH_REQUIRED : TN_R_PROXY_REFUSED, &f);
 	}
 	tn_http_head_free(&conn->ans);
 	return 1;
@@ -223,15 +228,15 @@ int tn_conn_proxy_answer(struct tn_conn *conn, const char *in, size_t len, struc
  * is the answer: the proxy relays nothing from the server until then. */
 int tn_conn_proxy_rx(struct tn_conn *conn, int fd, struct tn_err *err)
 {
-	const struct tn_config *c = conn->cfg;
 	char buf[2048];
 	ssize_t s = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 	if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return 0;
-	if (s <= 0)
-		return tn_err_set(err, TN_E_PROXY, 0,
-				  "the proxy %s closed the connection to %s:%d", c->proxy,
-				  c->host, c->port);
+	if (s <= 0) {
+		struct tn_facts f = tn_conn_facts(conn->cfg, TN_P_PROXY);
+
+		return tn_err_set(err, TN_R_PROXY_CLOSED, &f);
+	}
 	return tn_conn_proxy_answer(conn, buf, (size_t)s, err);
 }

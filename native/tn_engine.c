@@ -101,7 +101,7 @@ static int tn_engine_link_env(struct tn_engine *eng, struct tn_err *err)
 	le->txbuf = malloc(TN_WS_HDR_MAX + TN_FRAME_MAX);
 	le->rxbuf = malloc(TN_TLS_READ);
 	if (!le->txbuf || !le->rxbuf)
-		return tn_err_set(err, TN_E_INTERNAL, 0, "out of memory");
+		return tn_err_resource(err, ENOMEM, NULL);
 	le->ssl_ctx = tn_tls_ctx_new(eng->cfg.ca_file, eng->cfg.verify, err);
 	if (!le->ssl_ctx)
 		return -1;
@@ -124,13 +124,13 @@ int tn_engine_create(struct tn_engine **out, struct tn_config *cfg, struct tn_er
 	*out = NULL;
 	eng = calloc(1, sizeof(*eng));
 	if (!eng)
-		return tn_err_set(err, TN_E_INTERNAL, 0, "out of memory");
+		return tn_err_resource(err, ENOMEM, NULL);
 	eng->cfg = *cfg;	/* takes ownership of the strings */
 	memset(cfg, 0, sizeof(*cfg));
 	if (tn_engine_sync_init(eng)) {
 		tn_config_free(&eng->cfg);	/* wipes the credentials */
 		free(eng);
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create a mutex or the event queue");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "creating a mutex or the event queue");
 	}
 	eng->listen.fd = -1;
 	eng->adopt_fd = -1;
@@ -142,13 +142,16 @@ int tn_engine_create(struct tn_engine **out, struct tn_config *cfg, struct tn_er
 	return 0;
 }
 
-static void tn_check_fail_locked(struct tn_engine *eng, enum tn_kind kind, const char *why)
+static void tn_check_fail_locked(struct tn_engine *eng, enum tn_reason reason)
 {
 	struct tn_check *c = &eng->env.check;
 
 	if (c->done)
 		return;
-	tn_err_set(&c->err, kind, 0, "%s", why);
+	if (reason == TN_R_RESOURCE_MEMORY)
+		tn_err_resource(&c->err, ENOMEM, NULL);
+	else
+		tn_err_set(&c->err, reason, NULL);
 	c->done = 1;
 	c->requested = 0;
 	pthread_cond_broadcast(&eng->env.cv);
@@ -172,7 +175,7 @@ static void *tn_service_main(void *arg)
 	pthread_mutex_unlock(&eng->env.mu);
 	tn_loop_free(loop);
 	pthread_mutex_lock(&eng->env.mu);
-	tn_check_fail_locked(eng, TN_E_CLOSED, "the tunnel was stopped");
+	tn_check_fail_locked(eng, TN_R_CLOSED_STOPPED);
 	if (eng->adopt_fd >= 0) {	/* posted, never taken */
 		close(eng->adopt_fd);
 		eng->adopt_fd = -1;
@@ -188,9 +191,9 @@ static int tn_engine_start_locked(struct tn_engine *eng, struct tn_err *err)
 	sigset_t all, old;
 
 	if (eng->stopped)
-		return tn_err_set(err, TN_E_CLOSED, 0, "this tunnel was stopped; open a new one");
+		return tn_err_set(err, TN_R_CLOSED_STOPPED, NULL);
 	if (eng->thread_started || !eng->loop)
-		return tn_err_set(err, TN_E_CLOSED, 0, "the tunnel was already started");
+		return tn_err_set(err, TN_R_CLOSED_STARTED, NULL);
 	if (eng->cfg.bind_addr) {
 		if (tn_listen_open(&eng->listen, &eng->env, eng->cfg.bind_addr, eng->cfg.bind_port,
 				   err) ||
@@ -207,7 +210,7 @@ static int tn_engine_start_locked(struct tn_engine *eng, struct tn_err *err)
 	if (pthread_create(&eng->thread, NULL, tn_service_main, eng)) {
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		atomic_store(&eng->running, 0);
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot start the service thread");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "starting the service thread");
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	eng->thread_started = 1;
@@ -265,7 +268,7 @@ int tn_engine_check_post(struct tn_engine *eng, uint64_t *gen, struct tn_err *er
 	pthread_mutex_lock(&eng->env.mu);
 	if (!tn_engine_accepting_locked(eng)) {
 		pthread_mutex_unlock(&eng->env.mu);
-		return tn_err_set(err, TN_E_CLOSED, 0, "the tunnel is not running");
+		return tn_err_set(err, TN_R_CLOSED_NOT_RUNNING, NULL);
 	}
 	*gen = ++c->gen;	/* an older request's handshake is closed */
 	c->requested = 1;
@@ -308,11 +311,11 @@ int tn_engine_check_wait(struct tn_engine *eng, uint64_t gen, int64_t deadline_m
 	if (gen == c->gen && c->done) {
 		*err = c->err;
 		pthread_mutex_unlock(&eng->env.mu);
-		return err->kind == TN_OK ? 0 : -1;
+		return err->reason == TN_R_OK ? 0 : -1;
 	}
 	if (gen != c->gen) {	/* another check() took over */
 		pthread_mutex_unlock(&eng->env.mu);
-		return tn_err_set(err, TN_E_CLOSED, 0, "another check() replaced this one");
+		return tn_err_set(err, TN_R_CLOSED_REPLACED, NULL);
 	}
 	if (tn_time_now_ms() < deadline_ms) {
 		pthread_mutex_unlock(&eng->env.mu);
@@ -320,8 +323,8 @@ int tn_engine_check_wait(struct tn_engine *eng, uint64_t gen, int64_t deadline_m
 	}
 	tn_check_abandon_locked(eng, gen);
 	pthread_mutex_unlock(&eng->env.mu);
-	return tn_err_set(err, TN_E_TIMEOUT, 0, "no answer from %s within %d ms", eng->cfg.host,
-			  timeout_ms);
+	return TN_FAIL(err, TN_R_TIMEOUT_CHECK, .host = eng->cfg.host, .port = eng->cfg.port,
+		       .timeout_ms = timeout_ms);
 }
 
 void tn_engine_set_authorization(struct tn_engine *eng, char *value)
@@ -341,12 +344,12 @@ int tn_engine_adopt(struct tn_engine *eng, int fd, uint64_t *id, struct tn_err *
 	if (!tn_engine_accepting_locked(eng)) {
 		pthread_mutex_unlock(&eng->env.mu);
 		close(fd);
-		return tn_err_set(err, TN_E_CLOSED, 0, "the tunnel is not running");
+		return tn_err_set(err, TN_R_CLOSED_NOT_RUNNING, NULL);
 	}
 	if (eng->adopt_fd >= 0) {
 		pthread_mutex_unlock(&eng->env.mu);
 		close(fd);
-		return tn_err_set(err, TN_E_INTERNAL, 0, "another connection is being adopted");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "another connection is being adopted");
 	}
 	eng->adopt_fd = fd;	/* taken by the service thread, as an accept would be */
 	eng->adopt_id = *id = atomic_fetch_add(&eng->env.next_id, 1) + 1;
@@ -376,7 +379,7 @@ int tn_engine_send_text(struct tn_engine *eng, uint64_t id, const char *p, size_
 	struct tn_text *t = malloc(sizeof(*t) + n);
 
 	if (!t)
-		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+		return tn_err_resource(err, ENOMEM, NULL);
 	t->next = NULL;
 	t->conn_id = id;
 	t->len = n;
@@ -388,9 +391,9 @@ int tn_engine_send_text(struct tn_engine *eng, uint64_t id, const char *p, size_
 		pthread_mutex_unlock(&eng->env.mu);
 		free(t);
 		if (closed)
-			return tn_err_set(err, TN_E_CLOSED, 0, "the tunnel is not running");
-		return tn_err_set(err, TN_E_RESOURCE, 0, "more than %d bytes of text frames are waiting",
-				  TN_TEXTS_MAX);
+			return tn_err_set(err, TN_R_CLOSED_NOT_RUNNING, NULL);
+		/* a caller far ahead of the loop: memory, bounded */
+		return TN_FAIL(err, TN_R_RESOURCE_MEMORY, .limit = TN_TEXTS_MAX);
 	}
 	if (eng->texts_tail)
 		eng->texts_tail->next = t;
@@ -436,31 +439,6 @@ static void tn_launch_texts(struct tn_engine *eng)
 	}
 }
 
-int tn_engine_refusal(struct tn_engine *eng, uint64_t id, char **answer, size_t *len)
-{
-	struct tn_relay_env *env = &eng->env;
-	int found = 0;
-	unsigned i;
-
-	*answer = NULL;
-	*len = 0;
-	pthread_mutex_lock(&env->mu);
-	for (i = 0; i < TN_REFUSALS_KEPT && !found; i++) {
-		const struct tn_refusal *k = &env->refusals[i];
-
-		if (k->answer && k->conn_id == id) {
-			*answer = malloc(k->len);
-			if (*answer) {
-				memcpy(*answer, k->answer, k->len);
-				*len = k->len;
-				found = 1;
-			}
-		}
-	}
-	pthread_mutex_unlock(&env->mu);
-	return found;
-}
-
 /* Service thread: close the handshake of a check() nobody waits for any
  * more (abandoned on a signal or a time-out, or replaced). */
 static void tn_close_stale_check(struct tn_engine *eng, uint64_t current)
@@ -494,7 +472,7 @@ static void tn_launch_check(struct tn_engine *eng)
 	if (!r) {
 		pthread_mutex_lock(&eng->env.mu);
 		if (gen == c->gen)
-			tn_check_fail_locked(eng, TN_E_RESOURCE, "out of memory");
+			tn_check_fail_locked(eng, TN_R_RESOURCE_MEMORY);
 		pthread_mutex_unlock(&eng->env.mu);
 		return;
 	}
@@ -529,7 +507,6 @@ void tn_engine_free(struct tn_engine *eng)
 	pthread_mutex_destroy(&eng->auth_mu);
 	tn_events_destroy(&eng->env.events);
 	tn_texts_free(eng->texts);
-	tn_relay_refusals_free(&eng->env);
 	free(eng->env.link.txbuf);
 	free(eng->env.link.rxbuf);
 	tn_tls_ctx_free(eng->env.link.ssl_ctx);

@@ -61,16 +61,13 @@ void tn_engine_set_authorization(struct tn_engine *eng, char *value);
 /* Any thread, any number at once; idempotent. */
 void tn_engine_stop(struct tn_engine *eng);
 /* Relay an already-connected socket (the engine owns fd from here on, even
- * on failure); *id is its connection id (events, send_text, refusal). */
+ * on failure); *id is its connection id (its events, send_text). */
 int tn_engine_adopt(struct tn_engine *eng, int fd, uint64_t *id, struct tn_err *err);
 /* A Text frame (n <= TN_FRAME_MAX) on connection id, sent once its
  * WebSocket is open, before the local data queued by then; dropped when
  * the connection is gone or ending. Any thread. */
 int tn_engine_send_text(struct tn_engine *eng, uint64_t id, const char *p, size_t n,
 			struct tn_err *err);
-/* The answer that refused connection id's upgrade (a copy the caller
- * frees), if it is among the last TN_REFUSALS_KEPT kept: 1, else 0. Any thread. */
-int tn_engine_refusal(struct tn_engine *eng, uint64_t id, char **answer, size_t *len);
 /* Running and not stopping. Any thread. */
 int tn_engine_running(struct tn_engine *eng);
 void tn_engine_free(struct tn_engine *eng);

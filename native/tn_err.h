@@ -1,106 +1,105 @@
 /*
- * tn_err.h - the plain C error record every native layer fills.
+ * tn_err.h - the plain C error record every native layer fills: a reason
+ * code and the facts of the failure, never a sentence.
  *
- * Native threads never touch a PyObject: they describe a failure here
- * (kind + HTTP status + one line of text) and tn_module.c turns it into a
- * Python exception only after it holds the GIL again (the _ssl.c model).
- * The text never contains the Authorization value: nothing that formats a
- * tn_err is ever given it.
+ * The reasons, their kinds, the phases and the fact names are defined once,
+ * in azext_webapp/_reasons.def (it travels in the wheel, where the portable
+ * engine reads it too); this header and tn_err.c include it as an X-macro
+ * through tn_err_def.h.
+ * Native threads never touch a PyObject: they describe a failure here and
+ * tn_module.c turns it into azext_webapp._tunnel.Error(reason, facts) only
+ * after it holds the GIL again (the _ssl.c model). What the user reads is
+ * written in azext_webapp/_errors.py, chosen by reason. Nothing that fills
+ * a tn_err is ever given a credential.
  */
 #ifndef TN_ERR_H
 #define TN_ERR_H
 
-#include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <sys/resource.h>
+#include <stddef.h>
 
 enum tn_kind {
-	TN_OK = 0,
-	TN_E_AUTH,	/* 401/403 from the endpoint */
-	TN_E_HTTP,	/* any other non-101 / unexpected status */
-	TN_E_TLS,	/* certificate untrusted or for another host */
-	TN_E_DNS,	/* host name does not resolve */
-	TN_E_PROXY,	/* proxy unreachable or refused CONNECT */
-	TN_E_CONNECT,	/* TCP refused / unreachable / reset */
-	TN_E_BIND,	/* local port busy or address unusable */
-	TN_E_TIMEOUT,	/* deadline passed */
-	TN_E_CLOSED,	/* the engine is not running */
-	TN_E_PROTOCOL,	/* the server broke RFC 6455 after the upgrade */
-	TN_E_INTERNAL,	/* library failure */
-	TN_E_RESOURCE,	/* out of file descriptors or memory */
+#define KIND(name, doc) TN_K_##name,
+#include "tn_err_def.h"
+	TN_K_COUNT
 };
 
+enum tn_err_phase {
+	TN_P_NONE = 0,
+#define PHASE(name, doc) TN_P_##name,
+#include "tn_err_def.h"
+	TN_P_COUNT
+};
+
+/* The keys of a facts dict, in the file's order (tn_module.c names them). */
+enum tn_fact {
+#define FACT(name, doc) TN_F_##name,
+#include "tn_err_def.h"
+	TN_F_COUNT
+};
+
+enum tn_cap {
+#define CAP(name, n, doc) TN_CAP_##name = (n),
+#include "tn_err_def.h"
+};
+
+enum tn_reason {
+	TN_R_OK = 0,
+#define REASON(name, kind, doc) TN_R_##name,
+#include "tn_err_def.h"
+	TN_R_COUNT
+};
+
+/* The names as the file writes them (upper case), indexed by the enums. */
+extern const char *const tn_kind_codes[TN_K_COUNT];
+extern const char *const tn_phase_codes[TN_P_COUNT];	/* [TN_P_NONE] is "" */
+extern const char *const tn_fact_codes[TN_F_COUNT];
+extern const char *const tn_reason_codes[TN_R_COUNT];	/* [TN_R_OK] is "" */
+extern const enum tn_kind tn_reason_kinds[TN_R_COUNT];
+
+/* A failure: its reason and the facts known (0 / "" when not). */
 struct tn_err {
-	enum tn_kind kind;
-	int status;		/* HTTP status when known, else 0 */
-	char msg[320];
+	enum tn_reason reason;
+	enum tn_err_phase phase;
+	int status;		/* HTTP status */
+	int port;
+	int errnum;		/* errno; tn_module.c gives its name */
+	int verify_code;	/* X509_V_ERR_* */
+	int opcode;
+	int timeout_ms;
+	int ca_bundle;		/* checked against REQUESTS_CA_BUNDLE */
+	unsigned long long size, limit;
+	char host[256];
+	char proxy[264];
+	char verify_text[96];
+	char ca_file[256];
+	char detail[96];
+	char server_message[TN_CAP_SERVER_MESSAGE + 1];
 };
 
-static inline void tn_err_clear(struct tn_err *e)
-{
-	e->kind = TN_OK;
-	e->status = 0;
-	e->msg[0] = '\0';
-}
+/* What a call site knows; strings are copied (cut to their field's size). */
+struct tn_facts {
+	enum tn_err_phase phase;
+	int status, port, errnum, verify_code, opcode, timeout_ms, ca_bundle;
+	unsigned long long size, limit;
+	const char *host, *proxy, *verify_text, *ca_file, *detail;
+};
 
-/* Fill e (first failure wins unless it is still TN_OK). Returns -1 so call
- * sites can `return tn_err_set(...)`. */
-static inline int __attribute__((format(printf, 4, 5)))
-tn_err_set(struct tn_err *e, enum tn_kind kind, int status, const char *fmt, ...)
-{
-	va_list ap;
+void tn_err_clear(struct tn_err *e);
+/* Replace e with reason and the facts f (NULL: none). Returns -1 so call
+ * sites can `return tn_err_set(...)`; e NULL is allowed. */
+int tn_err_set(struct tn_err *e, enum tn_reason reason, const struct tn_facts *f);
+#define TN_FAIL(e, reason, ...) tn_err_set((e), (reason), &(const struct tn_facts){ __VA_ARGS__ })
 
-	if (!e)
-		return -1;
-	e->kind = kind;
-	e->status = status;
-	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-	return -1;
-}
+/* EMFILE / ENFILE */
+int tn_err_is_fds(int errnum);
+/* Out of descriptors (with the open-file limit for EMFILE, so the user
+ * knows what to raise) or, for any other errnum, out of memory; `where`
+ * says where (host, port, phase), or is NULL. Returns -1. */
+int tn_err_resource(struct tn_err *e, int errnum, const struct tn_facts *where);
 
-/* Out of descriptors: say which limit was hit, with the number, so the
- * user knows what to raise (ulimit -n). `doing` finishes the sentence. */
-static inline int tn_err_set_fds(struct tn_err *e, int errnum, const char *doing)
-{
-	struct rlimit rl;
-
-	if (errnum == ENFILE)
-		return tn_err_set(e, TN_E_RESOURCE, 0,
-				  "out of file descriptors (ENFILE; the system's file table is full) %s",
-				  doing);
-	if (getrlimit(RLIMIT_NOFILE, &rl))
-		rl.rlim_cur = 0;
-	return tn_err_set(e, TN_E_RESOURCE, 0,
-			  "out of file descriptors (EMFILE; open-file limit %llu) %s",
-			  (unsigned long long)rl.rlim_cur, doing);
-}
-
-static inline int tn_err_is_fds(int errnum)
-{
-	return errnum == EMFILE || errnum == ENFILE;
-}
-
-static inline const char *tn_kind_name(enum tn_kind kind)
-{
-	switch (kind) {
-	case TN_OK: return "ok";
-	case TN_E_AUTH: return "auth";
-	case TN_E_HTTP: return "http";
-	case TN_E_TLS: return "tls";
-	case TN_E_DNS: return "dns";
-	case TN_E_PROXY: return "proxy";
-	case TN_E_CONNECT: return "connect";
-	case TN_E_BIND: return "bind";
-	case TN_E_TIMEOUT: return "timeout";
-	case TN_E_CLOSED: return "closed";
-	case TN_E_PROTOCOL: return "protocol";
-	case TN_E_RESOURCE: return "resource";
-	case TN_E_INTERNAL: break;
-	}
-	return "internal";
-}
+/* The one-line server_message of a refusal's body (its JSON Message, else
+ * its first text line; azext_webapp/_reasons.py's server_message, byte for
+ * byte). Empty when there is none. */
+void tn_err_server_message(struct tn_err *e, const unsigned char *body, size_t len);
 
 #endif

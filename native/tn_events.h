@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "tn_err.h"
 #include "tn_limits.h"	/* TN_EVENTS_MAX */
 
 enum tn_event_kind { TN_EV_OPENED = 1, TN_EV_CLOSED, TN_EV_FAILED };
@@ -20,11 +21,9 @@ struct tn_event {
 	enum tn_event_kind kind;
 	uint64_t conn_id;
 	uint64_t bytes_up, bytes_down;
-	int error_kind;		/* enum tn_kind of a failure, TN_OK otherwise */
-	int status;		/* HTTP status of a failure when known, else 0 */
 	int remote_closed;	/* the server ended it (close frame, EOF, reset) */
 	char peer[64];
-	char message[320];
+	struct tn_err err;	/* a failure's reason and facts; TN_R_OK otherwise */
 };
 
 struct tn_events {

@@ -29,14 +29,9 @@
 #define TN_LOCAL_CHUNK	65536
 /* decrypted bytes gathered per read of a busy WebSocket */
 #define TN_TLS_READ	65536
-/* bytes of a refused upgrade's body kept for refusal() (the SCM site says
- * why there, e.g. {"Message": ...}); more is not read */
-#define TN_REFUSAL_BODY_MAX	4096
 /* seconds to wait for the rest of a refused upgrade's body (its Content-
  * Length, its last chunk, or the connection's end end it sooner) */
 #define TN_REFUSAL_SECS	2
-/* refused upgrades whose answers refusal() still has (the latest) */
-#define TN_REFUSALS_KEPT	4
 /* bytes of Text frames given to send_text() and not yet handed to their
  * connections; more is a resource error */
 #define TN_TEXTS_MAX	262144
@@ -52,9 +47,7 @@
 	X(PROBE_BODY_MAX) \
 	X(LOCAL_CHUNK) \
 	X(TLS_READ) \
-	X(REFUSAL_BODY_MAX) \
 	X(REFUSAL_SECS) \
-	X(REFUSALS_KEPT) \
 	X(TEXTS_MAX)
 
 #endif

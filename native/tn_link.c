@@ -25,6 +25,18 @@
 
 static int tn_link_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_t len);
 
+/* The facts of a failure of this link, in the phase it is in. */
+static struct tn_facts tn_link_facts(const struct tn_link *l)
+{
+	static const enum tn_err_phase phases[] = {
+		[TN_PH_TCP] = TN_P_CONNECT, [TN_PH_PROXY] = TN_P_PROXY, [TN_PH_TLS] = TN_P_TLS,
+		[TN_PH_UPGRADE] = TN_P_UPGRADE, [TN_PH_OPEN] = TN_P_FRAME,
+	};
+	const struct tn_config *c = l->env->cfg;
+
+	return (struct tn_facts){ .host = c->host, .port = c->port, .phase = phases[l->phase] };
+}
+
 /* The server ended the connection (close frame, EOF, reset), unless it
  * only answered an end that began here. */
 static void tn_link_server_ended(struct tn_link *l)
@@ -39,7 +51,7 @@ static void tn_link_server_ended(struct tn_link *l)
 static int tn_link_io_end(struct tn_link *l, enum tn_io io, const struct tn_err *e)
 {
 	tn_link_server_ended(l);
-	if (io == TN_IO_ERROR && !l->close_sent && !l->peer_closed && l->err.kind == TN_OK)
+	if (io == TN_IO_ERROR && !l->close_sent && !l->peer_closed && l->err.reason == TN_R_OK)
 		l->err = *e;
 	return -1;
 }
@@ -75,8 +87,11 @@ static int tn_link_pend(struct tn_link *l, const unsigned char *p, size_t n)
 	size_t keep = l->tx_pend ? l->tx_len - l->tx_off : 0;
 	unsigned char *b = malloc(keep + n);
 
-	if (!b)
-		return tn_err_set(&l->err, TN_E_RESOURCE, 0, "out of memory");
+	if (!b) {
+		struct tn_facts f = tn_link_facts(l);
+
+		return tn_err_resource(&l->err, ENOMEM, &f);
+	}
 	if (keep)
 		memcpy(b, l->tx_pend + l->tx_off, keep);
 	memcpy(b + keep, p, n);
@@ -171,7 +186,7 @@ int tn_link_open(struct tn_link *l, const struct tn_link_env *env, const struct 
 		return -1;
 	l->w = tn_loop_adopt(env->loop, l->fd, TN_WATCH_FILE, tn_link_event, l);
 	if (!l->w)	/* the loop closed the socket */
-		return tn_err_set(&l->err, TN_E_INTERNAL, 0, "cannot watch the tunnel socket");
+		return TN_FAIL(&l->err, TN_R_INTERNAL, .detail = "watching the tunnel socket");
 	l->hs_started = tn_loop_now_us();	/* the deadline covers every address tried */
 	tn_loop_deadline(l->w, TN_HS_SECS);
 	tn_loop_want_write(l->w);	/* POLLOUT: the connect finished */
@@ -209,7 +224,7 @@ static int tn_link_tls_step(struct tn_link *l)
 	n = tn_ws_request(&l->ws, &q, req, TN_WS_HDR_MAX + TN_FRAME_MAX);
 	pthread_mutex_unlock(l->env->auth_mu);
 	if (n < 0)
-		return tn_err_set(&l->err, TN_E_INTERNAL, 0, "cannot build the upgrade request");
+		return TN_FAIL(&l->err, TN_R_INTERNAL, .detail = "upgrade request too long");
 	rc = tn_link_write(l, (unsigned char *)req, (size_t)n);
 	explicit_bzero(req, (size_t)n);	/* it held the Authorization value */
 	return rc;
@@ -219,7 +234,7 @@ static int tn_link_start_tls(struct tn_link *l)
 {
 	const struct tn_config *c = l->env->cfg;
 
-	if (tn_tls_start(&l->tls, l->env->ssl_ctx, l->fd, c->host, c->ca_file != NULL, &l->err))
+	if (tn_tls_start(&l->tls, l->env->ssl_ctx, l->fd, c->host, c->port, c->ca_file != NULL, &l->err))
 		return -1;
 	l->phase = TN_PH_TLS;
 	return tn_link_tls_step(l);
@@ -251,7 +266,7 @@ static int tn_link_frames(struct tn_link *l, unsigned char *buf, size_t n)
 
 	while ((ev = tn_ws_next(&l->ws, &p, &left, &m, &e)) != TN_WS_MORE) {
 		if (ev < 0) {
-			if (l->err.kind == TN_OK)
+			if (l->err.reason == TN_R_OK)
 				l->err = e;
 			rc = -1;
 			break;
@@ -299,8 +314,12 @@ static int tn_link_frames(struct tn_link *l, unsigned char *buf, size_t n)
 static int tn_link_rx(struct tn_link *l, unsigned char *buf, size_t n)
 {
 	l->rx_seen = 1;
-	if (l->refusal_timed)	/* the refusal is err already: only its body is read */
-		return tn_ws_body_rx(&l->ws, buf, n) ? -1 : 0;
+	if (l->refusal_timed) {	/* the refusal is err already: only its body is read */
+		if (!tn_ws_body_rx(&l->ws, buf, n))
+			return 0;
+		tn_ws_body_message(&l->ws, &l->err);
+		return -1;
+	}
 	if (l->phase == TN_PH_UPGRADE) {
 		ssize_t used = tn_ws_handshake_rx(&l->ws, buf, n, &l->err);
 
@@ -366,10 +385,11 @@ static int tn_link_drain(struct tn_link *l)
 		}
 		if (io == TN_IO_EOF || io == TN_IO_ERROR) {
 			tn_link_io_end(l, io, &e);	/* a refusal is err already */
-			if (l->phase == TN_PH_UPGRADE && l->err.kind == TN_OK)
-				tn_err_set(&l->err, TN_E_CONNECT, 0,
-					   "%s closed the connection during the handshake",
-					   l->env->cfg->host);
+			if (l->phase == TN_PH_UPGRADE && l->err.reason == TN_R_OK) {
+				struct tn_facts f = tn_link_facts(l);
+
+				tn_err_set(&l->err, TN_R_CONNECT_CLOSED, &f);
+			}
 			return -1;	/* the server went away: the owner sees the end */
 		}
 		if (io == TN_IO_WANT_READ)
@@ -545,8 +565,8 @@ static int tn_link_writeable(struct tn_link *l)
 			return -1;
 		if (!rc) {	/* the next address, on a new socket */
 			if (tn_loop_replace(l->w, l->fd))
-				return tn_err_set(&l->err, TN_E_INTERNAL, 0,
-						  "cannot watch the tunnel socket");
+				return TN_FAIL(&l->err, TN_R_INTERNAL,
+					       .detail = "watching the tunnel socket");
 			tn_loop_deadline(l->w, TN_HS_SECS);
 			tn_loop_want_write(l->w);
 			return 0;
@@ -603,7 +623,9 @@ static int tn_link_timer(struct tn_link *l)
 		l->idle_secs = (uint16_t)(l->idle_secs + env->ping_secs);
 	l->rx_seen = 0;
 	if (l->idle_secs >= env->hangup_secs) {
-		tn_err_set(&l->err, TN_E_CLOSED, 0, "%s stopped answering", env->cfg->host);
+		struct tn_facts f = tn_link_facts(l);
+
+		tn_err_set(&l->err, TN_R_CLOSED_SILENT, &f);
 		return -1;
 	}
 	tn_ring_trim(&l->up);
@@ -619,21 +641,16 @@ static int tn_link_timer(struct tn_link *l)
  * the handshake deadline fired (the server stayed silent) or the peer hung up. */
 static void tn_link_note_handshake_end(struct tn_link *l)
 {
-	static const char *const step[] = {
-		[TN_PH_TCP] = "the TCP connection", [TN_PH_PROXY] = "the proxy's CONNECT",
-		[TN_PH_TLS] = "the TLS handshake", [TN_PH_UPGRADE] = "the WebSocket upgrade",
-		[TN_PH_OPEN] = "the WebSocket upgrade",
-	};
-	const char *host = l->env->cfg->host;
+	struct tn_facts f = tn_link_facts(l);
 
-	if (l->err.kind != TN_OK)
+	if (l->err.reason != TN_R_OK)
 		return;
-	if (l->hs_started && tn_loop_now_us() - l->hs_started >= (int64_t)TN_HS_SECS * 1000000)
-		tn_err_set(&l->err, TN_E_TIMEOUT, 0, "%s did not complete %s within %d s", host,
-			   step[l->phase], TN_HS_SECS);
-	else
-		tn_err_set(&l->err, TN_E_CONNECT, 0, "%s closed the connection during %s", host,
-			   step[l->phase]);
+	if (l->hs_started && tn_loop_now_us() - l->hs_started >= (int64_t)TN_HS_SECS * 1000000) {
+		f.timeout_ms = TN_HS_SECS * 1000;
+		tn_err_set(&l->err, TN_R_TIMEOUT_HANDSHAKE, &f);
+	} else {
+		tn_err_set(&l->err, TN_R_CONNECT_CLOSED, &f);
+	}
 }
 
 static int tn_link_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_t len)
@@ -653,13 +670,8 @@ static int tn_link_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_
 		l->w = NULL;
 		if (!l->opened)
 			tn_link_note_handshake_end(l);
-		if (l->ops->refused && l->phase == TN_PH_UPGRADE) {
-			size_t n;
-			const char *answer = tn_ws_refusal(&l->ws, &n);
-
-			if (answer)
-				l->ops->refused(l->ctx, answer, n);
-		}
+		if (l->refusal_timed)	/* the body ended early (EOF, its deadline) */
+			tn_ws_body_message(&l->ws, &l->err);
 		tn_link_free(l);
 		l->ops->closed(l->ctx);	/* the owner may free l: nothing after this */
 		return 0;

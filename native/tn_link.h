@@ -52,9 +52,6 @@ struct tn_link_ops {
 	void (*drained)(void *ctx);	/* queued data left: tn_link_room() grew */
 	/* the connection is gone (err, remote_end, opened say how); the last call */
 	void (*closed)(void *ctx);
-	/* optional, just before closed: the answer that refused the upgrade
-	 * (head and up to TN_REFUSAL_BODY_MAX bytes of body), valid during the call */
-	void (*refused)(void *ctx, const char *answer, size_t len);
 };
 
 enum tn_phase {

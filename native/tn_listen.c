@@ -9,6 +9,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,13 +36,14 @@ int tn_listen_open(struct tn_listen *l, struct tn_relay_env *env, const char *ad
 	snprintf(service, sizeof(service), "%d", port);
 	rc = getaddrinfo(addr, service, &hints, &res);
 	if (rc)
-		return tn_err_set(err, TN_E_BIND, 0, "cannot listen on %s: %s", addr, gai_strerror(rc));
+		return TN_FAIL(err, TN_R_BIND_ADDRESS, .host = addr, .port = port,
+			       .detail = gai_strerror(rc));
 
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		e = errno;
 		freeaddrinfo(res);
-		return tn_err_set(err, TN_E_BIND, 0, "cannot create a socket: %s", strerror(e));
+		return TN_FAIL(err, TN_R_BIND_FAILED, .host = addr, .port = port, .errnum = e);
 	}
 	/* SO_REUSEADDR only lets us reuse TIME_WAIT ports; a live listener
 	 * still makes bind() fail with EADDRINUSE. */
@@ -50,18 +52,15 @@ int tn_listen_open(struct tn_listen *l, struct tn_relay_env *env, const char *ad
 		e = errno;
 		close(fd);
 		freeaddrinfo(res);
-		if (e == EADDRINUSE)
-			return tn_err_set(err, TN_E_BIND, 0,
-					  "port %d on %s is already in use",
-					  port, addr);
-		return tn_err_set(err, TN_E_BIND, 0, "cannot listen on %s port %d: %s",
-				  addr, port, strerror(e));
+		return TN_FAIL(err, e == EADDRINUSE ? TN_R_BIND_IN_USE :
+			       e == EADDRNOTAVAIL ? TN_R_BIND_ADDRESS : TN_R_BIND_FAILED,
+			       .host = addr, .port = port, .errnum = e == EADDRINUSE ? 0 : e);
 	}
 	freeaddrinfo(res);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl)) {
 		e = errno;
 		close(fd);
-		return tn_err_set(err, TN_E_BIND, 0, "getsockname: %s", strerror(e));
+		return TN_FAIL(err, TN_R_BIND_FAILED, .host = addr, .port = port, .errnum = e);
 	}
 	l->port = ntohs(ss.ss_family == AF_INET6 ?
 			  ((struct sockaddr_in6 *)&ss)->sin6_port :
@@ -116,7 +115,6 @@ static void tn_listen_back_off(struct tn_listen *l, int e)
 {
 	int64_t now = tn_loop_now_us();
 	struct tn_event ev;
-	struct tn_err err;
 
 	if (!l->w || l->paused)
 		return;
@@ -126,16 +124,11 @@ static void tn_listen_back_off(struct tn_listen *l, int e)
 	if (l->told && now - l->told < TN_LISTEN_TELL_US)
 		return;
 	l->told = now;
-	if (tn_err_is_fds(e))
-		tn_err_set_fds(&err, e, "accepting a local connection; it waits until one is free");
-	else
-		tn_err_set(&err, TN_E_RESOURCE, 0,
-			   "out of memory accepting a local connection; it waits");
 	memset(&ev, 0, sizeof(ev));
+	tn_err_resource(&ev.err, e, &(const struct tn_facts){ .host = l->addr, .port = l->port,
+							      .phase = TN_P_ACCEPT });
 	ev.kind = TN_EV_FAILED;
-	ev.error_kind = err.kind;
 	snprintf(ev.peer, sizeof(ev.peer), "%s:%d", l->addr, l->port);
-	snprintf(ev.message, sizeof(ev.message), "%s", err.msg);
 	tn_events_push(&l->env->events, &ev);
 }
 
@@ -198,7 +191,7 @@ int tn_listen_watch(struct tn_listen *l, struct tn_err *err)
 	l->w = tn_loop_adopt(l->env->link.loop, l->fd, TN_WATCH_FILE, tn_listen_event, l);
 	if (!l->w) {	/* the loop closed it */
 		l->fd = -1;
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot watch the listening socket");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "watching the listening socket");
 	}
 	return 0;
 }

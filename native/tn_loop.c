@@ -13,6 +13,7 @@
  * made inside it would be lost; it is made again from a zero-delay timer
  * once the handler has returned.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -114,7 +115,7 @@ struct tn_loop *tn_loop_new(const struct tn_loop_opts *o, struct tn_err *err)
 	struct tn_loop *loop = calloc(1, sizeof(*loop));
 
 	if (!loop) {
-		tn_err_set(err, TN_E_INTERNAL, 0, "out of memory");
+		tn_err_resource(err, ENOMEM, NULL);
 		return NULL;
 	}
 	loop->woken = o->woken;
@@ -131,7 +132,7 @@ struct tn_loop *tn_loop_new(const struct tn_loop_opts *o, struct tn_err *err)
 	loop->ctx = lws_create_context(&info);
 	if (!loop->ctx) {
 		free(loop);
-		tn_err_set(err, TN_E_INTERNAL, 0, "cannot create the libwebsockets context");
+		TN_FAIL(err, TN_R_INTERNAL, .detail = "lws_create_context");
 		return NULL;
 	}
 	info.vhost_name = "tunnel";
@@ -140,7 +141,7 @@ struct tn_loop *tn_loop_new(const struct tn_loop_opts *o, struct tn_err *err)
 	if (!loop->vh) {
 		lws_context_destroy(loop->ctx);
 		free(loop);
-		tn_err_set(err, TN_E_INTERNAL, 0, "cannot create the libwebsockets vhost");
+		TN_FAIL(err, TN_R_INTERNAL, .detail = "lws_create_vhost");
 		return NULL;
 	}
 	return loop;

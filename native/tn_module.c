@@ -4,7 +4,8 @@
  * Stable ABI only (Py_LIMITED_API 3.10): a heap type from a spec, module
  * state for the type and the exception, multi-phase init (xxlimited.c).
  * Every blocking call runs with the GIL released; native errors (tn_err)
- * become exceptions only after the GIL is back. Used only by tunnel.py.
+ * become Error(reason, facts) only after the GIL is back. Used only by
+ * tunnel.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,7 +26,12 @@
 typedef struct {
 	PyObject *engine_type;
 	PyObject *pump_type;
-	PyObject *error;	/* _tunnel.Error(kind, status, message) */
+	PyObject *error;	/* _tunnel.Error(reason, facts) */
+	PyObject *termination;	/* "azext_webapp._termination" */
+	/* the names of _reasons.def, lower case, indexed by the enums */
+	PyObject *reasons;	/* tuple of str, [TN_R_OK] "" */
+	PyObject *phases;	/* tuple of str, [TN_P_NONE] "" */
+	PyObject *facts;	/* tuple of str */
 } tn_state;
 
 typedef struct {
@@ -38,15 +44,114 @@ static tn_state *tn_state_of_type(PyTypeObject *tp)
 	return PyType_GetModuleState(tp);
 }
 
+/* Text the engine holds (a host, OpenSSL's words, what a server said):
+ * UTF-8 where it came from Python, anything where it came from a server,
+ * and perhaps cut inside a character. */
+static int tn_put_text(PyObject *d, tn_state *st, enum tn_fact key, const char *s)
+{
+	PyObject *v;
+	int rc;
+
+	if (!s || !s[0])
+		return 0;
+	v = PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+	if (!v)
+		return -1;
+	rc = PyDict_SetItem(d, PyTuple_GetItem(st->facts, key), v);
+	Py_DECREF(v);
+	return rc;
+}
+
+static int tn_put_num(PyObject *d, tn_state *st, enum tn_fact key, unsigned long long n)
+{
+	PyObject *v;
+	int rc;
+
+	if (!n)
+		return 0;
+	v = PyLong_FromUnsignedLongLong(n);
+	if (!v)
+		return -1;
+	rc = PyDict_SetItem(d, PyTuple_GetItem(st->facts, key), v);
+	Py_DECREF(v);
+	return rc;
+}
+
+/* The facts of e as a dict of the facts known (azext_webapp/_reasons.def). */
+static PyObject *tn_facts_dict(tn_state *st, const struct tn_err *e)
+{
+	PyObject *d = PyDict_New();
+	const char *errname = e->errnum ? strerrorname_np(e->errnum) : NULL;
+
+	if (!d)
+		return NULL;
+	if (tn_put_text(d, st, TN_F_HOST, e->host) ||
+	    tn_put_num(d, st, TN_F_PORT, (unsigned)e->port) ||
+	    tn_put_num(d, st, TN_F_STATUS, (unsigned)e->status) ||
+	    tn_put_text(d, st, TN_F_PROXY, e->proxy) ||
+	    (e->phase != TN_P_NONE &&
+	     PyDict_SetItem(d, PyTuple_GetItem(st->facts, TN_F_PHASE),
+			    PyTuple_GetItem(st->phases, e->phase))) ||
+	    tn_put_text(d, st, TN_F_ERRNO, errname) ||
+	    tn_put_num(d, st, TN_F_VERIFY_CODE, (unsigned)e->verify_code) ||
+	    tn_put_text(d, st, TN_F_VERIFY_TEXT, e->verify_text) ||
+	    (e->ca_bundle && PyDict_SetItem(d, PyTuple_GetItem(st->facts, TN_F_CA_BUNDLE), Py_True)) ||
+	    tn_put_text(d, st, TN_F_CA_FILE, e->ca_file) ||
+	    tn_put_num(d, st, TN_F_LIMIT, e->limit) ||
+	    tn_put_num(d, st, TN_F_SIZE, e->size) ||
+	    tn_put_num(d, st, TN_F_OPCODE, (unsigned)e->opcode) ||
+	    tn_put_num(d, st, TN_F_TIMEOUT_MS, (unsigned)e->timeout_ms) ||
+	    tn_put_text(d, st, TN_F_SERVER_MESSAGE, e->server_message) ||
+	    tn_put_text(d, st, TN_F_DETAIL, e->detail)) {
+		Py_DECREF(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* (reason, facts) of a failure, as Error's args and in events. */
+static PyObject *tn_reason_and_facts(tn_state *st, const struct tn_err *e)
+{
+	PyObject *facts = tn_facts_dict(st, e), *t;
+
+	if (!facts)
+		return NULL;
+	t = PyTuple_Pack(2, PyTuple_GetItem(st->reasons, e->reason), facts);
+	Py_DECREF(facts);
+	return t;
+}
+
 static PyObject *tn_raise(tn_state *st, const struct tn_err *e)
 {
-	PyObject *args = Py_BuildValue("(sis)", tn_kind_name(e->kind), e->status, e->msg);
+	PyObject *args = tn_reason_and_facts(st, e);
 
 	if (args) {
 		PyErr_SetObject(st->error, args);
 		Py_DECREF(args);
 	}
 	return NULL;
+}
+
+/* Between two slices of a wait: run Python's signal handlers, then ask the
+ * extension's record of signals (azext_webapp/_termination.py: its handlers
+ * only record) when that module is loaded, as only it installs them. Looked
+ * up, not imported: the module loads without the package (other CPythons).
+ * -1 with an exception set ends the wait. */
+static int tn_signals(tn_state *st)
+{
+	PyObject *termination, *r;
+
+	if (PyErr_CheckSignals())
+		return -1;
+	termination = PyImport_GetModule(st->termination);
+	if (!termination)
+		return PyErr_Occurred() ? -1 : 0;
+	r = PyObject_CallMethod(termination, "raise_if_signalled", NULL);
+	Py_DECREF(termination);
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return 0;
 }
 
 static char *tn_dup_opt(const char *s)
@@ -137,7 +242,8 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	cfg.target_port = target_port;
 	cfg.ping_secs = ping < 1.0 ? 1 : (int)(ping + 0.5);
 	cfg.verify = verify;
-	if (!cfg.host || !cfg.authorization || (listen && !cfg.bind_addr) || (instance && !cfg.instance) || (path && !cfg.path) ||
+	if (!cfg.host || !cfg.authorization || (listen && !cfg.bind_addr) || (instance && !cfg.instance) ||
+	    (path && !cfg.path) ||
 	    (ca && !cfg.ca_file) || (proxy && !cfg.proxy) || (proxy && proxy_auth && !cfg.proxy_auth)) {
 		tn_config_free(&cfg);
 		return PyErr_NoMemory();
@@ -189,8 +295,8 @@ static PyObject *Engine_start(EngineObject *self, PyObject *Py_UNUSED(ignored))
 	return PyLong_FromLong(self->eng->port);
 }
 
-/* The handshake is waited for in slices; between them Python's signal
- * handlers run (Ctrl+C, SIGTERM), and one that raises abandons it. */
+/* The handshake is waited for in slices; between them tn_signals runs,
+ * and a signal (Ctrl+C, SIGTERM) abandons it. */
 static PyObject *Engine_check(EngineObject *self, PyObject *args)
 {
 	double timeout = 15.0;
@@ -211,7 +317,7 @@ static PyObject *Engine_check(EngineObject *self, PyObject *args)
 		Py_END_ALLOW_THREADS
 		if (rc != 1)
 			break;
-		if (PyErr_CheckSignals()) {
+		if (tn_signals(tn_state_of_type(Py_TYPE(self)))) {
 			tn_engine_check_abandon(self->eng, gen);
 			return NULL;
 		}
@@ -260,12 +366,29 @@ static PyObject *Engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
 			     "failures", (unsigned long long)atomic_load(&s->failures));
 }
 
+/* (kind, conn_id, peer, bytes_up, bytes_down, reason, facts, remote_closed);
+ * reason "" and facts None unless it failed. */
+static PyObject *tn_event_tuple(tn_state *st, const struct tn_event *e)
+{
+	static const char *names[] = { "", "opened", "closed", "failed" };
+	PyObject *facts = e->kind == TN_EV_FAILED ? tn_facts_dict(st, &e->err) : Py_NewRef(Py_None);
+	PyObject *t;
+
+	if (!facts)
+		return NULL;
+	t = Py_BuildValue("(sKsKKOOO)", names[e->kind], (unsigned long long)e->conn_id, e->peer,
+			  (unsigned long long)e->bytes_up, (unsigned long long)e->bytes_down,
+			  PyTuple_GetItem(st->reasons, e->kind == TN_EV_FAILED ? e->err.reason : TN_R_OK),
+			  facts, e->remote_closed ? Py_True : Py_False);
+	Py_DECREF(facts);
+	return t;
+}
+
 static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
 	enum { BATCH = 256 };
 	struct tn_event *evs = malloc(BATCH * sizeof(*evs));
-	static const char *names[] = { "", "opened", "closed", "failed" };
-	struct tn_event *e;
+	tn_state *st = tn_state_of_type(Py_TYPE(self));
 	PyObject *list = PyList_New(0);
 	unsigned n, i;
 
@@ -279,15 +402,7 @@ static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(igno
 		n = tn_events_drain(&self->eng->env.events, evs, BATCH);
 		Py_END_ALLOW_THREADS
 		for (i = 0; i < n; i++) {
-			PyObject *t;
-
-			e = &evs[i];
-			t = Py_BuildValue("(sKsKKssiO)", names[e->kind],
-					  (unsigned long long)e->conn_id, e->peer,
-					  (unsigned long long)e->bytes_up,
-					  (unsigned long long)e->bytes_down, e->message,
-					  e->kind == TN_EV_FAILED ? tn_kind_name(e->error_kind) : "",
-					  e->status, e->remote_closed ? Py_True : Py_False);
+			PyObject *t = tn_event_tuple(st, &evs[i]);
 
 			if (!t || PyList_Append(list, t)) {
 				Py_XDECREF(t);
@@ -303,9 +418,9 @@ static PyObject *Engine_poll_events(EngineObject *self, PyObject *Py_UNUSED(igno
 }
 
 /* wait(timeout) -> True when woken (events or stop), False on timeout.
- * A signal interrupts the wait (EINTR) so Python's handler (Ctrl+C) runs
- * now; slices cover a signal delivered to another thread, whose handler
- * only runs when this one checks. */
+ * A signal interrupts the wait (EINTR) so that tn_signals sees it now;
+ * slices cover a signal delivered to another thread, whose handler only
+ * runs when this one checks. */
 static PyObject *Engine_wait(EngineObject *self, PyObject *args)
 {
 	double timeout = -1;
@@ -324,7 +439,7 @@ static PyObject *Engine_wait(EngineObject *self, PyObject *args)
 		Py_BEGIN_ALLOW_THREADS
 		rc = tn_events_wait(&self->eng->env.events, slice);
 		Py_END_ALLOW_THREADS
-		if (PyErr_CheckSignals())
+		if (tn_signals(tn_state_of_type(Py_TYPE(self))))
 			return NULL;
 		if (rc > 0 || (ms >= 0 && tn_time_now_ms() >= deadline))
 			break;
@@ -375,28 +490,6 @@ static PyObject *Engine_send_text(EngineObject *self, PyObject *args)
 	Py_RETURN_NONE;
 }
 
-/* refusal(conn_id) -> the HTTP answer (bytes) that refused that
- * connection's upgrade, head and up to 4 KiB of body, or None. */
-static PyObject *Engine_refusal(EngineObject *self, PyObject *args)
-{
-	unsigned long long id;
-	PyObject *out;
-	char *answer;
-	size_t len;
-	int found;
-
-	if (!PyArg_ParseTuple(args, "K", &id))
-		return NULL;
-	Py_BEGIN_ALLOW_THREADS
-	found = tn_engine_refusal(self->eng, id, &answer, &len);
-	Py_END_ALLOW_THREADS
-	if (!found)
-		Py_RETURN_NONE;
-	out = PyBytes_FromStringAndSize(answer, (Py_ssize_t)len);
-	free(answer);
-	return out;
-}
-
 static PyObject *Engine_running(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
 	return PyBool_FromLong(tn_engine_running(self->eng));
@@ -414,8 +507,6 @@ static PyMethodDef Engine_methods[] = {
 	  "Relay a connected socket (the engine owns the fd); returns its connection id." },
 	{ "send_text", (PyCFunction)Engine_send_text, METH_VARARGS,
 	  "A Text frame on a connection, before its local data not yet sent." },
-	{ "refusal", (PyCFunction)Engine_refusal, METH_VARARGS,
-	  "The HTTP answer that refused a connection's upgrade (bytes), or None." },
 	{ "set_authorization", (PyCFunction)Engine_set_authorization, METH_VARARGS,
 	  "New handshakes send this Authorization value; open connections are untouched." },
 	{ NULL, NULL, 0, NULL }
@@ -503,8 +594,8 @@ static PyObject *Pump_take_peer(PumpObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* wait(timeout) -> True once both directions ended. Short native waits
- * so that Python's signal handlers (Ctrl+C, SIGTERM) run in between,
- * whatever timeout the caller gave. */
+ * so that tn_signals (Ctrl+C, SIGTERM) runs in between, whatever timeout
+ * the caller gave. */
 static PyObject *Pump_wait(PumpObject *self, PyObject *args)
 {
 	double timeout = 0.5;
@@ -527,7 +618,7 @@ static PyObject *Pump_wait(PumpObject *self, PyObject *args)
 		Py_BEGIN_ALLOW_THREADS
 		done = tn_pump_wait(pump, slice);
 		Py_END_ALLOW_THREADS
-		if (PyErr_CheckSignals())
+		if (tn_signals(tn_state_of_type(Py_TYPE(self))))
 			return NULL;
 		if (done || left <= TN_TIME_SLICE_MS)
 			break;
@@ -551,9 +642,9 @@ static PyObject *Pump_error(PumpObject *self, PyObject *Py_UNUSED(ignored))
 	if (!self->pump)
 		Py_RETURN_NONE;
 	tn_pump_error(self->pump, &err);
-	if (err.kind == TN_OK)
+	if (err.reason == TN_R_OK)
 		Py_RETURN_NONE;
-	return Py_BuildValue("(sis)", tn_kind_name(err.kind), err.status, err.msg);
+	return tn_reason_and_facts(tn_state_of_type(Py_TYPE(self)), &err);
 }
 
 static PyObject *Pump_close(PumpObject *self, PyObject *Py_UNUSED(ignored))
@@ -566,7 +657,7 @@ static PyMethodDef Pump_methods[] = {
 	{ "take_peer", (PyCFunction)Pump_take_peer, METH_NOARGS, "The socket for Engine.adopt(); once." },
 	{ "wait", (PyCFunction)Pump_wait, METH_VARARGS, "Wait for the end; True when both directions ended." },
 	{ "counts", (PyCFunction)Pump_counts, METH_NOARGS, "(bytes read from in_fd, bytes written to out_fd)." },
-	{ "error", (PyCFunction)Pump_error, METH_NOARGS, "None, or (kind, status, message) of an early end." },
+	{ "error", (PyCFunction)Pump_error, METH_NOARGS, "None, or (reason, facts) of an early end." },
 	{ "close", (PyCFunction)Pump_close, METH_NOARGS, "Stop the thread (from any state) and free; idempotent." },
 	{ NULL, NULL, 0, NULL }
 };
@@ -584,8 +675,8 @@ static PyType_Spec Pump_spec = {
 	Py_TPFLAGS_DEFAULT, Pump_slots
 };
 
-/* The transfer runs in slices; between them Python's signal handlers run,
- * and one that raises aborts it (its connection is closed at once). */
+/* The transfer runs in slices; between them tn_signals runs, and a signal
+ * aborts it (its connection is closed at once). */
 static PyObject *tn_http_get(PyObject *module, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "url", "authorization", "instance", "ca_file", "verify",
@@ -617,7 +708,7 @@ static PyObject *tn_http_get(PyObject *module, PyObject *args, PyObject *kw)
 		Py_END_ALLOW_THREADS
 		if (done)
 			break;
-		if (PyErr_CheckSignals()) {
+		if (tn_signals(PyModule_GetState(module))) {
 			Py_BEGIN_ALLOW_THREADS
 			tn_probe_free(probe);
 			Py_END_ALLOW_THREADS
@@ -641,6 +732,63 @@ static PyMethodDef tn_functions[] = {
 	{ NULL, NULL, 0, NULL }
 };
 
+/* The names of one list of _reasons.def, as Python writes them (lower case). */
+static PyObject *tn_names(const char *const *codes, int n)
+{
+	PyObject *t = PyTuple_New(n);
+	int i;
+
+	for (i = 0; t && i < n; i++) {
+		PyObject *code = PyUnicode_FromString(codes[i]);
+		PyObject *name = code ? PyObject_CallMethod(code, "lower", NULL) : NULL;
+
+		Py_XDECREF(code);
+		if (!name) {
+			Py_CLEAR(t);
+			break;
+		}
+		PyUnicode_InternInPlace(&name);
+		PyTuple_SetItem(t, i, name);	/* steals name */
+	}
+	return t;
+}
+
+/* REASONS: ((reason, kind), ...) in the native engine's order, KINDS, PHASES,
+ * FACTS and the caps: what tests compare with azext_webapp/_reasons.py. */
+static int tn_add_vocabulary(PyObject *m, tn_state *st)
+{
+	PyObject *kinds = tn_names(tn_kind_codes, TN_K_COUNT), *reasons = NULL, *phases = NULL;
+	int i, rc = -1;
+
+	st->reasons = tn_names(tn_reason_codes, TN_R_COUNT);
+	st->phases = tn_names(tn_phase_codes, TN_P_COUNT);
+	st->facts = tn_names(tn_fact_codes, TN_F_COUNT);
+	if (!kinds || !st->reasons || !st->phases || !st->facts)
+		goto out;
+	phases = PyTuple_GetSlice(st->phases, 1, TN_P_COUNT);	/* without "" */
+	reasons = PyTuple_New(TN_R_COUNT - 1);
+	for (i = 1; reasons && i < TN_R_COUNT; i++) {
+		PyObject *pair = PyTuple_Pack(2, PyTuple_GetItem(st->reasons, i),
+					      PyTuple_GetItem(kinds, tn_reason_kinds[i]));
+
+		if (!pair)
+			goto out;
+		PyTuple_SetItem(reasons, i - 1, pair);
+	}
+	if (reasons && !PyModule_AddObjectRef(m, "REASONS", reasons) &&
+	    !PyModule_AddObjectRef(m, "KINDS", kinds) &&
+	    !PyModule_AddObjectRef(m, "FACTS", st->facts) &&
+	    phases && !PyModule_AddObjectRef(m, "PHASES", phases) &&
+	    !PyModule_AddIntConstant(m, "SERVER_MESSAGE_MAX", TN_CAP_SERVER_MESSAGE) &&
+	    !PyModule_AddIntConstant(m, "BODY_SCAN", TN_CAP_BODY_SCAN))
+		rc = 0;
+out:
+	Py_XDECREF(kinds);
+	Py_XDECREF(reasons);
+	Py_XDECREF(phases);
+	return rc;
+}
+
 static int tn_exec(PyObject *m)
 {
 	tn_state *st = PyModule_GetState(m);
@@ -651,6 +799,9 @@ static int tn_exec(PyObject *m)
 		PyErr_SetString(PyExc_ImportError, "libcurl failed to initialise");
 		return -1;
 	}
+	st->termination = PyUnicode_InternFromString("azext_webapp._termination");
+	if (!st->termination)
+		return -1;
 	st->error = PyErr_NewException("azext_webapp._tunnel.Error", NULL, NULL);
 	if (!st->error || PyModule_AddObjectRef(m, "Error", st->error))
 		return -1;
@@ -666,7 +817,7 @@ static int tn_exec(PyObject *m)
 		return -1;
 	TN_LIMITS(TN_ADD_LIMIT)
 #undef TN_ADD_LIMIT
-	return 0;
+	return tn_add_vocabulary(m, st);
 }
 
 static int tn_traverse(PyObject *m, visitproc visit, void *arg)
@@ -676,6 +827,10 @@ static int tn_traverse(PyObject *m, visitproc visit, void *arg)
 	Py_VISIT(st->engine_type);
 	Py_VISIT(st->pump_type);
 	Py_VISIT(st->error);
+	Py_VISIT(st->termination);
+	Py_VISIT(st->reasons);
+	Py_VISIT(st->phases);
+	Py_VISIT(st->facts);
 	return 0;
 }
 
@@ -686,6 +841,10 @@ static int tn_clear(PyObject *m)
 	Py_CLEAR(st->engine_type);
 	Py_CLEAR(st->pump_type);
 	Py_CLEAR(st->error);
+	Py_CLEAR(st->termination);
+	Py_CLEAR(st->reasons);
+	Py_CLEAR(st->phases);
+	Py_CLEAR(st->facts);
 	return 0;
 }
 

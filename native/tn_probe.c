@@ -5,11 +5,15 @@
  * or the system store) and the same explicit proxy decision: CURLOPT_PROXY
  * is always set, so curl never reads the *_proxy variables on its own.
  */
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 
 #include "tn_probe.h"
 #include "tn_limits.h"	/* TN_PROBE_BODY_MAX: a status answer is tiny */
@@ -41,62 +45,8 @@ static size_t tn_probe_write(char *data, size_t size, size_t nmemb, void *user)
 	return n;
 }
 
-static char *tn_host_of(const char *url, char *out, size_t outlen)
-{
-	const char *h = strstr(url, "://");
-	size_t n;
-
-	h = h ? h + 3 : url;
-	n = strcspn(h, "/:?#");
-	if (n >= outlen)
-		n = outlen - 1;
-	memcpy(out, h, n);
-	out[n] = '\0';
-	return out;
-}
-
-static int tn_probe_error(CURL *c, CURLcode rc, const struct tn_probe_req *q,
-			  const char *ebuf, struct tn_err *err)
-{
-	char host[256];
-	long connect_code = 0;
-
-	tn_host_of(q->url, host, sizeof(host));
-	curl_easy_getinfo(c, CURLINFO_HTTP_CONNECTCODE, &connect_code);
-	if (q->proxy && connect_code && connect_code != 200)
-		return tn_err_set(err, TN_E_PROXY, (int)connect_code,
-				  "the proxy %s refused to CONNECT to %s (HTTP %ld)",
-				  q->proxy, host, connect_code);
-	switch (rc) {
-	case CURLE_COULDNT_RESOLVE_HOST:
-		return tn_err_set(err, TN_E_DNS, 0, "cannot resolve the host name %s", host);
-	case CURLE_COULDNT_RESOLVE_PROXY:
-		return tn_err_set(err, TN_E_PROXY, 0, "cannot resolve the proxy %s", q->proxy);
-	case CURLE_COULDNT_CONNECT:
-		if (q->proxy)
-			return tn_err_set(err, TN_E_PROXY, 0, "cannot reach the proxy %s (for %s)",
-					  q->proxy, host);
-		return tn_err_set(err, TN_E_CONNECT, 0,
-				  "cannot connect to %s (refused or unreachable)", host);
-	case CURLE_OPERATION_TIMEDOUT:
-		return tn_err_set(err, TN_E_TIMEOUT, 0, "no answer from %s within %ld ms",
-				  host, q->timeout_ms);
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_CONNECT_ERROR:
-		if (strstr(ebuf, "subject name") || strstr(ebuf, "alternative"))
-			return tn_err_set(err, TN_E_TLS, 0,
-					  "the certificate of %s is issued for another host name", host);
-		return tn_err_set(err, TN_E_TLS, 0, "the certificate of %s is not trusted (%s)",
-				  host, ebuf[0] ? ebuf : curl_easy_strerror(rc));
-	default:
-		return tn_err_set(err, TN_E_CONNECT, 0, "request to %s failed: %s", host,
-				  ebuf[0] ? ebuf : curl_easy_strerror(rc));
-	}
-}
-
 struct tn_probe {
-	struct tn_probe_req q;	/* url, proxy, timeout_ms: for messages */
+	struct tn_probe_req q;	/* url, proxy, ca_file, timeout_ms: for the facts of a failure */
 	CURLM *multi;
 	CURL *easy;
 	struct curl_slist *hdrs, *proxy_hdrs;	/* credentials: wiped before freeing */
@@ -105,6 +55,104 @@ struct tn_probe {
 	CURLcode rc;
 	int added, done;
 };
+
+/* The URL's host and port, for the facts of a failure. */
+static void tn_probe_where(const char *url, char *host, size_t cap, int *port)
+{
+	const char *h = strstr(url, "://"), *end;
+	size_t n;
+
+	h = h ? h + 3 : url;
+	if (*h == '[') {	/* [v6]:port */
+		h++;
+		end = strchr(h, ']');
+		n = end ? (size_t)(end - h) : strlen(h);
+		end = end ? end + 1 : h + n;
+	} else {
+		n = strcspn(h, "/:?#");
+		end = h + n;
+	}
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = *end == ':' ? atoi(end + 1) : 443;
+}
+
+/* OpenSSL's reason text at the end of curl's "...: error:0A00010B:SSL routines::wrong version number". */
+static const char *tn_probe_tls_why(const char *ebuf, CURLcode rc)
+{
+	const char *colon = strrchr(ebuf, ':');
+
+	if (colon && colon[1])
+		return colon[1] == ' ' ? colon + 2 : colon + 1;
+	return ebuf[0] ? ebuf : curl_easy_strerror(rc);
+}
+
+static int tn_probe_error(struct tn_probe *p, struct tn_err *err)
+{
+	const struct tn_probe_req *q = &p->q;
+	long connect_code = 0, os_errno = 0, verify = 0;
+	char host[256];
+	struct tn_facts f = { .host = host, .phase = TN_P_PROBE };
+
+	tn_probe_where(q->url, host, sizeof(host), &f.port);
+	curl_easy_getinfo(p->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+	curl_easy_getinfo(p->easy, CURLINFO_OS_ERRNO, &os_errno);
+	if (q->proxy && connect_code && connect_code != 200) {
+		f.proxy = q->proxy;
+		f.status = (int)connect_code;
+		return tn_err_set(err, connect_code == 407 ? TN_R_PROXY_AUTH_REQUIRED : TN_R_PROXY_REFUSED, &f);
+	}
+	switch (p->rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return tn_err_set(err, TN_R_DNS_UNKNOWN_HOST, &f);
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		f.proxy = q->proxy;
+		return tn_err_set(err, TN_R_PROXY_UNKNOWN_HOST, &f);
+	case CURLE_COULDNT_CONNECT:
+		f.errnum = (int)os_errno;
+		if (q->proxy) {
+			f.proxy = q->proxy;
+			return tn_err_set(err, TN_R_PROXY_UNREACHABLE, &f);
+		}
+		return tn_err_set(err, os_errno == ECONNREFUSED ? TN_R_CONNECT_REFUSED :
+				  TN_R_CONNECT_UNREACHABLE, &f);
+	case CURLE_OPERATION_TIMEDOUT:
+		f.timeout_ms = (int)q->timeout_ms;
+		return tn_err_set(err, TN_R_TIMEOUT_PROBE, &f);
+	case CURLE_SSL_CACERT_BADFILE:
+		return TN_FAIL(err, TN_R_TLS_CA_FILE, .ca_file = q->ca_file);
+	case CURLE_PEER_FAILED_VERIFICATION:
+		/* curl checks the name itself, after the chain verified, and
+		 * says so only in its text (the verify result is then its own) */
+		curl_easy_getinfo(p->easy, CURLINFO_SSL_VERIFYRESULT, &verify);
+		if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH ||
+		    strstr(p->ebuf, "subject name") || strstr(p->ebuf, "alternative"))
+			return tn_err_set(err, TN_R_TLS_WRONG_HOST, &f);
+		f.verify_code = (int)verify;
+		f.verify_text = X509_verify_cert_error_string(verify);
+		f.ca_bundle = q->ca_file != NULL;
+		return tn_err_set(err, TN_R_TLS_UNTRUSTED, &f);
+	case CURLE_SSL_CONNECT_ERROR:
+		f.detail = tn_probe_tls_why(p->ebuf, p->rc);
+		return tn_err_set(err, TN_R_TLS_HANDSHAKE, &f);
+	case CURLE_WRITE_ERROR:	/* only tn_probe_write fails a write */
+		if (!p->body.overflow)
+			return tn_err_resource(err, ENOMEM, &f);
+		f.limit = TN_PROBE_BODY_MAX;
+		return tn_err_set(err, TN_R_HTTP_TOO_LARGE, &f);
+	case CURLE_WEIRD_SERVER_REPLY:
+		return tn_err_set(err, TN_R_HTTP_MALFORMED, &f);
+	case CURLE_GOT_NOTHING:
+		return tn_err_set(err, TN_R_CONNECT_CLOSED, &f);
+	default:
+		break;
+	}
+	f.detail = p->ebuf[0] ? p->ebuf : curl_easy_strerror(p->rc);
+	return tn_err_set(err, TN_R_CONNECT_FAILED, &f);
+}
+
 
 /* head + value (a header line) appended to *list; the copy curl_slist
  * keeps is wiped by tn_probe_wipe_list, the temporary one here. */
@@ -156,7 +204,7 @@ int tn_probe_start(const struct tn_probe_req *q, struct tn_probe **out, struct t
 
 	*out = NULL;
 	if (!p)
-		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+		return tn_err_resource(err, ENOMEM, &(const struct tn_facts){ .phase = TN_P_PROBE });
 	p->q = *q;
 	p->easy = c = curl_easy_init();
 	p->multi = curl_multi_init();
@@ -165,7 +213,7 @@ int tn_probe_start(const struct tn_probe_req *q, struct tn_probe **out, struct t
 	    (q->proxy && q->proxy_auth &&
 	     tn_probe_header(&p->proxy_hdrs, "Proxy-Authorization: ", q->proxy_auth))) {
 		tn_probe_free(p);
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot start an HTTP request");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "setting up the HTTP request");
 	}
 	curl_easy_setopt(c, CURLOPT_URL, q->url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, p->hdrs);
@@ -186,7 +234,7 @@ int tn_probe_start(const struct tn_probe_req *q, struct tn_probe **out, struct t
 		curl_easy_setopt(c, CURLOPT_CAINFO, q->ca_file);
 	if (curl_multi_add_handle(p->multi, c) != CURLM_OK) {
 		tn_probe_free(p);
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot start an HTTP request");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "curl_multi_add_handle");
 	}
 	p->added = 1;
 	*out = p;
@@ -233,13 +281,13 @@ int tn_probe_result(struct tn_probe *p, struct tn_probe_resp *out, struct tn_err
 {
 	memset(out, 0, sizeof(*out));
 	if (!p->done)
-		return tn_err_set(err, TN_E_INTERNAL, 0, "the HTTP request is still running");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "the HTTP request is still running");
 	if (p->rc != CURLE_OK)
-		return tn_probe_error(p->easy, p->rc, &p->q, p->ebuf, err);
+		return tn_probe_error(p, err);
 	curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &out->status);
 	out->body = p->body.p ? p->body.p : calloc(1, 1);
 	if (!out->body)
-		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+		return tn_err_resource(err, ENOMEM, &(const struct tn_facts){ .phase = TN_P_PROBE });
 	out->body_len = p->body.len;
 	p->body.p = NULL;	/* the caller's now */
 	p->body.len = 0;

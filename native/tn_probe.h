@@ -31,8 +31,8 @@ struct tn_probe_resp {
 struct tn_probe;
 
 /* Set the request up (nothing is sent yet). The strings in q need not
- * outlive this call, except q->url and q->proxy for messages: they must
- * outlive the probe. */
+ * outlive this call, except q->url, q->proxy and q->ca_file, the facts of
+ * a failure: they must outlive the probe. */
 int tn_probe_start(const struct tn_probe_req *q, struct tn_probe **out, struct tn_err *err);
 /* Run the transfer for up to slice_ms: 1 when it is over, 0 when not yet. */
 int tn_probe_run(struct tn_probe *p, int slice_ms);

@@ -65,12 +65,11 @@ static void tn_pump_close_out(struct tn_pump *p)
 	int nul = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
 	if (nul < 0) {
-		tn_err_set(&p->err, TN_E_INTERNAL, 0, "cannot open /dev/null: %s", strerror(errno));
+		TN_FAIL(&p->err, TN_R_INTERNAL, .detail = "opening /dev/null", .errnum = errno);
 		return;
 	}
 	if (dup2(nul, p->out_fd) < 0)
-		tn_err_set(&p->err, TN_E_INTERNAL, 0, "cannot close standard output: %s",
-			   strerror(errno));
+		TN_FAIL(&p->err, TN_R_INTERNAL, .detail = "closing standard output", .errnum = errno);
 	close(nul);
 }
 
@@ -136,7 +135,7 @@ static void *tn_pump_main(void *arg)
 		if (poll(fds, (nfds_t)n, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			tn_err_set(&p->err, TN_E_INTERNAL, 0, "poll: %s", strerror(errno));
+			TN_FAIL(&p->err, TN_R_INTERNAL, .detail = "poll", .errnum = errno);
 			break;
 		}
 		if (fds[i_wake].revents)
@@ -150,8 +149,7 @@ static void *tn_pump_main(void *arg)
 				atomic_fetch_add(&p->bytes_in, (uint64_t)got);
 			} else if (got == 0 || !tn_pump_again(errno)) {
 				if (got < 0)
-					tn_err_set(&p->err, TN_E_CLOSED, 0, "reading standard input: %s",
-						   strerror(errno));
+					TN_FAIL(&p->err, TN_R_CLOSED_STDIN, .errnum = errno);
 				in_open = 0;	/* no half-close on a WebSocket: it ends */
 				shutdown(p->sock, SHUT_WR);
 			}
@@ -187,8 +185,7 @@ static void *tn_pump_main(void *arg)
 			} else if (got < 0 && !tn_pump_again(errno)) {
 				/* the reader is gone (EPIPE): nothing more can be delivered */
 				if (errno != EPIPE)
-					tn_err_set(&p->err, TN_E_CLOSED, 0, "writing standard output: %s",
-						   strerror(errno));
+					TN_FAIL(&p->err, TN_R_CLOSED_STDOUT, .errnum = errno);
 				down_len = down_off = 0;
 				sock_open = 0;
 			}
@@ -211,31 +208,31 @@ int tn_pump_start(struct tn_pump **out, int in_fd, int out_fd, int *peer_fd, str
 	*out = NULL;
 	*peer_fd = -1;
 	if (fstat(in_fd, &st) || fstat(out_fd, &st))
-		return tn_err_set(err, TN_E_INTERNAL, 0, "standard input or output is closed: %s",
-				  strerror(errno));
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "standard input or output is closed",
+			       .errnum = errno);
 	p = calloc(1, sizeof(*p));
 	if (!p)
-		return tn_err_set(err, TN_E_INTERNAL, 0, "out of memory");
+		return tn_err_resource(err, ENOMEM, NULL);
 	p->in_fd = in_fd;
 	p->out_fd = out_fd;
 	p->out_kind = (int)(st.st_mode & S_IFMT);
 	p->sock = p->wake[0] = p->wake[1] = -1;
 	if (pthread_mutex_init(&p->mu, NULL)) {
 		free(p);
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create a mutex");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "creating a mutex");
 	}
 	if (tn_time_cond_init(&p->cv)) {
 		pthread_mutex_destroy(&p->mu);
 		free(p);
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create a condition variable");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "creating a condition variable");
 	}
 	if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK)) {
-		tn_err_set(err, TN_E_INTERNAL, 0, "cannot create a pipe: %s", strerror(errno));
+		TN_FAIL(err, TN_R_INTERNAL, .detail = "creating a pipe", .errnum = errno);
 		tn_pump_free(p);
 		return -1;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair)) {
-		tn_err_set(err, TN_E_INTERNAL, 0, "cannot create a socket pair: %s", strerror(errno));
+		TN_FAIL(err, TN_R_INTERNAL, .detail = "creating a socket pair", .errnum = errno);
 		tn_pump_free(p);
 		return -1;
 	}
@@ -247,7 +244,7 @@ int tn_pump_start(struct tn_pump **out, int in_fd, int out_fd, int *peer_fd, str
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
 		close(pair[1]);
-		tn_err_set(err, TN_E_INTERNAL, 0, "cannot start the stdio thread");
+		TN_FAIL(err, TN_R_INTERNAL, .detail = "starting the stdio thread");
 		tn_pump_free(p);
 		return -1;
 	}

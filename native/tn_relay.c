@@ -12,6 +12,7 @@
  * WebSocket with a normal close frame (WebSocket has no half-close).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -36,7 +37,6 @@ struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer, uint64
 		r->next->prev = r;
 	env->relays = r;
 	tn_ring_init(&r->down, TN_RING_CAP);
-	tn_err_clear(&r->err);
 	tn_err_clear(&r->link.err);
 	snprintf(r->peer, sizeof(r->peer), "%s", peer);
 	return r;
@@ -52,20 +52,18 @@ struct tn_relay *tn_relay_find(struct tn_relay_env *env, uint64_t id)
 	return NULL;
 }
 
-void tn_relay_refusals_free(struct tn_relay_env *env)
-{
-	unsigned i;
-
-	for (i = 0; i < TN_REFUSALS_KEPT; i++) {
-		free(env->refusals[i].answer);
-		env->refusals[i].answer = NULL;
-	}
-}
-
-/* Why it failed: the WebSocket's reason first, else the local side's. */
+/* Why it failed: one record for both sides, the first reason found wins
+ * (a relay holds one, not two: every connection carries it). */
 static const struct tn_err *tn_relay_why(const struct tn_relay *r)
 {
-	return r->link.err.kind != TN_OK ? &r->link.err : &r->err;
+	return &r->link.err;
+}
+
+/* The local side failed (never for anything the server did). */
+static void tn_relay_fail(struct tn_relay *r, const char *what)
+{
+	if (r->link.err.reason == TN_R_OK)
+		TN_FAIL(&r->link.err, TN_R_INTERNAL, .detail = what);
 }
 
 static void tn_relay_emit(struct tn_relay *r, enum tn_event_kind kind)
@@ -79,13 +77,8 @@ static void tn_relay_emit(struct tn_relay *r, enum tn_event_kind kind)
 	ev.bytes_up = r->link.bytes_up;
 	ev.bytes_down = r->bytes_down;
 	memcpy(ev.peer, r->peer, sizeof(ev.peer));
-	if (kind == TN_EV_FAILED) {
-		memcpy(ev.message, why->msg, sizeof(ev.message) < sizeof(why->msg) ?
-		       sizeof(ev.message) : sizeof(why->msg));
-		ev.error_kind = why->kind;
-		ev.status = why->status;
-	}
-	ev.message[sizeof(ev.message) - 1] = '\0';
+	if (kind == TN_EV_FAILED)
+		ev.err = *why;
 	ev.remote_closed = kind != TN_EV_OPENED && r->link.remote_end;
 	tn_events_push(&r->env->events, &ev);
 }
@@ -98,9 +91,9 @@ static void tn_relay_report_check(struct tn_relay *r)
 	if (!r->is_check || r->reported)
 		return;
 	r->reported = 1;
-	if (!r->link.opened && tn_relay_why(r)->kind == TN_OK)
-		tn_err_set(&r->link.err, TN_E_CONNECT, 0,
-			   "%s closed the connection during the handshake", env->link.cfg->host);
+	if (!r->link.opened && tn_relay_why(r)->reason == TN_R_OK)
+		TN_FAIL(&r->link.err, TN_R_CONNECT_CLOSED, .host = env->link.cfg->host,
+			.port = env->link.cfg->port);
 	pthread_mutex_lock(&env->mu);
 	if (r->check_gen == env->check.gen && !env->check.done) {
 		env->check.err = *tn_relay_why(r);
@@ -124,10 +117,10 @@ static void tn_relay_finish(struct tn_relay *r)
 		atomic_fetch_sub(&env->stats.open, 1);
 		/* an error recorded after the upgrade (a protocol violation, a
 		 * TLS failure mid-stream) is a failure the user is told about */
-		if (tn_relay_why(r)->kind != TN_OK && !r->fail_counted)
+		if (tn_relay_why(r)->reason != TN_R_OK && !r->fail_counted)
 			atomic_fetch_add(&env->stats.failures, 1);
 		if (!atomic_load(&env->stopping))
-			tn_relay_emit(r, tn_relay_why(r)->kind != TN_OK ? TN_EV_FAILED : TN_EV_CLOSED);
+			tn_relay_emit(r, tn_relay_why(r)->reason != TN_R_OK ? TN_EV_FAILED : TN_EV_CLOSED);
 	}
 	if (r->prev)
 		r->prev->next = r->next;
@@ -206,8 +199,12 @@ static int tn_relay_data(void *ctx, const struct iovec *runs, int nruns)
 		len -= skip;
 		skip = 0;
 		n = tn_ring_write(&r->down, p, len);
+		if (n == (size_t)-1 && r->link.err.reason == TN_R_OK) {	/* the ring's first use */
+			tn_err_resource(&r->link.err, ENOMEM, &(const struct tn_facts){ .phase = TN_P_FRAME });
+			return -1;
+		}
 		if (n != len) {
-			tn_err_set(&r->err, TN_E_INTERNAL, 0, "relay buffer exhausted");
+			tn_relay_fail(r, "relay buffer exhausted");
 			return -1;
 		}
 	}
@@ -246,36 +243,11 @@ static void tn_relay_link_closed(void *ctx)
 		tn_loop_want_write(r->local);	/* flush, then EOF */
 }
 
-/* Keep the answer that refused the upgrade for tn_engine_refusal(), in the
- * oldest of the few slots. */
-static void tn_relay_refused(void *ctx, const char *answer, size_t len)
-{
-	struct tn_relay *r = ctx;
-	struct tn_relay_env *env = r->env;
-	struct tn_refusal *slot;
-	char *copy;
-
-	if (r->is_check || !len)
-		return;
-	copy = malloc(len);
-	if (!copy)
-		return;		/* the failure is still reported, without the answer */
-	memcpy(copy, answer, len);
-	pthread_mutex_lock(&env->mu);
-	slot = &env->refusals[env->refusals_next++ % TN_REFUSALS_KEPT];
-	free(slot->answer);
-	slot->conn_id = r->id;
-	slot->len = len;
-	slot->answer = copy;
-	pthread_mutex_unlock(&env->mu);
-}
-
 static const struct tn_link_ops tn_relay_link_ops = {
 	.opened = tn_relay_opened,
 	.data = tn_relay_data,
 	.drained = tn_relay_drained,
 	.closed = tn_relay_link_closed,
-	.refused = tn_relay_refused,
 };
 
 /* --- the local socket */
@@ -290,7 +262,7 @@ static int tn_relay_local_rx(struct tn_relay *r, unsigned char *in, size_t len)
 	if (sent < 0)
 		return 0;	/* the link failed; its close ends the local side */
 	if ((size_t)sent != len) {
-		tn_err_set(&r->err, TN_E_INTERNAL, 0, "relay buffer exhausted");
+		tn_relay_fail(r, "relay buffer exhausted");
 		return -1;
 	}
 	if (!r->local_paused && tn_link_room(&r->link) < TN_UP_LOW) {
@@ -370,7 +342,7 @@ int tn_relay_start(struct tn_relay *r, int fd)
 	if (fd >= 0) {
 		r->local = tn_loop_adopt(env->link.loop, fd, TN_WATCH_SOCKET, tn_relay_local_event, r);
 		if (!r->local) {	/* the loop closed fd */
-			tn_err_set(&r->err, TN_E_INTERNAL, 0, "cannot adopt the local connection");
+			tn_relay_fail(r, "adopting the local connection");
 			r->local_gone = 1;
 			tn_relay_finish(r);
 			return -1;

@@ -30,14 +30,6 @@ struct tn_check {
 	struct tn_relay *relay;	/* the handshake running (service thread only) */
 };
 
-/* The answer that refused a connection's upgrade, kept for the caller to
- * read (tn_engine_refusal; the last TN_REFUSALS_KEPT); under tn_relay_env.mu. */
-struct tn_refusal {
-	uint64_t conn_id;
-	size_t len;
-	char *answer;		/* NULL: an empty slot */
-};
-
 struct tn_relay_env {
 	struct tn_link_env link;
 	struct tn_stats stats;
@@ -48,8 +40,6 @@ struct tn_relay_env {
 	pthread_cond_t cv;	/* check.done */
 	struct tn_check check;
 	struct tn_relay *relays;	/* every live relay (service thread only) */
-	struct tn_refusal refusals[TN_REFUSALS_KEPT];	/* under mu */
-	unsigned refusals_next;
 };
 
 struct tn_relay {
@@ -64,15 +54,12 @@ struct tn_relay {
 	unsigned is_check:1, link_live:1, local_gone:1, local_paused:1, link_paused:1,
 		 reported:1, fail_counted:1;
 	char peer[64];
-	struct tn_err err;	/* a failure of the local side */
 };
 
 /* id 0: the next one. */
 struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer, uint64_t id);
 /* The live relay of a local connection, or NULL. */
 struct tn_relay *tn_relay_find(struct tn_relay_env *env, uint64_t id);
-/* Forget every kept refusal (the engine's end). */
-void tn_relay_refusals_free(struct tn_relay_env *env);
 /* Relay local socket fd (owned from here on), or with fd -1 run the
  * handshake alone (a check). Failures are reported through the relay,
  * which frees itself; -1 says it already did. */

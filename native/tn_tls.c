@@ -1,6 +1,6 @@
 /*
  * tn_tls.c - TLS for the WebSocket's connection (see tn_tls.h), and the
- * classification of what went wrong into one error kind.
+ * classification of what went wrong into one reason.
  *
  * OpenSSL runs directly on the socket (SSL_set_fd, non-blocking); the loop
  * only says when it is readable or writable.
@@ -28,7 +28,7 @@ SSL_CTX *tn_tls_ctx_new(const char *ca_file, int verify, struct tn_err *err)
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
 	if (!ctx) {
-		tn_err_set(err, TN_E_INTERNAL, 0, "cannot create the TLS context");
+		TN_FAIL(err, TN_R_INTERNAL, .detail = "SSL_CTX_new");
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -51,10 +51,9 @@ SSL_CTX *tn_tls_ctx_new(const char *ca_file, int verify, struct tn_err *err)
 		SSL_CTX_free(ctx);
 		ERR_clear_error();
 		if (ca_file)
-			tn_err_set(err, TN_E_TLS, 0, "cannot read the CA bundle %s (REQUESTS_CA_BUNDLE)",
-				   ca_file);
+			TN_FAIL(err, TN_R_TLS_CA_FILE, .ca_file = ca_file);
 		else
-			tn_err_set(err, TN_E_TLS, 0, "cannot load the system CA store");
+			tn_err_set(err, TN_R_TLS_CA_STORE, NULL);
 		return NULL;
 	}
 	return ctx;
@@ -65,7 +64,7 @@ void tn_tls_ctx_free(SSL_CTX *ctx)
 	SSL_CTX_free(ctx);
 }
 
-int tn_tls_start(struct tn_tls *t, SSL_CTX *ctx, int fd, const char *host, int bundle,
+int tn_tls_start(struct tn_tls *t, SSL_CTX *ctx, int fd, const char *host, int port, int bundle,
 		 struct tn_err *err)
 {
 	unsigned char ip[16];
@@ -73,21 +72,22 @@ int tn_tls_start(struct tn_tls *t, SSL_CTX *ctx, int fd, const char *host, int b
 	SSL *ssl = SSL_new(ctx);
 
 	t->host = host;
+	t->port = port;
 	t->verify = SSL_CTX_get_verify_mode(ctx) != SSL_VERIFY_NONE;
 	t->bundle = bundle;
 	if (!ssl)
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot create a TLS session");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "SSL_new");
 	t->ssl = ssl;	/* tn_tls_free releases it, whatever happens below */
 	if (SSL_set_fd(ssl, fd) != 1)
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot attach TLS to the socket");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "SSL_set_fd");
 	SSL_set_connect_state(ssl);
 	/* SNI is for names only (RFC 6066); an address is checked as one */
 	if (!is_ip && SSL_set_tlsext_host_name(ssl, host) != 1)
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot set the TLS server name");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "SSL_set_tlsext_host_name");
 	if (t->verify && (is_ip ?
 			  X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) != 1 :
 			  SSL_set1_host(ssl, host) != 1))
-		return tn_err_set(err, TN_E_INTERNAL, 0, "cannot set the name to verify");
+		return TN_FAIL(err, TN_R_INTERNAL, .detail = "SSL_set1_host");
 	return 0;
 }
 
@@ -95,41 +95,59 @@ int tn_tls_start(struct tn_tls *t, SSL_CTX *ctx, int fd, const char *host, int b
 static void tn_tls_verify_failed(struct tn_tls *t, long e, struct tn_err *err)
 {
 	if (e == X509_V_ERR_HOSTNAME_MISMATCH || e == X509_V_ERR_IP_ADDRESS_MISMATCH)
-		tn_err_set(err, TN_E_TLS, 0, "the certificate of %s is issued for another host name",
-			   t->host);
+		TN_FAIL(err, TN_R_TLS_WRONG_HOST, .host = t->host, .port = t->port, .phase = TN_P_TLS);
 	else
-		tn_err_set(err, TN_E_TLS, 0, "the certificate of %s is not trusted (%s)%s", t->host,
-			   X509_verify_cert_error_string(e),
-			   t->bundle ? "; checked against REQUESTS_CA_BUNDLE" : "");
+		TN_FAIL(err, TN_R_TLS_UNTRUSTED, .host = t->host, .port = t->port, .phase = TN_P_TLS,
+			.verify_code = (int)e, .verify_text = X509_verify_cert_error_string(e),
+			.ca_bundle = t->bundle);
+}
+
+/* The server ended the connection while TLS wanted more: an orderly EOF
+ * (with or without close_notify, as OpenSSL 1.1 and 3 report it). */
+static int tn_tls_is_eof(int e, unsigned long q, int sys_errno)
+{
+	return e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !q && !sys_errno) ||
+	       (e == SSL_ERROR_SSL && ERR_GET_REASON(q) == SSL_R_UNEXPECTED_EOF_WHILE_READING);
+}
+
+/* A failure of TLS itself (not of the connection under it): OpenSSL's
+ * reason text is the detail. */
+static void tn_tls_failure(struct tn_tls *t, enum tn_reason reason, enum tn_err_phase phase,
+			   unsigned long q, struct tn_err *err)
+{
+	const char *why = q ? ERR_reason_error_string(q) : NULL;
+
+	TN_FAIL(err, reason, .host = t->host, .port = t->port, .phase = phase,
+		.detail = why ? why : "protocol error");
 }
 
 /* A failed handshake: the error queue is per thread, so it is read and
  * cleared here, on the service thread, before anything else runs. */
-static void tn_tls_failed(struct tn_tls *t, int e, struct tn_err *err)
+static void tn_tls_failed(struct tn_tls *t, int e, int sys_errno, struct tn_err *err)
 {
-	unsigned long q = ERR_get_error();
+	unsigned long q = ERR_peek_error();
 	long vr = SSL_get_verify_result(t->ssl);
-	char why[160];
 
 	ERR_clear_error();
-	if (t->verify && vr != X509_V_OK) {
+	if (t->verify && vr != X509_V_OK)
 		tn_tls_verify_failed(t, vr, err);
-		return;
-	}
-	if (q)
-		ERR_error_string_n(q, why, sizeof(why));
+	else if (tn_tls_is_eof(e, q, sys_errno))
+		TN_FAIL(err, TN_R_CONNECT_CLOSED, .host = t->host, .port = t->port, .phase = TN_P_TLS);
+	else if (e == SSL_ERROR_SYSCALL && !q)
+		TN_FAIL(err, TN_R_CONNECT_RESET, .host = t->host, .port = t->port, .phase = TN_P_TLS,
+			.errnum = sys_errno);
 	else
-		snprintf(why, sizeof(why), "%s",
-			 e == SSL_ERROR_SYSCALL ? "connection closed" : "protocol error");
-	tn_err_set(err, TN_E_TLS, 0, "TLS handshake with %s failed: %s", t->host, why);
+		tn_tls_failure(t, TN_R_TLS_HANDSHAKE, TN_P_TLS, q, err);
 }
 
 enum tn_io tn_tls_handshake(struct tn_tls *t, struct tn_err *err)
 {
-	int rc, e;
+	int rc, e, se;
 
 	ERR_clear_error();
+	errno = 0;	/* SSL_ERROR_SYSCALL with errno 0 is EOF */
 	rc = SSL_do_handshake(t->ssl);
+	se = errno;
 	if (rc == 1)
 		return TN_IO_DONE;
 	e = SSL_get_error(t->ssl, rc);
@@ -137,7 +155,7 @@ enum tn_io tn_tls_handshake(struct tn_tls *t, struct tn_err *err)
 		return TN_IO_WANT_READ;
 	if (e == SSL_ERROR_WANT_WRITE)
 		return TN_IO_WANT_WRITE;
-	tn_tls_failed(t, e, err);
+	tn_tls_failed(t, e, se, err);
 	return TN_IO_ERROR;
 }
 
@@ -148,29 +166,18 @@ enum tn_io tn_tls_handshake(struct tn_tls *t, struct tn_err *err)
  * else TLS rejected (a record that does not decrypt, a truncated one) a
  * TLS failure.
  */
-static enum tn_io tn_tls_io_failed(struct tn_tls *t, int e, int sys_errno, const char *doing,
-				   struct tn_err *err)
+static enum tn_io tn_tls_io_failed(struct tn_tls *t, int e, int sys_errno, struct tn_err *err)
 {
 	unsigned long q = ERR_peek_error();
-	char why[160];
 
 	ERR_clear_error();
-	if (e == SSL_ERROR_ZERO_RETURN)
+	if (tn_tls_is_eof(e, q, sys_errno))
 		return TN_IO_EOF;
-	if (e == SSL_ERROR_SYSCALL && !q && !sys_errno)
-		return TN_IO_EOF;	/* EOF without close_notify (OpenSSL 1.1 style) */
-	if (e == SSL_ERROR_SSL && ERR_GET_REASON(q) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
-		return TN_IO_EOF;	/* the same EOF, as OpenSSL 3 reports it */
-	if (e == SSL_ERROR_SYSCALL && !q) {
-		tn_err_set(err, TN_E_CONNECT, 0, "the connection to %s broke while %s (%s)", t->host,
-			   doing, strerror(sys_errno));
-		return TN_IO_ERROR;
-	}
-	if (q)
-		ERR_error_string_n(q, why, sizeof(why));
+	if (e == SSL_ERROR_SYSCALL && !q)
+		TN_FAIL(err, TN_R_CONNECT_RESET, .host = t->host, .port = t->port, .phase = TN_P_FRAME,
+			.errnum = sys_errno);
 	else
-		snprintf(why, sizeof(why), "TLS error %d", e);
-	tn_err_set(err, TN_E_TLS, 0, "TLS failure with %s while %s: %s", t->host, doing, why);
+		tn_tls_failure(t, TN_R_TLS_STREAM, TN_P_FRAME, q, err);
 	return TN_IO_ERROR;
 }
 
@@ -193,7 +200,7 @@ enum tn_io tn_tls_read(struct tn_tls *t, unsigned char *buf, size_t cap, size_t 
 		return TN_IO_WANT_READ;
 	if (e == SSL_ERROR_WANT_WRITE)	/* a key update wants to go out first */
 		return TN_IO_WANT_WRITE;
-	return tn_tls_io_failed(t, e, se, "reading", err);
+	return tn_tls_io_failed(t, e, se, err);
 }
 
 enum tn_io tn_tls_write(struct tn_tls *t, const unsigned char *p, size_t n, size_t *put,
@@ -215,7 +222,7 @@ enum tn_io tn_tls_write(struct tn_tls *t, const unsigned char *p, size_t n, size
 		return TN_IO_WANT_WRITE;
 	if (e == SSL_ERROR_WANT_READ)
 		return TN_IO_WANT_READ;
-	return tn_tls_io_failed(t, e, se, "writing", err);
+	return tn_tls_io_failed(t, e, se, err);
 }
 
 int tn_tls_pending(const struct tn_tls *t)

@@ -18,12 +18,13 @@ enum tn_io {
 	TN_IO_WANT_READ,	/* nothing until the socket is readable */
 	TN_IO_WANT_WRITE,	/* nothing until the socket is writable */
 	TN_IO_EOF,		/* the server's orderly end (close_notify, or EOF at a record boundary) */
-	TN_IO_ERROR,		/* err says why: kind connect (reset) or tls */
+	TN_IO_ERROR,		/* err says why: a connect_* or tls_* reason */
 };
 
 struct tn_tls {
 	struct ssl_st *ssl;	/* NULL until tn_tls_start */
-	const char *host;	/* for messages; outlives the session */
+	const char *host;	/* for the facts of a failure; outlives the session */
+	int port;
 	int verify, bundle;	/* checking the peer; against REQUESTS_CA_BUNDLE */
 };
 
@@ -32,9 +33,9 @@ struct tn_tls {
 struct ssl_ctx_st *tn_tls_ctx_new(const char *ca_file, int verify, struct tn_err *err);
 void tn_tls_ctx_free(struct ssl_ctx_st *ctx);
 
-/* bundle: ctx checks against REQUESTS_CA_BUNDLE (said in messages). */
-int tn_tls_start(struct tn_tls *t, struct ssl_ctx_st *ctx, int fd, const char *host, int bundle,
-		 struct tn_err *err);
+/* bundle: ctx checks against REQUESTS_CA_BUNDLE (a fact of a failure). */
+int tn_tls_start(struct tn_tls *t, struct ssl_ctx_st *ctx, int fd, const char *host, int port,
+		 int bundle, struct tn_err *err);
 enum tn_io tn_tls_handshake(struct tn_tls *t, struct tn_err *err);
 /* DONE with *got > 0 bytes read, else nothing read. */
 enum tn_io tn_tls_read(struct tn_tls *t, unsigned char *buf, size_t cap, size_t *got,

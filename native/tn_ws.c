@@ -7,6 +7,8 @@
  * GiB downloaded) and masks byte by byte on send. Here payload runs are
  * handed on whole and masking works a word at a time.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -44,9 +46,9 @@ void tn_ws_init(struct tn_ws *ws, const char *host, uint64_t seed)
 void tn_ws_free(struct tn_ws *ws)
 {
 	tn_http_head_free(&ws->ans);
-	free(ws->refusal);
-	ws->refusal = NULL;
-	ws->refusal_len = 0;
+	free(ws->body);
+	ws->body = NULL;
+	ws->body_len = 0;
 }
 
 /* accept = base64(sha1(key + GUID)), RFC 6455 section 4.2.2 */
@@ -78,7 +80,7 @@ int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t
 	EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
 	key[24] = '\0';
 	tn_ws_accept_for(key, ws->accept);
-	ws->bearer = !strncasecmp(q->authorization, "Bearer", 6);
+	ws->port = q->port;
 
 	if (q->port == 443)
 		snprintf(host, sizeof(host), "%s", q->host);
@@ -163,23 +165,32 @@ static const char *tn_ws_header(const char *hs, const char *name, size_t *vlen)
 	return NULL;
 }
 
-/* The server answered the upgrade with something other than 101: facts
- * only (what the user can do about it is said in Python). */
-static int tn_ws_refused(struct tn_ws *ws, unsigned status, struct tn_err *err)
+/* The facts of a failure on this WebSocket. */
+static struct tn_facts tn_ws_facts(const struct tn_ws *ws, enum tn_err_phase phase)
 {
-	if (status == 401 || status == 403)
-		return tn_err_set(err, TN_E_AUTH, (int)status,
-				  "%s refused the credentials (HTTP %u); %s authentication was used",
-				  ws->host, status, ws->bearer ? "Bearer" : "Basic");
-	return tn_err_set(err, TN_E_HTTP, (int)status, "%s answered HTTP %u to the tunnel request",
-			  ws->host, status);
+	return (struct tn_facts){ .host = ws->host, .port = ws->port, .phase = phase };
+}
+
+/* The server answered the upgrade with something other than 101: facts
+ * only (what the user can do about it is said in Python), and what it said
+ * in the body that came with the answer. */
+static int tn_ws_refused(struct tn_ws *ws, unsigned status, const unsigned char *body, size_t len,
+			 struct tn_err *err)
+{
+	struct tn_facts f = tn_ws_facts(ws, TN_P_UPGRADE);
+
+	f.status = (int)status;
+	tn_err_set(err, status == 401 || status == 403 ? TN_R_AUTH_REFUSED : TN_R_HTTP_STATUS, &f);
+	if (err)
+		tn_err_server_message(err, body, len);
+	return -1;
 }
 
 /* The end of a chunked body: the last chunk (size 0) and no trailers. */
 static int tn_ws_chunks_done(const struct tn_ws *ws)
 {
-	const char *b = ws->refusal + ws->body_at;
-	size_t n = ws->refusal_len - ws->body_at;
+	const unsigned char *b = ws->body;
+	size_t n = ws->body_len;
 
 	return (n == 5 && !memcmp(b, "0\r\n\r\n", 5)) ||
 	       (n >= 7 && !memcmp(b + n - 7, "\r\n0\r\n\r\n", 7));
@@ -187,8 +198,7 @@ static int tn_ws_chunks_done(const struct tn_ws *ws)
 
 int tn_ws_body_more(const struct tn_ws *ws)
 {
-	return ws->refusal && ws->refusal_len - ws->body_at < ws->body_want &&
-	       !(ws->chunked && tn_ws_chunks_done(ws));
+	return ws->body && ws->body_len < ws->body_want && !(ws->chunked && tn_ws_chunks_done(ws));
 }
 
 int tn_ws_body_rx(struct tn_ws *ws, const unsigned char *in, size_t len)
@@ -197,50 +207,93 @@ int tn_ws_body_rx(struct tn_ws *ws, const unsigned char *in, size_t len)
 
 	if (!tn_ws_body_more(ws))
 		return 1;
-	take = ws->body_want - (ws->refusal_len - ws->body_at);
+	take = ws->body_want - ws->body_len;
 	if (take > len)
 		take = len;
-	memcpy(ws->refusal + ws->refusal_len, in, take);
-	ws->refusal_len += take;
+	memcpy(ws->body + ws->body_len, in, take);
+	ws->body_len += take;
 	return !tn_ws_body_more(ws);
 }
 
-/* Not 101: keep the head (ans, complete) and what follows of the body;
- * `rest` are the bytes of this read after the head. The refusal itself is
- * reported at once. */
+/* A chunked body's data, in place (never longer than the chunks): each
+ * chunk's hex size line (extensions after ';' ignored), its bytes, CRLF;
+ * it stops at the last chunk or at anything else. */
+static size_t tn_ws_dechunk(unsigned char *b, size_t n)
+{
+	size_t in = 0, out = 0;
+
+	while (in < n) {
+		size_t size = 0, digits = 0;
+
+		for (; in < n && digits < 8; in++, digits++) {
+			int c = b[in], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ?
+				c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+
+			if (d < 0)
+				break;
+			size = size * 16 + (size_t)d;
+		}
+		while (in < n && b[in] != '\n')	/* the rest of the size line */
+			in++;
+		if (!digits || !size || in++ >= n)
+			break;
+		if (size > n - in)
+			size = n - in;
+		memmove(b + out, b + in, size);
+		out += size;
+		in += size + 2;		/* and its CRLF */
+	}
+	return out;
+}
+
+void tn_ws_body_message(const struct tn_ws *ws, struct tn_err *err)
+{
+	unsigned char *copy;
+	size_t n = ws->body_len;
+
+	if (!ws->body || !n)
+		return;
+	copy = malloc(n);
+	if (!copy)
+		return;		/* the message of what came with the answer stays */
+	memcpy(copy, ws->body, n);
+	if (ws->chunked)
+		n = tn_ws_dechunk(copy, n);
+	tn_err_server_message(err, copy, n);
+	free(copy);
+}
+
+/* Not 101: keep what follows of the body (`rest`, the bytes of this read
+ * after the head) for the link to read on; the refusal is reported at
+ * once, with the message of what came so far. */
 static int tn_ws_refuse(struct tn_ws *ws, unsigned status, const unsigned char *rest, size_t n,
 			struct tn_err *err)
 {
-	size_t vlen, i, want = 0, head = strlen(ws->ans.buf);	/* no NUL inside a head */
+	size_t vlen, i, want = 0;
 	const char *v;
 
-	ws->refused = status;
-	ws->body_want = TN_REFUSAL_BODY_MAX;
+	ws->body_want = TN_CAP_BODY_SCAN;
 	v = tn_ws_header(ws->ans.buf, "Content-Length", &vlen);
-	for (i = 0; v && i < vlen && v[i] >= '0' && v[i] <= '9' && want <= TN_REFUSAL_BODY_MAX; i++)
+	for (i = 0; v && i < vlen && v[i] >= '0' && v[i] <= '9' && want <= TN_CAP_BODY_SCAN; i++)
 		want = want * 10 + (size_t)(v[i] - '0');
-	if (v && vlen && i == vlen && want < TN_REFUSAL_BODY_MAX)
+	if (v && vlen && i == vlen && want < TN_CAP_BODY_SCAN)
 		ws->body_want = want;
 	v = tn_ws_header(ws->ans.buf, "Transfer-Encoding", &vlen);
 	ws->chunked = v && vlen >= 7 && !strncasecmp(v + vlen - 7, "chunked", 7);
-	ws->refusal = malloc(head + TN_REFUSAL_BODY_MAX);
-	if (ws->refusal) {	/* without it, the refusal is reported all the same */
-		memcpy(ws->refusal, ws->ans.buf, head);
-		ws->refusal_len = ws->body_at = head;
-		tn_ws_body_rx(ws, rest, n);
-	}
-	return tn_ws_refused(ws, status, err);
-}
-
-const char *tn_ws_refusal(const struct tn_ws *ws, size_t *len)
-{
-	*len = ws->refusal_len;
-	return ws->refusal;
+	ws->body = malloc(TN_CAP_BODY_SCAN);
+	if (!ws->body)		/* the refusal is reported all the same */
+		return tn_ws_refused(ws, status, rest, n, err);
+	tn_ws_body_rx(ws, rest, n);
+	tn_ws_refused(ws, status, rest, n, err);
+	if (err)
+		tn_ws_body_message(ws, err);
+	return -1;
 }
 
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err)
 {
+	struct tn_facts f = tn_ws_facts(ws, TN_P_UPGRADE);
 	size_t take = 0, vlen;
 	const char *v;
 	int status;
@@ -251,24 +304,25 @@ ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len
 	case TN_HTTP_MORE:
 		return 0;
 	case TN_HTTP_NOMEM:
-		return tn_err_set(err, TN_E_RESOURCE, 0, "out of memory");
+		return tn_err_resource(err, ENOMEM, &f);
 	case TN_HTTP_MALFORMED:
-		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
+		return tn_err_set(err, TN_R_HTTP_MALFORMED, &f);
 	case TN_HTTP_OVERSIZED:
-		return tn_err_set(err, TN_E_HTTP, 0, "%s sent an oversized HTTP answer", ws->host);
+		f.limit = TN_HS_MAX;
+		return tn_err_set(err, TN_R_HTTP_TOO_LARGE, &f);
 	case TN_HTTP_DONE:
 		break;
 	}
 	status = tn_http_status(ws->ans.buf);
-	if (status < 0)
-		return tn_err_set(err, TN_E_HTTP, 0, "%s sent a malformed HTTP answer", ws->host);
-	if (status != 101)	/* the body starts in `in` right after the head */
+	if (status < 100)
+		return tn_err_set(err, TN_R_HTTP_MALFORMED, &f);
+	if (status != 101)	/* the rest of this read is the start of the body */
 		return tn_ws_refuse(ws, (unsigned)status, in + take, len - take, err);
 	v = tn_ws_header(ws->ans.buf, "Sec-WebSocket-Accept", &vlen);
-	if (!v || vlen != 28 || memcmp(v, ws->accept, 28))
-		return tn_err_set(err, TN_E_HTTP, 101,
-				  "%s answered the upgrade without a valid Sec-WebSocket-Accept",
-				  ws->host);
+	if (!v || vlen != 28 || memcmp(v, ws->accept, 28)) {
+		f.status = 101;
+		return tn_err_set(err, TN_R_HTTP_BAD_ACCEPT, &f);
+	}
 	tn_ws_free(ws);
 	return (ssize_t)take;
 }
@@ -345,17 +399,17 @@ static int tn_ws_opcode_known(unsigned op)
 static int tn_ws_header_start(struct tn_ws *ws, struct tn_err *err)
 {
 	unsigned l7 = ws->hdr[1] & 0x7f;
+	struct tn_facts f = tn_ws_facts(ws, TN_P_FRAME);
 
 	if (ws->hdr[0] & 0x70)
-		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent a frame with reserved bits set",
-				  ws->host);
+		return tn_err_set(err, TN_R_PROTOCOL_RESERVED_BITS, &f);
 	/* RFC 6455 5.1: a client must close on a masked frame */
 	if (ws->hdr[1] & 0x80)
-		return tn_err_set(err, TN_E_PROTOCOL, 0,
-				  "%s sent a masked frame (servers never mask)", ws->host);
-	if (!tn_ws_opcode_known(ws->hdr[0] & 0x0f))
-		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent a frame with unknown opcode %u",
-				  ws->host, ws->hdr[0] & 0x0fu);
+		return tn_err_set(err, TN_R_PROTOCOL_MASKED, &f);
+	if (!tn_ws_opcode_known(ws->hdr[0] & 0x0f)) {
+		f.opcode = ws->hdr[0] & 0x0f;
+		return tn_err_set(err, TN_R_PROTOCOL_OPCODE, &f);
+	}
 	ws->need = (uint8_t)(2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0));
 	return 0;
 }
@@ -364,6 +418,7 @@ static int tn_ws_header_start(struct tn_ws *ws, struct tn_err *err)
 static int tn_ws_header_done(struct tn_ws *ws, struct tn_err *err)
 {
 	unsigned l7 = ws->hdr[1] & 0x7f, i;
+	struct tn_facts f = tn_ws_facts(ws, TN_P_FRAME);
 	uint64_t plen = l7;
 
 	if (l7 == 126) {
@@ -377,23 +432,19 @@ static int tn_ws_header_done(struct tn_ws *ws, struct tn_err *err)
 	ws->remain = plen;
 	ws->ctl_len = 0;
 	if (ws->opcode >= 8 && (plen > sizeof(ws->ctl) || !(ws->hdr[0] & 0x80)))
-		return tn_err_set(err, TN_E_PROTOCOL, 0, "%s sent an invalid control frame",
-				  ws->host);
+		return tn_err_set(err, TN_R_PROTOCOL_CONTROL, &f);
 	/* RFC 6455 5.4: continuations follow an unfinished message, and
 	 * messages are not interleaved */
-	if (ws->opcode == 0 && !ws->fragmented)
-		return tn_err_set(err, TN_E_PROTOCOL, 0,
-				  "%s sent a continuation frame outside a fragmented message",
-				  ws->host);
-	if (ws->opcode && ws->opcode < 8 && ws->fragmented)
-		return tn_err_set(err, TN_E_PROTOCOL, 0,
-				  "%s sent a new message inside a fragmented one", ws->host);
+	if ((ws->opcode == 0 && !ws->fragmented) ||
+	    (ws->opcode && ws->opcode < 8 && ws->fragmented))
+		return tn_err_set(err, TN_R_PROTOCOL_FRAGMENT, &f);
 	if (ws->opcode < 8)
 		ws->fragmented = !(ws->hdr[0] & 0x80);
-	if (plen > TN_RX_FRAME_MAX)
-		return tn_err_set(err, TN_E_PROTOCOL, 0,
-				  "%s sent a frame of %llu bytes (at most %u accepted)", ws->host,
-				  (unsigned long long)plen, (unsigned)TN_RX_FRAME_MAX);
+	if (plen > TN_RX_FRAME_MAX) {
+		f.size = plen;
+		f.limit = TN_RX_FRAME_MAX;
+		return tn_err_set(err, TN_R_PROTOCOL_TOO_LARGE, &f);
+	}
 	ws->need = 0;
 	ws->hlen = 0;
 	return 0;
@@ -461,10 +512,11 @@ static int tn_ws_frame_end(struct tn_ws *ws, struct tn_ws_msg *m, struct tn_err 
 	m->p = ws->ctl;
 	m->n = ws->ctl_len;
 	if (op == TN_WS_OP_CLOSE) {
-		if (!tn_ws_close_valid(ws->ctl, ws->ctl_len))
-			return tn_err_set(err, TN_E_PROTOCOL, 0,
-					  "%s sent a Close frame with an invalid code or reason",
-					  ws->host);
+		if (!tn_ws_close_valid(ws->ctl, ws->ctl_len)) {
+			struct tn_facts f = tn_ws_facts(ws, TN_P_FRAME);
+
+			return tn_err_set(err, TN_R_PROTOCOL_CLOSE, &f);
+		}
 		ws->closed = 1;
 		return TN_WS_CLOSE;
 	}

@@ -13,7 +13,7 @@
 
 #include "tn_err.h"
 #include "tn_http.h"
-#include "tn_limits.h"	/* TN_RX_FRAME_MAX, TN_REFUSAL_BODY_MAX */
+#include "tn_limits.h"	/* TN_RX_FRAME_MAX */
 
 #define TN_WS_HDR_MAX	14		/* longest client frame header */
 #define TN_TUNNEL_PATH	"/AppServiceTunnel/Tunnel.ashx"
@@ -27,17 +27,15 @@
 #define TN_WS_CLOSE_NORMAL	1000
 
 struct tn_ws {
-	const char *host;	/* for messages; outlives the codec */
+	const char *host;	/* for the facts of a failure; outlives the codec */
+	int port;		/* the request's, likewise */
 	uint64_t seed;		/* mask keys */
 	/* the upgrade */
 	char accept[29];	/* expected Sec-WebSocket-Accept */
-	int bearer;		/* the request's scheme, for messages */
 	struct tn_http_head ans;	/* the answer being collected, then freed */
-	/* a refused upgrade: its status, then its head followed by up to
-	 * TN_REFUSAL_BODY_MAX bytes of its body */
-	unsigned refused;
-	char *refusal;
-	size_t refusal_len, body_at, body_want;
+	/* a refused upgrade's body: up to TN_CAP_BODY_SCAN (tn_err.h) bytes */
+	unsigned char *body;
+	size_t body_len, body_want;
 	int chunked;
 	/* frames from the server */
 	uint64_t remain;	/* payload bytes left in the current frame */
@@ -79,17 +77,18 @@ void tn_ws_free(struct tn_ws *ws);
 int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t cap);
 /* The server's answer to it, in any split: 0 while incomplete, the bytes of
  * `in` that belonged to it once it said 101 (the rest are frames), or -1
- * with err (a refusal: kind auth or http, with the status). A refusal's
- * answer is kept, with what arrived of its body so far. */
+ * with err (a refusal: auth_refused or http_status with the status and the
+ * server_message of the body that came with it, or an http_* reason). A
+ * refusal's body is kept, as much of it as came so far. */
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err);
 /* After a refusal: 1 while more of its body is expected (up to its
- * Content-Length, the end of its chunks or TN_REFUSAL_BODY_MAX bytes). */
+ * Content-Length, the end of its chunks or TN_CAP_BODY_SCAN bytes). */
 int tn_ws_body_more(const struct tn_ws *ws);
 /* More of it; 1 once nothing more is expected. */
 int tn_ws_body_rx(struct tn_ws *ws, const unsigned char *in, size_t len);
-/* The refused answer kept, head and body so far, or NULL. */
-const char *tn_ws_refusal(const struct tn_ws *ws, size_t *len);
+/* err's server_message from the whole body kept (its chunks joined). */
+void tn_ws_body_message(const struct tn_ws *ws, struct tn_err *err);
 /* One masked frame: the payload is at `payload` (src NULL) or copied there
  * from src; TN_WS_HDR_MAX bytes before `payload` take the header. *out is
  * where the frame starts; returns its length. */

@@ -331,8 +331,8 @@ class Sandbox:
             cert, key = self._site_cert(spec, site)
             user, password = f"${site}", secrets.token_urlsafe(32)
             creds[site] = (user, password)
-            starting = self._starting_seconds if (self._starting_seconds is not None
-                                                   and spec.starting_seconds) else spec.starting_seconds
+            held = self._starting_seconds is not None and spec.starting_seconds
+            starting = self._starting_seconds if held else spec.starting_seconds
             sites.append({
                 "name": site, "cert": cert, "key": key,
                 "basic": [user, password] if spec.basic_allowed else None,
@@ -490,8 +490,7 @@ class Sandbox:
             self._update(name, slot, fault=None, exec_refusal=_exec_refusal((status, message)))
             return
         if fault is not None:
-            if len(fault) != 1 or next(iter(fault)) not in ("refuse", "drop_after_bytes",
-                                                             "stall_after_bytes"):
+            if len(fault) != 1 or next(iter(fault)) not in ("refuse", "drop_after_bytes", "stall_after_bytes"):
                 raise ValueError(f"unknown fault {fault!r}")
         spec = APPS_BY_NAME[self.app(name, slot).name]
         self._update(name, slot, fault=fault, exec_refusal=_exec_refusal(spec.exec_refusal))

@@ -201,7 +201,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(405, {"error": "invalid_request",
                                         "error_description": "Token endpoint needs POST."})
             form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-            get = lambda k: (form.get(k) or [""])[0]
+
+            def get(k):
+                return (form.get(k) or [""])[0]
             client_id, secret = get("client_id"), get("client_secret")
             auth = self.headers.get("Authorization", "")
             if not client_id and auth.lower().startswith("basic "):
@@ -416,11 +418,12 @@ class _Handler(BaseHTTPRequestHandler):
         default_host = f"{host_label}.sandbox.localhost"
         plan_id = (f"/subscriptions/{m.subscription}/resourceGroups/{m.resource_group}"
                    f"/providers/Microsoft.Web/serverfarms/{catalogue.PLAN}")
-        ssl_state = lambda host, kind: {
-            "name": host, "sslState": "Disabled", "ipBasedSslResult": None, "virtualIP": None,
-            "virtualIPv6": None, "thumbprint": None, "certificateResourceId": None,
-            "toUpdate": None, "toUpdateIpBasedSsl": None, "ipBasedSslState": "NotConfigured",
-            "hostType": kind}
+
+        def ssl_state(host, kind):
+            return {"name": host, "sslState": "Disabled", "ipBasedSslResult": None, "virtualIP": None,
+                    "virtualIPv6": None, "thumbprint": None, "certificateResourceId": None,
+                    "toUpdate": None, "toUpdateIpBasedSsl": None, "ipBasedSslState": "NotConfigured",
+                    "hostType": kind}
         return {
             "id": self._id(v), "name": name,
             "type": "Microsoft.Web/sites/slots" if v.slot else "Microsoft.Web/sites",

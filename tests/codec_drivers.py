@@ -20,6 +20,7 @@ Every parser takes its input as a list of reads (``chunks``) and answers in plai
 import ctypes
 import os
 
+from azext_webapp import _reasons
 from azext_webapp._portable import codec
 from azext_webapp._portable.connect import Route
 from azext_webapp._portable.errors import Error
@@ -28,12 +29,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARY = os.path.join(ROOT, "build", "codec", "libtn_codec.so")
 # the C files the library is built from: a library older than any of them is stale
 LIBRARY_SOURCES = ["native/tn_ws.c", "native/tn_ws.h", "native/tn_conn.c", "native/tn_conn.h", "native/tn_http.h",
-                   "native/tn_err.h", "native/tn_config.h", "native/tn_limits.h", "tests/vectors/codec_lib.c"]
+                   "native/tn_err.c", "native/tn_err.h", "native/tn_config.h", "native/tn_limits.h",
+                   "azext_webapp/_reasons.def", "tests/vectors/codec_lib.c"]
 HOST = "scm.example"
+PORT = 443
 PROXY = "proxy.example:3128"
 # RFC 6455 section 1.3's example: this key's accept value is s3pPLMBiTxaQ9kYGzzhZRbK+xOo=
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-AUTHORIZATION = "Basic dXNlcjpwYXNz"
 CONTROL = {codec.OP_PING: "ping", codec.OP_PONG: "pong", codec.OP_CLOSE: "close"}
 
 
@@ -60,7 +62,7 @@ class PortableCodec:
             for chunk in chunks:
                 parser.feed(chunk)
         except Error as err:
-            return merged(events), f"error:{err.kind}"
+            return merged(events), f"error:{_reasons.kind_of(err.reason)}"
         if parser.closed:
             return merged(events), "closed"
         return merged(events), "boundary" if parser.need == 2 and not parser.hdr else "mid-frame"
@@ -75,21 +77,21 @@ class PortableCodec:
                     continue
                 done = collector.feed(chunk)
                 if done is not None:
-                    check(done[0])
+                    check(*done)
                     rest = done[1]
         except Error as err:
-            return f"error:{err.kind}", err.status
+            return f"error:{_reasons.kind_of(err.reason)}", int(err.facts.get("status", 0))
         return ("incomplete", b"") if rest is None else ("ok", rest)
 
     @classmethod
     def upgrade(cls, chunks):
-        return cls._head(codec.upgrade_collector(HOST),
-                         lambda head: codec.check_upgrade(head, HOST, KEY, AUTHORIZATION), chunks)
+        return cls._head(codec.upgrade_collector(HOST, PORT),
+                         lambda head, rest: codec.check_upgrade(head, rest, KEY, HOST, PORT), chunks)
 
     @classmethod
     def proxy(cls, chunks):
-        route = Route(HOST, 443, PROXY, None, None)
-        outcome, rest = cls._head(route.proxy_collector(), route.check_proxy_answer, chunks)
+        route = Route(HOST, PORT, PROXY, None, None)
+        outcome, rest = cls._head(route.proxy_collector(), lambda head, rest: route.check_proxy_answer(head), chunks)
         return (outcome, b"") if outcome == "ok" else (outcome, rest)
 
     @staticmethod

@@ -17,7 +17,7 @@ def proxy_auth_value(user=PROXY_USER, password=PROXY_PASSWORD):
 class AuthProxy(engine_targets.AcceptingServer):
     """An HTTP CONNECT proxy on loopback for any number of connections. mode: "auth" (Basic
     credentials required: 407 without the right Proxy-Authorization), "open" (no credentials asked),
-    "refuse" (403 always).
+    "refuse" (403 always), "close" (closes without an answer), "garbage" (an answer that is not HTTP).
     refuse_ports: targets on these ports get 403 whatever the mode (a proxy whose policy blocks
     one site). Records every request head."""
 
@@ -44,6 +44,11 @@ class AuthProxy(engine_targets.AcceptingServer):
             given = [line.split(":", 1)[1].strip() for line in text.split("\r\n")
                      if line.lower().startswith("proxy-authorization:")]
             host, port = text.split()[1].rsplit(":", 1)
+            if self.mode == "close":
+                return
+            if self.mode == "garbage":
+                conn.sendall(b"SSH-2.0-not-a-proxy\r\n\r\n")
+                return
             if self.mode == "refuse" or int(port) in self.refuse_ports:
                 conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
                 return

@@ -151,6 +151,7 @@ class StreamServer(AcceptingServer):
     def _serve(conn):
         try:
             total = struct.unpack(">Q", recv_exact(conn, 8))[0]
+
             def send_stream():
                 try:
                     for piece in stream_blocks(total):

@@ -7,6 +7,7 @@ azure.cli`, which puts the working directory first on sys.path, and the source t
 """
 import contextlib
 import os
+import random
 import re
 import select
 import shutil
@@ -129,6 +130,63 @@ class TunnelRun:
         if self.proc.poll() is None:
             self.signal(signal.SIGINT)
         self.wait()
+
+
+CLOSED_BY = {signal.SIGTERM: 'Closed (SIGTERM).', signal.SIGINT: 'Closed (Ctrl+C).'}
+
+
+def burst_of_closing_connections(port, count=40):
+    conns = [socket.create_connection(('127.0.0.1', port), timeout=10) for _ in range(count)]
+    time.sleep(0.2)       # let their WebSockets open, so that closing them makes events
+    for conn in conns:
+        conn.close()
+
+
+def signal_cycle(runner, rg, sig, verbose, rng):
+    """One start/signal cycle of `create`: ready, 40 local connections closed at once, the signal
+    1-12 ms later. Returns (None or what went wrong, seconds from the signal to the exit). Right: an
+    exit within 2 s, status 0, the closing line, no traceback."""
+    args = ['-g', rg, '-n', 'linux-app'] + (['--verbose'] if verbose else [])
+    with runner.tunnel(*args) as run:
+        burst_of_closing_connections(run.port)
+        time.sleep(rng.uniform(0.001, 0.012))
+        sent = time.monotonic()
+        run.signal(sig)
+        try:
+            run.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            run.signal(signal.SIGABRT)    # PYTHONFAULTHANDLER: its stacks go to stderr
+            run.wait()
+            return f'no exit within 2 s of {sig.name} (verbose={verbose}); stderr:\n{run.stderr}', None
+        elapsed = time.monotonic() - sent
+        run.wait()
+        if run.returncode != 0 or CLOSED_BY[sig] not in run.stderr or 'Traceback' in run.stderr:
+            return f'exit {run.returncode} after {elapsed:.2f} s (verbose={verbose}); stderr:\n{run.stderr}', elapsed
+    return None, elapsed
+
+
+def signal_cycles(runner, rg, sig, cycles, seeds=(1, 2)):
+    """signal_cycle `cycles` times, len(seeds) at a time (every third with --verbose). Returns the
+    failures and the exit latencies in seconds."""
+    failures, latencies, lock = [], [], threading.Lock()
+
+    def worker(seed, count):
+        rng = random.Random(seed)
+        for i in range(count):
+            failure, elapsed = signal_cycle(runner, rg, sig, verbose=i % 3 == 0, rng=rng)
+            with lock:
+                if failure:
+                    failures.append(failure)
+                if elapsed is not None:
+                    latencies.append(elapsed)
+
+    shares = [cycles // len(seeds) + (i < cycles % len(seeds)) for i in range(len(seeds))]
+    workers = [threading.Thread(target=worker, args=(seed, share)) for seed, share in zip(seeds, shares)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    return failures, latencies
 
 
 def _readable(stream, timeout):

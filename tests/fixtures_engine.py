@@ -50,6 +50,13 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("engine", engines_for(metafunc.config), indirect=True)
 
 
+def engine_and_why(forced):
+    """What tunnel.py says it runs (ENGINE, ENGINE_REASON), in a fresh process with WEBAPP_ENGINE=forced."""
+    code = "from azext_webapp import tunnel; print(tunnel.ENGINE); print(tunnel.ENGINE_REASON)"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, WEBAPP_ENGINE=forced),
+                          capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+
+
 def engine_module(name):
     """The engine module `name` ("native" or "portable") as tunnel.py would load it."""
     if name == "portable":

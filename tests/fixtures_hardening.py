@@ -366,7 +366,7 @@ class NetemPath:
 
     # runs on the scm namespace's thread: everything it starts lives in that namespace
     def _start_scm_side(self):
-        from sandbox import pki, scm_process, sshd
+        from sandbox import pki, sshd
         from tests import engine_targets
         for sub in ("logs", "instances", "pki"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)

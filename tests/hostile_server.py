@@ -21,6 +21,13 @@ Behaviours (BEHAVIOURS):
 - tls_garbage_mid_stream: a correct 101, a data frame, then bytes that are not a TLS record,
   written under TLS straight to the socket
 - close_1011: a correct 101, a data frame, then Close 1011 (the server's normal end)
+- refuse_json / refuse_text: the upgrade refused, 403 with a JSON body whose Message says why /
+  503 with a text body, head and body in one write (REFUSAL_MESSAGE is what they say)
+- not_http: an answer to the upgrade that is not HTTP
+- bad_accept: 101 with a Sec-WebSocket-Accept for another key
+- close_after_request: TLS completes, the request is read, the connection closed unanswered
+- close_at_tls: TCP accepted, the TLS hello read, the connection closed (a FIN, no handshake)
+- plain_200: any request answered 200 with a body that is not JSON (a probe's GetStatus)
 - ping_close_when_full: a correct 101; stops reading until the client's upload has filled the
   socket, sends a Ping then a Close, then reads everything the client sends until EOF and checks
   that it parses as valid masked client frames ending with a Close (the outcome is recorded in
@@ -31,12 +38,13 @@ The exec channel's (a WebSocket to another path, Text frames both ways, a refusa
   and a Binary one), then every data frame the client sends comes back with its kind swapped and
   marked: Text "x" as Binary b"T:x", Binary b"y" as Text "B:y"; every frame received is recorded
   in `frames` as (opcode, payload); a Close is answered and ends it
-- refuse_json: 403 with a JSON body {"Message": REFUSAL_MESSAGE} and its Content-Length, then the
-  connection is held open (the client must stop at the length, not wait for the end)
-- refuse_chunked: 404 with the same body in chunks (Transfer-Encoding: chunked), written in two
+- length_refusal: 403 with a JSON body {"Message": EXEC_REFUSAL_MESSAGE} and its Content-Length,
+  written after the head, then the connection is held open (the client must stop at the length,
+  not wait for the end)
+- chunked_refusal: 404 with the same body in chunks (Transfer-Encoding: chunked), written in two
   parts a little apart, then held open
-- refuse_endless: 403 with neither length nor chunks, then body bytes without end
-- refuse_then_close: 401 with a plain-text body and no length, then the connection closed
+- endless_refusal: 403 with neither length nor chunks, then body bytes without end
+- refusal_then_close: 401 with a plain-text body and no length, then the connection closed
 """
 from __future__ import annotations
 
@@ -75,12 +83,23 @@ ZERO_PAYLOAD = b"\x00zero\x00in\x00the\x00101 record\x00"
 HELLO = b"hello from the server"
 GREETING = "caf\u00e9 \u2713\n".encode("utf-8")
 GREETING_SPLIT = 4                  # inside the two bytes of "\u00e9"
-REFUSAL_MESSAGE = "Exec is disabled for this site."
-REFUSALS = ("refuse_json", "refuse_chunked", "refuse_endless", "refuse_then_close")
+EXEC_REFUSAL_MESSAGE = "Exec is disabled for this site."
+EXEC_REFUSALS = ("length_refusal", "chunked_refusal", "endless_refusal", "refusal_then_close")
 MID_STREAM = ("reset_mid_stream", "tls_garbage_mid_stream", "close_1011")
+# What refuse_json and refuse_text say: control characters and a second line for the engines to drop.
+REFUSAL_MESSAGE = "Access to this site is restricted \u2013 ask its owner"
+REFUSALS = {
+    "refuse_json": b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n\r\n"
+                   + ('{"Code": "Forbidden", "Message": "Access to this site\\tis restricted \\u2013 ask its '
+                      'owner\\n"}').encode(),
+    "refuse_text": b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\n"
+                   + " Access to this site is\x07\t restricted \u2013 ask its owner \r\nsecond line".encode(),
+    "not_http": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+    "plain_200": b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot JSON!",
+}
 BEHAVIOURS = ("huge_headers", "huge_status", "oversize_message", "no_http_answer", "partial_101",
-              "no_tls", "frame_in_101", "ping_close_when_full", "frame_echo", *REFUSALS, *MID_STREAM,
-              *FRAME_BEHAVIOURS)
+              "no_tls", "frame_in_101", "ping_close_when_full", "bad_accept", "close_after_request",
+              "close_at_tls", "frame_echo", *REFUSALS, *EXEC_REFUSALS, *MID_STREAM, *FRAME_BEHAVIOURS)
 PING_PAYLOAD = b"are you there?"
 FULL_WAIT = 3.0     # seconds of not reading: enough for a busy upload to fill both socket buffers
 
@@ -196,6 +215,9 @@ class HostileServer:
             if behaviour == "no_tls":
                 self._hold(conn)
                 return
+            if behaviour == "close_at_tls":
+                conn.recv(4096)         # nothing left unread: a FIN, not a reset
+                return
             tls = self.ctx.wrap_socket(conn, server_side=True)
             with self._lock:
                 self._conns.append(tls)
@@ -204,6 +226,14 @@ class HostileServer:
             if behaviour == "frame_in_101":
                 tls.sendall(_good_101(request) + wscodec.frame(wscodec.OP_BINARY, ZERO_PAYLOAD))
                 self._hold(tls)
+            elif behaviour in REFUSALS:
+                tls.sendall(REFUSALS[behaviour])    # one write: the body comes with the head
+                self._hold(tls)
+            elif behaviour == "bad_accept":
+                tls.sendall(_good_101(b"Sec-WebSocket-Key: c29tZSBvdGhlciBrZXk=\r\n"))
+                self._hold(tls)
+            elif behaviour == "close_after_request":
+                tls.close()
             elif behaviour in MID_STREAM:
                 tls.sendall(_good_101(request) + wscodec.frame(wscodec.OP_BINARY, HELLO))
                 time.sleep(0.5)             # the client has the data frame before the end
@@ -221,7 +251,7 @@ class HostileServer:
                 tls.sendall(_good_101(request) + wscodec.frame(wscodec.OP_TEXT, GREETING[:GREETING_SPLIT])
                             + wscodec.frame(wscodec.OP_BINARY, GREETING[GREETING_SPLIT:]))
                 self._echo_frames(tls)
-            elif behaviour in REFUSALS:
+            elif behaviour in EXEC_REFUSALS:
                 self._refuse(tls, behaviour)
             elif behaviour == "ping_close_when_full":
                 tls.sendall(_good_101(request))
@@ -286,16 +316,18 @@ class HostileServer:
                     tls.sendall(wscodec.frame(wscodec.OP_TEXT, b"B:" + found.payload))
 
     def _refuse(self, tls, behaviour):
-        body = ('{"Code": "Forbidden", "Message": "%s"}' % REFUSAL_MESSAGE).encode()
-        if behaviour == "refuse_json":
+        body = ('{"Code": "Forbidden", "Message": "%s"}' % EXEC_REFUSAL_MESSAGE).encode()
+        if behaviour == "length_refusal":
             tls.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json; charset=utf-8\r\n"
-                        b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        elif behaviour == "refuse_chunked":
+                        b"Content-Length: %d\r\n\r\n" % len(body))
+            time.sleep(0.3)                 # the body in a read of its own
+            tls.sendall(body)
+        elif behaviour == "chunked_refusal":
             tls.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
                         b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % 10 + body[:10] + b"\r\n")
             time.sleep(0.3)
             tls.sendall(b"%x\r\n" % (len(body) - 10) + body[10:] + b"\r\n0\r\n\r\n")
-        elif behaviour == "refuse_endless":
+        elif behaviour == "endless_refusal":
             tls.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n\r\n")
             try:
                 while not self._stop.is_set():
@@ -304,8 +336,9 @@ class HostileServer:
             except (OSError, ssl.SSLError):
                 return
         else:
-            tls.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\n\r\n"
-                        b"Sign in first.\nSecond line.")
+            tls.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\n\r\n")
+            time.sleep(0.3)
+            tls.sendall(b"Sign in first.\nSecond line.")
             return
         self._hold(tls)
 

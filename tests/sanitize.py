@@ -46,12 +46,12 @@ static int shared;
 static void *bump(void *arg) { (void)arg; for (int i = 0; i < 100000; i++) shared++; return 0; }
 int race(void)
 {
-	pthread_t a, b;
-	pthread_create(&a, 0, bump, 0);
-	pthread_create(&b, 0, bump, 0);
-	pthread_join(a, 0);
-	pthread_join(b, 0);
-	return shared;
+    pthread_t a, b;
+    pthread_create(&a, 0, bump, 0);
+    pthread_create(&b, 0, bump, 0);
+    pthread_join(a, 0);
+    pthread_join(b, 0);
+    return shared;
 }
 """
 

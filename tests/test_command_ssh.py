@@ -128,8 +128,8 @@ def test_ssh_config_prints_block_and_updates_file_idempotently(webapp_az, sandbo
     assert not fresh.parent.exists()
 
 
-def test_ssh_config_block_wins_over_host_star_and_never_replaces_a_foreign_block(webapp_az, sandbox_sshd,
-                                                                               tmp_path):
+def test_ssh_config_block_wins_over_host_star_and_never_replaces_a_foreign_block(
+        webapp_az, sandbox_sshd, tmp_path):
     """A real configuration: options outside any block and a `Host *` with `User bob` come first. OpenSSH
     keeps the first value it reads, yet the generated host logs in as root, through the ProxyCommand,
     without AZURE_CONFIG_DIR in ssh's environment; other hosts keep the user's settings."""

@@ -1,6 +1,8 @@
-"""C-level tests of the engine, reported through pytest: the ring's unit test (built with ASan and
-UBSan when gcc supports them) and a valgrind memcheck of a short tunnel session."""
+"""C-level tests of the engine, reported through pytest: the ring's unit test and the refusal body's
+server_message against the Python one (built with ASan and UBSan), and a valgrind memcheck of a short
+tunnel session."""
 import os
+import random
 import re
 import shutil
 import signal
@@ -12,9 +14,13 @@ import time
 import pytest
 
 from tests import engine_targets
-from tests.fixtures_engine import ROOT, cli_env
+from tests.fixtures_engine import ROOT, cli_env, engine_and_why
 
 NATIVE = ROOT / "native"
+
+
+def test_the_running_tunnel_module_says_it_runs_the_native_engine_when_forced():
+    assert engine_and_why("native") == ["native", "WEBAPP_ENGINE=native"]
 
 
 def test_ring_unit(tmp_path):
@@ -26,6 +32,46 @@ def test_ring_unit(tmp_path):
     proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "ring ok" in proc.stdout
+
+
+SERVER_BODIES = [
+    b"", b"   ", b"<html><body>Forbidden</body></html>", b"\xef\xbb\xbf  <?xml version='1.0'?>",
+    b'{"Message":"Access denied"}', b'{"message" : "lower case key"}', b'{"MESSAGE":"any case"}',
+    b'{"Code":"x"}', b'{"Message": 42, "message": "the string one"}', b'{"Message":"cut off in the mid',
+    b'{"Message":"esc \\" \\\\ \\/ \\b\\f\\n\\r\\t \\u00e9 \\u2013 \\ud83d\\ude00 \\ud800x \\udc00 \\uZZZZ"}',
+    b'{"Message":"\\u000', b'{"Message":"bad \\q escape"}', b"\xef\xbb\xbf\r\n Service Unavailable \r\nmore",
+    b"first\x00line\x1b[31m red \x7f\xc2\x9b csi \xc2\xa0 nbsp", "caf\u00e9 ".encode() * 60,
+    "\u00e9".encode() * 150, b"x" * 199 + "\u00e9".encode(), b"y" * 5000, b"\xff\xfe invalid utf-8 \xc3",
+]
+
+
+def _random_bodies(count=3000):
+    """Bodies made of the bytes the scanner cares about, seeded (the same every run)."""
+    rng = random.Random(1066)
+    pieces = [b'{', b'}', b'"', b'Message', b'message', b':', b' ', b'\\', b'\\u', b'00e9', b'd83d', b'\\ude00',
+              b'\n', b'\r', b'\t', b'\x00', b'\x1b', b'\xc2', b'\x9b', b'\xa0', b'\xe2\x80\x93', b'<', b'a',
+              b'\xef\xbb\xbf']
+    return [b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 60))) for _ in range(count)]
+
+
+def test_server_message_is_the_same_in_c_and_python(tmp_path):
+    """native/tn_err.c and azext_webapp/_reasons.py pick a refusal's message byte for byte alike."""
+    from azext_webapp._reasons import server_message
+    exe = tmp_path / "tn_err_test"
+    flags = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-g", "-O1",
+             "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    subprocess.run(["gcc", *flags, "-I", str(NATIVE), str(NATIVE / "test" / "tn_err_test.c"),
+                    str(NATIVE / "tn_err.c"), "-o", str(exe)], check=True)
+    bodies = SERVER_BODIES + _random_bodies()
+    records = b"".join(len(body).to_bytes(4, "big") + body for body in bodies)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "TSAN_OPTIONS")}
+    proc = subprocess.run([str(exe)], input=records, capture_output=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == len(bodies)
+    for body, line in zip(bodies, lines):
+        ours = None if line == "-" else bytes.fromhex(line).decode("utf-8", "replace")
+        assert ours == server_message(body), body
 
 
 @pytest.mark.skipif(not shutil.which("valgrind"), reason="valgrind is not installed")

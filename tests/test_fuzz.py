@@ -1,6 +1,7 @@
 """libFuzzer targets for the native code that reads what a server sends: the upgrade answer and the
-WebSocket framing (native/tn_ws.c), and an HTTP proxy's answer to CONNECT (native/tn_conn.c), each
-built from the real file alone, with nothing stubbed. Each runs for a bounded time from the committed
+WebSocket framing (native/tn_ws.c), an HTTP proxy's answer to CONNECT (native/tn_conn.c) and a
+refusal's body, for its server_message (native/tn_err.c), each built from the real file alone (with
+tn_err.c, the error record the parsers fill), with nothing stubbed. Each runs for a bounded time from the committed
 seed corpus (tests/fuzz/corpus/<target>/), under ASan and UBSan; a crash, leak or trap fails the test and leaves
 the reproducer in the test's temporary directory.
 
@@ -14,9 +15,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUZZ = os.path.join(ROOT, "tests", "fuzz")
-TARGETS = ["ws_frames", "ws_handshake", "ws_roundtrip", "proxy_answer"]
-SOURCE = {"ws_frames": "tn_ws.c", "ws_handshake": "tn_ws.c", "ws_roundtrip": "tn_ws.c",
-          "proxy_answer": "tn_conn.c"}
+TARGETS = ["ws_frames", "ws_handshake", "ws_roundtrip", "proxy_answer", "server_message"]
+SOURCES = {"ws_frames": ["tn_ws.c", "tn_err.c"], "ws_handshake": ["tn_ws.c", "tn_err.c"],
+           "ws_roundtrip": ["tn_ws.c", "tn_err.c"], "proxy_answer": ["tn_conn.c", "tn_err.c"],
+           "server_message": ["tn_err.c"]}
 SECONDS = int(os.environ.get("WEBAPP_FUZZ_SECONDS", "20"))
 
 
@@ -38,7 +40,7 @@ def fuzz_build(tmp_path_factory):
         argv = ["clang", "-g", "-O1", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
                 "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
                 "-I", os.path.join(ROOT, "native"), os.path.join(FUZZ, f"fuzz_{target}.c"),
-                os.path.join(ROOT, "native", SOURCE[target]), "-lcrypto", "-o", binary]
+                *(os.path.join(ROOT, "native", source) for source in SOURCES[target]), "-lcrypto", "-o", binary]
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0 and "fuzzer" in result.stderr and "cannot find" in result.stderr:
             pytest.skip("libFuzzer runtime missing (Debian: libclang-rt-14-dev)")

@@ -47,6 +47,8 @@ def test_wheel_is_universal_and_carries_the_engine_for_this_platform(webapp_whee
     assert 'azext_webapp/_native/__init__.py' in names
     # the portable engine reads the shared limits from it (Windows and macOS run from the wheel alone)
     assert 'azext_webapp/engine_limits.json' in names
+    # the portable engine reads the reason table where no native engine runs
+    assert 'azext_webapp/_reasons.def' in names
 
 
 def test_wheel_declares_no_dependency(webapp_wheel):

@@ -90,7 +90,8 @@ def test_auth_basic_and_bearer(sandbox):
 
 
 def test_certificate_faults(sandbox):
-    auth = lambda a: a.basic_authorization
+    def auth(app):
+        return app.basic_authorization
     with pytest.raises(ssl.SSLCertVerificationError) as e:
         scm_call(sandbox.app("badcert-app"), "/api/settings", auth(sandbox.app("badcert-app")),
                  cafile=sandbox.ca_file)
@@ -192,7 +193,7 @@ def test_drop_and_stall_faults(sandbox):
     """Through debug-app (its default port is the echoing debugger): drop closes the TCP
     connection without a close frame; stall keeps it open but relays nothing more."""
     app = sandbox.app("debug-app")
-    banner_len = len(f"Sandbox debugger for debug-app-i0 (container port 9229)\r\n")
+    banner_len = len("Sandbox debugger for debug-app-i0 (container port 9229)\r\n")
     try:
         sandbox.set_fault("debug-app", {"stall_after_bytes": banner_len})
         status, s, rest = _upgrade(sandbox, app, app.basic_authorization)

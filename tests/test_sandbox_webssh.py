@@ -1,7 +1,8 @@
 """The sandbox's browser SSH service (sandbox/webssh/, issue 16 part B), without a browser.
 
 Directly (with the service's token, as the SCM server's /webssh/ proxy calls it) and through
-the real SCM site over TLS with the site's Basic credentials. The page's own behaviour in Chromium is tests/test_webssh_browser.py's.
+the real SCM site over TLS with the site's Basic credentials. The page's own behaviour in Chromium
+is tests/test_webssh_browser.py's.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sandbox.webssh import session as webssh_session
 TIMEOUT = 30.0          # a bound for every wait, never a pause
 
 # -- a terminal client ------------------------------------------------------------------------
+
 
 class Term:
     """The page's side of /webssh/socket: collects output and JSON messages until told."""

@@ -4,7 +4,7 @@ against the sandbox SCM server (engine fixtures) or tests/hostile_server.py.
 - signals answer every start-up wait (check(), http_get, Pump.wait) within half a second
 - proxy credentials travel only as Proxy-Authorization on CONNECT and are never shown
 - set_authorization: new handshakes use the new value, open WebSockets are untouched
-- events carry error_kind, status and remote_closed; a mid-stream reset or TLS error is a failure
+- events carry the reason, its facts and remote_closed; a mid-stream reset or TLS error is a failure
 - one writer, one pending buffer: Ping then Close while the socket is full
 - a frame in the same TLS record as the 101 may hold 0x00
 - out of file descriptors: no busy loop, error kind "resource", recovery
@@ -114,9 +114,14 @@ class Interrupted(Exception):
 def handler(signum, frame):
     raise Interrupted(signum)
 
-signal.signal(signal.SIGALRM, handler)
-signal.signal(signal.SIGTERM, handler)
 url, what, how = sys.argv[1:4]
+signal.signal(signal.SIGALRM, handler)
+if how.startswith("recorded"):      # the extension's own handlers: they record, the wait raises
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started in the background
+    recording = tunnel.terminate_on("SIGINT", "SIGTERM")
+    recording.__enter__()
+else:
+    signal.signal(signal.SIGTERM, handler)
 auth = "Basic dXNlcjpwYXNzd29yZA=="
 t = None
 if what == "check":
@@ -140,7 +145,7 @@ try:
     elif what == "pump_wait":
         pump.wait(30)
     result = "returned"
-except Interrupted:
+except (Interrupted, tunnel.Terminated, KeyboardInterrupt):
     result = "interrupted"
 except Exception as err:
     result = "error %s: %s" % (type(err).__name__, err)
@@ -154,8 +159,10 @@ if what == "pump_wait":
 
 
 @pytest.mark.parametrize("what", ["check", "get_status", "warm_up", "pump_wait"])
-@pytest.mark.parametrize("how", ["alarm", "sigterm"])
+@pytest.mark.parametrize("how", ["alarm", "sigterm", "recorded-sigterm", "recorded-sigint"])
 def test_a_signal_ends_a_startup_wait_within_a_second(scm, what, how):
+    """A raising handler (alarm, sigterm: a program of its own using the engine) and the extension's
+    recording ones (recorded-*: the wait raises Terminated or KeyboardInterrupt between its slices)."""
     silent = _SilentServer()
     try:
         proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT, f"https://127.0.0.1:{silent.port}",
@@ -163,9 +170,9 @@ def test_a_signal_ends_a_startup_wait_within_a_second(scm, what, how):
                                 stderr=subprocess.PIPE, text=True)
         try:
             assert proc.stdout.readline().strip() == "waiting", proc.stderr.read()
-            if how == "sigterm":
+            if how != "alarm":
                 time.sleep(1.0)
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT if how.endswith("sigint") else signal.SIGTERM)
                 sent = time.monotonic()
             ready, _, _ = select.select([proc.stdout], [], [], 15)
             assert ready, "no answer to the signal within 15 s"
@@ -231,8 +238,8 @@ def _secrets_absent(text, password=PROXY_PASSWORD):
         assert secret not in text, f"{secret!r} shown in: {text}"
 
 
-def test_proxy_credentials_with_at_percent_colon_work_for_the_tunnel_and_the_probes(engine_env, monkeypatch,
-                                                                                     make_tunnel):
+def test_proxy_credentials_with_at_percent_colon_work_for_the_tunnel_and_the_probes(
+        engine_env, monkeypatch, make_tunnel):
     proxy = AuthProxy()
     try:
         _use_proxy(monkeypatch, proxy.port)
@@ -359,7 +366,7 @@ def test_set_authorization_races_with_new_connections(make_tunnel):
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. Events: error_kind, status, remote_closed
+# 5. Events: reason, facts, remote_closed
 
 
 def test_event_fields_for_a_local_close_and_a_server_close(make_tunnel):
@@ -367,11 +374,11 @@ def test_event_fields_for_a_local_close_and_a_server_close(make_tunnel):
     t.start()
     assert _echo(t.port)
     events = _events(t, lambda e: e.kind in ("closed", "failed"))
-    assert len(events[-1]) == 9
+    assert len(events[-1]) == 8
     end = events[-1]
-    assert (end.kind, end.error_kind, end.status, end.remote_closed) == ("closed", "", 0, False), events
+    assert (end.kind, end.reason, end.facts, end.remote_closed) == ("closed", "", None, False), events
     opened = [e for e in events if e.kind == "opened"]
-    assert opened and (opened[0].error_kind, opened[0].status, opened[0].remote_closed) == ("", 0, False)
+    assert opened and (opened[0].reason, opened[0].facts, opened[0].remote_closed) == ("", None, False)
 
     # the container ends: the SCM server closes with 1011, the normal end, from the server side
     t2 = make_tunnel(target_port=CLOSER_PORT)
@@ -380,7 +387,7 @@ def test_event_fields_for_a_local_close_and_a_server_close(make_tunnel):
         assert _read_to_eof(c) == b"bye\n"
     events = _events(t2, lambda e: e.kind in ("closed", "failed"))
     end = events[-1]
-    assert (end.kind, end.error_kind, end.status, end.remote_closed) == ("closed", "", 0, True), events
+    assert (end.kind, end.reason, end.facts, end.remote_closed) == ("closed", "", None, True), events
 
 
 @pytest.fixture
@@ -456,7 +463,7 @@ def test_link_writer_queues_a_pong_and_a_close_behind_a_pending_write(tmp_path):
     flags = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-g", "-O1",
              "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
     subprocess.run(["gcc", *flags, *lws, "-I", str(native), str(native / "test" / "tn_link_test.c"),
-                    *(str(native / f) for f in ("tn_link.c", "tn_ws.c", "tn_ring.c")), "-lcrypto",
+                    *(str(native / f) for f in ("tn_link.c", "tn_ws.c", "tn_ring.c", "tn_err.c")), "-lcrypto",
                     "-o", str(exe)], check=True)
     # its own ASan runtime: not the one a sanitizer pass preloads into Python
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "TSAN_OPTIONS")}
@@ -541,11 +548,11 @@ def test_out_of_file_descriptors_backs_off_reports_resource_and_recovers(scm, wh
         assert report["cpu"] < 0.5, report["cpu"]
         failed = [e for e in report["events"] if e[0] == "failed"]
         assert failed, report["events"]
-        resource_failures = [e for e in failed if e[6] == "resource"]
+        resource_failures = [e for e in failed if e[5] == "resource_fds"]       # (..., reason, facts, ...)
         assert resource_failures, failed
-        message = resource_failures[0][5]
-        assert "out of file descriptors" in message and "EMFILE" in message and str(info["limit"]) in message
-        assert not [e for e in failed if "refused or unreachable" in e[5] or "resolve" in e[5]], failed
+        facts = resource_failures[0][6]
+        assert facts["errno"] == "EMFILE" and facts["limit"] == info["limit"], facts
+        assert not [e for e in failed if e[5].startswith(("connect_", "dns_"))], failed
         if where == "accept":   # the one that fitted works meanwhile
             assert [e for e in report["events"] if e[0] == "opened"], report["events"]
         for c in conns:
@@ -602,13 +609,13 @@ def test_start_after_stop_says_the_tunnel_was_stopped(engine_env):
     e.start()
     with pytest.raises(_tunnel.Error) as info:
         e.start()
-    assert info.value.args[0] == "closed" and "already started" in info.value.args[2]
+    assert info.value.args == ("closed_started", {})
     e.stop()
     with pytest.raises(_tunnel.Error) as info:
         e.start()
-    assert info.value.args == ("closed", 0, "this tunnel was stopped; open a new one")
+    assert info.value.args == ("closed_stopped", {})
     never = _tunnel.Engine("localhost", engine_env.ports["engine-site"], basic_auth())
     never.stop()
     with pytest.raises(_tunnel.Error) as info:
         never.start()
-    assert info.value.args[0] == "closed"
+    assert info.value.args == ("closed_stopped", {})

@@ -14,8 +14,8 @@ from azext_webapp import custom, _validators
     ('https://app.scm.azurewebsites.net', None, 'https://app.scm.azurewebsites.net/webssh/host'),
     ('https://app-staging.scm.azurewebsites.net/', None, 'https://app-staging.scm.azurewebsites.net/webssh/host'),
     ('https://app.scm.azurewebsites.net', 'ab12cd', 'https://app.scm.azurewebsites.net/webssh/host?instance=ab12cd'),
-    ('https://app.scm.azurewebsites.net', 'a b&c=d/e', 'https://app.scm.azurewebsites.net/webssh/host'
-                                                        '?instance=a%20b%26c%3Dd%2Fe'),
+    ('https://app.scm.azurewebsites.net', 'a b&c=d/e',
+     'https://app.scm.azurewebsites.net/webssh/host?instance=a%20b%26c%3Dd%2Fe'),
 ])
 def test_webssh_url(scm_url, instance, url):
     assert custom.webssh_url(scm_url, instance) == url

@@ -21,20 +21,48 @@ def _endpoint(auth_kind='Basic', target=APP, instance=None):
 
 # -- the error catalogue ------------------------------------------------------------------------
 
-@pytest.mark.parametrize('kind,status,detail,error_type,words', [
-    ('tls', 0, 'certificate verify failed', AzureConnectionError, ['REQUESTS_CA_BUNDLE']),
-    ('tls', 0, 'the certificate is for another host', AzureConnectionError, ['DNS and proxy settings']),
-    ('dns', 0, 'cannot resolve app.scm.example', AzureConnectionError, ['private endpoint']),
-    ('proxy', 407, 'proxy 10.0.0.1:3128 refused CONNECT (HTTP 407)', AzureConnectionError, ['HTTPS_PROXY']),
-    ('connect', 0, 'refused', AzureConnectionError, ['access restrictions']),
-    ('resource', 0, 'out of file descriptors (EMFILE; open-file limit 1024)', AzureConnectionError,
+@pytest.mark.parametrize('reason,facts,detail,error_type,words', [
+    ('tls_untrusted', {'host': 'app.scm.example', 'verify_code': 20, 'verify_text': 'unable to get local issuer '
+                       'certificate', 'ca_bundle': True}, 'the certificate of app.scm.example is not trusted (unable '
+     'to get local issuer certificate); checked against REQUESTS_CA_BUNDLE', AzureConnectionError,
+     ['REQUESTS_CA_BUNDLE to a file with its CA']),
+    ('tls_wrong_host', {'host': 'app.scm.example'}, 'the certificate of app.scm.example is issued for another host '
+     'name', AzureConnectionError, ['DNS and proxy settings']),
+    ('tls_ca_file', {'ca_file': '/nowhere.pem'}, 'cannot read the CA bundle /nowhere.pem (REQUESTS_CA_BUNDLE)',
+     AzureConnectionError, ['readable file of PEM certificates']),
+    ('dns_unknown_host', {'host': 'app.scm.example', 'port': 443}, 'cannot resolve the host name app.scm.example',
+     AzureConnectionError, ['private endpoint']),
+    ('proxy_auth_required', {'proxy': '10.0.0.1:3128', 'host': 'app.scm.example', 'port': 443, 'status': 407},
+     'the proxy 10.0.0.1:3128 refused to CONNECT to app.scm.example:443 (HTTP 407); it wants credentials in '
+     'HTTPS_PROXY', AzureConnectionError, ['http://user:password@host:port']),
+    ('proxy_unreachable', {'proxy': '10.0.0.1:3128', 'host': 'app.scm.example', 'port': 443,
+                           'errno': 'ECONNREFUSED'},
+     'cannot reach the proxy 10.0.0.1:3128 (for app.scm.example:443; connection refused, ECONNREFUSED)',
+     AzureConnectionError, ['HTTPS_PROXY']),
+    ('connect_refused', {'host': 'app.scm.example', 'port': 443, 'errno': 'ECONNREFUSED'},
+     'cannot connect to app.scm.example port 443 (connection refused)', AzureConnectionError,
+     ['access restrictions']),
+    ('connect_reset', {'host': 'app.scm.example', 'port': 443, 'phase': 'tls', 'errno': 'ECONNRESET'},
+     'the connection to app.scm.example broke (connection reset, ECONNRESET) during the TLS handshake',
+     AzureConnectionError, ['access restrictions']),
+    ('timeout_handshake', {'host': 'app.scm.example', 'phase': 'upgrade', 'timeout_ms': 20000},
+     'app.scm.example did not complete the WebSocket upgrade within 20 s', AzureConnectionError, ['network']),
+    ('resource_fds', {'errno': 'EMFILE', 'limit': 1024, 'host': 'app.scm.example', 'phase': 'connect'},
+     'out of file descriptors (EMFILE; open-file limit 1024) connecting to app.scm.example', AzureConnectionError,
      ['ulimit -n']),
-    ('http', 502, 'HTTP 502', AzureResponseError, ['az webapp restart -g rg -n app']),
-    ('http', 404, 'HTTP 404', AzureResponseError, ['no tunnel endpoint', 'App Service on Linux']),
-    ('protocol', 0, 'a masked frame from the server', AzureResponseError, ['failed']),
+    ('http_status', {'host': 'app.scm.example', 'status': 502, 'phase': 'upgrade',
+                     'server_message': 'The app is restarting'},
+     'app.scm.example answered HTTP 502 to the tunnel request; the server said "The app is restarting"',
+     AzureResponseError, ['az webapp restart -g rg -n app']),
+    ('http_status', {'host': 'app.scm.example', 'status': 404, 'phase': 'upgrade'},
+     'app.scm.example answered HTTP 404 to the tunnel request', AzureResponseError,
+     ['no tunnel endpoint', 'App Service on Linux']),
+    ('protocol_masked', {'host': 'app.scm.example', 'phase': 'frame'},
+     'app.scm.example sent a masked frame (servers never mask)', AzureResponseError, ['failed']),
 ])
-def test_each_engine_failure_kind_has_its_advice(kind, status, detail, error_type, words):
-    error = _errors.tunnel_error(kind, status, detail, _endpoint())
+def test_each_engine_failure_has_its_words_and_advice(reason, facts, detail, error_type, words):
+    assert _errors.failure_detail(reason, facts) == detail
+    error = _errors.tunnel_error(reason, facts, _endpoint())
     assert isinstance(error, error_type)
     text = str(error)
     assert detail in text and SCM in text and "app 'app'" in text
@@ -42,20 +70,27 @@ def test_each_engine_failure_kind_has_its_advice(kind, status, detail, error_typ
     assert '\n' not in text
 
 
-@pytest.mark.parametrize('auth_kind,status,error_type,words', [
-    ('Basic', 401, UnauthorizedError, ['rejected Basic auth', 'run the command again']),
-    ('Bearer', 401, UnauthorizedError, ['Entra token', 'az login', 'basicPublishingCredentialsPolicies']),
-    ('Bearer', 403, ForbiddenError, ['HTTP 403', 'Website Contributor']),
-])
-def test_auth_failures_say_which_credential_and_what_to_do(auth_kind, status, error_type, words):
-    error = _errors.tunnel_error('auth', status, '', _endpoint(auth_kind))
-    assert isinstance(error, error_type)
-    assert all(word in str(error) for word in words), str(error)
+def test_every_reason_has_words_and_a_typed_error():
+    """Every reason of _reasons.def, with the facts it lists (and with none): one line, and an az error."""
+    from azext_webapp import _reasons, tunnel
+    sample = {'host': 'app.scm.example', 'port': 443, 'status': 418, 'proxy': '10.0.0.1:3128', 'phase': 'tls',
+              'errno': 'EIO', 'verify_code': 20, 'verify_text': 'x', 'ca_bundle': True, 'ca_file': '/ca.pem',
+              'limit': 1, 'size': 2, 'opcode': 3, 'timeout_ms': 1500, 'server_message': 'said', 'detail': 'why',
+              'path': '/api/settings'}
+    assert set(sample) == set(_reasons.FACTS)
+    for reason, entry in _reasons.REASONS.items():
+        assert reason.startswith(entry.kind), reason
+        assert reason in _errors._DETAIL, reason  # pylint: disable=protected-access
+        for facts in (sample, {}):
+            text = _errors.failure_detail(reason, facts)
+            assert text and '\n' not in text and not text.startswith(f'{reason} ('), (reason, text)
+            assert '\n' not in str(_errors.tunnel_error(reason, facts, _endpoint()))
+        assert isinstance(tunnel.failure(reason, sample), tunnel.TunnelError)
+        assert tunnel.failure(reason, sample).kind in (entry.kind, 'internal')
 
 
-def test_enabling_basic_auth_for_a_slot_names_the_slot():
-    text = str(_errors.tunnel_error('auth', 401, '', _endpoint('Bearer', SLOT)))
-    assert '--parent sites/app/slots/staging' in text
+def test_a_reason_of_a_newer_engine_is_still_one_line():
+    assert _errors.failure_detail('tls_quantum', {'host': 'h'}) == 'tls_quantum (host=h)'
 
 
 @pytest.mark.parametrize('status,code,action,target,error_type,words', [
@@ -173,3 +208,13 @@ def test_merge_block_replaces_in_place_and_appends_otherwise():
     assert first.startswith('Host other\n') and first.endswith(block)
     newer = block.replace('alias', 'alias2')
     assert ssh.merge_block(first, newer, 'app') == first.replace(block, newer)
+
+
+def test_the_architecture_document_lists_every_reason():
+    """docs/ARCHITECTURE.md's reason table stays the table of _reasons.def."""
+    import os
+    from azext_webapp import _reasons
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs', 'ARCHITECTURE.md')
+    with open(path, encoding='utf-8') as handle:
+        text = handle.read()
+    assert [reason for reason in _reasons.REASONS if f'`{reason}`' not in text] == []

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from azext_webapp import _exec_marker as marker
-from azext_webapp._exec_run import ExecFailure, ProgramRun, Stop, base64_stream
+from azext_webapp._exec_run import ExecFailure, ProgramRun, base64_stream
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal")
 
@@ -106,10 +106,10 @@ def shell(request):
         pty_shell.close()
 
 
-def _run(shell, command, source=None, stop=None):
+def _run(shell, command, source=None):
     out, err = bytearray(), bytearray()
     run = ProgramRun(shell().sock, marker.command_program(command, with_input=source is not None),
-                     out.extend, err.extend, source=source, stop=stop)
+                     out.extend, err.extend, source=source)
     return run.run(), bytes(out), bytes(err), run
 
 
@@ -147,13 +147,18 @@ def test_a_command_that_ends_before_its_input_does_not_wait_for_it(shell):
 
 
 @posix_only
-def test_ctrl_c_interrupts_the_command_and_it_still_reports(shell):
-    stop = Stop()
-    threading.Timer(1.5, stop, args=(signal.SIGINT, None)).start()
-    started = time.monotonic()
-    ended, out, _, _ = _run(shell, "echo started; sleep 30; echo never", stop=stop)
-    assert ended == "130" and out == b"started\n" and time.monotonic() - started < 8
-    assert stop.status == 130
+def test_ctrl_c_interrupts_the_command_which_still_reports_before_the_signal_is_raised(shell):
+    from azext_webapp._termination import terminate_on
+    marks = []
+    run = ProgramRun(shell().sock, marker.command_program("echo started; sleep 30; echo never"), bytearray().extend,
+                     on_marker=lambda letter, text: marks.append((letter, text)))
+    with terminate_on("SIGINT"):
+        threading.Timer(1.5, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            run.run()
+    assert ("E", "130") in marks and ("Z", "") in marks      # the command was interrupted and reported
+    assert time.monotonic() - started < 8
 
 
 @posix_only
@@ -325,20 +330,6 @@ def test_cp_tells_container_paths_from_local_ones(text, remote):
     from azext_webapp._copy import parse_location
     found = parse_location(text)
     assert (None if found is None else (found.app, found.path)) == remote
-
-
-def test_the_refusals_message_is_its_json_message_or_plain_text():
-    from azext_webapp.tunnel import server_message
-    json_body = b'{"Code": "Forbidden", "Message": "Exec is disabled."}'
-    head = b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-    assert server_message(head % len(json_body) + json_body) == "Exec is disabled."
-    assert server_message(b"HTTP/1.1 404 x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"mes\r\n"
-                          b"10\r\nsage\": \"gone\"}  \r\n0\r\n\r\n") == "gone"
-    assert server_message(b"HTTP/1.1 401 x\r\n\r\nSign in.\nAgain.") == "Sign in. Again."
-    assert server_message(b"HTTP/1.1 502 x\r\nContent-Type: text/html\r\n\r\n<html>bad</html>") is None
-    assert server_message(b"HTTP/1.1 403 x\r\n\r\n{\"Code\": 1}") is None
-    assert server_message(None) is None
-    assert len(server_message(b"HTTP/1.1 403 x\r\n\r\n" + b"y" * 4000)) == 400
 
 
 def test_fan_out_lines_are_whole():

@@ -58,24 +58,31 @@ def test_renewal_thread_stops_promptly():
 
 # -- events after start -------------------------------------------------------------------------
 
-def _event(kind, error_kind='', status=0, bytes_down=0, remote_closed=False):
-    return tunnel.TunnelEvent(kind, 7, '127.0.0.1:5000', 10, bytes_down, 'why', error_kind, status, remote_closed)
+def _event(kind, reason='', facts=None, bytes_down=0, remote_closed=False):
+    return tunnel.TunnelEvent(kind, 7, '127.0.0.1:5000', 10, bytes_down, reason, facts, remote_closed)
 
 
-def test_each_kind_of_failure_is_warned_once(caplog):
-    said = []
-    reporter = EventReporter(lambda kind, status, detail: said.append((kind, status)) or f'{kind} {status}',
-                             lambda: 'silent container')
+def test_each_reason_of_failure_is_warned_once(caplog):
+    reporter = EventReporter(lambda reason, facts: f"{reason} {facts.get('status')}", lambda: 'silent container')
     with caplog.at_level(logging.INFO):
         for _ in range(3):
-            reporter(_event('failed', 'auth', 401))
+            reporter(_event('failed', 'auth_refused', {'host': 'h', 'status': 401}))
             reporter(_event('closed', remote_closed=True))
-        reporter(_event('failed', 'tls'))
+        reporter(_event('failed', 'tls_untrusted', {'host': 'h'}))
         reporter(_event('closed', remote_closed=False))            # the local client hung up
         reporter(_event('closed', remote_closed=True, bytes_down=5))  # a session that ended
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == ['auth 401', 'silent container', 'tls None']
+    assert warnings == ['auth_refused 401', 'silent container', 'tls_untrusted None']
     assert len([r for r in caplog.records if r.levelno == logging.INFO]) == 9
+    failed = [r.getMessage() for r in caplog.records if 'failed:' in r.getMessage()]
+    assert failed[0] == 'Connection 7 from 127.0.0.1:5000 failed: h refused the credentials (HTTP 401)'
+
+
+def test_an_event_derives_kind_status_and_words_from_reason_and_facts():
+    event = _event('failed', 'proxy_refused', {'proxy': 'p:1', 'host': 'h', 'port': 443, 'status': 403})
+    assert (event.error_kind, event.status) == ('proxy', 403)
+    assert event.message == 'the proxy p:1 refused to CONNECT to h:443 (HTTP 403)'
+    assert (_event('closed').error_kind, _event('closed').status, _event('closed').message) == ('', 0, '')
 
 
 # -- proxy settings -----------------------------------------------------------------------------
@@ -151,4 +158,4 @@ def test_terminate_on_takes_only_the_signals_this_platform_has(monkeypatch):
     monkeypatch.delattr(signal, 'SIGHUP', raising=False)
     from azext_webapp import _termination
     with _termination.terminate_on('SIGTERM', 'SIGHUP', 'SIGBREAK'):
-        assert signal.getsignal(signal.SIGTERM).__name__ == 'on_signal'
+        assert signal.getsignal(signal.SIGTERM).__name__ == '_record_signal'

@@ -11,8 +11,9 @@ import random
 import re
 import struct
 
-from .errors import Error, http_status_error
-from .sizes import FRAME_MAX, HS_MAX, REFUSAL_BODY_MAX, RX_FRAME_MAX
+from .. import _reasons
+from .errors import fail, refused
+from .sizes import FRAME_MAX, HS_MAX, RX_FRAME_MAX
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TUNNEL_PATH = "/AppServiceTunnel/Tunnel.ashx"
@@ -138,11 +139,11 @@ class HeadCollector:
     """Collects an HTTP answer's header block (at most HS_MAX bytes, no NUL).
 
     feed(data) -> None while incomplete, else (head, rest): rest are the bytes after the blank line.
-    Raises Error(kind, 0, ...) for an oversized or malformed answer; ``what`` names the sender."""
+    Raises ``oversized`` or ``malformed`` (Errors with the sender's facts) for such an answer."""
 
-    def __init__(self, kind, oversized, malformed):
+    def __init__(self, oversized, malformed):
         self.buf = bytearray()
-        self.kind, self.oversized, self.malformed = kind, oversized, malformed
+        self.oversized, self.malformed = oversized, malformed
 
     def feed(self, data):
         old = len(self.buf)
@@ -152,10 +153,10 @@ class HeadCollector:
         # a NUL inside the header block is malformed; what follows it (frames) may hold any byte. The
         # bytes before `old` were looked at already (an answer dribbled a byte a read stays linear).
         if self.buf.find(b"\0", old, len(self.buf) if end < 0 else end) >= 0:
-            raise Error(self.kind, 0, self.malformed)
+            raise self.malformed
         if end < 0:
             if len(self.buf) >= HS_MAX:
-                raise Error(self.kind, 0, self.oversized)
+                raise self.oversized
             return None
         head = bytes(self.buf[:end + 4])
         rest = bytes(self.buf[end + 4:]) + bytes(data[take:])
@@ -164,15 +165,14 @@ class HeadCollector:
 
 
 class BodyCollector:
-    """The body of a refused upgrade, after its head: feed(data) -> None while more is expected,
-    else (head + body, b""). The body ends at its Content-Length, at the end of its chunks, or at
-    REFUSAL_BODY_MAX bytes (tn_ws.c's rules); ``answer()`` is what was kept so far."""
+    """The body of a refused upgrade, after its head (tn_ws.c's rules): feed(data) -> None while more is
+    expected, else (its data, b""). It ends at its Content-Length, at its last chunk, or at BODY_SCAN
+    bytes; ``data()`` is what came so far, its chunks joined."""
 
     def __init__(self, head):
-        self.head = head
         length = header_value(head, "Content-Length") or ""
-        short = _DIGITS.fullmatch(length) and len(length) <= len(str(REFUSAL_BODY_MAX))
-        self.want = int(length) if short and int(length) < REFUSAL_BODY_MAX else REFUSAL_BODY_MAX
+        short = _DIGITS.fullmatch(length) and len(length) <= len(str(_reasons.BODY_SCAN))
+        self.want = int(length) if short and int(length) < _reasons.BODY_SCAN else _reasons.BODY_SCAN
         self.chunked = (header_value(head, "Transfer-Encoding") or "").lower().endswith("chunked")
         self.body = bytearray()
 
@@ -180,10 +180,25 @@ class BodyCollector:
         self.body += data[:self.want - len(self.body)]
         done = len(self.body) >= self.want or (self.chunked and (
             self.body == b"0\r\n\r\n" or (len(self.body) >= 7 and self.body.endswith(b"\r\n0\r\n\r\n"))))
-        return (self.answer(), b"") if done else None
+        return (self.data(), b"") if done else None
 
-    def answer(self):
-        return self.head + bytes(self.body)
+    def data(self):
+        return _dechunked(bytes(self.body)) if self.chunked else bytes(self.body)
+
+
+def _dechunked(body):
+    """A chunked body's data (tn_ws_dechunk): each chunk's hex size line (extensions after ';'), its
+    bytes, CRLF; it stops at the last chunk or at anything else."""
+    out, pos = bytearray(), 0
+    while pos < len(body):
+        digits = re.match(rb"[0-9A-Fa-f]{1,8}", body[pos:pos + 8])
+        line_end = body.find(b"\n", pos)
+        if not digits or line_end < 0 or not int(digits.group(), 16):
+            break
+        size, pos = int(digits.group(), 16), line_end + 1
+        out += body[pos:pos + size]
+        pos += size + 2
+    return bytes(out)
 
 
 def status_of(head):
@@ -219,30 +234,33 @@ def close_valid(payload: bytes) -> bool:
     return True
 
 
-def upgrade_collector(host):
-    return HeadCollector("http", f"{host} sent an oversized HTTP answer", f"{host} sent a malformed HTTP answer")
+def upgrade_collector(host, port):
+    return HeadCollector(fail("http_too_large", host=host, port=port, phase="upgrade", limit=HS_MAX),
+                         fail("http_malformed", host=host, port=port, phase="upgrade"))
 
 
-def check_upgrade(head, host, key, authorization):
-    """Raise Error unless ``head`` is a 101 with the right Sec-WebSocket-Accept."""
+def check_upgrade(head, rest, key, host, port):
+    """Raise Error unless ``head`` is a 101 with the right Sec-WebSocket-Accept; ``rest`` is what
+    came after it (a refusal's body: what the server said)."""
     status = status_of(head)
-    if status is None:
-        raise Error("http", 0, f"{host} sent a malformed HTTP answer")
+    if status is None or status < 100:
+        raise fail("http_malformed", host=host, port=port, phase="upgrade")
     if status != 101:
-        raise http_status_error(host, status, authorization)
+        raise refused(status, rest, host=host, port=port, phase="upgrade")
     if header_value(head, "Sec-WebSocket-Accept") != accept_for(key):
-        raise Error("http", 101, f"{host} answered the upgrade without a valid Sec-WebSocket-Accept")
+        raise fail("http_bad_accept", host=host, port=port, phase="upgrade", status=101)
 
 
 class FrameParser:
     """Parses the server's frames. feed(data) hands data payload runs to on_data(memoryview) as they
     are (no copy) and complete control frames to on_control(opcode, bytes); it stops after a Close.
-    Raises Error("protocol") for what RFC 6455 forbids a server to send."""
+    Raises Error(protocol_*) for what RFC 6455 forbids a server to send."""
 
-    __slots__ = ("host", "on_data", "on_control", "hdr", "need", "remain", "opcode", "ctl", "fragmented", "closed")
+    __slots__ = ("host", "port", "on_data", "on_control", "hdr", "need", "remain", "opcode", "ctl", "fragmented",
+                 "closed")
 
-    def __init__(self, host, on_data, on_control):
-        self.host = host
+    def __init__(self, host, on_data, on_control, port=0):
+        self.host, self.port = host, port
         self.on_data, self.on_control = on_data, on_control
         self.hdr = b""
         self.need = 2          # header bytes expected; 0 while in a payload
@@ -252,15 +270,18 @@ class FrameParser:
         self.fragmented = False   # inside a message sent in fragments
         self.closed = False
 
+    def _violation(self, reason, **facts):
+        return fail(reason, host=self.host, port=self.port, phase="frame", **facts)
+
     def _header(self):
         b0, b1 = self.hdr[0], self.hdr[1]
         if b0 & 0x70:
-            raise Error("protocol", 0, f"{self.host} sent a frame with reserved bits set")
+            raise self._violation("protocol_reserved_bits")
         if b1 & 0x80:
-            raise Error("protocol", 0, f"{self.host} sent a masked frame (servers never mask)")
+            raise self._violation("protocol_masked")
         op = b0 & 0x0F
         if not (op <= 2 or 8 <= op <= 10):
-            raise Error("protocol", 0, f"{self.host} sent a frame with unknown opcode {op}")
+            raise self._violation("protocol_opcode", opcode=op)
         l7 = b1 & 0x7F
         return 2 + (2 if l7 == 126 else 8 if l7 == 127 else 0)
 
@@ -274,16 +295,16 @@ class FrameParser:
             plen = l7
         self.opcode = b0 & 0x0F
         if self.opcode >= 8 and (plen > 125 or not b0 & 0x80):
-            raise Error("protocol", 0, f"{self.host} sent an invalid control frame")
+            raise self._violation("protocol_control")
         # RFC 6455 5.4: continuations follow an unfinished message, and messages are not interleaved
         if self.opcode == OP_CONT and not self.fragmented:
-            raise Error("protocol", 0, f"{self.host} sent a continuation frame outside a fragmented message")
+            raise self._violation("protocol_fragment")
         if OP_CONT < self.opcode < 8 and self.fragmented:
-            raise Error("protocol", 0, f"{self.host} sent a new message inside a fragmented one")
+            raise self._violation("protocol_fragment")
         if self.opcode < 8:
             self.fragmented = not b0 & 0x80
         if plen > RX_FRAME_MAX:
-            raise Error("protocol", 0, f"{self.host} sent a frame of {plen} bytes (at most {RX_FRAME_MAX} accepted)")
+            raise self._violation("protocol_too_large", size=plen, limit=RX_FRAME_MAX)
         self.remain = plen
         self.ctl = b""
         self.need = 0
@@ -327,7 +348,7 @@ class FrameParser:
                 if self.opcode >= 8:
                     if self.opcode == OP_CLOSE:
                         if not close_valid(self.ctl):
-                            raise Error("protocol", 0, f"{self.host} sent a Close frame with an invalid code or reason")
+                            raise self._violation("protocol_close")
                         self.closed = True
                     self.on_control(self.opcode, self.ctl)
                 self.need = 2

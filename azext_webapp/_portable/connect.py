@@ -11,7 +11,7 @@ import ssl
 import time
 
 from .codec import HeadCollector, status_of
-from .errors import Error, one_line, resource_error, tls_failure
+from .errors import Error, errno_of, fail, resource_error, tls_failure
 from .sizes import TLS_READ
 
 _DNS_TTL = 10.0   # seconds a resolution is reused (1,000 connections opened at once resolve once)
@@ -30,14 +30,14 @@ def tls_context(ca_file, verify):
         try:
             ctx.load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError, ValueError):
-            raise Error("tls", 0, f"cannot read the CA bundle {ca_file} (REQUESTS_CA_BUNDLE)") from None
+            raise fail("tls_ca_file", ca_file=ca_file) from None
         return ctx
     try:
         ctx.load_default_certs()
         if not ctx.cert_store_stats().get("x509_ca"):
             _load_certifi(ctx)   # e.g. python.org's macOS build, whose OpenSSL store is empty
     except (OSError, ssl.SSLError, ValueError):
-        raise Error("tls", 0, "cannot load the system CA store") from None
+        raise fail("tls_ca_store") from None
     return ctx
 
 
@@ -291,23 +291,27 @@ class Route:
         self.proxy_addr = split_hostport(proxy) if proxy else None
         self.proxy_auth = proxy_auth
         self.ssl_context = ssl_context
-        self.probe = probe            # curl's wording (tn_probe.c) instead of the engine's
+        self.probe = probe            # a probe's failures are in phase "probe", as tn_probe.c's are
         self._dns = {}
 
-    # -- messages
-    def target(self):
-        return self.host if self.probe else f"{self.host}:{self.port}"
+    # -- the facts of a failure
+    def where(self, phase):
+        """host, port and phase, as tn_conn.c / tn_tls.c / tn_probe.c report them."""
+        return {"host": self.host, "port": self.port, "phase": "probe" if self.probe else phase}
 
-    def unreachable(self, dns):
+    def resource(self, exc, phase):
+        return resource_error(exc, **self.where(phase))
+
+    def unreachable(self, dns, exc=None):
+        """No TCP connection: to the proxy, or the SCM host did not resolve or refused (exc: why)."""
+        where = self.where("connect")
+        name = None if dns else errno_of(exc)
         if self.proxy:
-            if self.probe and dns:
-                return Error("proxy", 0, f"cannot resolve the proxy {self.proxy}")
-            return Error("proxy", 0, f"cannot reach the proxy {self.proxy} (for {self.target()})")
+            return fail("proxy_unknown_host" if dns else "proxy_unreachable", proxy=self.proxy, errno=name,
+                        **where)
         if dns:
-            return Error("dns", 0, f"cannot resolve the host name {self.host}")
-        if self.probe:
-            return Error("connect", 0, f"cannot connect to {self.host} (refused or unreachable)")
-        return Error("connect", 0, f"cannot connect to {self.host} port {self.port} (refused or unreachable)")
+            return fail("dns_unknown_host", **where)
+        return fail("connect_refused" if name == "ECONNREFUSED" else "connect_unreachable", errno=name, **where)
 
     async def resolve(self, loop):
         host, port = self.proxy_addr or (self.host, self.port)
@@ -323,7 +327,7 @@ class Route:
         except OSError as exc:
             if cached:
                 return cached[1]
-            raise resource_error(exc) or self.unreachable(dns=True) from None
+            raise self.resource(exc, "connect") or self.unreachable(dns=True) from None
         if not infos:
             raise self.unreachable(dns=True)
         addrs = [(info[0], info[4]) for info in infos]
@@ -343,16 +347,17 @@ class Route:
         step ("tcp", "proxy", "tls") as it begins."""
         step("tcp")
         transport = None
-        failure = None
+        failure = last = None
         for family, addr in await self.resolve(loop):
             try:
                 transport, _ = await loop.create_connection(lambda: protocol, addr[0], addr[1],
                                                             family=family)
                 break
             except OSError as exc:
-                failure = resource_error(exc) or failure
+                last = exc          # tn_conn.c reports the last address's errno
+                failure = self.resource(exc, "connect") or failure
         if transport is None:
-            raise failure or self.unreachable(dns=False)
+            raise failure or self.unreachable(dns=False, exc=last)
         try:
             if self.proxy:
                 step("proxy")
@@ -360,11 +365,9 @@ class Route:
             step("tls")
             try:
                 await protocol.start_tls(self.ssl_context, self.host)
-            except ssl.SSLError as exc:
-                raise tls_failure(self.host, exc, self.ca_file) if not self.probe else _probe_tls(self.host, exc) \
+            except (ConnectionError, OSError, ValueError) as exc:   # ssl.SSLError among them
+                raise self.resource(exc, "tls") or tls_failure(exc, self.ca_file, **self.where("tls")) \
                     from None
-            except (ConnectionError, OSError, ValueError) as exc:
-                raise resource_error(exc) or tls_failure(self.host, exc, self.ca_file) from None
             return transport
         except BaseException:
             transport.abort()
@@ -375,36 +378,25 @@ class Route:
         request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
         if self.proxy_auth:
             request += f"Proxy-Authorization: {self.proxy_auth}\r\n"
-        head = protocol.expect_head(self.proxy_collector(),
-                                    Error("proxy", 0, f"the proxy {self.proxy} closed the connection to {target}"))
+        head = protocol.expect_head(self.proxy_collector(), fail("proxy_closed", **self.proxy_where()))
         protocol.send((request + "\r\n").encode("latin-1"))
         del request
         answer, _ = await head
         self.check_proxy_answer(answer)
 
+    def proxy_where(self) -> dict:
+        return dict(self.where("proxy"), proxy=self.proxy)
+
     def proxy_collector(self) -> HeadCollector:
         """The proxy's answer to CONNECT is collected as a header block (tn_conn_proxy_answer)."""
-        return HeadCollector("proxy", f"the proxy {self.proxy} sent an oversized answer",
-                             f"the proxy {self.proxy} sent a malformed answer")
+        malformed = fail("proxy_malformed", **self.proxy_where())
+        return HeadCollector(malformed, malformed)
 
     def check_proxy_answer(self, answer: bytes) -> None:
         """Raise Error unless the proxy's header block says 200 (what follows it is the tunnel's)."""
-        target = f"{self.host}:{self.port}"
-        status = status_of(answer) or 0
+        where = self.proxy_where()
+        status = status_of(answer)
+        if status is None or status < 100:
+            raise fail("proxy_malformed", **where)
         if status != 200:
-            if self.probe:
-                raise Error("proxy", status, f"the proxy {self.proxy} refused to CONNECT to {self.host} "
-                                             f"(HTTP {status})")
-            hint = "; it wants credentials in HTTPS_PROXY" if status == 407 else ""
-            raise Error("proxy", status, f"the proxy {self.proxy} refused to CONNECT to {target} "
-                                         f"(HTTP {status}){hint}")
-
-
-def _probe_tls(host, exc):
-    """curl's wording for a probe's TLS failure (tn_probe.c)."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        if getattr(exc, "verify_code", None) in (62, 64):
-            return Error("tls", 0, f"the certificate of {host} is issued for another host name")
-        why = getattr(exc, "verify_message", None) or exc.reason
-        return Error("tls", 0, f"the certificate of {host} is not trusted (SSL certificate problem: {why})")
-    return Error("tls", 0, f"the certificate of {host} is not trusted ({one_line(exc.reason or exc)})")
+            raise fail("proxy_auth_required" if status == 407 else "proxy_refused", status=status, **where)

@@ -13,10 +13,10 @@ import threading
 
 from . import limits, waits
 from .connect import Route, tls_context
-from .errors import Error, check_header_value, check_proxy, resource_error
+from .errors import Error, check_header_value, check_proxy, errno_of as _errno_of, fail, resource_error
 from .listener import open_listener
 from .relay import Local, Relay
-from .sizes import EVENTS_MAX, FRAME_MAX, HS_SECS, REFUSALS_KEPT, TEXTS_MAX
+from .sizes import EVENTS_MAX, FRAME_MAX, HS_SECS, TEXTS_MAX
 
 logger = logging.getLogger("azext_webapp.tunnel.portable")
 _PATH = re.compile(r"/[!-~]{0,2047}")   # an absolute request path of printable ASCII, as tn_module.c checks
@@ -40,18 +40,9 @@ class _Core:
         self.by_id = {}                # id -> live Relay (send_text), an adopted one from adopt() on
         self.stopping = False
         self._ids = itertools.count(1)  # adopt() takes ids on the caller's thread: next() is atomic
-        self.refusals = collections.OrderedDict()
-        self.refusals_lock = threading.Lock()
 
     def new_id(self):
         return next(self._ids)
-
-    def keep_refusal(self, conn_id, answer):
-        """The answer that refused conn_id's upgrade, for Engine.refusal() (the last few only)."""
-        with self.refusals_lock:
-            self.refusals[conn_id] = answer
-            while len(self.refusals) > REFUSALS_KEPT:
-                self.refusals.popitem(last=False)
 
     def authorization(self):
         return self.engine._authorization_text()  # pylint: disable=protected-access
@@ -59,13 +50,13 @@ class _Core:
     def emit(self, relay, kind):
         err = relay.err if kind == "failed" else None
         event = (kind, relay.id, relay.peer, relay.bytes_up, relay.bytes_down,
-                 err.message if err else "", err.kind if err else "", err.status if err else 0,
+                 err.reason if err else "", dict(err.facts) if err else None,
                  bool(relay.remote_closed) if kind != "opened" else False)
         self.engine._push_event(event)  # pylint: disable=protected-access
 
 
 class Engine:
-    """See the module docstring and /work/briefs/contract.md (the engine-module contract)."""
+    """See the module docstring and docs/ARCHITECTURE.md (Contract 1: the engine module)."""
 
     def __init__(self, host, port, authorization, bind="127.0.0.1", bind_port=0, instance=None,
                  target_port=0, ping_interval=30.0, ca_file=None, verify=True, proxy=None, proxy_auth=None,
@@ -156,9 +147,9 @@ class Engine:
     def start(self):
         with self._state_lock:
             if self._state == "stopped":
-                raise Error("closed", 0, "this tunnel was stopped; open a new one")
+                raise fail("closed_stopped")
             if self._state != "new":
-                raise Error("closed", 0, "the tunnel was already started")
+                raise fail("closed_started")
             if self._bind is not None:
                 self._listener = open_listener(self._bind, self._bind_port)
                 self.port = self._listener.getsockname()[1]
@@ -170,7 +161,7 @@ class Engine:
             self._thread = threading.Thread(target=self._run, args=(ready, failure), daemon=True,
                                             name="webapp-tunnel-engine")
             self._thread.start()
-            waits.wait_event(ready, None)
+            waits.wait_event(ready, None, interruptible=False)    # the loop thread sets it at once
             if failure:
                 self._state = "stopped"
                 waits.join_thread(self._thread, 5)
@@ -187,7 +178,8 @@ class Engine:
                 self._server = loop.run_until_complete(
                     loop.create_server(self._accepted, sock=self._listener, backlog=1024))
         except Exception as exc:  # pylint: disable=broad-except
-            failure.append(resource_error(exc) or Error("internal", 0, f"cannot watch the listening socket: {exc}"))
+            failure.append(resource_error(exc) or fail("internal", detail="watching the listening socket",
+                                                       errno=_errno_of(exc)))
             self._listener.close()
             loop.close()
             ready.set()
@@ -232,7 +224,10 @@ class Engine:
                 self._accept_failed_at = now
                 core = self._core
                 core.stats["failures"] += 1
-                self._push_event(("failed", core.new_id(), "", 0, 0, err.message, err.kind, 0, False))
+                where = {"host": self._bind, "port": self.port, "phase": "accept"}
+                err = resource_error(exc, **where)
+                self._push_event(("failed", core.new_id(), f"{self._bind}:{self.port}", 0, 0, err.reason,
+                                  err.facts, False))
 
     def _accepted(self):
         core = self._core
@@ -268,7 +263,7 @@ class Engine:
             relay.abort()
         for fut in list(self._checks):
             if not fut.done():
-                fut.set_exception(Error("closed", 0, "the tunnel was stopped"))
+                fut.set_exception(fail("closed_stopped"))
         self._loop.call_soon(self._loop.stop)
 
     # -- check, adopt --------------------------------------------------------------------------------
@@ -277,27 +272,27 @@ class Engine:
         timeout = float(timeout)
         timeout = 0.001 if timeout <= 0 else min(timeout, 3600.0)
         if not self.running():
-            raise Error("closed", 0, "the tunnel is not running")
+            raise fail("closed_not_running")
         try:
             future = asyncio.run_coroutine_threadsafe(self._check(), self._loop)
         except RuntimeError:
-            raise Error("closed", 0, "the tunnel is not running") from None
+            raise fail("closed_not_running") from None
         try:
             done = waits.wait_future(future, timeout)
         except BaseException:
-            future.cancel()       # a signal handler raised: abandon the handshake
+            future.cancel()       # a signal: abandon the handshake
             raise
         if not done:
             future.cancel()
-            raise Error("timeout", 0, f"no answer from {self._core.host} within {int(timeout * 1000)} ms")
+            raise fail("timeout_check", host=self._core.host, port=self._core.port, timeout_ms=int(timeout * 1000))
         try:
             future.result(0)
         except Error:
             raise
         except BaseException as exc:  # cancelled by stop()
             if self._core.stopping:
-                raise Error("closed", 0, "the tunnel was stopped") from None
-            raise Error("internal", 0, f"check failed: {exc.__class__.__name__}") from None
+                raise fail("closed_stopped") from None
+            raise fail("internal", detail=f"check: {exc.__class__.__name__}") from None
 
     async def _check(self):
         core = self._core
@@ -315,7 +310,7 @@ class Engine:
 
     def adopt(self, fd):
         """Relay an already connected socket; the engine owns fd from here on (closed on failure).
-        Returns its connection id (events, send_text, refusal)."""
+        Returns its connection id (its events, send_text)."""
         fd = int(fd)
         if fd < 0:
             raise ValueError("adopt() needs an open file descriptor")
@@ -323,16 +318,17 @@ class Engine:
             sock = socket.socket(fileno=fd)
         except OSError as exc:
             _close_fd(fd)
-            raise resource_error(exc) or Error("internal", 0, f"cannot adopt the connection: {exc}") from None
+            raise resource_error(exc) or fail("internal", detail="adopting the connection",
+                                              errno=_errno_of(exc)) from None
         if not self.running():
             sock.close()
-            raise Error("closed", 0, "the tunnel is not running")
+            raise fail("closed_not_running")
         conn_id = self._core.new_id()
         try:
             self._loop.call_soon_threadsafe(self._adopt, sock, conn_id)
         except RuntimeError:
             sock.close()
-            raise Error("closed", 0, "the tunnel is not running") from None
+            raise fail("closed_not_running") from None
         return conn_id
 
     def _adopt(self, sock, conn_id):
@@ -357,15 +353,15 @@ class Engine:
         if len(data) > FRAME_MAX:
             raise ValueError(f"a text frame holds at most {FRAME_MAX} bytes")
         if not self.running():
-            raise Error("closed", 0, "the tunnel is not running")
+            raise fail("closed_not_running")
         with self._texts_lock:
-            if self._texts_waiting + len(data) > TEXTS_MAX:
-                raise Error("resource", 0, f"more than {TEXTS_MAX} bytes of text frames are waiting")
+            if self._texts_waiting + len(data) > TEXTS_MAX:     # a caller far ahead of the loop
+                raise fail("resource_memory", limit=TEXTS_MAX)
             self._texts_waiting += len(data)
         try:
             self._loop.call_soon_threadsafe(self._send_text, int(conn_id), data)
         except RuntimeError:
-            raise Error("closed", 0, "the tunnel is not running") from None
+            raise fail("closed_not_running") from None
 
     def _send_text(self, conn_id, data):
         with self._texts_lock:
@@ -373,13 +369,6 @@ class Engine:
         relay = self._core.by_id.get(conn_id)
         if relay is not None:
             relay.send_text(data)
-
-    def refusal(self, conn_id):
-        """The HTTP answer (bytes) that refused conn_id's upgrade, head and up to 4 KiB of body, if it is
-        among the last few kept; else None."""
-        core = self._core
-        with core.refusals_lock:
-            return core.refusals.get(int(conn_id))
 
 
 def _close_fd(fd):

@@ -1,41 +1,42 @@
-"""The portable engine's error: ``Error(kind, status, message)``, as the native engine raises it.
+"""The portable engine's error: ``Error(reason, facts)``, as the native engine raises it.
 
-Every message is one line and never holds the Authorization value nor proxy credentials: nothing
-that formats one is given them. The wording is the native engine's (native/tn_*.c), so that a user
-reads the same line whichever engine runs.
+``reason`` is one of azext_webapp/_reasons.def, ``facts`` a dict of what is known (host, port,
+errno, ...): the same reason and facts the native engine gives for the same failure. No sentence is
+written here (azext_webapp/_errors.py words them), and nothing that makes one is given the
+Authorization value or proxy credentials.
 """
 import errno
+import re
 import ssl
 
-KINDS = ("auth", "http", "tls", "dns", "proxy", "connect", "bind", "timeout", "closed", "protocol",
-         "internal", "resource")
+from .. import _reasons
 
 # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH (OpenSSL x509_vfy.h)
 _NAME_MISMATCH = (62, 64)
-_RESOURCE_ERRNOS = {getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", "WSAEMFILE")
-                    if hasattr(errno, name)}
+_FDS = {getattr(errno, name) for name in ("EMFILE", "ENFILE", "WSAEMFILE") if hasattr(errno, name)}
+_MEMORY = {getattr(errno, name) for name in ("ENOBUFS", "ENOMEM", "WSAENOBUFS") if hasattr(errno, name)}
+# "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)": OpenSSL's reason text in the middle
+_SSL_TEXT = re.compile(r"^\[[^\]]*\] (.*?)(?: \(_ssl\.c:\d+\))?$")
 
 
 class Error(Exception):
-    """``args == (kind, status, message)``; ``str()`` is the message."""
+    """``args == (reason, facts)``."""
 
-    def __init__(self, kind, status, message):
-        super().__init__(kind, int(status or 0), " ".join(str(message).split()))
+    def __init__(self, reason, facts=None):
+        super().__init__(reason, dict(facts or {}))
 
     @property
-    def kind(self):
+    def reason(self):
         return self.args[0]
 
     @property
-    def status(self):
+    def facts(self):
         return self.args[1]
 
-    @property
-    def message(self):
-        return self.args[2]
 
-    def __str__(self):
-        return self.args[2]
+def fail(reason, **facts):
+    """Error(reason) with the facts given a value."""
+    return Error(reason, _reasons.facts(**facts))
 
 
 def check_header_value(value, what):
@@ -51,23 +52,22 @@ def check_proxy(proxy):
         raise ValueError("proxy must be host:port; its credentials go in proxy_auth")
 
 
-def one_line(text):
-    return " ".join(str(text).split())
+def errno_of(exc):
+    """The errno name of an OSError (ECONNRESET), or None."""
+    return _reasons.errno_name(getattr(exc, "errno", None))
 
 
-def resource_error(exc):
-    """Error("resource") for running out of descriptors or memory, else None."""
+def resource_error(exc, **where):
+    """Error resource_fds / resource_memory for running out of descriptors or memory, else None."""
     if isinstance(exc, MemoryError):
-        return Error("resource", 0, "out of memory")
+        return fail("resource_memory", errno="ENOMEM", **where)
     code = getattr(exc, "errno", None)
-    if code in _RESOURCE_ERRNOS:
-        name = errno.errorcode.get(code, str(code)).replace("WSAEMFILE", "EMFILE")
-        if name in ("ENOMEM", "ENOBUFS"):
-            return Error("resource", 0, f"out of memory ({name})")
-        limit = fd_limit()
-        return Error("resource", 0, f"out of file descriptors ({name}"
-                                    + (f"; the limit is {limit})" if limit else ")"))
-    return None
+    if code in _MEMORY:
+        return fail("resource_memory", errno=errno_of(exc), **where)
+    if code not in _FDS:
+        return None
+    name = errno_of(exc)
+    return fail("resource_fds", errno=name, limit=fd_limit() if name == "EMFILE" else None, **where)
 
 
 def fd_limit():
@@ -77,33 +77,44 @@ def fd_limit():
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     except (ImportError, OSError, ValueError, AttributeError):
         return None
-    return soft if soft > 0 else None
+    return soft if soft > 0 and soft != getattr(resource, "RLIM_INFINITY", -1) else None
 
 
-def tls_failure(host, exc, ca_file):
-    """The handshake's TLS failure in the words a user can act on (tn_tls.c)."""
+def ssl_text(exc):
+    """OpenSSL's reason text of an SSLError ("wrong version number"), as ERR_reason_error_string says it."""
+    match = _SSL_TEXT.match(str(getattr(exc, "strerror", None) or ""))
+    if match:
+        return match.group(1)
+    reason = getattr(exc, "reason", None)
+    return reason.replace("_", " ").lower() if reason else "protocol error"
+
+
+def tls_failure(exc, ca_file, **where):
+    """A failed TLS handshake, classified as tn_tls.c classifies it."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         if getattr(exc, "verify_code", None) in _NAME_MISMATCH:
-            return Error("tls", 0, f"the certificate of {host} is issued for another host name")
-        why = getattr(exc, "verify_message", None) or one_line(exc.reason or exc)
-        hint = "; checked against REQUESTS_CA_BUNDLE" if ca_file else ""
-        return Error("tls", 0, f"the certificate of {host} is not trusted ({why}){hint}")
+            return fail("tls_wrong_host", **where)
+        return fail("tls_untrusted", verify_code=exc.verify_code, verify_text=exc.verify_message,
+                    ca_bundle=bool(ca_file), **where)
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return fail("connect_closed", **where)
     if isinstance(exc, ssl.SSLError):
-        why = exc.reason or exc.__class__.__name__
-        if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-            why = "connection closed"
-        return Error("tls", 0, f"TLS handshake with {host} failed: {one_line(why)}")
-    return Error("tls", 0, f"TLS handshake with {host} failed: connection closed")
+        return fail("tls_handshake", detail=ssl_text(exc), **where)
+    name = errno_of(exc)
+    return fail("connect_reset", errno=name, **where) if name else fail("connect_closed", **where)
 
 
-def scheme_of(authorization):
-    return "Bearer" if str(authorization)[:6].lower() == "bearer" else "Basic"
+def stream_failure(exc, **where):
+    """An open WebSocket's connection broke (not a Close frame, not a clean EOF): tn_tls_io_failed."""
+    err = resource_error(exc, **where)
+    if err is not None:
+        return err
+    if isinstance(exc, ssl.SSLError):
+        return fail("tls_stream", detail=ssl_text(exc), **where)
+    return fail("connect_reset", errno=errno_of(exc), **where)
 
 
-def http_status_error(host, status, authorization):
-    """The upgrade was answered with something other than 101 (tn_ws_refused): facts only; what the
-    user can do about it is said once, in azext_webapp/_errors.py."""
-    if status in (401, 403):
-        return Error("auth", status, f"{host} refused the credentials (HTTP {status}); "
-                                     f"{scheme_of(authorization)} authentication was used")
-    return Error("http", status, f"{host} answered HTTP {status} to the tunnel request")
+def refused(status, body, **where):
+    """The upgrade was answered with something other than 101 (tn_ws_refused)."""
+    return fail("auth_refused" if status in (401, 403) else "http_status", status=status,
+                server_message=_reasons.server_message(body), **where)

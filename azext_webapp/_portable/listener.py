@@ -8,24 +8,24 @@ import errno
 import os
 import socket
 
-from .errors import Error
+from .errors import errno_of, fail
 
 _IN_USE = {errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)}
 _WINDOWS_ACCESS = {errno.EACCES, getattr(errno, "WSAEACCES", -2), 10013}
 
 
 def open_listener(addr, port):
-    """A listening, non-blocking socket on addr:port (0: the kernel picks); raises Error("bind")."""
+    """A listening, non-blocking socket on addr:port (0: the kernel picks); raises Error(bind_*)."""
     try:
         infos = socket.getaddrinfo(addr, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
                                    socket.AI_PASSIVE | socket.AI_NUMERICSERV)
     except socket.gaierror as exc:
-        raise Error("bind", 0, f"cannot listen on {addr}: {exc.strerror or exc}") from None
+        raise fail("bind_address", host=addr, port=port, detail=exc.strerror) from None
     family, socktype, proto, _, sockaddr = infos[0]
     try:
         sock = socket.socket(family, socktype, proto)
     except OSError as exc:
-        raise Error("bind", 0, f"cannot create a socket: {exc.strerror or exc}") from None
+        raise fail("bind_failed", host=addr, port=port, errno=errno_of(exc)) from None
     try:
         set_listener_options(sock)
         sock.bind(sockaddr)
@@ -34,8 +34,10 @@ def open_listener(addr, port):
     except OSError as exc:
         sock.close()
         if exc.errno in _IN_USE or (os.name == "nt" and exc.errno in _WINDOWS_ACCESS):
-            raise Error("bind", 0, f"port {port} on {addr} is already in use") from None
-        raise Error("bind", 0, f"cannot listen on {addr} port {port}: {exc.strerror or exc}") from None
+            raise fail("bind_in_use", host=addr, port=port) from None
+        name = errno_of(exc)
+        raise fail("bind_address" if name == "EADDRNOTAVAIL" else "bind_failed", host=addr, port=port,
+                   errno=name) from None
     return sock
 
 

@@ -1,7 +1,7 @@
 """``http_get``: one HTTPS GET for the status probes (tn_probe.c's counterpart), over the same
-resolve / proxy / TLS path as the WebSockets, with curl's wording for failures. It runs on a
+resolve / proxy / TLS path as the WebSockets, its failures in phase "probe" as tn_probe.c's. It runs on a
 worker thread with an event loop of its own; the calling thread waits in slices, so a signal
-handler's exception (Ctrl+C) propagates within half a second and abandons the request."""
+(Ctrl+C, SIGTERM) ends the wait within one and abandons the request."""
 import asyncio
 import threading
 import urllib.parse
@@ -9,13 +9,14 @@ import urllib.parse
 from . import waits
 from .codec import HeadCollector, header_value, status_of
 from .connect import HeadProtocol, Route, tls_context
-from .errors import Error, check_header_value, check_proxy, one_line, resource_error
+from .errors import Error, check_header_value, check_proxy, fail, resource_error
 from .sizes import PROBE_BODY_MAX as BODY_MAX   # a status answer is tiny
 
 
 class _Answer(HeadProtocol):
-    def __init__(self):
+    def __init__(self, where):
         super().__init__()
+        self.where = where        # host, port, phase: the facts of a failure
         self.body = bytearray()
         self.want = None          # Content-Length, or None: until EOF / the last chunk
         self.chunked = False
@@ -31,7 +32,7 @@ class _Answer(HeadProtocol):
     def on_bytes(self, data):
         self.body += data
         if len(self.body) > BODY_MAX + 65536:
-            self._finish(Error("connect", 0, "the answer is larger than 1 MiB"))
+            self._finish(fail("http_too_large", limit=BODY_MAX, **self.where))
         elif self.want is not None and len(self.body) >= self.want:
             self._finish()
         elif self.chunked and self.body.endswith(b"0\r\n\r\n") and _dechunk(self.body) is not None:
@@ -76,13 +77,14 @@ def _dechunk(data):
 async def _get(route, path, authorization, instance):
     loop = asyncio.get_running_loop()
     host = route.host
-    answer = _Answer()
+    where = route.where("probe")
+    answer = _Answer(where)
     tls = await route.open(loop, answer, lambda step: None)
     try:
         hostport = host if route.port == 443 else f"{host}:{route.port}"
-        head = answer.expect_head(HeadCollector("connect", f"request to {host} failed: oversized HTTP header",
-                                                f"request to {host} failed: malformed HTTP answer"),
-                                  Error("connect", 0, f"request to {host} failed: the connection was closed"))
+        head = answer.expect_head(HeadCollector(fail("http_too_large", limit=BODY_MAX, **where),
+                                                fail("http_malformed", **where)),
+                                  fail("connect_closed", **where))
         request = (f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: azext-webapp-tunnel\r\n"
                    f"Accept: */*\r\nAuthorization: {authorization}\r\n"
                    + (f"Cookie: ARRAffinity={instance}\r\n" if instance else "")
@@ -92,7 +94,7 @@ async def _get(route, path, authorization, instance):
         raw, rest = await head
         status = status_of(raw)
         if status is None:
-            raise Error("connect", 0, f"request to {host} failed: malformed HTTP answer")
+            raise fail("http_malformed", **where)
         length = header_value(raw, "Content-Length")
         chunked = "chunked" in (header_value(raw, "Transfer-Encoding") or "").lower()
         want = int(length) if length and length.strip().isdigit() and not chunked else None
@@ -105,7 +107,7 @@ async def _get(route, path, authorization, instance):
         elif want is not None:
             body = body[:want]
         if len(body) > BODY_MAX:
-            raise Error("connect", 0, f"request to {host} failed: the answer is larger than 1 MiB")
+            raise fail("http_too_large", limit=BODY_MAX, **where)
         return status, body
     finally:
         tls.abort()
@@ -138,14 +140,15 @@ def http_get(url, authorization, instance=None, ca_file=None, verify=True, proxy
         try:
             outcome["result"] = asyncio.run(run())
         except asyncio.TimeoutError:
-            outcome["error"] = Error("timeout", 0, f"no answer from {host} within {int(timeout * 1000)} ms")
+            outcome["error"] = fail("timeout_probe", timeout_ms=int(timeout * 1000), **route.where("probe"))
         except Error as err:
             outcome["error"] = err
         except asyncio.CancelledError:
-            outcome["error"] = Error("closed", 0, "the request was abandoned")
+            outcome["error"] = fail("closed_abandoned")
         except Exception as exc:  # pylint: disable=broad-except
-            outcome["error"] = resource_error(exc) or Error(
-                "connect", 0, f"request to {host} failed: {one_line(exc) or exc.__class__.__name__}")
+            outcome["error"] = resource_error(exc, **route.where("probe")) or fail(
+                "connect_failed", detail=" ".join(str(exc).split()) or exc.__class__.__name__,
+                **route.where("probe"))
         finally:
             finished.set()
 

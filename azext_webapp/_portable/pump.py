@@ -13,7 +13,7 @@ import socket
 import threading
 
 from . import waits
-from .errors import Error
+from .errors import errno_of, fail
 from .sizes import LOCAL_CHUNK as CHUNK
 
 
@@ -24,11 +24,11 @@ class Pump:
             os.fstat(self.in_fd)
             os.fstat(self.out_fd)
         except OSError as exc:
-            raise Error("internal", 0, f"standard input or output is closed: {exc.strerror or exc}") from None
+            raise fail("internal", detail="standard input or output is closed", errno=errno_of(exc)) from None
         try:
             self._sock, self._peer = socket.socketpair()
         except OSError as exc:
-            raise Error("internal", 0, f"cannot create a socket pair: {exc.strerror or exc}") from None
+            raise fail("internal", detail="creating a socket pair", errno=errno_of(exc)) from None
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._closed = False
@@ -39,17 +39,17 @@ class Pump:
         self._up.start()
         self._down.start()
 
-    def _fail(self, kind, message):
+    def _fail(self, err):
         with self._lock:
             if self._err is None and not self._closed:
-                self._err = (kind, 0, message)
+                self._err = err.args
 
     def _stdin_to_pair(self):
         while True:
             try:
                 data = os.read(self.in_fd, CHUNK)
             except OSError as exc:
-                self._fail("closed", f"reading standard input: {exc.strerror or exc}")
+                self._fail(fail("closed_stdin", errno=errno_of(exc)))
                 data = b""
             if not data:
                 break
@@ -79,7 +79,7 @@ class Pump:
                     except BrokenPipeError:
                         return          # the reader is gone: nothing more can be delivered
                     except OSError as exc:
-                        self._fail("closed", f"writing standard output: {exc.strerror or exc}")
+                        self._fail(fail("closed_stdout", errno=errno_of(exc)))
                         return
                     self._out += n
                     view = view[n:]
@@ -98,12 +98,12 @@ class Pump:
         try:
             nul = os.open(os.devnull, os.O_WRONLY)
         except OSError as exc:
-            self._fail("internal", f"cannot open {os.devnull}: {exc.strerror or exc}")
+            self._fail(fail("internal", detail=f"opening {os.devnull}", errno=errno_of(exc)))
             return
         try:
             os.dup2(nul, self.out_fd)
         except OSError as exc:
-            self._fail("internal", f"cannot close standard output: {exc.strerror or exc}")
+            self._fail(fail("internal", detail="closing standard output", errno=errno_of(exc)))
         finally:
             os.close(nul)
 

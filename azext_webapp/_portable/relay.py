@@ -14,7 +14,7 @@ import asyncio
 
 from . import codec
 from .connect import READ_BULK, READ_MAX, HeadProtocol
-from .errors import Error, one_line, resource_error
+from .errors import Error, fail, resource_error, stream_failure
 from .sizes import CLOSE_WAIT_SECS, HS_SECS, REFUSAL_SECS, RING_CAP
 
 # A transport's write buffer pauses the other side's reading at half of it: what is read while the
@@ -23,8 +23,8 @@ HIGH_WATER = RING_CAP // 2
 # With few connections open a busy one reads up to 256 KiB at once (fewer loop turns and writes per
 # GiB); with many, 64 KiB, so that 1,000 busy connections stay within a few hundred MiB.
 FEW_CONNECTIONS = 64
-_STEPS = {"tcp": "the TCP connection", "proxy": "the proxy's CONNECT", "tls": "the TLS handshake",
-          "upgrade": "the WebSocket upgrade", "open": "the WebSocket upgrade"}
+# The relay's steps as the phases of _reasons.def (tn_link.c's tn_link_facts).
+_PHASES = {"tcp": "connect", "proxy": "proxy", "tls": "tls", "upgrade": "upgrade", "open": "frame"}
 
 
 class Local(asyncio.Protocol):
@@ -138,7 +138,6 @@ class Relay:
         self.start()
 
     async def _open(self):
-        core = self.core
         try:
             rest = await asyncio.wait_for(self._handshake(), HS_SECS)
         except asyncio.CancelledError:
@@ -146,8 +145,7 @@ class Relay:
             raise
         except asyncio.TimeoutError:
             self._drop_link()
-            self._ws_failed(Error("timeout", 0, f"{core.host} did not complete {_STEPS[self.step]} "
-                                                f"within {HS_SECS} s"))
+            self._ws_failed(fail("timeout_handshake", timeout_ms=HS_SECS * 1000, **self.where()))
             return
         except Error as err:
             self._drop_link()
@@ -155,8 +153,8 @@ class Relay:
             return
         except Exception as exc:  # pylint: disable=broad-except
             self._drop_link()
-            self._ws_failed(resource_error(exc) or Error("internal", 0, f"tunnel connection failed: "
-                                                                         f"{one_line(exc) or type(exc).__name__}"))
+            self._ws_failed(resource_error(exc, **self.where())
+                            or fail("internal", detail=f"opening the WebSocket: {type(exc).__name__}"))
             return
         self._opened(rest)
 
@@ -168,34 +166,37 @@ class Relay:
         await core.route.open(core.loop, link, step)
         self.step = "upgrade"
         key = codec.new_key()
-        head = link.expect_head(codec.upgrade_collector(core.host),
-                                Error("connect", 0, f"{core.host} closed the connection during the handshake"))
-        authorization = core.authorization()
-        request = codec.upgrade_request(core.host, core.port, authorization, key, core.instance,
+        head = link.expect_head(codec.upgrade_collector(core.host, core.port),
+                                fail("connect_closed", **self.where()))
+        request = codec.upgrade_request(core.host, core.port, core.authorization(), key, core.instance,
                                         core.target_port, core.path)
         link.send(request)
         del request
         answer, rest = await head
-        if codec.status_of(answer) not in (None, 101):
-            await self._refusal_body(answer, rest)
-        codec.check_upgrade(answer, core.host, key, authorization)
+        status = codec.status_of(answer)
+        if status is not None and status >= 100 and status != 101:
+            rest = await self._refusal_body(answer, rest)
+        codec.check_upgrade(answer, rest, key, core.host, core.port)
         return rest
 
     async def _refusal_body(self, head, rest):
-        """The body of a refused upgrade (the SCM site says why in it), kept for Engine.refusal():
-        up to its end, BODY_MAX bytes, the connection's end or REFUSAL_SECS."""
+        """The body of a refused upgrade, its chunks joined, for its server_message (the SCM site says
+        why there): up to its end, BODY_SCAN bytes, the connection's end or REFUSAL_SECS."""
         link = self.link
         collector = codec.BodyCollector(head)
         data, link.early = rest + b"".join(link.early), []
         transport = link.transport
         if collector.feed(data) is None and transport is not None and not transport.is_closing():
-            more = link.expect_head(collector, Error("connect", 0, "the refusal's body ended"))
+            more = link.expect_head(collector, fail("connect_closed", **self.where()))
             try:
                 await asyncio.wait_for(more, REFUSAL_SECS)
             except (Error, asyncio.TimeoutError):
                 pass            # what came is what there is
-        if self.check is None:
-            self.core.keep_refusal(self.id, collector.answer())
+        return collector.data()
+
+    def where(self):
+        """The facts every failure of this relay's WebSocket carries, in the phase it is in."""
+        return {"host": self.core.host, "port": self.core.port, "phase": _PHASES[self.step]}
 
     def _drop_link(self):
         self.ws_gone = True
@@ -222,7 +223,7 @@ class Relay:
         self.ws_up = True
         self.step = "open"
         link = self.link
-        link.parser = codec.FrameParser(core.host, self._down, self._control)
+        link.parser = codec.FrameParser(core.host, self._down, self._control, port=core.port)
         link.read_max = READ_BULK if len(core.relays) <= FEW_CONNECTIONS else READ_MAX
         link.transport.set_write_buffer_limits(high=HIGH_WATER)
         if self.check is not None:
@@ -345,7 +346,7 @@ class Relay:
             self.link.shrink()
         self.rx_seen = False
         if self.idle >= core.hangup:
-            self.link_failed(Error("closed", 0, f"{core.host} stopped answering"))
+            self.link_failed(fail("closed_silent", **self.where()))
             return
         self.link.send(codec.frame(codec.OP_PING))
         self.timer = core.loop.call_later(core.ping_interval, self._tick)
@@ -372,7 +373,7 @@ class Relay:
         if not self.close_sent and not self.ws_gone and not self.core.stopping:
             self.remote_closed = True       # a Close, EOF or reset from the server's side
             if exc is not None and self.err is None:
-                self.err = _stream_failure(self.core.host, exc)
+                self.err = stream_failure(exc, **self.where())
         self.ws_gone = True
         self.link.transport = None
         if self.check is not None:
@@ -441,16 +442,3 @@ class Relay:
         for transport in (self.local, self.link.transport):
             if transport is not None:
                 transport.abort()
-
-
-def _stream_failure(host, exc):
-    """An established WebSocket's connection broke (not a Close, not a clean EOF)."""
-    import ssl
-    err = resource_error(exc)
-    if err is not None:
-        return err
-    # The native engine's words (tn_tls.c), without its "while reading/writing": asyncio does not say.
-    if isinstance(exc, ssl.SSLError):
-        return Error("tls", 0, f"TLS failure with {host}: {one_line(exc.reason or exc)}")
-    why = getattr(exc, "strerror", None) or "connection reset"
-    return Error("connect", 0, f"the connection to {host} broke ({why})")

@@ -1,11 +1,13 @@
-"""Waits of Python's main thread: always in slices of at most half a second, so that signal handlers
-(Ctrl+C's KeyboardInterrupt, SIGTERM, Windows' Ctrl+Break) run between them and their exceptions
-propagate out of the wait. On Windows a lock wait is not interrupted by Ctrl+C at all; the slices
-are what keeps Ctrl+C prompt there."""
+"""The engine's waits, always in slices of at most ``_termination.SLICE``: between them a signal the
+extension recorded (``azext_webapp/_termination.py``: the handlers only record) is raised, so that a
+wait ends within a slice of Ctrl+C or SIGTERM on any thread and the exception leaves from here, never
+from inside a lock's wait. On Windows a lock wait is not interrupted by Ctrl+C at all; the slices are
+what keeps Ctrl+C prompt there. The waits that finish what was begun (a stop's join, a start's
+hand-over from the loop thread, a pump's close) pass ``interruptible=False``."""
 import concurrent.futures
 import time
 
-SLICE = 0.5
+from .. import _termination
 
 
 def _remaining(deadline):
@@ -17,34 +19,38 @@ def deadline_of(timeout):
     return None if timeout is None or timeout < 0 else time.monotonic() + timeout
 
 
-def _in_slices(timeout, block, done):
+def _in_slices(timeout, block, done, interruptible):
     """True once block(seconds) says so, False when the timeout passed first (then done() decides).
     block waits at most the seconds it is given, so the caller's thread runs every SLICE."""
     deadline = deadline_of(timeout)
     while True:
+        if interruptible:
+            _termination.raise_if_signalled()
         left = _remaining(deadline)
         if left is not None and left <= 0:
             return done()
-        if block(SLICE if left is None else min(SLICE, left)):
+        if block(_termination.SLICE if left is None else min(_termination.SLICE, left)):
             return True
 
 
-def wait_event(event, timeout):
+def wait_event(event, timeout, interruptible=True):
     """True once ``event`` is set, False when the timeout passed first."""
-    return _in_slices(timeout, event.wait, event.is_set)
+    return _in_slices(timeout, event.wait, event.is_set, interruptible)
 
 
 def wait_future(future, timeout):
     """True once the concurrent.futures.Future is done (or cancelled), False when the timeout passed first."""
-    return _in_slices(timeout, lambda seconds: bool(concurrent.futures.wait([future], seconds).done), future.done)
+    return _in_slices(timeout, lambda seconds: bool(concurrent.futures.wait([future], seconds).done), future.done,
+                      True)
 
 
 def join_thread(thread, timeout):
-    """True once the thread has ended, False when the timeout passed first."""
+    """True once the thread has ended, False when the timeout passed first. Not interruptible: it
+    finishes a stop."""
     def ended():
         return not thread.is_alive()
 
     def block(seconds):
         thread.join(seconds)
         return ended()
-    return _in_slices(timeout, block, ended)
+    return _in_slices(timeout, block, ended, False)

@@ -97,9 +97,9 @@ enum tn_io tn_tls_read(struct tn_tls *t, unsigned char *buf, size_t cap, size_t 
 }
 
 int tn_tls_pending(const struct tn_tls *t) { (void)t; return 0; }
-int tn_tls_start(struct tn_tls *t, struct ssl_ctx_st *ctx, int fd, const char *host, int bundle,
+int tn_tls_start(struct tn_tls *t, struct ssl_ctx_st *ctx, int fd, const char *host, int port, int bundle,
 		 struct tn_err *err)
-{ (void)t; (void)ctx; (void)fd; (void)host; (void)bundle; return tn_err_set(err, TN_E_TLS, 0, "model"); }
+{ (void)t; (void)ctx; (void)fd; (void)host; (void)port; (void)bundle; return TN_FAIL(err, TN_R_INTERNAL, .detail = "model"); }
 enum tn_io tn_tls_handshake(struct tn_tls *t, struct tn_err *err) { (void)t; (void)err; return TN_IO_ERROR; }
 void tn_tls_free(struct tn_tls *t) { (void)t; }
 

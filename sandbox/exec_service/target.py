@@ -153,4 +153,3 @@ def end_terminal(proc, tty: int, close, grace: float = 1.0) -> None:
     if not _wait(proc, grace):
         _signal_all([proc.pid] + [p for p in members if procs.alive(p)], signal.SIGKILL)
     proc.wait()
-

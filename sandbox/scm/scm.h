@@ -18,6 +18,7 @@
  *   scm_ws.c      ws_      RFC 6455 server-side framing
  *   scm_probe.c   probe_   "can reach port": a real TCP connect
  *   scm_relay.c   relay_   the WebSocket <-> container-port data path
+ *   scm_stop.c    stop_    the shutdown as a descriptor every wait polls
  *   scm_proxy.c   proxy_   a request forwarded to a local service: head
  *                          filtering, answers of our own, the raw relay
  *   scm_webssh.c  webssh_  /webssh/: auth, session cookie, instance, then
@@ -176,6 +177,12 @@ int ready_write(const struct scm_config *cfg, unsigned long generation,
 /* scm_auth.c (under config_read_begin) */
 int auth_check(const struct scm_site *site, const char *authorization);
 
+/* scm_stop.c: stop_init once at start-up; stop_begin when the server stops;
+ * stop_fd is readable from then on (never drained). */
+int stop_init(void);
+void stop_begin(void);
+int stop_fd(void);
+
 /* scm_probe.c */
 int probe_tcp(int port, int timeout_ms);
 int probe_connect(int port, int timeout_ms);
@@ -212,12 +219,9 @@ struct scm_conn {
 void *http_thread(void *arg);
 
 /* scm_relay.c */
-int relay_init(void);
 void relay_run(struct scm_conn *c, const struct scm_route *route,
 	       const unsigned char *early, size_t early_len);
-void relay_end_all(void);
 size_t relay_open_count(void);
-int relay_stop_fd(void);
 
 /* A request for a local service, handed over before http_parse's in-place
  * decoding could alter its head. */

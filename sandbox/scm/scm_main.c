@@ -297,7 +297,7 @@ main_drain(void)
 	struct timespec pause = { 0, 2 * 1000 * 1000 };
 	int waited = 0;
 
-	relay_end_all();
+	stop_begin();
 	while ((relay_open_count() || proxy_open_count()) &&
 	       waited < MAIN_DRAIN_MS) {
 		nanosleep(&pause, NULL);
@@ -325,7 +325,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	main_raise_nofile();
-	if (main_signals() || main_parent_watch() || relay_init() ||
+	if (main_signals() || main_parent_watch() || stop_init() ||
 	    webssh_init() ||
 	    pthread_attr_init(&main_thread_attr) ||
 	    pthread_attr_setstacksize(&main_thread_attr, MAIN_THREAD_STACK) ||

@@ -44,8 +44,8 @@ probe_connect(int port, int timeout_ms)
 	} else if (errno == EINPROGRESS) {
 		pfd[0].fd = fd;
 		pfd[0].events = POLLOUT;
-		/* shutdown ends the wait too (-1 before relay_init: ignored) */
-		pfd[1].fd = relay_stop_fd();
+		/* shutdown ends the wait too */
+		pfd[1].fd = stop_fd();
 		pfd[1].events = POLLIN;
 		pfd[0].revents = pfd[1].revents = 0;
 		if (poll(pfd, 2, timeout_ms) > 0 && pfd[0].revents &&

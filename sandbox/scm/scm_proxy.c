@@ -576,7 +576,7 @@ proxy_wait(struct proxy *p)
 	fds[0].events = cev;
 	fds[1].fd = uev ? p->ufd : -1;
 	fds[1].events = uev;
-	fds[2].fd = relay_stop_fd();
+	fds[2].fd = stop_fd();
 	fds[2].events = POLLIN;
 	fds[0].revents = fds[1].revents = fds[2].revents = 0;
 	if (poll(fds, 3, proxy_timeout(p, scm_now_ms())) <= 0)

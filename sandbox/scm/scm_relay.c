@@ -20,7 +20,6 @@
 #include "scm_ws.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -40,8 +39,6 @@
 #define RELAY_CLOSE_CODE 1011
 #define RELAY_CLOSE_REASON "Connection failure."
 
-/* Readable once shutdown has begun: every relay polls it. */
-static int relay_stop_pipe[2] = { -1, -1 };
 static atomic_size_t relay_open;
 
 struct relay {
@@ -76,33 +73,10 @@ struct relay {
 	long long close_deadline, flush_deadline;
 };
 
-int
-relay_init(void)
-{
-	return pipe2(relay_stop_pipe, O_CLOEXEC | O_NONBLOCK);
-}
-
-void
-relay_end_all(void)
-{
-	char b = 0;
-
-	if (write(relay_stop_pipe[1], &b, 1) < 0)
-		scm_log(SCM_LOG_WARN, "cannot signal the tunnels: %s\n",
-			strerror(errno));
-}
-
 size_t
 relay_open_count(void)
 {
 	return atomic_load(&relay_open);
-}
-
-/* Readable once shutdown has begun (never drained): for other waits too. */
-int
-relay_stop_fd(void)
-{
-	return relay_stop_pipe[0];
 }
 
 static void
@@ -425,7 +399,7 @@ relay_wait(struct relay *r)
 	p[1].fd = r->tfd;
 	p[1].events = (short)((r->target_read_wait ? POLLIN : 0) |
 			      (r->target_write_wait ? POLLOUT : 0));
-	p[2].fd = r->stopping ? -1 : relay_stop_pipe[0];
+	p[2].fd = r->stopping ? -1 : stop_fd();
 	p[2].events = POLLIN;
 	p[0].revents = p[1].revents = p[2].revents = 0;
 	n = poll(p, 3, relay_timeout(r, now));

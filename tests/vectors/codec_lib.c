@@ -1,6 +1,6 @@
 /*
- * codec_lib.c - the native codec (native/tn_ws.c, native/tn_conn.c, built
- * with this file alone, nothing stubbed) behind a flat interface for
+ * codec_lib.c - the native codec (native/tn_ws.c, native/tn_conn.c and
+ * native/tn_err.c, built with this file alone, nothing stubbed) behind a flat interface for
  * ctypes, so that tests/test_codec_vectors.py runs the byte-level vectors
  * of tests/vectors/websocket.json against it as it does against the
  * portable codec. `make codec-lib` builds it as build/codec/libtn_codec.so.
@@ -9,7 +9,9 @@
  * else the control frame's opcode), four bytes of length (big-endian),
  * the payload.
  */
+#include <ctype.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,7 @@ struct cv {
 	struct tn_config cfg;
 	struct tn_conn conn;
 	struct tn_err err;
+	char kind[32];
 };
 
 /* accept: the Sec-WebSocket-Accept the 101 must carry (28 characters) */
@@ -52,9 +55,16 @@ void cv_free(struct cv *c)
 	free(c);
 }
 
-const char *cv_error_kind(const struct cv *c)
+/* The failure's kind (of _reasons.def), lower case, as the vectors name it */
+const char *cv_error_kind(struct cv *c)
 {
-	return tn_kind_name(c->err.kind);
+	const char *code = tn_kind_codes[tn_reason_kinds[c->err.reason]];
+	size_t i;
+
+	for (i = 0; code[i] && i + 1 < sizeof(c->kind); i++)
+		c->kind[i] = (char)tolower((unsigned char)code[i]);
+	c->kind[i] = '\0';
+	return c->kind;
 }
 
 int cv_error_status(const struct cv *c)
