@@ -145,9 +145,21 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+def _run(endpoint, instance, remote_path, program, **options):
+    """One side of a copy through a channel of its own: its E marker's text. The channel's or the
+    shell's failure is said as exec's, the copy's own as cp's."""
+    from azext_webapp._errors import copy_error, exec_failure
+    with open_channel(endpoint, instance, shell=SHELL) as channel:
+        try:
+            return ProgramRun(channel.sock, program, **options).run()
+        except ExecFailure as failure:
+            if failure.reason in EXEC_REASONS:
+                raise exec_failure(failure.reason, failure.said, endpoint.target, instance) from None
+            raise copy_error(failure.reason, remote_path, endpoint.target, instance) from None
+
+
 def upload(endpoint, instance, local, remote_path):
     """Returns the container path written."""
-    from azext_webapp._errors import copy_error, exec_failure
     if os.path.isdir(local):
         raise ValidationError(f'{local} is a directory; cp copies one file at a time.')
     try:
@@ -156,15 +168,10 @@ def upload(endpoint, instance, local, remote_path):
     except OSError as err:
         raise FileOperationError(f'Cannot read {local}: {err.strerror or err}.') from None
     progress = Progress(os.path.basename(local), size)
-    with source, open_channel(endpoint, instance, shell=SHELL) as channel:
-        run = ProgramRun(channel.sock, upload_program(remote_path, size, sha256, os.path.basename(local)),
-                         out=lambda data: None, source=source, sent=progress.update)
-        try:
-            ended = run.run()
-        except ExecFailure as failure:
-            if failure.reason in EXEC_REASONS:
-                raise exec_failure(failure.reason, failure.said, endpoint.target, instance) from None
-            raise copy_error(failure.reason, remote_path, endpoint.target, instance) from None
+    program = upload_program(remote_path, size, sha256, os.path.basename(local))
+    with source:
+        ended = _run(endpoint, instance, remote_path, program, out=lambda data: None, source=source,
+                     sent=progress.update)
     progress.finish()
     _, _, written = (ended or '').partition(' ')
     how, _, where = written.partition(' ')
@@ -174,7 +181,6 @@ def upload(endpoint, instance, local, remote_path):
 
 def download(endpoint, instance, remote_path, local):
     """Returns the local path written."""
-    from azext_webapp._errors import copy_error, exec_failure
     destination = local_destination(local, remote_path)
     folder = os.path.dirname(os.path.abspath(destination))
     try:
@@ -198,14 +204,7 @@ def download(endpoint, instance, remote_path, local):
                     state['size'] = int(text) if text.isdigit() else None
                     progress.total = state['size'] or 0
 
-            with open_channel(endpoint, instance, shell=SHELL) as channel:
-                run = ProgramRun(channel.sock, download_program(remote_path), out=out, on_marker=on_marker)
-                try:
-                    ended = run.run()
-                except ExecFailure as failure:
-                    if failure.reason in EXEC_REASONS:
-                        raise exec_failure(failure.reason, failure.said, endpoint.target, instance) from None
-                    raise copy_error(failure.reason, remote_path, endpoint.target, instance) from None
+            ended = _run(endpoint, instance, remote_path, download_program(remote_path), out=out, on_marker=on_marker)
         progress.finish()
         _check_download(state, ended, remote_path)
         os.chmod(temporary, _mode_for(destination))
