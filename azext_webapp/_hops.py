@@ -69,7 +69,7 @@ class Walk:  # pylint: disable=too-many-instance-attributes
     which also looks where the commands need not (sshd on port 22, every instance) and does not wait
     for a starting app. ``authorization`` is dropped once an engine holds it; ``repr`` never shows it."""
 
-    def __init__(self, cmd, target, instance=None, target_port=None, thorough=False, tunnel=None):
+    def __init__(self, cmd, target, instance=None, target_port=None, thorough=False, tunnel=None, ssh=True):
         self.cmd = cmd
         self.target = target
         self.instance = instance
@@ -88,7 +88,8 @@ class Walk:  # pylint: disable=too-many-instance-attributes
         self.engine = None              # the tunnel of the instance hops
         self.remote_port = None         # the container port the tunnel leads to
         self.offer = self.transport = None
-        self.ssh = True                 # the way in is SSH (False: the exec channel, which SSH off leaves open)
+        self.ssh = ssh                  # the way in is SSH (False: the exec channel, which SSH off leaves open)
+        self.container = None           # the exec channel's: one of the app's site containers (None: the main)
         self.ssh_blocked = False        # the doctor found SSH turned off: the hops that need it are not checked
         # Real Azure's walls (_walls.py): read from ARM by the app hop (access), or by the hop that
         # met a refusal (the rest), so that the words can name the wall.

@@ -29,6 +29,12 @@
 #define TN_LOCAL_CHUNK	65536
 /* decrypted bytes gathered per read of a busy WebSocket */
 #define TN_TLS_READ	65536
+/* seconds to wait for the rest of a refused upgrade's body (its Content-
+ * Length, its last chunk, or the connection's end end it sooner) */
+#define TN_REFUSAL_SECS	2
+/* bytes of Text frames given to send_text() and not yet handed to their
+ * connections; more is a resource error */
+#define TN_TEXTS_MAX	262144
 
 #define TN_LIMITS(X) \
 	X(RING_CAP) \
@@ -40,6 +46,8 @@
 	X(EVENTS_MAX) \
 	X(PROBE_BODY_MAX) \
 	X(LOCAL_CHUNK) \
-	X(TLS_READ)
+	X(TLS_READ) \
+	X(REFUSAL_SECS) \
+	X(TEXTS_MAX)
 
 #endif

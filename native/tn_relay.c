@@ -24,18 +24,32 @@
 #define TN_UP_LOW	(2 * TN_LOCAL_CHUNK)
 #define TN_DOWN_LOW	(2 * TN_TLS_READ)
 
-struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer)
+struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer, uint64_t id)
 {
 	struct tn_relay *r = calloc(1, sizeof(*r));
 
 	if (!r)
 		return NULL;
 	r->env = env;
-	r->id = ++env->next_id;
+	r->id = id ? id : atomic_fetch_add(&env->next_id, 1) + 1;
+	r->next = env->relays;
+	if (r->next)
+		r->next->prev = r;
+	env->relays = r;
 	tn_ring_init(&r->down, TN_RING_CAP);
 	tn_err_clear(&r->link.err);
 	snprintf(r->peer, sizeof(r->peer), "%s", peer);
 	return r;
+}
+
+struct tn_relay *tn_relay_find(struct tn_relay_env *env, uint64_t id)
+{
+	struct tn_relay *r;
+
+	for (r = env->relays; r; r = r->next)
+		if (r->id == id && !r->is_check)
+			return r;
+	return NULL;
 }
 
 /* Why it failed: one record for both sides, the first reason found wins
@@ -108,6 +122,12 @@ static void tn_relay_finish(struct tn_relay *r)
 		if (!atomic_load(&env->stopping))
 			tn_relay_emit(r, tn_relay_why(r)->reason != TN_R_OK ? TN_EV_FAILED : TN_EV_CLOSED);
 	}
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		env->relays = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
 	tn_link_free(&r->link);
 	tn_ring_free(&r->down);
 	free(r);

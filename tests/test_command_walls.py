@@ -21,7 +21,9 @@ from tests.fixtures_command import AZ, ssh, ssh_env
 from tests.test_command_browse import NO_BROWSER
 
 SSH_ON = r'az webapp update -g sandbox-rg -n {app} --set sshEnabled=true'
-SSH_OFF = [r'SSH is turned off for app', r'sshEnabled\) is false']
+SSH_OFF = [r'SSH is turned off for app', r'sshEnabled\) is false',
+           r'Meanwhile `az webapp remote-connection exec -g sandbox-rg -n \S+` still opens a shell in the container',
+           r'the exec channel needs no SSH']
 POLICY = [r'Azure Policy assignment "Deny SSH on App Service" keeps it off',
           r'"App Service apps should disable SSH" has the effect Deny', r'RequestDisallowedByPolicy',
           r'Resource Policy Contributor', r'az policy exemption create --name allow-ssh-sshpolicy-app '
@@ -72,6 +74,24 @@ CASES = {
                             r'Action', r'Website Contributor']),
     'noentra-browse': (['browse', '-n', 'noentra-app'], 0,
                        [r'^WARNING: Your roles on app .noentra-app. do not include', r"the browser's"]),
+    # the exec channel: the same walls but SSH turned off, which it does not need
+    'restricted-exec': (['exec', '-n', 'restricted-app', '--', 'true'], 1, RESTRICTED),
+    'restricted-cp': (['cp', '-n', 'restricted-app', ':/etc/hostname', '{tmp}/restricted'], 1, RESTRICTED),
+    'private-exec': (['exec', '-n', 'private-app', '--', 'true'], 1, [*PRIVATE, r'does not resolve']),
+    'private-cp': (['cp', '-n', 'private-app', ':/etc/hostname', '{tmp}/private'], 1, [*PRIVATE, r'does not resolve']),
+    'noentra-exec': (['exec', '-n', 'noentra-app', '--', 'true'], 1, NO_RIGHTS),
+    'noentra-cp': (['cp', '-n', 'noentra-app', ':/etc/hostname', '{tmp}/noentra'], 1, NO_RIGHTS),
+    'sidecar-unknown': (['exec', '-n', 'sidecar-app', '--container', 'nope', '--', 'true'], 1,
+                        [r"App 'sidecar-app' has no container 'nope': its containers are main \(main\), otel, cache"]),
+    'sidecar-failed': (['exec', '-n', 'sidecar-app', '--container', 'cache', '--', 'true'], 1,
+                       [r"refused the exec channel into the container 'cache' \(HTTP 409\)",
+                        r"It said: The container 'cache' of instance sidecar-app-i0 is not running \(its state: "
+                        r'Failed\)', r'az webapp remote-connection doctor -g sandbox-rg -n sidecar-app',
+                        r'leave out --container']),
+    'sidecar-none': (['exec', '-n', 'linux-app', '--container', 'otel', '--', 'true'], 1,
+                     [r"App 'linux-app' has no site containers \(sidecars\), so there is no container 'otel'"]),
+    'sidecar-kudu': (['exec', '-n', 'sidecar-app', '--target', 'kudu', '--container', 'otel'], 1,
+                     [r"the SCM site's own \(--target kudu\) has none"]),
 }
 # app -> (the hop that fails, patterns of its detail and fix)
 DOCTOR = {
@@ -84,12 +104,14 @@ DOCTOR = {
 
 
 @pytest.fixture(scope='module')
-def outcomes(webapp_az, sandbox):
+def outcomes(webapp_az, sandbox, tmp_path_factory):
     env = dict(webapp_az.env)
     for key in NO_BROWSER:
         env.pop(key, None)
     runner = type(webapp_az)(env, webapp_az.cwd)
-    jobs = {case: ['webapp', 'remote-connection', argv[0], '-g', sandbox.resource_group, *argv[1:]]
+    tmp = tmp_path_factory.mktemp('walls')
+    jobs = {case: ['webapp', 'remote-connection', argv[0], '-g', sandbox.resource_group,
+                   *[a.format(tmp=tmp) for a in argv[1:]]]
             for case, (argv, _, _) in CASES.items()}
     jobs.update({f'doctor-{app}': ['webapp', 'remote-connection', 'doctor', '-g', sandbox.resource_group,
                                    '-n', app, '-o', 'json'] for app in (*DOCTOR, 'sidecar-app')})
@@ -132,10 +154,15 @@ def test_the_doctor_names_the_wall_with_its_fix(outcomes, app):
     for pattern in patterns:
         assert re.search(pattern, shown), f'{pattern!r} not in {shown!r}'
     after = record['checks'][record['checks'].index(failed) + 1:]
+    exec_hop = [c for c in after if c['hop'] == 'exec']
+    after = [c for c in after if c['hop'] != 'exec']
     if hop == 'ssh':  # the rest of the way is still checked, but for what needs SSH
         checked = [(c['hop'], c['status']) for c in after[:3]]
         assert checked == [('scm', 'ok'), ('credentials', 'ok'), ('containers', 'ok')], after
         after = after[3:]
+        assert [c['status'] for c in exec_hop] == ['ok'], exec_hop    # the way in without SSH
+    else:
+        assert exec_hop == []       # the app-wide hops stopped: no instance to check
     assert after and all(c['status'] == 'not checked' for c in after)
 
 
@@ -152,7 +179,10 @@ def test_the_doctor_lists_the_sidecars_and_warns_of_one_that_does_not_run(outcom
                                'The container exited with code 1; restarting')
     assert check['fix'].startswith('cache is not running. See why with `az webapp sitecontainers log -g sandbox-rg '
                                    '-n sidecar-app --container-name cache`')
-    assert [c['status'] for c in record['checks'] if c['hop'] != 'containers'] == ['ok'] * 11
+    others = [(c['hop'], c['status']) for c in record['checks'] if c['hop'] != 'containers']
+    assert [hop for hop, _ in others] == ['arm', 'app', 'ssh', 'scm', 'credentials', 'status', 'websocket', 'banner',
+                                          'algorithms', 'login', 'sftp', 'exec']
+    assert {status for _, status in others} == {'ok'}, others
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,3 +304,21 @@ def test_the_fix_turns_ssh_on_and_the_policy_refuses_it(webapp_az, sandbox_sshd,
     refused = webapp_az.run(*SSH_ON.format(app='sshpolicy-app').split()[1:])
     assert refused.returncode != 0 and 'RequestDisallowedByPolicy' in refused.stderr
     assert 'Deny SSH on App Service' in refused.stderr
+
+
+@pytest.mark.root
+def test_exec_gets_in_where_ssh_is_off_and_into_a_sidecar(webapp_az, sandbox_sshd, tmp_path):
+    for args, hostname in ((['-n', 'sshoff-app'], 'sshoff-app-i0'), (['-n', 'sshpolicy-app'], 'sshpolicy-app-i0'),
+                           (['-n', 'sidecar-app', '--container', 'otel'], 'sidecar-app-i0-otel'),
+                           (['-n', 'sidecar-app', '--container', 'main'], 'sidecar-app-i0')):
+        run = webapp_az.run('webapp', 'remote-connection', 'exec', '-g', 'sandbox-rg', *args, '--', 'hostname')
+        assert run.returncode == 0 and run.stdout.strip() == hostname, run.stderr
+    local = tmp_path / 'into-the-sidecar'
+    local.write_bytes(b'to otel only\n')
+    copy = webapp_az.run('webapp', 'remote-connection', 'cp', '-g', 'sandbox-rg', '-n', 'sidecar-app', '--container',
+                         'otel', str(local), ':/tmp/')
+    assert copy.returncode == 0, copy.stderr
+    for container, seen in (('otel', 'to otel only'), ('main', 'absent')):   # each container's own /tmp
+        run = webapp_az.run('webapp', 'remote-connection', 'exec', '-g', 'sandbox-rg', '-n', 'sidecar-app',
+                            '--container', container, '--', 'cat /tmp/into-the-sidecar 2>/dev/null || echo absent')
+        assert run.returncode == 0 and run.stdout.strip() == seen, run.stderr
