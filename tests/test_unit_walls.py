@@ -205,3 +205,25 @@ def test_the_ssh_hop_stops_only_ways_in_that_need_ssh(monkeypatch, enabled, targ
         assert failed.value.fix.startswith('Turn it on with') and str(failed.value.error).startswith('SSH is turned')
     else:
         _hops.ssh_setting(w)
+
+
+def test_exec_into_a_site_container():
+    from azext_webapp import _exec_channel
+    assert _exec_channel.shell_path(shell='/bin/sh', container='otel') == '/exec/shell?container=otel&shell=%2Fbin%2Fsh'
+    assert _exec_channel.shell_path(kudu=True) == '/exec/shell?target=kudu'
+    containers = [_walls.SiteContainer('main', 'app:1', True), _walls.SiteContainer('otel', 'otel:1', False)]
+    assert str(_errors.container_error(TARGET, 'Otel', containers)) == (
+        "App 'app' has no container 'Otel': its containers are main (main), otel (names are case-sensitive).")
+    assert 'has no site containers (sidecars)' in str(_errors.container_error(TARGET, 'otel', []))
+    refused = _errors.exec_refused('http_status', {'host': 'h', 'status': 409, 'server_message': 'not running'},
+                                   walk(container='otel'))
+    assert "into the container 'otel' (HTTP 409). It said: not running." in str(refused)
+    assert 'leave out --container' in str(refused)
+    plain = _errors.exec_refused('http_status', {'host': 'h', 'status': 409}, walk(container=None))
+    assert 'into the container' not in str(plain)
+
+
+def test_exec_names_the_walls_too():
+    access = _walls.Access(True, (_walls.Rule('office', '203.0.113.0/24', 'Allow'),), 'Deny', False)
+    refused = _errors.exec_refused('auth_refused', {'host': 'h', 'status': 403}, walk(access=access, container=None))
+    assert isinstance(refused, ForbiddenError) and 'HTTP 403 Ip Forbidden' in str(refused)
