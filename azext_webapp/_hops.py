@@ -41,6 +41,7 @@ STARTING_MAX_WAIT = 60.0        # ... about 60 times
 STARTING_PROGRESS_EVERY = 5.0
 # An Authorization no SCM site accepts: the SCM host hop only needs an answer over verified TLS.
 _NOBODY = 'Basic ZG9jdG9yOg=='  # base64("doctor:")
+UNREACHABLE_MSG = 'Unable to connect to WebApp'   # GetStatus's usual msg when canReachPort is false
 SCP_HINT = ('OpenSSH 9 and later run scp over SFTP, so plain `scp` fails too; `scp -O` (the original scp '
             'protocol) works')
 
@@ -336,9 +337,13 @@ def status(w):
         fix = (f'Nothing answers on container port {SSH_PORT}, but sshd answers on container port 22 ({elsewhere}): '
                'the image runs sshd on the wrong port. Set `Port 2222` in its sshd_config (as the documentation '
                'shows, https://go.microsoft.com/fwlink/?linkid=2132395), rebuild and redeploy.')
-    raise HopFailed(ValidationError(f'{message} `{doctor_command(target, w.instance)}` checks every hop.'),
-                    f'GetStatus: state STARTED, canReachPort {str(result.can_reach_port).lower()}, port {result.port}',
-                    fix)
+    # what the SCM site said, shown as it is (SSH turned off since ARM was read says so: section 9)
+    unusual = result.msg and result.msg != UNREACHABLE_MSG
+    said = f' The SCM site said: "{first_line(result.msg)}".' if unusual else ''
+    raise HopFailed(ValidationError(f'{message}{said} `{doctor_command(target, w.instance)}` checks every hop.'),
+                    f'GetStatus: state STARTED, canReachPort {str(result.can_reach_port).lower()}, port {result.port}'
+                    + (f', msg "{first_line(result.msg)}"' if unusual else ''),
+                    fix + said)
 
 
 def ssh_answered_before(w):

@@ -322,3 +322,16 @@ def test_exec_gets_in_where_ssh_is_off_and_into_a_sidecar(webapp_az, sandbox_ssh
         run = webapp_az.run('webapp', 'remote-connection', 'exec', '-g', 'sandbox-rg', '-n', 'sidecar-app',
                             '--container', container, '--', 'cat /tmp/into-the-sidecar 2>/dev/null || echo absent')
         assert run.returncode == 0 and run.stdout.strip() == seen, run.stderr
+
+
+def test_ssh_turned_off_after_arm_was_read_shows_what_the_scm_site_said(webapp_az, sandbox):
+    """ARM still says SSH is on (a change on its way): the SCM site's own word is shown."""
+    sandbox.set_ssh('linux-app', False)
+    sandbox.arm.model.sites[('linux-app', None)].ssh_enabled = True
+    try:
+        proc = webapp_az.run('webapp', 'remote-connection', 'create', '-g', 'sandbox-rg', '-n', 'linux-app')
+    finally:
+        sandbox.set_ssh('linux-app', True)
+    assert proc.returncode == 1, proc.stderr
+    assert 'Nothing answers on container port 2222' in proc.stderr
+    assert 'The SCM site said: "SSH is disabled for this app".' in proc.stderr
