@@ -7,6 +7,7 @@ import select
 import signal
 import socket
 import threading
+import time
 
 
 class PtyShell:
@@ -15,6 +16,10 @@ class PtyShell:
     def __init__(self, shell="/bin/sh", env=None):
         self.pid, self.master = pty.fork()
         if self.pid == 0:   # the child: an interactive shell on the terminal
+            # as a terminal's shell starts: a suite run under nohup or in the background would hand it
+            # SIGHUP or SIGINT ignored, and a shell cannot undo what it was started ignoring
+            for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+                signal.signal(signum, signal.SIG_DFL)
             os.execve(shell, [shell], dict(env or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PS1": "$ ",
                                                    "HOME": "/tmp", "TERM": "xterm"}))
         self.sock, self._far = socket.socketpair()
@@ -50,10 +55,20 @@ class PtyShell:
     def close(self):
         self._done.set()
         self._thread.join(2)
-        try:
-            os.kill(self.pid, signal.SIGHUP)
-        except ProcessLookupError:
-            pass
-        os.waitpid(self.pid, 0)
+        for signum in (signal.SIGHUP, signal.SIGKILL):   # hung up, and killed should that not do
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                break
+            if self._reaped(2.0):
+                break
         os.close(self.master)
         self.sock.close()
+
+    def _reaped(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if os.waitpid(self.pid, os.WNOHANG)[0]:
+                return True
+            time.sleep(0.02)
+        return False
