@@ -16,10 +16,6 @@ class PtyShell:
     def __init__(self, shell="/bin/sh", env=None):
         self.pid, self.master = pty.fork()
         if self.pid == 0:   # the child: an interactive shell on the terminal
-            # as a terminal's shell starts: a suite run under nohup or in the background would hand it
-            # SIGHUP or SIGINT ignored, and a shell cannot undo what it was started ignoring
-            for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
-                signal.signal(signum, signal.SIG_DFL)
             os.execve(shell, [shell], dict(env or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PS1": "$ ",
                                                    "HOME": "/tmp", "TERM": "xterm"}))
         self.sock, self._far = socket.socketpair()
