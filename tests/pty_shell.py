@@ -7,6 +7,7 @@ import select
 import signal
 import socket
 import threading
+import time
 
 
 class PtyShell:
@@ -50,10 +51,20 @@ class PtyShell:
     def close(self):
         self._done.set()
         self._thread.join(2)
-        try:
-            os.kill(self.pid, signal.SIGHUP)
-        except ProcessLookupError:
-            pass
-        os.waitpid(self.pid, 0)
+        for signum in (signal.SIGHUP, signal.SIGKILL):   # hung up, and killed should that not do
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                break
+            if self._reaped(2.0):
+                break
         os.close(self.master)
         self.sock.close()
+
+    def _reaped(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if os.waitpid(self.pid, os.WNOHANG)[0]:
+                return True
+            time.sleep(0.02)
+        return False
