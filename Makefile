@@ -67,7 +67,7 @@ build: $(MODULE_STAMP)
 # portable codec. `make test` builds it; without it their native half skips and says why.
 CODEC_LIB := build/codec/libtn_codec.so
 CODEC_LIB_SOURCES := native/tn_ws.c native/tn_conn.c native/tn_err.c tests/vectors/codec_lib.c
-$(CODEC_LIB): $(CODEC_LIB_SOURCES) $(wildcard native/*.h) | $(VENV)/.stamp-debian
+$(CODEC_LIB): $(CODEC_LIB_SOURCES) $(wildcard native/*.h) azext_webapp/_reasons.def | $(VENV)/.stamp-debian
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -fPIC -shared -Inative \
 		$(CODEC_LIB_SOURCES) -lcrypto -o $@

@@ -132,3 +132,28 @@ def entra_token(cli_ctx: CliContext) -> Tuple[str, float]:
     expires_on = entry.get('expires_on') if isinstance(entry, dict) else None
     # Without an expiry (a credential that does not say), assume the shortest Entra lifetime.
     return token, float(expires_on) if expires_on else time.time() + ENTRA_SHORTEST_LIFETIME
+
+
+# Read-only ARM look-ups that the SDK az ships has no model for (Microsoft.Authorization), or whose
+# answer is only needed as it is: the JSON, through the web client's own pipeline (sign-in, cloud).
+WEB_API = '2024-11-01'
+POLICY_API = '2023-04-01'
+PERMISSIONS_API = '2022-04-01'
+
+
+def arm_get(client: Client, path: str, api_version: str, query: str = '') -> Any:
+    """GET {resource manager}{path}?{query} (a list's every page): the JSON. HttpResponseError on
+    failure, which arm_call words."""
+    from azure.core.rest import HttpRequest
+    items: List[Any] = []
+    url: Optional[str] = f'{path}?{query + "&" if query else ""}api-version={api_version}'
+    doc: Any = None
+    while url:
+        response = client.send_request(HttpRequest('GET', url))
+        response.raise_for_status()
+        doc = response.json()
+        if not isinstance(doc, dict) or 'value' not in doc:
+            return doc
+        items += doc.get('value') or []
+        url = doc.get('nextLink')
+    return {'value': items}

@@ -35,9 +35,10 @@ def resolve(cmd: Any, target: 'Target', instance: Optional[str] = None,
 
 
 def locate(cmd: Any, target: 'Target', instance: Optional[str] = None) -> _hops.Walk:
-    """The hops up to the app (found, on Linux, running; its SCM URL and remote debugging)."""
+    """The hops up to the app's SSH setting (found, on Linux, running, SSH turned on; its SCM URL,
+    remote debugging and the SCM site's network walls), without a request to the SCM site."""
     walk = _hops.Walk(cmd, target, instance)
-    _hops.walk(walk, until='app')
+    _hops.walk(walk, until='ssh')
     return walk
 
 

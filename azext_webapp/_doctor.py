@@ -53,13 +53,15 @@ def diagnose(cmd, target, instance=None):
     """Walk every hop (the instance hops once per instance); a :class:`Report`."""
     report = Report()
     walk = _hops.Walk(cmd, target, instance, thorough=True)
-    if not _hops.walk(walk, until='credentials', report=report):
+    app_wide = [hop.name for hop in _hops.PIPELINE if not hop.per_instance]
+    per_instance = [hop.name for hop in _hops.PIPELINE if hop.per_instance]
+    if not _hops.walk(walk, until=app_wide[-1], report=report):
         return report
     from azext_webapp import _exec_doctor
     for name in walk.instances if instance is None and walk.instances else [instance]:
         one = walk.for_instance(name)
         try:
-            _hops.walk(one, start='status', report=report)
+            _hops.walk(one, start=per_instance[0], report=report)
         finally:
             if one.transport is not None:
                 one.transport.close()

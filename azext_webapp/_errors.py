@@ -142,6 +142,15 @@ def exec_refused(reason, facts, endpoint, instance=None):
     status = facts.get('status')
     ssh_instead = ('`az webapp remote-connection ssh` works instead where the container runs sshd on port '
                    f'{SSH_PORT}.')
+    wall = wall_error(reason, facts, endpoint)
+    if wall is not None:
+        return wall
+    container = getattr(endpoint, 'container', None)
+    if container and reason == 'http_status' and status in (400, 404, 409):
+        return ValidationError(
+            f"{site} refused the exec channel into the container '{container}' (HTTP {status}).{said} "
+            f"`{doctor_command(target)}` lists the app's containers and their states. Where the SCM site does not "
+            'let you choose a container, leave out --container: the exec channel leads to the main container.')
     if kind_of(reason) == 'auth' and status == 403 and message:
         return ForbiddenError(f'{site} refused the exec channel (HTTP 403): {message}. If the exec channel is turned '
                               f'off for this app, ask an owner of the app; {ssh_instead}')
@@ -259,7 +268,8 @@ _DETAIL = {
     'http_malformed': lambda f: f"{f['host']} sent a malformed HTTP answer",
     'http_too_large': lambda f: f"{f['host']} sent an oversized HTTP answer (over {f.get('limit', 0)} bytes)",
     'http_bad_accept': lambda f: f"{f['host']} answered the upgrade without a valid Sec-WebSocket-Accept",
-    'http_not_json': lambda f: f"{f['host']} answered GetStatus with something that is not its JSON",
+    'http_not_json': lambda f: (f"{f['host']} answered {f.get('path') or 'GetStatus'} with something that is not "
+                                "its JSON"),
     'tls_untrusted': lambda f: (f"the certificate of {f['host']} is not trusted ({f.get('verify_text', 'unknown')})"
                                 + ('; checked against REQUESTS_CA_BUNDLE' if f.get('ca_bundle') else '')),
     'tls_wrong_host': lambda f: f"the certificate of {f['host']} is issued for another host name",
@@ -343,10 +353,13 @@ def failure_detail(reason, facts, scheme=None):
 
 def tunnel_error(reason, facts, endpoint):
     """The typed az error for an engine failure (at start, or of a connection later), with what to
-    do about it, chosen by reason."""
+    do about it, chosen by reason; a wall of real Azure's when the walk's facts name one."""
     target, scm_url = endpoint.target, endpoint.scm_url
     kind = kind_of(reason)
     detail = failure_detail(reason, facts)
+    wall = wall_error(reason, facts, endpoint)
+    if wall is not None:
+        return wall
     if kind == 'auth':
         return auth_error(facts.get('status'), endpoint.auth_kind, target, scm_url, facts.get('server_message'))
     if kind == 'bind':
@@ -393,6 +406,207 @@ def tunnel_error(reason, facts, endpoint):
     return AzureResponseError(f'The tunnel to {site} failed: {detail}.')
 
 
+# ---------------------------------------------------------------------------------------------
+# Real Azure's walls (_walls.py has the facts; docs/PROTOCOL.md section 9 what the SCM site answers)
+
+ROLE_HINT = 'Website Contributor, Contributor or Owner'
+
+
+def _app_args(target):
+    return f'-g {target.resource_group} -n {target.name}{" --slot " + target.slot if target.slot else ""}'
+
+
+def ssh_on_command(target):
+    """What turns SSH on for an app (Azure CLI 2.91 has no flag of its own for it)."""
+    return f'az webapp update {_app_args(target)} --set sshEnabled=true'
+
+
+def ssh_off(target, site_id, policies, unread=None):
+    """(detail, fix) for an app whose SSH setting (sshEnabled) is off. policies: _walls.SshPolicy
+    list (blocking ones first); unread: why the policy assignments could not be read."""
+    detail = (f'SSH is turned off for {describe(target)}: its SSH setting (sshEnabled) is false, so its SCM site '
+              "refuses SSH (the tunnel to port 2222, `ssh`, ssh-config's connections, the portal's browser SSH)")
+    blocking = [p for p in policies if p.blocks]
+    if blocking:
+        policy = blocking[0]
+        detail += (f', and the Azure Policy assignment "{policy.assignment}" keeps it off: its rule '
+                   f'"{policy.definition}" has the effect {policy.effect.capitalize()}, so turning SSH on '
+                   f'(`{ssh_on_command(target)}`) is refused (RequestDisallowedByPolicy)')
+        fix = (f'The assignment is made at {policy.scope}: only someone who may change policy there (an Owner or '
+               'Resource Policy Contributor of that scope) can let this app have SSH, with an exemption '
+               f'(`az policy exemption create --name allow-ssh-{target.name} --policy-assignment '
+               f'{policy.assignment_id} --scope {site_id} --exemption-category Waiver`) or by changing the '
+               f'assignment. Ask them; until then SSH stays off for this app. {_exec_without_ssh(target)}')
+        return detail, fix
+    fix = (f'Turn it on with `{ssh_on_command(target)}` (or in the portal: Configuration, General settings, SSH), '
+           'then run this command again.')
+    audits = [p for p in policies if p.effect.startswith('audit')]
+    if audits:
+        fix += (f' The policy assignment "{audits[0].assignment}" only audits SSH: turning it on is allowed, and '
+                'reported as not compliant.')
+    if unread:
+        fix += f' (Whether an Azure Policy forbids turning it on could not be read: {first_line(unread)}.)'
+    return detail, f'{fix} {_exec_without_ssh(target)}'
+
+
+def _exec_without_ssh(target):
+    return (f'Meanwhile `az webapp remote-connection exec {_app_args(target)}` still opens a shell in the container '
+            '(and runs commands; `cp` copies files): the exec channel needs no SSH.')
+
+
+def wall_error(reason, facts, endpoint):
+    """The error of a wall the walk's facts name for this engine failure, or None: a private endpoint
+    (the SCM host does not resolve, or resolves to an address this machine cannot reach, or the
+    public front end refuses), access restrictions (403 Ip Forbidden), or no right to publish (403
+    to a Bearer token). endpoint.access: _walls.Access (None: not read); endpoint.private_endpoints,
+    endpoint.rights and endpoint.scm_address: looked up by the hop that met the failure."""
+    access = getattr(endpoint, 'access', None)
+    kind, status = kind_of(reason), facts.get('status')
+    refused = reason == 'auth_refused' and status == 403
+    if access is not None and not access.public and (refused or kind in ('dns', 'connect', 'timeout')):
+        return _private_endpoint_error(reason, facts, endpoint)
+    if access is not None and access.restricted and refused:
+        return _restricted_error(endpoint)
+    rights = getattr(endpoint, 'rights', None)
+    if refused and endpoint.auth_kind == 'Bearer' and rights is not None and not rights.publish:
+        return _rights_error(endpoint)
+    return None
+
+
+def _split(error_type, detail, fix):
+    """A typed error whose line is what happened and what to do; the doctor shows them apart."""
+    error = error_type(f'{detail}. {fix}')
+    error.detail, error.fix = detail, fix
+    return error
+
+
+def _private_endpoint_error(reason, facts, endpoint):
+    target, host = endpoint.target, facts.get('host') or endpoint.scm_url.split('://', 1)[-1]
+    endpoints = getattr(endpoint, 'private_endpoints', None) or []
+    named = ', '.join(f'{e.name} ({", ".join(e.addresses)})' if e.addresses else e.name for e in endpoints)
+    through = f'its private endpoint {named}' if named else 'a private endpoint'
+    kind = kind_of(reason)
+    if kind == 'dns':
+        what, error = f'{host} does not resolve from this machine', AzureConnectionError
+    elif kind in ('connect', 'timeout'):
+        address = getattr(endpoint, 'scm_address', None)
+        what = (f'{host} resolves here to {address}' if address else f'{host} resolves here') + \
+            f', but this machine cannot reach it ({failure_detail(reason, facts)})'
+        error = AzureConnectionError
+    else:
+        what = (f'{host} answered from the public front end with HTTP 403 (Ip Forbidden): this network resolves '
+                'it to its public address')
+        error = ForbiddenError
+    return _split(
+        error,
+        f'The SCM site of {describe(target)} is reachable only through {through}: public network access to the '
+        f'app is disabled, and {what}',
+        'Run the command from a machine in the app\'s virtual network, or in a network peered with it (or joined '
+        'to it by VPN or ExpressRoute), whose DNS resolves the host to the private endpoint (the private DNS zone '
+        'privatelink.azurewebsites.net). Or, where your organisation allows it, open the SCM site to your address '
+        f'alone: `az webapp update {_app_args(target)} --set publicNetworkAccess=Enabled`, then '
+        f'`{_allow_me(target, True)}`.')
+
+
+def _allow_me(target, scm_site):
+    return (f'az webapp config access-restriction add {_app_args(target)} --rule-name allow-me --action Allow '
+            f'--ip-address <your public IP address>/32 --priority 300{" --scm-site true" if scm_site else ""}')
+
+
+def _restricted_error(endpoint):
+    target, access = endpoint.target, endpoint.access
+    allowed = access.allowed
+    rules = ('allow only ' + ', '.join(f'{r.name} ({r.source})' for r in allowed) if allowed
+             else 'allow no address')
+    whose = "the main site's access restrictions, which its SCM site uses," if access.use_main else \
+        'its access restrictions'
+    if access.use_main:
+        add = (f'`{_allow_me(target, False)}` (the main site\'s rules, which also open the app to you), or give the '
+               f'SCM site rules of its own: `az webapp config access-restriction set {_app_args(target)} '
+               f'--use-same-restrictions-for-scm-site false`, then `{_allow_me(target, True)}`')
+    else:
+        add = f'`{_allow_me(target, True)}`'
+    return _split(
+        ForbiddenError,
+        f'The SCM site {endpoint.scm_url} of {describe(target)} refused this machine\'s address (HTTP 403 Ip '
+        f'Forbidden): {whose} {rules} and deny the rest',
+        f'Add your public address to the SCM site\'s rules, if you may change the app: {add}; or run the command '
+        f'from a network the rules allow. `az webapp config access-restriction show {_app_args(target)}` lists '
+        'them.')
+
+
+def _rights_error(endpoint):
+    target, rights = endpoint.target, endpoint.rights
+    granted = ', '.join(rights.actions) or 'nothing'
+    assignee = getattr(endpoint, 'user', None) or '<your sign-in>'
+    site_id = getattr(endpoint.site, 'id', None) or '<the app\'s resource ID>'
+    return _split(
+        ForbiddenError,
+        f'The SCM site {endpoint.scm_url} of {describe(target)} refused the Microsoft Entra token of your az sign-in '
+        f'(HTTP 403): your roles on the app do not include {rights.action}, which the SCM site asks of a token '
+        f'(they allow: {granted}), and Basic auth is disabled for its SCM site',
+        f'Roles that include it: {ROLE_HINT}. Ask an Owner or User Access Administrator of the app for one: '
+        f'`az role assignment create --assignee {assignee} --role "Website Contributor" --scope {site_id}` (it '
+        'takes effect within minutes), then run this command again.')
+
+
+def access_warning(endpoint):
+    """ssh-config and browse do not reach the SCM site themselves: what will stop the connections
+    they prepare, from this machine, or None."""
+    access = getattr(endpoint, 'access', None)
+    target = endpoint.target
+    if access is None:
+        return None
+    if not access.public:
+        return (f'Public network access to {describe(target)} is disabled: its SCM site is reachable only through '
+                'its private endpoint, from the app\'s virtual network or a network peered with it. From anywhere '
+                f'else the connection will fail; `{doctor_command(target)}` checks it from here.')
+    if access.restricted:
+        allowed = ', '.join(f'{r.name} ({r.source})' for r in access.allowed) or 'no address'
+        return (f'The SCM site of {describe(target)} has access restrictions: it allows only {allowed}. From '
+                f'anywhere else the connection will fail with HTTP 403; `{doctor_command(target)}` checks it from '
+                'here.')
+    return None
+
+
+def container_error(target, name, containers):
+    """exec/cp --container NAME that ARM does not list among the app's site containers."""
+    if not containers:
+        return InvalidArgumentValueError(
+            f'{describe(target, True)} has no site containers (sidecars), so there is no container '
+            f"'{name}' to choose: leave out --container, and the exec channel leads to its container.")
+    return InvalidArgumentValueError(
+        f"{describe(target, True)} has no container '{name}': its containers are "
+        f'{", ".join(c.name + (" (main)" if c.main else "") for c in containers)} (names are case-sensitive).')
+
+
+def rights_warning(endpoint):
+    """ssh-config and browse: the caller's roles lack the SCM site's action, or None."""
+    rights = getattr(endpoint, 'rights', None)
+    if rights is None or rights.publish:
+        return None
+    return (f'Your roles on {describe(endpoint.target)} do not include {rights.action} (they allow: '
+            f'{", ".join(rights.actions) or "nothing"}): its SCM site refuses your Microsoft Entra sign-in (the '
+            f"browser's, and az's token where Basic auth is disabled). Roles that include it: {ROLE_HINT}; ask an "
+            'Owner or User Access Administrator of the app for one.')
+
+
+def containers_outcome(target, containers):
+    """(detail, fix) of the containers hop: the app's site containers and their states; fix only
+    when a container does not run."""
+    if not containers:
+        return 'one container (no site containers, so no sidecars)', ''
+    listed = '; '.join(f'{c.name} ({"main" if c.main else "sidecar"}, {c.image}): '
+                       f'{c.state or "state unknown"}{" - " + first_line(c.message) if c.message else ""}'
+                       for c in containers)
+    down = [c for c in containers if c.state and c.state.lower() != 'running']
+    if not down:
+        return listed, ''
+    return listed, (f'{", ".join(c.name for c in down)} {"is" if len(down) == 1 else "are"} not running. See why with '
+                    f'`az webapp sitecontainers log {_app_args(target)} --container-name {down[0].name}`; '
+                    f'`az webapp restart {_app_args(target)}` restarts every container.')
+
+
 def bind_error(reason, facts, address_problem):
     """The local listener could not start. address_problem: why this machine cannot listen on the
     --bind address at all (None when it can, so the port is at fault)."""
@@ -413,8 +627,10 @@ def bind_error(reason, facts, address_problem):
 HOPS = (
     ('arm', 'Signed in and allowed to read the app (Azure Resource Manager)'),
     ('app', 'App found, on Linux, running'),
-    ('scm', 'SCM host resolves and its certificate verifies'),
+    ('ssh', 'SSH turned on for the app (its SSH setting, Azure Policy)'),
+    ('scm', 'SCM host reachable from here (DNS, access restrictions, private endpoint, certificate)'),
     ('credentials', 'SCM site accepts the credentials'),
+    ('containers', "App's containers (main, sidecars)"),
     ('status', 'Container port answers (GetStatus)'),
     ('websocket', 'WebSocket upgrade to the tunnel'),
     ('banner', 'SSH banner through the tunnel'),

@@ -21,18 +21,39 @@ EXEC_PATH = '/exec/shell'
 OPEN_TIMEOUT = 30.0
 
 
-def resolve_exec(cmd, target, instance=None):
+def resolve_exec(cmd, target, instance=None, container=None):
     """The hops up to the credentials (_hops.py: the app on Linux, running, --instance one of its
-    instances; the SCM credential, which the SCM site takes): the Walk an exec channel starts from."""
-    walk = _hops.Walk(cmd, target, instance)
+    instances; SSH need not be on; the SCM credential, which the SCM site takes): the Walk an exec
+    channel starts from. container: one of the app's site containers (ARM's), to run in instead of
+    the main one."""
+    walk = _hops.Walk(cmd, target, instance, ssh=False)
     _hops.walk(walk, until='credentials')
+    if container is not None:
+        walk.container = _site_container(walk, container)
     logger.info('Exec channel to %s with %s auth', walk.scm_url, walk.credential.kind)
     return walk
 
 
-def shell_path(kudu=False, shell=None):
-    """The request path: ``target=kudu`` first, then ``shell`` (what Azure's client sends)."""
-    query = ([('target', 'kudu')] if kudu else []) + ([('shell', shell)] if shell else [])
+def _site_container(walk, name):
+    """The name, once ARM lists it among the app's site containers; else a clear error."""
+    from azure.core.exceptions import AzureError
+    from azext_webapp import _walls
+    from azext_webapp._errors import container_error
+    try:
+        found = _walls.site_containers(walk.client, walk.site.id)
+    except AzureError as err:
+        logger.info('Listing the site containers failed (%s): asking the SCM site anyway', err)
+        return name
+    if name in [c.name for c in found]:
+        return name
+    raise container_error(walk.target, name, found)
+
+
+def shell_path(kudu=False, shell=None, container=None):
+    """The request path: ``target=kudu`` first, then ``shell`` (what Azure's client sends); a site
+    container as ``container`` before the shell (the sandbox's model, PROTOCOL.md section 9)."""
+    query = (([('target', 'kudu')] if kudu else []) + ([('container', container)] if container else [])
+             + ([('shell', shell)] if shell else []))
     return EXEC_PATH + ('?' + urlencode(query) if query else '')
 
 
@@ -51,8 +72,8 @@ def open_channel(endpoint, instance=None, kudu=False, shell=None, size=(80, 24))
     channel = None
     try:
         try:
-            channel = tunnel.Channel(endpoint.scm_url, endpoint.credential.authorization, shell_path(kudu, shell),
-                                     instance=instance)
+            path = shell_path(kudu, shell, getattr(endpoint, 'container', None))
+            channel = tunnel.Channel(endpoint.scm_url, endpoint.credential.authorization, path, instance=instance)
             channel.open(first_text=size_message(size), timeout=OPEN_TIMEOUT)
         except tunnel.TunnelError as err:
             raise exec_refused(err.reason, err.facts, endpoint, instance) from None

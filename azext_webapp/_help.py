@@ -31,7 +31,10 @@ long-summary: >
     lines prefixed with the instance name, or one record per instance with --output; the exit
     status is the worst instance's, and an instance that cannot be reached is reported with status
     255. Ctrl+C interrupts the remote command (exit status 130). Needs /bin/sh, base64 and stty in
-    the container for commands (coreutils or busybox).
+    the container for commands (coreutils or busybox). SSH turned off for the app does not stop it.
+    --container picks a sidecar of an app with site containers instead of its main container;
+    whether Azure's SCM site honours it is not published (the sandbox's does), and where it does
+    not, the error says so.
 examples:
   - name: Open an interactive shell in the container.
     text: |
@@ -40,6 +43,9 @@ examples:
     text: |
         az webapp remote-connection exec -g MyResourceGroup -n MyWebApp --target kudu
         az webapp remote-connection exec -g MyResourceGroup -n MyWebApp --shell /bin/sh
+  - name: A shell in a sidecar (one of the app's site containers), where the SCM site lets you choose one.
+    text: |
+        az webapp remote-connection exec -g MyResourceGroup -n MyWebApp --container otel -- ls /etc/otelcol
   - name: Run one command; its output and exit status are the command's.
     text: |
         az webapp remote-connection exec -g MyResourceGroup -n MyWebApp -- cat /home/LogFiles/docker.log
@@ -203,10 +209,14 @@ type: command
 short-summary: Check every hop between this machine and the SSH server of a Linux web app, and say how to fix the first that fails.
 long-summary: >
     Checks, in order: your sign-in and permission to read the app (Azure Resource Manager); that
-    the app exists, runs on Linux and is running; that its SCM host resolves and its certificate
-    verifies (behind a proxy or private CA, set REQUESTS_CA_BUNDLE); that the SCM site accepts the
+    the app exists, runs on Linux and is running; that SSH is turned on for it (its SSH setting,
+    sshEnabled, and any Azure Policy that keeps it off); that its SCM host is reachable from here
+    (it resolves, its access restrictions or private endpoint let this machine in, its certificate
+    verifies: behind a proxy or private CA, set REQUESTS_CA_BUNDLE); that the SCM site accepts the
     credentials (the publishing credentials with Basic auth, or your Microsoft Entra token when
-    Basic auth is disabled); then, for each instance: GetStatus (state, canReachPort, port), the
+    Basic auth is disabled, which needs a role with Microsoft.Web/sites/publish/Action); the app's
+    containers (main and sidecars) and their states; then, for each instance: GetStatus (state,
+    canReachPort, port), the
     WebSocket upgrade, an SSH banner through the tunnel, the container's SSH algorithms (from its
     key-exchange message) against this machine's OpenSSH and the portal's browser SSH (which needs
     aes128-cbc, 3des-cbc, aes256-cbc or an aes-ctr cipher, hmac-sha1, hmac-sha1-96 or
@@ -214,9 +224,10 @@ long-summary: >
     fails, and so does OpenSSH 9's scp unless given -O). These are the hops the other commands go
     through, with the same checks. Each hop works (OK), works with a warning (WARN: an algorithm
     list the portal cannot use, no sftp subsystem) or is broken (FAIL); the first broken hop stops
-    the checks of its instance. Prints a readable table; --output json gives the same as one record
-    for scripts, with the overall verdict (ok, warning or fail). Exits with status 1 when a hop is
-    broken, 0 otherwise (warnings do not count as failures).
+    the checks of its instance; a sidecar that is not running is a warning. Prints a readable
+    table; --output json gives the same as one record for scripts, with the overall verdict (ok,
+    warning or fail). Exits with status 1 when a hop is broken, 0 otherwise (warnings do not count
+    as failures).
 examples:
   - name: Check why `ssh` or `create` does not reach an app.
     text: |

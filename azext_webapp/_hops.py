@@ -21,13 +21,14 @@ from types import SimpleNamespace
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 from azure.cli.core.azclierror import InvalidArgumentValueError, ResourceNotFoundError, ValidationError
+from azure.core.exceptions import AzureError
 from knack.log import get_logger
 from knack.util import CLIError
 
-from azext_webapp import _kexinit, _termination, ssh
-from azext_webapp._errors import (HOPS, describe, doctor_command, first_line, instance_message, restart_advice,
-                                  starting_message, stopped_message, tunnel_error, unreachable_message,
-                                  windows_message)
+from azext_webapp import _kexinit, _termination, _walls, ssh
+from azext_webapp._errors import (HOPS, containers_outcome, describe, doctor_command, first_line, instance_message,
+                                  restart_advice, ssh_off, starting_message, stopped_message, tunnel_error,
+                                  unreachable_message, windows_message)
 from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
 
 logger = get_logger(__name__)
@@ -40,6 +41,7 @@ STARTING_MAX_WAIT = 60.0        # ... about 60 times
 STARTING_PROGRESS_EVERY = 5.0
 # An Authorization no SCM site accepts: the SCM host hop only needs an answer over verified TLS.
 _NOBODY = 'Basic ZG9jdG9yOg=='  # base64("doctor:")
+UNREACHABLE_MSG = 'Unable to connect to WebApp'   # GetStatus's usual msg when canReachPort is false
 SCP_HINT = ('OpenSSH 9 and later run scp over SFTP, so plain `scp` fails too; `scp -O` (the original scp '
             'protocol) works')
 
@@ -58,8 +60,9 @@ class HopFailed(Exception):
     def __init__(self, error: Exception, detail: Optional[str] = None, fix: str = ''):
         super().__init__(str(error))
         self.error = error
-        self.detail = detail or str(error)
-        self.fix = fix
+        # an error of _errors.py may carry the two apart (a wall's)
+        self.detail = detail or getattr(error, 'detail', None) or str(error)
+        self.fix = fix or getattr(error, 'fix', '')
 
 
 class Walk:  # pylint: disable=too-many-instance-attributes
@@ -67,7 +70,7 @@ class Walk:  # pylint: disable=too-many-instance-attributes
     which also looks where the commands need not (sshd on port 22, every instance) and does not wait
     for a starting app. ``authorization`` is dropped once an engine holds it; ``repr`` never shows it."""
 
-    def __init__(self, cmd, target, instance=None, target_port=None, thorough=False, tunnel=None):
+    def __init__(self, cmd, target, instance=None, target_port=None, thorough=False, tunnel=None, ssh=True):
         self.cmd = cmd
         self.target = target
         self.instance = instance
@@ -75,7 +78,9 @@ class Walk:  # pylint: disable=too-many-instance-attributes
         self.thorough = thorough
         self.timeout = DOCTOR_TIMEOUT if thorough else COMMAND_TIMEOUT
         self.config_dir = cmd.cli_ctx.config.config_dir
-        self.client = self.site = self.missing = None
+        self.client: Any = None
+        self.site: Any = None           # the SDK's Site once the arm hop ran
+        self.missing = None
         self.scm_url: Any = None        # str once the app hop ran
         self.instances = []             # the app's instance names (thorough walks, or with --instance)
         self.debugging = False
@@ -84,6 +89,14 @@ class Walk:  # pylint: disable=too-many-instance-attributes
         self.engine = None              # the tunnel of the instance hops
         self.remote_port = None         # the container port the tunnel leads to
         self.offer = self.transport = None
+        self.ssh = ssh                  # the way in is SSH (False: the exec channel, which SSH off leaves open)
+        self.container = None           # the exec channel's: one of the app's site containers (None: the main)
+        self.ssh_blocked = False        # the doctor found SSH turned off: the hops that need it are not checked
+        # Real Azure's walls (_walls.py): read from ARM by the app hop (access), or by the hop that
+        # met a refusal (the rest), so that the words can name the wall.
+        self.access: Optional[_walls.Access] = None
+        self.private_endpoints = self.rights = self.scm_address = self.user = None
+        self.containers: list = []
         self._tunnel = tunnel
 
     def __repr__(self):
@@ -148,24 +161,87 @@ def app(w):
     if w.instance is not None and w.instance not in w.instances:
         raise HopFailed(InvalidArgumentValueError(instance_message(target, w.instance, w.instances)))
     w.debugging = bool(getattr(config, 'remote_debugging_enabled', False))
+    w.access = _walls.access_of(site, config)
     names = w.instances
     detail = (f'Linux, {site.state or "state unknown"}, SCM site {w.scm_url}, '
               f'{len(names)} instance{"s" if len(names) != 1 else ""}' + (f' ({", ".join(names)})' if names else ''))
+    if not w.access.public:
+        detail += '; public network access disabled (a private endpoint)'
+    elif w.access.restricted:
+        detail += ('; SCM access restrictions allow only '
+                   + (', '.join(rule.source for rule in w.access.allowed) or 'no address'))
     if w.debugging:
         detail += ('; remote debugging is on, so `create` tunnels to the debugger by default and `ssh`/'
                    f'`ssh-config` refuse: these checks use container port {SSH_PORT}')
     return detail
 
 
+def ssh_setting(w):
+    """SSH turned on for the app (ARM's properties.sshEnabled); when it is off, whether an Azure
+    Policy keeps it so. Only where the way in is SSH: a tunnel to another port, and the exec channel,
+    do not need it."""
+    enabled = getattr(w.site, 'ssh_enabled', None)
+    if enabled is not False:
+        return 'on (sshEnabled true)' if enabled else 'on (ARM does not report sshEnabled: an older stamp)'
+    leads_to_ssh = w.target_port == ssh.SSH_PORT or (w.target_port is None and not w.debugging) or w.thorough
+    if not w.ssh or not leads_to_ssh:
+        return Outcome(OK, 'off (sshEnabled false), which this connection does not need')
+    policies, unread = [], None
+    try:
+        policies = _walls.ssh_policies(w.client, w.site.id)
+    except (AzureError, CLIError) as err:
+        unread = err
+    detail, fix = ssh_off(w.target, w.site.id, policies, unread)
+    raise HopFailed(ValidationError(f'{detail}. {fix}'), detail, fix)
+
+
 def scm(w):
-    """Reachable over verified TLS: any answer will do, a refusal of nobody's credentials included."""
+    """Reachable over verified TLS: any answer will do, a refusal of nobody's credentials included,
+    but for 403, the front end's refusal of this machine before it looks at any credential."""
     tunnel = w.tunnel
     try:
         tunnel.warm_up(w.scm_url, _NOBODY, timeout=w.timeout)
     except tunnel.TunnelError as err:
-        if err.kind not in ('auth', 'http'):
-            raise HopFailed(tunnel_error(err.reason, err.facts, w)) from None
+        if err.kind not in ('auth', 'http') or err.status == 403:
+            raise HopFailed(scm_failure(w, err)) from None
     return f'{w.scm_url.split("://", 1)[-1]} resolves, answers over TLS and its certificate verifies'
+
+
+def scm_failure(w, err):
+    """The typed error of an SCM site's failure (a TunnelError), once ARM has told what it can about
+    the wall behind it: the private endpoint (the host does not resolve, cannot be reached, or the
+    public front end refuses) and the caller's right to publish (a refused token)."""
+    facts = err.facts or {}
+    refused = err.reason == 'auth_refused' and facts.get('status') == 403
+    access = w.access
+    try:
+        if access is not None and not access.public and (refused or err.kind in ('dns', 'connect', 'timeout')):
+            if w.private_endpoints is None:
+                w.private_endpoints = _walls.private_endpoints(w.client, w.site.id)
+            if err.kind in ('connect', 'timeout') and facts.get('host'):
+                w.scm_address = _address_of(facts['host'])
+        elif refused and w.auth_kind == 'Bearer' and not (access and access.restricted) and w.rights is None:
+            w.rights = _walls.rights(w.client, w.site.id, w.target.slot)
+            w.user = _signed_in_user(w.cmd)
+    except (AzureError, CLIError) as lookup:  # the words without the ARM facts are still right
+        logger.debug('Looking up what refused the SCM site failed: %s', lookup)
+    return tunnel_error(err.reason, err.facts, w)
+
+
+def _address_of(host):
+    import socket
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+    except (OSError, IndexError):
+        return None
+
+
+def _signed_in_user(cmd):
+    from azure.cli.core._profile import Profile
+    try:
+        return Profile(cli_ctx=cmd.cli_ctx).get_current_account_user()
+    except (CLIError, KeyError):
+        return None
 
 
 def credentials(w):
@@ -182,18 +258,40 @@ def credentials(w):
     try:
         tunnel.warm_up(w.scm_url, w.authorization, timeout=w.timeout)
     except tunnel.TunnelError as err:
-        if err.kind not in ('http', 'timeout'):
-            raise HopFailed(tunnel_error(err.reason, err.facts, w)) from None
+        if err.kind not in ('http', 'timeout') or (err.kind == 'timeout' and w.access and not w.access.public):
+            raise HopFailed(scm_failure(w, err)) from None
         if not w.thorough:  # GetStatus comes next and says what is wrong
             return Outcome(WARN, f'Waking the SCM site of {describe(w.target)} did not answer as expected '
                                  f'({first_line(err)}); probing anyway.')
         try:
             tunnel.get_status(w.scm_url, w.authorization, timeout=w.timeout)
         except tunnel.TunnelError as again:
-            raise HopFailed(tunnel_error(again.reason, again.facts, w)) from None
+            raise HopFailed(scm_failure(w, again)) from None
     if w.credential.kind == 'Basic':
         return "Basic auth with the app's publishing credentials accepted"
     return 'Bearer auth with the Microsoft Entra token of your az sign-in accepted (Basic auth is disabled for SCM)'
+
+
+def containers(w):
+    """The app's site containers (ARM) and their states (the SCM site's /api/sitecontainers): a
+    sidecar that does not run is a warning (the main container is what the way in reaches)."""
+    from azure.core.exceptions import ResourceNotFoundError as SdkNotFound
+    try:
+        found = _walls.site_containers(w.client, w.site.id)
+    except SdkNotFound:  # a stamp without site containers
+        found = []
+    except (AzureError, CLIError) as err:
+        return Outcome(WARN, f'not read: ARM did not list the site containers ({first_line(err)})')
+    unread = ''
+    if found:
+        try:
+            status = w.tunnel.site_containers(w.scm_url, w.authorization, timeout=w.timeout)
+            found = _walls.with_states(found, status)
+        except w.tunnel.TunnelError as err:
+            unread = f' (their states unknown: {first_line(err)})'
+    w.containers = found
+    detail, fix = containers_outcome(w.target, found)
+    return Outcome(WARN, detail + unread, fix) if fix else detail + unread
 
 
 def status(w):
@@ -206,7 +304,7 @@ def status(w):
         try:
             result = tunnel.get_status(w.scm_url, w.authorization, instance=w.instance, timeout=w.timeout)
         except tunnel.TunnelError as err:
-            raise HopFailed(tunnel_error(err.reason, err.facts, w)) from None
+            raise HopFailed(scm_failure(w, err)) from None
         state = (result.state or '').upper()
         logger.debug('GetStatus: state=%s canReachPort=%s port=%s', state, result.can_reach_port, result.port)
         if state == 'STARTED':
@@ -239,9 +337,13 @@ def status(w):
         fix = (f'Nothing answers on container port {SSH_PORT}, but sshd answers on container port 22 ({elsewhere}): '
                'the image runs sshd on the wrong port. Set `Port 2222` in its sshd_config (as the documentation '
                'shows, https://go.microsoft.com/fwlink/?linkid=2132395), rebuild and redeploy.')
-    raise HopFailed(ValidationError(f'{message} `{doctor_command(target, w.instance)}` checks every hop.'),
-                    f'GetStatus: state STARTED, canReachPort {str(result.can_reach_port).lower()}, port {result.port}',
-                    fix)
+    # what the SCM site said, shown as it is (SSH turned off since ARM was read says so: section 9)
+    unusual = result.msg and result.msg != UNREACHABLE_MSG
+    said = f' The SCM site said: "{first_line(result.msg)}".' if unusual else ''
+    raise HopFailed(ValidationError(f'{message}{said} `{doctor_command(target, w.instance)}` checks every hop.'),
+                    f'GetStatus: state STARTED, canReachPort {str(result.can_reach_port).lower()}, port {result.port}'
+                    + (f', msg "{first_line(result.msg)}"' if unusual else ''),
+                    fix + said)
 
 
 def ssh_answered_before(w):
@@ -273,7 +375,7 @@ def websocket(w):
             w.engine.start()
         w.engine.check(timeout=w.timeout)
     except tunnel.TunnelError as err:
-        raise HopFailed(tunnel_error(err.reason, err.facts, w)) from None
+        raise HopFailed(scm_failure(w, err)) from None
     return f'HTTP 101 from {w.scm_url}{tunnel.TUNNEL_PATH}'
 
 
@@ -329,20 +431,26 @@ class Hop(NamedTuple):
     check: Callable[[Walk], Union[str, Outcome]]
     per_instance: bool = False
     doctor_only: bool = False
+    # The doctor goes on past a broken SSH gate (SSH turned off): only the hops that need SSH are
+    # then not checked; the SCM site, the credentials and the containers still are.
+    ssh_gate: bool = False
+    needs_ssh: bool = False
 
 
 PIPELINE = (
     Hop('arm', arm),
     Hop('app', app),
+    Hop('ssh', ssh_setting, ssh_gate=True),
     # commands learn the same from the credentials hop's first request: one round trip less
     Hop('scm', scm, doctor_only=True),
     Hop('credentials', credentials),
-    Hop('status', status, per_instance=True),
-    Hop('websocket', websocket, per_instance=True),
-    Hop('banner', banner, per_instance=True, doctor_only=True),
-    Hop('algorithms', algorithms_hop, per_instance=True, doctor_only=True),
-    Hop('login', login, per_instance=True, doctor_only=True),
-    Hop('sftp', sftp, per_instance=True, doctor_only=True),
+    Hop('containers', containers, doctor_only=True),
+    Hop('status', status, per_instance=True, needs_ssh=True),
+    Hop('websocket', websocket, per_instance=True, needs_ssh=True),
+    Hop('banner', banner, per_instance=True, doctor_only=True, needs_ssh=True),
+    Hop('algorithms', algorithms_hop, per_instance=True, doctor_only=True, needs_ssh=True),
+    Hop('login', login, per_instance=True, doctor_only=True, needs_ssh=True),
+    Hop('sftp', sftp, per_instance=True, doctor_only=True, needs_ssh=True),
 )
 assert tuple(hop.name for hop in PIPELINE) == tuple(name for name, _ in HOPS)
 
@@ -352,7 +460,9 @@ def walk(w, start=None, until=None, report=None):
 
     A command (no report) skips the doctor's hops and raises the typed error of the first hop that
     fails; a warning is only logged. The doctor passes a report: every outcome goes in it, a failure
-    marks every later hop not checked (for this instance) and the walk returns False."""
+    marks every later hop not checked (for this instance) and the walk returns False; but a broken
+    SSH gate marks only the hops that need SSH (``w.ssh_blocked``, which the instances' walks inherit)
+    and the walk goes on."""
     names = [hop.name for hop in PIPELINE]
     first = names.index(start) if start else 0
     last = names.index(until) if until else len(names) - 1
@@ -361,6 +471,9 @@ def walk(w, start=None, until=None, report=None):
         if hop.doctor_only and report is None:
             continue
         where = w.instance if hop.per_instance else None
+        if report is not None and hop.needs_ssh and getattr(w, 'ssh_blocked', False):
+            report.add(hop.name, NOT_CHECKED, 'not checked: SSH is turned off for the app', instance=where)
+            continue
         try:
             outcome = hop.check(w)
         except HopFailed as failed:
@@ -380,7 +493,9 @@ def walk(w, start=None, until=None, report=None):
                 logger.info('%s', outcome.detail)
             continue
         report.add(hop.name, outcome.status, outcome.detail, outcome.fix, where)
-        if outcome.status == FAIL:
+        if outcome.status == FAIL and hop.ssh_gate:
+            w.ssh_blocked = True
+        elif outcome.status == FAIL:
             report.rest_not_checked(names[index + 1:], where)
             return False
     return True

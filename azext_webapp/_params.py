@@ -74,6 +74,9 @@ def load_arguments(self, _):
                         'picks.')
         c.argument('target', options_list=['--target'], arg_type=get_enum_type(['app', 'kudu']),
                    help="Whose container: the app's, or the SCM (Kudu) site's own.")
+        c.argument('container', options_list=['--container'],
+                   help="One of the app's site containers (a sidecar; see `az webapp sitecontainers list`) to run "
+                        'in instead of the main container, where the SCM site lets you choose one.')
         c.argument('shell', options_list=['--shell'],
                    help='Absolute path of the shell in the container. An interactive session runs it (default: '
                         "the SCM site's, /bin/bash); a command is run by it with -c (default: /bin/sh).")
@@ -85,6 +88,9 @@ def load_arguments(self, _):
         c.argument('instance', options_list=['--instance', '-i'],
                    help='Instance of a scaled-out app to copy to or from (see `az webapp list-instances`). '
                         'Default: the instance the front end picks.')
+        c.argument('container', options_list=['--container'],
+                   help="One of the app's site containers (a sidecar) to copy to or from instead of the main "
+                        'container, where the SCM site lets you choose one.')
         c.positional('paths', nargs='+', metavar='SOURCE DESTINATION',
                      help='What to copy, then where to. One is in the container, as `:/path` (the app named by '
                           '--name) or `APP:/path`; the other is local. A directory as the destination takes the '

@@ -243,6 +243,7 @@ def ssh_config_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = 
     scm_url = app.scm_url
     if app.debugging:  # its ProxyCommand would reach the debugger
         raise ValidationError(debugging_message(target, 'ssh-config'))
+    _warn_about_walls(app)
     host = host or (f'{name}-{slot}' if slot else name)
     config_dir = cmd.cli_ctx.config.config_dir
     known_hosts = ssh.known_hosts_file(config_dir)
@@ -335,13 +336,37 @@ def browse_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None
                              slot: Optional[str] = None, instance: Optional[str] = None,
                              ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
     target = _target(resource_group_name, name, slot)
-    url = webssh_url(locate(cmd, target, instance).scm_url, instance)
+    app = locate(cmd, target, instance)
+    _warn_about_walls(app)
+    url = webssh_url(app.scm_url, instance)
     if open_in_browser(url):
         logger.warning('Opened %s in your browser: sign in to the SCM site there if it asks.', url)
         return
     logger.warning('No browser can be opened from here: open this URL in a browser where you can sign in '
                    'to Azure.')
     print(url)
+
+
+def _warn_about_walls(app: Walk) -> None:
+    """ssh-config and browse prepare connections without making one: what will stop them from this
+    machine (a private endpoint, access restrictions) or for this account (no right to publish, which
+    the SCM site asks of a Microsoft Entra sign-in: the browser's, and a token's), said before they
+    fail. A look-up that fails says nothing: the connection's own error will."""
+    from azure.core.exceptions import AzureError
+    from knack.util import CLIError
+    from azext_webapp import _walls
+    from azext_webapp._errors import access_warning, rights_warning
+    warning = access_warning(app)
+    if warning:
+        logger.warning(warning)
+    try:
+        app.rights = _walls.rights(app.client, app.site.id, app.target.slot)
+    except (AzureError, CLIError) as err:
+        logger.debug('Reading your permissions on the app failed: %s', err)
+        return
+    warning = rights_warning(app)
+    if warning:
+        logger.warning(warning)
 
 
 def webssh_url(scm_url: str, instance: Optional[str] = None) -> str:
@@ -371,6 +396,7 @@ def open_in_browser(url: str) -> bool:
 def exec_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, name: Optional[str] = None,
                            slot: Optional[str] = None, instance: Optional[str] = None, target: str = 'app',
                            shell: Optional[str] = None, command_args: Optional[List[str]] = None,
+                           container: Optional[str] = None,
                            ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
     """A shell, or a command with its output and exit status, through the SCM site's exec channel:
     no sshd needed (see _exec_shell, _exec_command)."""
@@ -378,11 +404,14 @@ def exec_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, 
     from azext_webapp._exec_command import command_line
     app = _target(resource_group_name, name, slot)
     kudu = (target or 'app').lower() == 'kudu'
+    if kudu and container:
+        raise ValidationError('--container names one of the app\'s containers; the SCM site\'s own (--target kudu) '
+                              'has none: leave out one of them.')
     wanted = _fanout.wanted_instances(instance)
     if wanted:
-        _exec_every_instance(cmd, app, wanted, kudu, shell, command_line(command_args or []))
+        _exec_every_instance(cmd, app, wanted, kudu, shell, command_line(command_args or []), container)
         return
-    endpoint = resolve_exec(cmd, app, instance)
+    endpoint = resolve_exec(cmd, app, instance, container)
     # a recorded signal interrupts the remote side first, then ends the command
     with _stopped_by_signals('the remote side was ended.'):
         if command_args:
@@ -441,13 +470,13 @@ def _exec_shell(endpoint: Walk, instance: Optional[str], kudu: bool, shell: Opti
 
 
 def _exec_every_instance(cmd: Cmd, app: Target, wanted: List[str], kudu: bool, shell: Optional[str],
-                         command: str) -> None:
+                         command: str, container: Optional[str] = None) -> None:
     """exec --instance all / NAME,NAME -- CMD: at most _exec_command.MAX_PARALLEL at once; records
     with an explicit --output; az exits with the worst status."""
     from azext_webapp._exec_channel import resolve_exec
     from azext_webapp._exec_command import ExecFanOut
     names = _fanout.choose_instances(cmd, app, wanted)
-    endpoint = resolve_exec(cmd, app)
+    endpoint = resolve_exec(cmd, app, container=container)
     structured = _output_given(cmd)
     with _stopped_by_signals('the command was ended on every instance.'):
         results = ExecFanOut(endpoint, names, kudu, shell, command, not structured).run()
@@ -459,6 +488,7 @@ def _exec_every_instance(cmd: Cmd, app: Target, wanted: List[str], kudu: bool, s
 
 def cp_remote_connection(cmd: Cmd, paths: List[str], resource_group_name: Optional[str] = None,
                          name: Optional[str] = None, slot: Optional[str] = None, instance: Optional[str] = None,
+                         container: Optional[str] = None,
                          ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
     """A file to or from the container through the exec channel (see _copy)."""
     from azext_webapp import _copy
@@ -466,7 +496,7 @@ def cp_remote_connection(cmd: Cmd, paths: List[str], resource_group_name: Option
     app = _target(resource_group_name, name, slot)
     source, destination = paths
     remote_source, remote_destination = _copy.parse_location(source), _copy.parse_location(destination)
-    endpoint = resolve_exec(cmd, app, instance)
+    endpoint = resolve_exec(cmd, app, instance, container)
     with _stopped_by_signals('nothing was copied.'):
         if remote_destination is not None:
             _copy.upload(endpoint, instance, source, remote_destination.path)

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from typing import (Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, Type,
+from typing import (Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, Type,
                     runtime_checkable)
 
 from azext_webapp import _errors, _native, _reasons
@@ -714,6 +714,18 @@ def get_status(scm_url: str, authorization: str, instance: Optional[str] = None,
 def warm_up(scm_url: str, authorization: str, timeout: float = 30.0) -> None:
     """GET /api/settings: wakes the SCM site, as the reference client does."""
     _probe(scm_url, "/api/settings", authorization, None, timeout)
+
+
+def site_containers(scm_url: str, authorization: str, instance: Optional[str] = None,
+                    timeout: float = 30.0) -> Any:
+    """GET /api/sitecontainers: the app's containers and their states, as the SCM site has them
+    (the JSON as it is: its shape is not published; docs/PROTOCOL.md section 9)."""
+    host, port, body = _probe(scm_url, "/api/sitecontainers", authorization, instance, timeout)
+    try:
+        return json.loads(body.decode("utf-8"))
+    except ValueError:
+        raise failure("http_not_json", _reasons.facts(host=host, port=port, status=200, phase="probe",
+                                                      path="/api/sitecontainers")) from None
 
 
 # ---------------------------------------------------------------------------------------------

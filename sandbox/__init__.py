@@ -68,8 +68,8 @@ class AppInfo:
     name: str                     # the app (also for a slot)
     slot: str | None
     site: str                     # SCM site name: app, or app-slot
-    scm_host: str                 # 127.0.0.1:<port>
-    scm_url: str                  # https://127.0.0.1:<port>
+    scm_host: str                 # 127.0.0.1:<port> (private-app: <its name>:<port>, never resolving)
+    scm_url: str                  # https://<scm_host>
     basic_user: str
     basic_password: str
     basic_allowed: bool           # basic-auth policy (bearer-app: False; SCM refuses Basic)
@@ -80,6 +80,7 @@ class AppInfo:
     remote_debugging: bool
     cert: str                     # good | untrusted | wronghost
     what: str
+    scm_address: str = ""         # 127.0.0.1:<port>: where the SCM site listens, whatever its name
 
     @property
     def instance_names(self) -> list:
@@ -123,6 +124,7 @@ class Sandbox:
         self._sshds: dict = {}          # instance name -> sshd.SshdInstance
         self._containers: dict = {}     # instance name -> its containers.Container (sshds too)
         self._kudus: dict = {}          # site name -> its Kudu's containers.Container
+        self._sidecars: dict = {}       # (instance, sidecar) -> its containers.Container
         self.containers_unavailable_reason: str | None = None
         self._aux: list = []            # Debugger / DeadPort objects
         self._apps: dict = {}           # (app, slot) -> AppInfo
@@ -174,7 +176,8 @@ class Sandbox:
             model.sites[(app, slot)] = arm.SiteView(
                 spec=APPS_BY_NAME[app], slot=slot, scm_host=info.scm_host,
                 instances=info.instance_names, basic_user=info.basic_user,
-                basic_password=info.basic_password)
+                basic_password=info.basic_password, ssh_enabled=APPS_BY_NAME[app].ssh_enabled)
+        model.on_ssh = lambda view: self._update(view.spec.name, view.slot, ssh_disabled=not view.ssh_enabled)
         forbidden = [a for a in APPS if not a.scm]
         for spec in forbidden:     # ARM answers 403 before looking at these
             model.sites[(spec.name, None)] = arm.SiteView(spec, None, "127.0.0.1:0", [],
@@ -197,6 +200,8 @@ class Sandbox:
             crt, key = self._other_ca.issue(certs, f"scm-{site}")
         elif spec.cert == "wronghost":
             crt, key = self._ca.issue_wrong_host(certs, f"scm-{site}", WRONG_HOST)
+        elif spec.scm_host_name(site):
+            crt, key = self._ca.issue(certs, f"scm-{site}", dns_names=[spec.scm_host_name(site), "localhost"])
         else:
             crt, key = self._ca.issue(certs, f"scm-{site}")
         return str(crt), str(key)
@@ -244,6 +249,12 @@ class Sandbox:
                     inst.spawn()
                     self._containers[name] = inst
                     pending.append(inst)
+                    for sidecar in spec.sidecars:
+                        box = self._idle_container(catalogue.sidecar_name(name, sidecar.name),
+                                                   f"\nApp Service sandbox: sidecar {sidecar.name} of {name}\n\n")
+                        box.spawn()
+                        self._sidecars[(name, sidecar.name)] = box
+                        pending.append(box)
             kudu = self._idle_container(catalogue.kudu_name(site),
                                         f"\nApp Service sandbox: the Kudu container of {site}\n\n")
             kudu.spawn()
@@ -277,9 +288,14 @@ class Sandbox:
                         ports[cport] = self._dead_port()
                 infos.append(InstanceInfo(name, ports, has_sshd))
             result[site] = (spec, slot, infos)
+        site_containers = {
+            name: {c.name: {"main": c.is_main, "state": c.state,
+                            "pid": getattr(self._sidecars.get((name, c.name)), "init_pid", None)}
+                   for c in spec.containers}
+            for spec, _, names in plan.values() if spec.containers for name in names}
         containers.write_map(self.workdir, {n: c.init_pid for n, c in self._containers.items()},
                              {site: c.init_pid for site, c in self._kudus.items()},
-                             namespaces=not self.containers_unavailable_reason)
+                             namespaces=not self.containers_unavailable_reason, site_containers=site_containers)
         return result
 
     def _idle_container(self, name: str, motd: str) -> containers.Container:
@@ -344,6 +360,10 @@ class Sandbox:
                               for i in infos],
                 "fault": None,
                 "exec_refusal": _exec_refusal(spec.exec_refusal),
+                "ip_forbidden": spec.ip_forbidden,
+                "bearer_forbidden": not spec.publish_rights,
+                "ssh_disabled": not spec.ssh_enabled,
+                "sitecontainers": _site_containers(spec, infos[0].name) if spec.containers else None,
             })
             self._scm_sites[site] = sites[-1]
         self.scm = scm_process.ScmServer(
@@ -356,12 +376,14 @@ class Sandbox:
         for site, (spec, slot, infos) in instances.items():
             port = self.scm.port(site)
             user, password = creds[site]
+            host = f"{spec.scm_host_name(site) or '127.0.0.1'}:{port}"
             self._apps[(spec.name, slot)] = AppInfo(
-                name=spec.name, slot=slot, site=site, scm_host=f"127.0.0.1:{port}",
-                scm_url=f"https://127.0.0.1:{port}", basic_user=user, basic_password=password,
+                name=spec.name, slot=slot, site=site, scm_host=host,
+                scm_url=f"https://{host}", basic_user=user, basic_password=password,
                 basic_allowed=spec.basic_allowed, instances=tuple(infos),
                 default_port=spec.default_port, linux=spec.linux, state=spec.state,
-                remote_debugging=spec.remote_debugging, cert=spec.cert, what=spec.what)
+                remote_debugging=spec.remote_debugging, cert=spec.cert, what=spec.what,
+                scm_address=f"127.0.0.1:{port}")
 
     def stop(self):
         """Stop everything this sandbox started; idempotent, safe after a failed start."""
@@ -376,6 +398,7 @@ class Sandbox:
                       lambda: self.exec and self.exec.stop()]
                      + [c.stop for c in set(self._containers.values())]
                      + [c.stop for c in self._kudus.values()]
+                     + [c.stop for c in self._sidecars.values()]
                      + [a.stop for a in self._aux]
                      + [lambda: self.arm and self.arm.stop()]):
             try:
@@ -401,7 +424,8 @@ class Sandbox:
         for service in (self.webssh, self.exec):
             if service is not None:
                 out += service.pids()
-        for c in list(set(self._containers.values())) + list(self._kudus.values()):
+        for c in (list(set(self._containers.values())) + list(self._kudus.values())
+                  + list(self._sidecars.values())):
             out += c.pids()
         return out
 
@@ -494,6 +518,12 @@ class Sandbox:
                 raise ValueError(f"unknown fault {fault!r}")
         spec = APPS_BY_NAME[self.app(name, slot).name]
         self._update(name, slot, fault=fault, exec_refusal=_exec_refusal(spec.exec_refusal))
+
+    def set_ssh(self, name: str, enabled: bool, slot: str | None = None):
+        """The app's SSH setting (ARM's properties.sshEnabled), as `az resource update` sets it:
+        its SCM site refuses SSH while it is off."""
+        self.arm.model.sites[(name, slot)].ssh_enabled = enabled
+        self._update(name, slot, ssh_disabled=not enabled)
 
     def hold_starting(self, name: str, seconds: float, slot: str | None = None):
         """GetStatus reads STARTING for the next `seconds` seconds."""
@@ -697,6 +727,18 @@ def _exec_refusal(refusal) -> dict | None:
         return None
     status, message = refusal
     return {"status": status, "body": json.dumps({"Message": message})}
+
+
+def _site_containers(spec, instance: str) -> dict:
+    """Contract 2's sitecontainers: what the SCM site's /api/sitecontainers answers, the list under
+    "" and each container under its name (docs/PROTOCOL.md section 9: the shape is the sandbox's)."""
+    def one(c):
+        return {"name": c.name, "image": c.image, "isMain": c.is_main, "targetPort": c.target_port,
+                "state": c.state, "instance": instance,
+                "message": "" if c.state == "Running" else "The container exited with code 1; restarting."}
+    bodies = {c.name: json.dumps(one(c)) for c in spec.containers}
+    bodies[""] = json.dumps([one(c) for c in spec.containers])
+    return bodies
 
 
 def _ssh_where(inst: InstanceInfo) -> str:

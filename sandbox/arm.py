@@ -39,6 +39,7 @@ class SiteView:
     instances: list               # instance names
     basic_user: str
     basic_password: str
+    ssh_enabled: bool = True      # properties.sshEnabled: az resource update / az webapp update set it
 
 
 @dataclass
@@ -57,6 +58,8 @@ class ArmModel:
     token_lifetime: int | None = None
     issued: dict = field(default_factory=dict)
     on_issue: object = None
+    # on_ssh(view) tells the sandbox that a site's sshEnabled changed (its SCM site follows).
+    on_ssh: object = None
 
     def token_valid(self, token: str) -> bool:
         return token == self.token or self.issued.get(token, 0) > time.time()
@@ -172,6 +175,13 @@ class _Handler(BaseHTTPRequestHandler):
                              "sqlServerHostname": "database.sandbox.invalid"}}
 
     # -- identity -------------------------------------------------------------------------
+    def _policy_definition(self, path: str, name: str):
+        """A built-in policy definition (tenant scope): only the one that denies SSH."""
+        if self.command != "GET" or name.lower() != catalogue.SSH_POLICY_DEFINITION:
+            return self._error(404, "PolicyDefinitionNotFound",
+                               f"The policy definition '{name}' could not be found.")
+        return self._send(200, ssh_policy_definition())
+
     def _identity(self, path: str, body: bytes):
         arm = self.server.arm
         m = self.server.arm.model
@@ -269,6 +279,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "id": f"/tenants/{m.tenant}", "tenantId": m.tenant, "tenantCategory": "Home",
                 "displayName": "Sandbox", "defaultDomain": "sandbox.local",
                 "tenantType": "AAD", "domains": ["sandbox.local"]}]})
+        if low[:3] == ["providers", "microsoft.authorization", "policydefinitions"] and len(low) == 4:
+            return self._policy_definition(path, segs[3])
         if len(low) < 2 or low[0] != "subscriptions":
             return self._error(404, "InvalidResourceType" if low else "NotFound",
                                f"The resource path '{path}' is not known to the sandbox ARM.")
@@ -278,9 +290,14 @@ class _Handler(BaseHTTPRequestHandler):
         if len(low) == 2:
             return self._send(200, self._subscription())
         if low[2] == "providers" and len(low) == 4:
+            # `az resource update --ids` picks its api-version from resourceTypes
+            types = ([{"resourceType": t, "locations": [catalogue.LOCATION], "apiVersions": [WEB_API]}
+                      for t in ("sites", "sites/slots", "sites/config", "sites/sitecontainers",
+                                "sites/basicPublishingCredentialsPolicies")]
+                     if low[3] == "microsoft.web" else [])
             return self._send(200, {"id": f"/subscriptions/{m.subscription}/providers/{segs[3]}",
                                     "namespace": segs[3], "registrationState": "Registered",
-                                    "resourceTypes": []})
+                                    "resourceTypes": types})
         if low[2] != "resourcegroups":
             return self._error(404, "InvalidResourceType",
                                f"The resource path '{path}' is not known to the sandbox ARM.")
@@ -326,12 +343,30 @@ class _Handler(BaseHTTPRequestHandler):
             slot = slot.lower()
         view = m.sites[(spec.name, slot)]
         sub = [r.lower() for r in rest]
+        if self.command in ("PUT", "PATCH") and not sub:
+            return self._update_site(view, body)
         if self.command not in ("GET", "HEAD", "POST"):
             return self._error(405, "MethodNotAllowed",
-                               f"The sandbox ARM is read-only: {self.command} is not supported "
-                               f"on '{path}'.")
+                               f"The sandbox ARM is read-only but for a site's sshEnabled: "
+                               f"{self.command} is not supported on '{path}'.")
         if not sub:
             return self._send(200, self._site(view))
+        if sub == ["sitecontainers"]:
+            return self._send(200, {"value": [self._site_container(view, c) for c in spec.containers],
+                                    "nextLink": None})
+        if len(sub) == 2 and sub[0] == "sitecontainers":
+            for c in spec.containers:
+                if c.name == sub[1]:
+                    return self._send(200, self._site_container(view, c))
+            return self._not_found(f"Microsoft.Web/sites/{self._full_name(view)}/sitecontainers/{rest[1]}")
+        if sub == ["privateendpointconnections"]:
+            return self._send(200, {"value": [self._private_endpoint(view)] if spec.private_endpoint else [],
+                                    "nextLink": None})
+        if sub == ["providers", "microsoft.authorization", "permissions"]:
+            return self._send(200, {"value": [permissions(spec.publish_rights)], "nextLink": None})
+        if sub == ["providers", "microsoft.authorization", "policyassignments"]:
+            found = [ssh_policy_assignment(self._id(view))] if spec.ssh_policy else []
+            return self._send(200, {"value": found, "nextLink": None})
         if sub == ["instances"]:
             return self._send(200, {"value": [self._instance(view, i) for i in self._instances(view)],
                                     "nextLink": None, "id": None})
@@ -354,6 +389,56 @@ class _Handler(BaseHTTPRequestHandler):
         if sub == ["publishxml"] and self.command == "POST":
             return self._send(200, self._publish_xml(view), "application/xml")
         return self._not_found(f"Microsoft.Web/sites/{self._full_name(view)}/{'/'.join(rest)}")
+
+    def _update_site(self, v: SiteView, body: bytes):
+        """PUT (az resource update) or PATCH of the site: only properties.sshEnabled changes; an
+        assignment of the policy that denies SSH refuses it as ARM does (RequestDisallowedByPolicy)."""
+        try:
+            wanted = json.loads(body or b"{}").get("properties", {}).get("sshEnabled")
+        except (ValueError, AttributeError):
+            return self._error(400, "InvalidRequestContent", "The request content is not valid JSON.")
+        if wanted is not None and not isinstance(wanted, bool):
+            return self._error(400, "InvalidRequestContent", "properties.sshEnabled must be true or false.")
+        if wanted and v.spec.ssh_policy:
+            assignment = ssh_policy_assignment(self._id(v))
+            identifiers = json.dumps([{
+                "policyAssignment": {"name": assignment["properties"]["displayName"], "id": assignment["id"]},
+                "policyDefinition": {"name": SSH_POLICY_NAME, "id": SSH_POLICY_ID}}])
+            return self._send(403, {"error": {
+                "code": "RequestDisallowedByPolicy", "target": v.spec.name,
+                "message": f"Resource '{v.spec.name}' was disallowed by policy. Policy identifiers: '{identifiers}'.",
+                "additionalInfo": [{"type": "PolicyViolation", "info": {
+                    "policyDefinitionDisplayName": SSH_POLICY_NAME, "policyDefinitionId": SSH_POLICY_ID,
+                    "policyAssignmentName": assignment["name"], "policyAssignmentId": assignment["id"],
+                    "policyAssignmentScope": assignment["properties"]["scope"],
+                    "policyAssignmentDisplayName": assignment["properties"]["displayName"]}}]}})
+        if wanted is not None and wanted != v.ssh_enabled:
+            v.ssh_enabled = wanted
+            if self.server.arm.model.on_ssh:
+                self.server.arm.model.on_ssh(v)
+        return self._send(200, self._site(v))
+
+    def _site_container(self, v: SiteView, c):
+        return {"id": f"{self._id(v)}/sitecontainers/{c.name}", "name": c.name,
+                "type": "Microsoft.Web/sites/sitecontainers", "kind": None,
+                "properties": {"image": c.image, "targetPort": c.target_port, "isMain": c.is_main,
+                               "startUpCommand": None, "authType": "Anonymous", "userName": None,
+                               "passwordSecret": None, "userManagedIdentityClientId": None,
+                               "createdTime": "2025-01-01T00:00:00Z", "lastModifiedTime": "2025-01-01T00:00:00Z",
+                               "volumeMounts": [], "inheritAppSettingsAndConnectionStrings": True,
+                               "environmentVariables": []}}
+
+    def _private_endpoint(self, v: SiteView):
+        m = self.server.arm.model
+        return {"id": f"{self._id(v)}/privateEndpointConnections/{v.spec.name}-pe.conn",
+                "name": f"{v.spec.name}-pe.conn", "type": "Microsoft.Web/sites/privateEndpointConnections",
+                "properties": {
+                    "provisioningState": "Succeeded",
+                    "privateEndpoint": {"id": f"/subscriptions/{m.subscription}/resourceGroups/{m.resource_group}"
+                                              f"/providers/Microsoft.Network/privateEndpoints/{v.spec.name}-pe"},
+                    "privateLinkServiceConnectionState": {"status": "Approved", "description": "",
+                                                          "actionsRequired": "None"},
+                    "ipAddresses": [PRIVATE_ADDRESS]}}
 
     def _challenge(self, error: str) -> str:
         m = self.server.arm.model
@@ -467,7 +552,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "hostingEnvironmentId": None, "tags": {}, "resourceGroup": m.resource_group,
                 "defaultHostName": default_host, "slotSwapStatus": None,
                 "keyVaultReferenceIdentity": "SystemAssigned", "inProgressOperationId": None,
-                "publicNetworkAccess": None, "storageAccountRequired": False,
+                "publicNetworkAccess": "Disabled" if spec.private_endpoint else None,
+                "sshEnabled": v.ssh_enabled, "storageAccountRequired": False,
                 "virtualNetworkSubnetId": None, "redundancyMode": "None",
                 "endToEndEncryptionEnabled": False,
             },
@@ -523,7 +609,10 @@ class _Handler(BaseHTTPRequestHandler):
                     "scmMinTlsVersion": "1.2", "ftpsState": "FtpsOnly",
                     "preWarmedInstanceCount": 0, "scmIpSecurityRestrictionsUseMain": False,
                     "localMySqlEnabled": False, "ipSecurityRestrictions": [],
-                    "scmIpSecurityRestrictions": [], "publicNetworkAccess": None}}
+                    "scmIpSecurityRestrictions": scm_rules(spec.scm_rules),
+                    "ipSecurityRestrictionsDefaultAction": "Allow",
+                    "scmIpSecurityRestrictionsDefaultAction": "Deny" if spec.scm_rules else "Allow",
+                    "publicNetworkAccess": "Disabled" if spec.private_endpoint else None}}
 
     def _publish_xml(self, v: SiteView) -> str:
         return (f'<publishData><publishProfile profileName="{v.spec.name} - Web Deploy" '
@@ -533,6 +622,63 @@ class _Handler(BaseHTTPRequestHandler):
                 f'SQLServerDBConnectionString="" mySQLDBConnectionString="" '
                 f'hostingProviderForumLink="" controlPanelLink="" webSystem="WebSites">'
                 f'<databases /></publishProfile></publishData>')
+
+
+WEB_API = "2024-11-01"
+PRIVATE_ADDRESS = "10.20.0.5"          # private-app's private endpoint (docs/PROTOCOL.md section 9)
+SSH_POLICY_ID = f"/providers/Microsoft.Authorization/policyDefinitions/{catalogue.SSH_POLICY_DEFINITION}"
+SSH_POLICY_NAME = "App Service apps should disable SSH"
+
+
+def scm_rules(ranges) -> list:
+    """config/web scmIpSecurityRestrictions: an Allow rule per range, then ARM's implicit Deny all."""
+    if not ranges:
+        return []
+    rules = [{"ipAddress": r, "action": "Allow", "tag": "Default", "priority": 100 + i, "name": f"office-{i}",
+              "description": "The office's addresses"} for i, r in enumerate(ranges)]
+    return rules + [{"ipAddress": "Any", "action": "Deny", "priority": 2147483647, "name": "Deny all",
+                     "description": "Deny all access"}]
+
+
+def permissions(publish: bool) -> dict:
+    """The caller's permissions on a site (Microsoft.Authorization/permissions): Contributor's, or
+    Reader's where the app's spec takes the publish right away."""
+    if publish:
+        return {"actions": ["*"], "notActions": ["Microsoft.Authorization/*/Delete",
+                                                 "Microsoft.Authorization/*/Write",
+                                                 "Microsoft.Authorization/elevateAccess/Action"],
+                "dataActions": [], "notDataActions": []}
+    return {"actions": ["*/read"], "notActions": [], "dataActions": [], "notDataActions": []}
+
+
+def ssh_policy_definition() -> dict:
+    """The built-in definition's shape (public: Azure/azure-policy), rule and parameters."""
+    return {"id": SSH_POLICY_ID, "name": catalogue.SSH_POLICY_DEFINITION,
+            "type": "Microsoft.Authorization/policyDefinitions",
+            "properties": {
+                "displayName": SSH_POLICY_NAME, "policyType": "BuiltIn", "mode": "Indexed",
+                "description": "Ensure that SSH is turned off for App Service apps.",
+                "metadata": {"version": "1.0.0", "category": "App Service"},
+                "parameters": {"effect": {"type": "String", "allowedValues": ["Audit", "Deny", "Disabled"],
+                                          "defaultValue": "Audit",
+                                          "metadata": {"displayName": "Effect"}}},
+                "policyRule": {
+                    "if": {"allOf": [
+                        {"field": "type", "equals": "Microsoft.Web/sites"},
+                        {"field": "kind", "notContains": "functionapp"},
+                        {"anyOf": [{"field": "Microsoft.Web/sites/sshEnabled", "exists": "false"},
+                                   {"field": "Microsoft.Web/sites/sshEnabled", "notEquals": "false"}]}]},
+                    "then": {"effect": "[parameters('effect')]"}}}}
+
+
+def ssh_policy_assignment(scope: str) -> dict:
+    """An assignment of that definition with the effect Deny, at the site itself."""
+    return {"id": f"{scope}/providers/Microsoft.Authorization/policyAssignments/{catalogue.SSH_POLICY_ASSIGNMENT}",
+            "name": catalogue.SSH_POLICY_ASSIGNMENT, "type": "Microsoft.Authorization/policyAssignments",
+            "location": None,
+            "properties": {"displayName": "Deny SSH on App Service", "policyDefinitionId": SSH_POLICY_ID,
+                           "scope": scope, "notScopes": [], "parameters": {"effect": {"value": "Deny"}},
+                           "enforcementMode": "Default", "description": None, "metadata": {}}}
 
 
 class _Server(ThreadingHTTPServer):

@@ -33,6 +33,26 @@ SSHD_MODERN = "modern"     # AEAD ciphers and etm MACs only: nothing the portal'
 WINDOWS_EXEC = (404, "No HTTP resource was found that matches the request URI.")
 NOEXEC = (403, "The exec endpoint is disabled for this app.")
 
+# The walls of real Azure (docs/PROTOCOL.md section 9): an address the SCM site's access rules
+# allow (a documentation range: never this machine), the built-in policy that denies SSH, and
+# the host name of a site reachable only through its private endpoint (`.invalid` never resolves).
+OFFICE_RANGE = "203.0.113.0/24"
+SSH_POLICY_DEFINITION = "25255ddf-ef4f-4283-975a-5590ad111bba"   # "App Service apps should disable SSH"
+SSH_POLICY_ASSIGNMENT = "deny-ssh-on-app-service"
+PRIVATE_SUFFIX = "scm.privatelink.sandbox.invalid"
+
+
+@dataclass(frozen=True)
+class SiteContainer:
+    """One of a site's containers ("site containers", sidecars): ARM's Microsoft.Web/sites/
+    sitecontainers and the SCM site's /api/sitecontainers. state: Running (a container of its own
+    in the sandbox, the exec channel's ?container=), or anything else (none runs)."""
+    name: str
+    image: str
+    target_port: str
+    is_main: bool = False
+    state: str = "Running"
+
 
 @dataclass(frozen=True)
 class AppSpec:
@@ -54,6 +74,12 @@ class AppSpec:
     sshd_config: str = SSHD_IMAGES           # SSHD_IMAGES | SSHD_SEED | SSHD_NOSFTP | SSHD_MODERN
     root_password: str | None = None         # root's sshd password; None: "Docker!"
     exec_refusal: tuple | None = None        # (status, Message) the SCM site answers /exec/* with
+    ssh_enabled: bool = True                 # ARM properties.sshEnabled (False: SCM refuses SSH)
+    ssh_policy: bool = False                 # a Deny assignment of the built-in "disable SSH" policy
+    scm_rules: tuple = ()                    # config/web scmIpSecurityRestrictions (Allow, default Deny)
+    private_endpoint: bool = False           # publicNetworkAccess Disabled, one private endpoint
+    publish_rights: bool = True              # False: the caller's roles lack sites/publish/Action
+    containers: tuple = ()                   # SiteContainer (ARM sitecontainers); () for a classic app
 
     @property
     def default_port(self) -> int:
@@ -62,6 +88,21 @@ class AppSpec:
     @property
     def scm_state(self) -> str:
         return "STOPPED" if self.state == "Stopped" else "STARTED"
+
+    @property
+    def ip_forbidden(self) -> bool:
+        """The SCM site answers every request from here 403 Ip Forbidden: access rules that this
+        machine is not in, or public network access disabled."""
+        return bool(self.scm_rules) or self.private_endpoint
+
+    def scm_host_name(self, site: str) -> str | None:
+        """The SCM host's name where it is not 127.0.0.1: a private endpoint's never resolves."""
+        return f"{site}.{PRIVATE_SUFFIX}" if self.private_endpoint else None
+
+    @property
+    def sidecars(self) -> tuple:
+        """The containers other than the main one that run (each a container of its own)."""
+        return tuple(c for c in self.containers if not c.is_main and c.state == "Running")
 
 
 APPS: tuple[AppSpec, ...] = (
@@ -105,6 +146,21 @@ APPS: tuple[AppSpec, ...] = (
             "(GetStatus canReachPort false)", instances=2, serves={SSH_PORT: SERVE_NOTHING}),
     AppSpec("noexec-app", "its SCM site refuses /exec/* (403, Azure's JSON shape); the tunnel works",
             exec_refusal=NOEXEC),
+    # Real Azure's walls (docs/PROTOCOL.md section 9).
+    AppSpec("sshoff-app", "SSH turned off (sshEnabled: false): the SCM site refuses the tunnel to 2222 and "
+            "browser SSH", ssh_enabled=False),
+    AppSpec("sshpolicy-app", "SSH turned off, and an Azure Policy assignment denies turning it on",
+            ssh_enabled=False, ssh_policy=True),
+    AppSpec("restricted-app", f"SCM access restrictions (allow {OFFICE_RANGE} only): 403 Ip Forbidden",
+            scm_rules=(OFFICE_RANGE,)),
+    AppSpec("private-app", "private endpoint, public network access disabled: its SCM host name does not "
+            "resolve here (403 Ip Forbidden when reached)", private_endpoint=True),
+    AppSpec("noentra-app", "Basic auth disabled, and the caller's roles lack sites/publish/Action: SCM "
+            "answers Bearer with 403", basic_allowed=False, publish_rights=False),
+    AppSpec("sidecar-app", "site containers: main (sshd), sidecar otel running, sidecar cache failed",
+            containers=(SiteContainer("main", "sandbox/app:1.0", "8080", is_main=True),
+                        SiteContainer("otel", "otel/opentelemetry-collector:0.98.0", "4317"),
+                        SiteContainer("cache", "redis:7.2", "6379", state="Failed"))),
 )
 
 APPS_BY_NAME = {a.name: a for a in APPS}
@@ -118,6 +174,11 @@ def site_name(app: str, slot: str | None = None) -> str:
 def kudu_name(site: str) -> str:
     """The name (and hostname) of a site's Kudu container: the exec channel's `?target=kudu`."""
     return f"{site}-kudu"
+
+
+def sidecar_name(instance: str, sidecar: str) -> str:
+    """The name (and hostname) of an instance's sidecar container: `{instance}-{sidecar}`."""
+    return f"{instance}-{sidecar}"
 
 
 def instance_names(app: str, count: int, slot: str | None = None) -> list[str]:

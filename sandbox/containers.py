@@ -151,10 +151,14 @@ class Container:
         procs.stop(self.proc, sig=signal.SIGKILL, grace=2.0)
 
 
-def write_map(workdir: str, instances: dict, kudu: dict, namespaces: bool) -> str:
-    """The exec channel's look-up: instance name -> init pid, site -> its Kudu's init pid."""
+def write_map(workdir: str, instances: dict, kudu: dict, namespaces: bool,
+              site_containers: dict | None = None) -> str:
+    """The exec channel's look-up: instance name -> init pid, site -> its Kudu's init pid, and for
+    an app with site containers instance -> {container name -> {"main", "state", "pid"}} (a
+    sidecar's pid: its own container's init, where it runs)."""
     path = os.path.join(workdir, MAP_FILE)
-    data = {"namespaces": namespaces, "instances": instances, "kudu": kudu}
+    data = {"namespaces": namespaces, "instances": instances, "kudu": kudu,
+            "site_containers": site_containers or {}}
     with open(path + ".tmp", "w") as f:
         json.dump(data, f, indent=1)
     os.replace(path + ".tmp", path)

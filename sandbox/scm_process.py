@@ -43,7 +43,7 @@ from pathlib import Path
 SCM_DIR = Path(__file__).resolve().parent / "scm"
 BINARY = SCM_DIR / "scm-server"
 _MUTABLE = {"basic", "bearer", "state", "starting_until", "fault", "default_port", "instances",
-            "exec_refusal"}
+            "exec_refusal", "ip_forbidden", "bearer_forbidden", "ssh_disabled", "sitecontainers"}
 
 
 class ScmServerError(RuntimeError):

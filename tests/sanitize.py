@@ -152,6 +152,7 @@ def tsan():
 
 
 SCM_TESTS = ["tests/test_scm_server.py", "tests/test_scm_webssh.py", "tests/test_scm_exec.py",
+             "tests/test_sandbox_walls.py",
              "tests/test_engine_relay.py",
              "tests/test_engine_keepalive.py"]
 

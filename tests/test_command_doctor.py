@@ -7,8 +7,10 @@ import pytest
 
 from tests.test_command_tunnel import secrets_of
 
-HOPS = ['arm', 'app', 'scm', 'credentials', 'status', 'websocket', 'banner', 'algorithms', 'login', 'sftp', 'exec']
+HOPS = ['arm', 'app', 'ssh', 'scm', 'credentials', 'containers', 'status', 'websocket', 'banner', 'algorithms', 'login',
+        'sftp', 'exec']
 SSH_HOPS = HOPS[:-1]    # the exec channel is the other way in: checked after each instance's hops
+APP_WIDE = HOPS.index('status')  # the hops before it are the app's, the rest each instance's
 
 
 def doctor(webapp_az, *args, output=None):
@@ -50,7 +52,7 @@ def test_linux_app_every_hop_works_readable_table(webapp_az, sandbox_sshd):
     lines = result.stdout.splitlines()
     assert lines[0] == "Checking the way in to app 'linux-app' (resource group 'sandbox-rg'):"
     marks = [line.split()[0] for line in lines if line.startswith('  ') and not line.startswith('        ')]
-    assert marks == ['OK'] * 11, result.stdout
+    assert marks == ['OK'] * len(HOPS), result.stdout
     text = ' '.join(result.stdout.split())  # the details are wrapped to the terminal's width
     assert 'SSH-2.0-OpenSSH' in text
     assert 'OpenSSH here works with its defaults' in text
@@ -172,9 +174,9 @@ def test_scaled_app_every_instance_on_its_own(webapp_az, sandbox_sshd):
     code, table, _, record, _ = checks(webapp_az, '-n', 'scaled-app')
     assert code == 0, statuses(record)
     for instance in ('scaled-app-i0', 'scaled-app-i1'):
-        assert all(table[(hop, instance)]['status'] == 'ok' for hop in HOPS[4:])
+        assert all(table[(hop, instance)]['status'] == 'ok' for hop in HOPS[APP_WIDE:])
     code, _, _, record, _ = checks(webapp_az, '-n', 'scaled-app', '--instance', 'scaled-app-i1')
-    assert code == 0 and {c['instance'] for c in record['checks'][4:]} == {'scaled-app-i1'}
+    assert code == 0 and {c['instance'] for c in record['checks'][APP_WIDE:]} == {'scaled-app-i1'}
     code, _, _, record, _ = checks(webapp_az, '-n', 'scaled-app', '--instance', 'nope')
     assert code == 1 and "Instance 'nope' is not an instance" in assert_stops_at(record, 'app')['detail']
 
@@ -184,10 +186,10 @@ def test_one_instance_failing_among_several(webapp_az, sandbox_sshd):
     with sandbox_sshd.sshd_down('scaled-app', instance='scaled-app-i1'):
         code, table, _, record, _ = checks(webapp_az, '-n', 'scaled-app')
     assert code == 1
-    assert all(table[(hop, 'scaled-app-i0')]['status'] == 'ok' for hop in HOPS[4:]), statuses(record)
+    assert all(table[(hop, 'scaled-app-i0')]['status'] == 'ok' for hop in HOPS[APP_WIDE:]), statuses(record)
     assert table[('status', 'scaled-app-i1')]['status'] == 'fail'
     assert "(instance 'scaled-app-i1')" in table[('status', 'scaled-app-i1')]['fix']
-    assert all(table[(hop, 'scaled-app-i1')]['status'] == 'not checked' for hop in SSH_HOPS[5:])
+    assert all(table[(hop, 'scaled-app-i1')]['status'] == 'not checked' for hop in SSH_HOPS[APP_WIDE + 1:])
     assert table[('exec', 'scaled-app-i1')]['status'] == 'ok'      # the way in without sshd still works
 
 
@@ -293,7 +295,7 @@ def test_ids_of_a_slot(webapp_az, sandbox):
                            '-o', 'json', timeout=180)
     record = json.loads(result.stdout)
     assert record['app'] == 'slot-app' and record['slot'] == 'staging'
-    assert sandbox.app('slot-app', 'staging').scm_host in record['checks'][2]['detail'], result.stderr
+    assert sandbox.app('slot-app', 'staging').scm_host in record['checks'][HOPS.index('scm')]['detail'], result.stderr
 
 
 def test_ids_of_a_production_app(webapp_az, sandbox):

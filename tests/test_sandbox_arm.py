@@ -126,7 +126,7 @@ def test_arm_errors_look_like_arm(sandbox):
     assert status == 404 and body["error"]["code"] == "SubscriptionNotFound"
     status, body = arm_call(sandbox, "GET", f"{sub}/resourceGroups/sandbox-rg", api_version=None)
     assert status == 400 and body["error"]["code"] == "MissingApiVersionParameter"
-    status, body = arm_call(sandbox, "PUT", _site_path(sandbox, "linux-app"), body=b"{}")
+    status, body = arm_call(sandbox, "PUT", _site_path(sandbox, "linux-app", None, "/config/web"), body=b"{}")
     assert status == 405 and body["error"]["code"] == "MethodNotAllowed"
     status, body = arm_call(sandbox, "GET", "/subscriptions")
     assert status == 200 and [s["subscriptionId"] for s in body["value"]] == [sandbox.subscription]

@@ -197,7 +197,7 @@ def test_the_pipeline_is_the_doctors_table_in_its_order():
     assert [hop.name for hop in _hops.PIPELINE] == [name for name, _ in _errors.HOPS]
     # the commands walk these; the doctor all of them
     commands = [hop.name for hop in _hops.PIPELINE if not hop.doctor_only]
-    assert commands == ['arm', 'app', 'credentials', 'status', 'websocket']
+    assert commands == ['arm', 'app', 'ssh', 'credentials', 'status', 'websocket']
 
 
 def test_a_command_stops_at_the_first_broken_hop_with_its_typed_error(monkeypatch):
@@ -217,9 +217,9 @@ def test_a_command_stops_at_the_first_broken_hop_with_its_typed_error(monkeypatc
     with pytest.raises(ValidationError) as info:
         _hops.walk(walk)
     assert info.value is refusal
-    assert seen == ['arm', 'app', 'credentials', 'status']      # no doctor-only hop; nothing after the failure
+    assert seen == ['arm', 'app', 'ssh', 'credentials', 'status']  # no doctor-only hop; nothing after the failure
     seen.clear()
-    assert _hops.walk(walk, until='credentials') and seen == ['arm', 'app', 'credentials']
+    assert _hops.walk(walk, until='credentials') and seen == ['arm', 'app', 'ssh', 'credentials']
 
 
 @pytest.mark.parametrize('sftp_outcome, verdict, code, last_line', [
@@ -253,3 +253,18 @@ def test_three_verdicts_and_only_a_broken_hop_exits_1(monkeypatch, capsys, sftp_
     report = _doctor.diagnose(cmd, types.SimpleNamespace(name='app', slot=None, resource_group='rg'))
     assert report.verdict == verdict and report.as_dict(types.SimpleNamespace(
         name='app', slot=None, resource_group='rg'), None)['healthy'] == (code == 0)
+
+
+def test_ssh_turned_off_stops_only_what_needs_ssh(monkeypatch):
+    """The doctor goes on past the SSH gate: the SCM site, the credentials and the containers are still
+    checked; every hop that needs SSH is not (also in the instances' walks, which copy the walk)."""
+    def off(walk):
+        raise _hops.HopFailed(ValueError('off'), 'SSH is turned off', 'turn it on')
+    report = _doctor.Report()
+    walk = _walk_with(monkeypatch, {'ssh': off})
+    assert _hops.walk(walk, until='containers', report=report) is True
+    assert _hops.walk(walk, start='status', report=report) is True
+    assert [(c['hop'], c['status']) for c in report.checks] == [
+        ('arm', 'ok'), ('app', 'ok'), ('ssh', 'fail'), ('scm', 'ok'), ('credentials', 'ok'), ('containers', 'ok'),
+        *[(name, 'not checked') for name in ('status', 'websocket', 'banner', 'algorithms', 'login', 'sftp')]]
+    assert report.verdict == 'fail'

@@ -83,9 +83,9 @@ class Handler(TokenHandler):
     def do_HEAD(self):
         self._dispatch("HEAD")
 
-    def _target(self, kudu: bool = False) -> target_mod.Target:
+    def _target(self, kudu: bool = False, container: str | None = None) -> target_mod.Target:
         return target_mod.find(self.server.map_path, self.headers.get("X-Exec-Site", ""),
-                               self.headers.get("X-Exec-Instance", ""), kudu)
+                               self.headers.get("X-Exec-Instance", ""), kudu, container)
 
     # -- /exec/shell
     def _shell(self, query: dict):
@@ -101,7 +101,10 @@ class Handler(TokenHandler):
         shell = query.get("shell") or DEFAULT_SHELL
         if not shell.startswith("/"):
             raise Refusal(400, f"The shell must be an absolute path, not '{shell}'.")
-        target = self._target(kudu=where == "kudu")
+        container = query.get("container")
+        if container is not None and where == "kudu":
+            raise Refusal(400, "A container is one of the app's: leave out target=kudu to choose one.")
+        target = self._target(kudu=where == "kudu", container=container)
         if not target.executable(shell):
             raise Refusal(400, f"The shell '{shell}' does not exist in {target.name} "
                                "(or is not an executable file).")
@@ -146,7 +149,7 @@ class Handler(TokenHandler):
             raise Refusal(400, "Args must be a list of strings.")
         if cwd is not None and (not isinstance(cwd, str) or not cwd.startswith("/")):
             raise Refusal(400, "WorkingDirectory must be an absolute path.")
-        target = self._target()
+        target = self._target(container=query.get("container"))
         cwd = cwd or target.home
         if not target.directory(cwd):
             raise Refusal(400, f"The working directory '{cwd}' does not exist in {target.name}.")

@@ -13,7 +13,7 @@ import signal
 import time
 
 from .. import procs
-from ..catalogue import kudu_name
+from ..catalogue import kudu_name, sidecar_name
 from ..containers import NSENTER, READY
 
 SETSID = "/usr/bin/setsid"
@@ -94,21 +94,54 @@ class Target:
         return env
 
 
-def find(map_path: str, site: str, instance: str, kudu: bool) -> Target:
-    """The container of a site's instance (or of its Kudu) from the sandbox's map."""
+def find(map_path: str, site: str, instance: str, kudu: bool, container: str | None = None) -> Target:
+    """The container of a site's instance (or of its Kudu, or one of the instance's site containers)
+    from the sandbox's map."""
     try:
         with open(map_path) as f:
             known = json.load(f)
     except (OSError, ValueError):
         known = {"namespaces": False}
+    if container is not None:
+        return _site_container(known, instance, container)
     name = kudu_name(site) if kudu else instance
     if not known.get("namespaces"):
         return Target(name, None)
     pid = (known.get("kudu", {}).get(site) if kudu else known.get("instances", {}).get(instance))
+    return _running(name, pid, f"the Kudu container of {site}" if kudu else f"the container of instance {instance}")
+
+
+def _running(name: str, pid, what: str) -> Target:
     if not pid or not os.path.exists(f"/proc/{pid}/root{READY}"):
-        what = f"the Kudu container of {site}" if kudu else f"the container of instance {instance}"
         raise TargetError(503, f"Cannot reach {what}: it is not running.")
     return Target(name, int(pid))
+
+
+def _site_container(known: dict, instance: str, container: str) -> Target:
+    """`?container=NAME` (the sandbox's model, docs/PROTOCOL.md section 9): the main container is
+    the instance's own, a sidecar its own container; a sidecar that is not running is 409."""
+    declared = known.get("site_containers", {}).get(instance)
+    if not declared:
+        raise TargetError(400, f"Instance {instance} has no site containers (sidecars): leave out container.")
+    entry = declared.get(container)
+    if entry is None:
+        raise TargetError(404, f"Instance {instance} has no container '{container}'; its containers are "
+                               f"{', '.join(declared)}.")
+    if entry.get("main"):
+        return find_instance(known, instance)
+    name = sidecar_name(instance, container)
+    if entry.get("state") != "Running":
+        raise TargetError(409, f"The container '{container}' of instance {instance} is not running "
+                               f"(its state: {entry.get('state')}).")
+    if not known.get("namespaces"):
+        return Target(name, None)
+    return _running(name, entry.get("pid"), f"the container '{container}' of instance {instance}")
+
+
+def find_instance(known: dict, instance: str) -> Target:
+    if not known.get("namespaces"):
+        return Target(instance, None)
+    return _running(instance, known.get("instances", {}).get(instance), f"the container of instance {instance}")
 
 
 def _processes(field: int, value: int) -> list:

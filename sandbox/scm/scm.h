@@ -25,6 +25,8 @@
  *                          proxy_ to the local web SSH service
  *   scm_exec.c    exec_    /exec/: auth, refusals, instance, then proxy_ to
  *                          the local exec service
+ *   scm_walls.c   walls_   real Azure's walls in front of a site: access
+ *                          restrictions, missing rights, SSH turned off
  */
 #ifndef SCM_H
 #define SCM_H
@@ -40,6 +42,11 @@
 #define SCM_TUNNEL_PATH "/AppServiceTunnel/Tunnel.ashx"
 /* The real server's default read size from the container port. */
 #define SCM_DEFAULT_READ 65536
+/* The container's SSH port, which a site's ssh_disabled closes. */
+#define SCM_SSH_PORT 2222
+/* What the SCM site says when SSH is turned off (inferred: docs/PROTOCOL.md
+ * section 9). */
+#define SCM_SSH_DISABLED "SSH is disabled for this app."
 /* Largest AppsvcTunnelBuffer honoured. */
 #define SCM_MAX_READ (256 * 1024)
 
@@ -127,6 +134,12 @@ struct scm_site {
 	int default_port;
 	struct scm_instance *instances;
 	size_t ninstances;
+	int ip_forbidden;			/* walls (scm_walls.c) */
+	int bearer_forbidden;
+	int ssh_disabled;
+	char **containers;			/* /api/sitecontainers[/NAME]: */
+	char **container_bodies;		/* names ("" the list), bodies */
+	size_t ncontainers;
 
 	/* Runtime. */
 	SSL_CTX *tls;
@@ -169,6 +182,10 @@ const struct scm_instance *config_route(const struct scm_site *site,
 					const char *affinity);
 int config_loopback_port(const struct scm_instance *inst, int container_port);
 const char *config_state(const struct scm_site *site);
+/* A /api/sitecontainers answer ("" the list) copied into out (under
+ * config_read_begin); -1 when the site has no such container. */
+int config_site_container(const struct scm_site *site, const char *name,
+			  char *out, size_t outlen);
 
 /* scm_ready.c */
 int ready_write(const struct scm_config *cfg, unsigned long generation,
@@ -263,6 +280,10 @@ size_t proxy_open_count(void);
 int webssh_init(void);
 int webssh_path(const char *path);
 int webssh_proxy(struct scm_conn *c, const struct proxy_request *rq);
+
+/* scm_walls.c */
+int walls_front(struct scm_conn *c, const char *authorization);
+int walls_ssh_off(const struct scm_site *site, int container_port);
 
 /* scm_exec.c */
 int exec_path(const char *path);

@@ -94,6 +94,12 @@ config_free_site(struct scm_site *s)
 	free(s->state);
 	free(s->exec_refusal_body);
 	config_free_instances(s->instances, s->ninstances);
+	for (i = 0; i < s->ncontainers; i++) {
+		free(s->containers[i]);
+		free(s->container_bodies[i]);
+	}
+	free(s->containers);
+	free(s->container_bodies);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -161,6 +167,59 @@ config_exec_refusal(const struct json *j, struct scm_site *s, char *err,
 		return -1;
 	}
 	s->exec_refusal_status = (unsigned)n;
+	return 0;
+}
+
+/* An optional boolean (absent: false). */
+static int
+config_bool(const struct json *j, const char *what, const struct scm_site *s,
+	    int *out, char *err, size_t errlen)
+{
+	*out = 0;
+	if (!j || j->type == JSON_NULL)
+		return 0;
+	if (j->type != JSON_BOOL) {
+		snprintf(err, errlen, "site %s: %s: expected true or false",
+			 s->name, what);
+		return -1;
+	}
+	*out = j->boolean;
+	return 0;
+}
+
+/* "sitecontainers": null, or {"": "<the list's JSON>", "<name>": "<its>"}. */
+static int
+config_containers(const struct json *j, struct scm_site *s, char *err,
+		  size_t errlen)
+{
+	size_t i;
+
+	if (!j || j->type == JSON_NULL)
+		return 0;
+	if (j->type != JSON_OBJECT) {
+		snprintf(err, errlen, "site %s: sitecontainers: expected null "
+			 "or an object of JSON texts", s->name);
+		return -1;
+	}
+	s->containers = calloc(j->count + 1, sizeof(char *));
+	s->container_bodies = calloc(j->count + 1, sizeof(char *));
+	if (!s->containers || !s->container_bodies) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < j->count; i++) {
+		s->containers[i] = strdup(j->keys[i]);
+		if (!s->containers[i]) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		s->ncontainers++;
+		s->container_bodies[i] = config_strdup(j->items[i],
+						       "sitecontainers[]",
+						       err, errlen);
+		if (!s->container_bodies[i])
+			return -1;
+	}
 	return 0;
 }
 
@@ -310,7 +369,14 @@ config_site(const struct json *j, struct scm_site *s, char *err,
 	}
 
 	if (config_instances(json_get(j, "instances"), s, err, errlen) ||
-	    config_exec_refusal(json_get(j, "exec_refusal"), s, err, errlen))
+	    config_exec_refusal(json_get(j, "exec_refusal"), s, err, errlen) ||
+	    config_bool(json_get(j, "ip_forbidden"), "ip_forbidden", s,
+			&s->ip_forbidden, err, errlen) ||
+	    config_bool(json_get(j, "bearer_forbidden"), "bearer_forbidden", s,
+			&s->bearer_forbidden, err, errlen) ||
+	    config_bool(json_get(j, "ssh_disabled"), "ssh_disabled", s,
+			&s->ssh_disabled, err, errlen) ||
+	    config_containers(json_get(j, "sitecontainers"), s, err, errlen))
 		return -1;
 	return config_fault(json_get(j, "fault"), &s->fault, err, errlen);
 }
@@ -518,6 +584,12 @@ config_reload(struct scm_config *cur, const char *path, char *err,
 		a->default_port = b->default_port;
 		CONFIG_SWAP(a->instances, b->instances);
 		CONFIG_SWAP(a->ninstances, b->ninstances);
+		a->ip_forbidden = b->ip_forbidden;
+		a->bearer_forbidden = b->bearer_forbidden;
+		a->ssh_disabled = b->ssh_disabled;
+		CONFIG_SWAP(a->containers, b->containers);
+		CONFIG_SWAP(a->container_bodies, b->container_bodies);
+		CONFIG_SWAP(a->ncontainers, b->ncontainers);
 	}
 	cur->keepalive_seconds = next.keepalive_seconds;
 	cur->keepalive_pong = next.keepalive_pong;
@@ -578,4 +650,18 @@ config_state(const struct scm_site *site)
 	if ((double)tv.tv_sec + (double)tv.tv_usec / 1e6 < site->starting_until)
 		return "STARTING";
 	return site->state;
+}
+
+int
+config_site_container(const struct scm_site *site, const char *name,
+		      char *out, size_t outlen)
+{
+	size_t i;
+
+	for (i = 0; i < site->ncontainers; i++)
+		if (!strcmp(site->containers[i], name)) {
+			snprintf(out, outlen, "%s", site->container_bodies[i]);
+			return 0;
+		}
+	return -1;
 }

@@ -3,8 +3,11 @@
  * requests (keep-alive) until the client leaves or upgrades to the tunnel.
  *
  * Plain requests (PROTOCOL.md section 2): GetStatus v1/v2, 400 for anything
- * else on the tunnel path, /api/settings, 404 elsewhere, 401 with a Basic
- * challenge without accepted credentials.  The upgrade is refused the same
+ * else on the tunnel path, /api/settings, /api/sitecontainers (section 9),
+ * 404 elsewhere, 401 with a Basic challenge without accepted credentials.
+ * Before any of them, scm_walls.c may refuse the request (403: access
+ * restrictions, a token without the publish right), and SSH turned off
+ * closes port 2222 to GetStatus and the upgrade.  The upgrade is refused the same
  * way (or with the site's "refuse" fault) or accepted with 101, routed
  * (ARRAffinity, AppsvcTunnelPort, AppsvcTunnelBuffer) and handed to
  * scm_relay.c on this same thread.  /webssh and /exec requests, plain or
@@ -27,6 +30,10 @@
 #define HTTP_PROBE_TIMEOUT_MS 2000
 #define HTTP_UNREACHABLE "Unable to connect to WebApp"
 #define HTTP_BODY_MAX 256
+#define HTTP_CONTAINERS "/api/sitecontainers"
+#define HTTP_CONTAINERS_MAX (16 * 1024)
+/* the refusal of the tunnel to the SSH port of a site with SSH off */
+#define HTTP_SSH_OFF_BODY "{\"Message\":\"" SCM_SSH_DISABLED "\"}"
 
 struct http_request {
 	char *method, *path, *query;	/* point into the head buffer */
@@ -42,11 +49,13 @@ static int
 http_respond(struct scm_conn *c, unsigned status, const char *ctype,
 	     const char *body, int challenge, int closing)
 {
-	char buf[1024 + HTTP_BODY_MAX];
-	size_t blen = body ? strlen(body) : 0;
-	int n;
+	size_t blen = body ? strlen(body) : 0, cap = 1024 + blen;
+	char *buf = malloc(cap);
+	int n, rc = -1;
 
-	n = snprintf(buf, sizeof(buf),
+	if (!buf)
+		return -1;
+	n = snprintf(buf, cap,
 		     "HTTP/1.1 %u %s\r\n%s%s%sContent-Length: %zu\r\n%s%s\r\n%s",
 		     status, scm_reason(status),
 		     ctype ? "Content-Type: " : "", ctype ? ctype : "",
@@ -55,9 +64,11 @@ http_respond(struct scm_conn *c, unsigned status, const char *ctype,
 			       : "",
 		     closing ? "Connection: close\r\n" : "",
 		     body ? body : "");
-	if (n < 0 || (size_t)n >= sizeof(buf))
-		return -1;
-	return tls_write_all(c->ssl, c->fd, buf, (size_t)n, HTTP_REQUEST_MS);
+	if (n > 0 && (size_t)n < cap)
+		rc = tls_write_all(c->ssl, c->fd, buf, (size_t)n,
+				   HTTP_REQUEST_MS);
+	free(buf);
+	return rc;
 }
 
 static int
@@ -163,28 +174,54 @@ http_get_status(struct scm_conn *c, const struct http_request *rq, int v2,
 {
 	struct scm_route route;
 	char body[HTTP_BODY_MAX], state[32];
-	int ok;
+	const char *why;
+	int ok, ssh_off;
 
 	config_read_begin();
 	http_route(c->site, rq, &route);
 	snprintf(state, sizeof(state), "%s", config_state(c->site));
 	config_read_end();
-	ok = route.loopback_port > 0 &&
+	ssh_off = walls_ssh_off(c->site, route.container_port);
+	ok = !ssh_off && route.loopback_port > 0 &&
 	     probe_tcp(route.loopback_port, HTTP_PROBE_TIMEOUT_MS);
+	why = ssh_off ? SCM_SSH_DISABLED : HTTP_UNREACHABLE;
 	if (v2)
 		snprintf(body, sizeof(body), "{\"port\":%d,\"state\":\"%s\","
 			 "\"canReachPort\":%s,\"msg\":\"%s\"}",
 			 route.container_port, state, ok ? "true" : "false",
-			 ok ? "" : HTTP_UNREACHABLE);
+			 ok ? "" : why);
 	else if (ok)
 		snprintf(body, sizeof(body), "SUCCESS:%d",
 			 route.container_port);
 	else
-		snprintf(body, sizeof(body), "FAILURE:%d:" HTTP_UNREACHABLE,
-			 route.container_port);
+		snprintf(body, sizeof(body), "FAILURE:%d:%s",
+			 route.container_port, why);
 	return http_respond(c, 200, v2 ? "application/json; charset=utf-8"
 				       : "text/plain; charset=utf-8",
 			    body, 0, closing);
+}
+
+/* GET /api/sitecontainers[/NAME]: the site's containers and their state
+ * (sidecars; docs/PROTOCOL.md section 9), 404 for a site without them. */
+static int
+http_site_containers(struct scm_conn *c, const char *rest, int closing)
+{
+	char *body = malloc(HTTP_CONTAINERS_MAX);
+	int found, rc;
+
+	if (!body)
+		return -1;
+	if (*rest == '/')
+		rest++;
+	config_read_begin();
+	found = !config_site_container(c->site, rest, body,
+				       HTTP_CONTAINERS_MAX);
+	config_read_end();
+	rc = found ? http_respond(c, 200, "application/json; charset=utf-8",
+				  body, 0, closing)
+		   : http_respond(c, 404, NULL, NULL, 0, closing);
+	free(body);
+	return rc;
 }
 
 static int
@@ -203,6 +240,9 @@ http_plain(struct scm_conn *c, const struct http_request *rq, int closing)
 	if (!strcasecmp(rq->path, "/api/settings"))
 		return http_respond(c, 200, "application/json; charset=utf-8",
 				    "{}", 0, closing);
+	if (!strncasecmp(rq->path, HTTP_CONTAINERS, strlen(HTTP_CONTAINERS)))
+		return http_site_containers(c, rq->path +
+					    strlen(HTTP_CONTAINERS), closing);
 	return http_respond(c, 404, NULL, NULL, 0, closing);
 }
 
@@ -237,6 +277,11 @@ http_upgrade(struct scm_conn *c, const struct http_request *rq,
 	if (fault.kind == SCM_FAULT_REFUSE) {
 		http_respond(c, (unsigned)fault.value, NULL, NULL,
 			     fault.value == 401, 1);
+		return;
+	}
+	if (walls_ssh_off(c->site, route.container_port)) {
+		http_respond(c, 403, "application/json; charset=utf-8",
+			     HTTP_SSH_OFF_BODY, 0, 1);
 		return;
 	}
 	n = snprintf(resp, sizeof(resp),
@@ -421,6 +466,10 @@ http_serve(struct scm_conn *c, unsigned char *buf)
 		}
 		*end = '\0';
 		bad = http_parse((char *)buf, &rq);
+		if (!bad && walls_front(c, rq.authorization)) {
+			free(raw);
+			return;
+		}
 		proxied = !bad && http_proxied(c, &rq, raw, head_len, buf, have);
 		free(raw);
 		if (bad) {

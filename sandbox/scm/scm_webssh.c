@@ -264,6 +264,8 @@ webssh_proxy(struct scm_conn *c, const struct proxy_request *rq)
 	else if (!authorized && !webssh_session_ok(c->site->name, rq->cookie))
 		proxy_answer(p, 401, "Sign in with the app's deployment "
 			     "credentials or a token");
+	else if (walls_ssh_off(c->site, SCM_SSH_PORT))
+		proxy_answer(p, 403, SCM_SSH_DISABLED);
 	else if (webssh_pick(c->site, rq, instance, sizeof(instance), &port,
 			     body, sizeof(body)))
 		proxy_answer(p, 404, body);
