@@ -333,5 +333,6 @@ def test_ssh_turned_off_after_arm_was_read_shows_what_the_scm_site_said(webapp_a
     finally:
         sandbox.set_ssh('linux-app', True)
     assert proc.returncode == 1, proc.stderr
-    assert 'Nothing answers on container port 2222' in proc.stderr
+    # 'Nothing answers' or, where an earlier test pinned the app's host key, 'SSH does not answer ... before'
+    assert 'answer on container port 2222' in proc.stderr.replace('answers on', 'answer on'), proc.stderr
     assert 'The SCM site said: "SSH is disabled for this app".' in proc.stderr
