@@ -295,7 +295,7 @@ def banner(w):
 
 
 def algorithms_hop(w):
-    return algorithms(w.offer, local_openssh())
+    return algorithms(w.offer, local_openssh(), w.scm_url)
 
 
 def login(w):
@@ -420,9 +420,10 @@ def local_openssh(ssh_path=None, run=subprocess.run):
                            supported_macs=tuple(query('-Q', 'mac').split()) or _kexinit.DOCUMENTED_MACS)
 
 
-def algorithms(offer, client):
+def algorithms(offer, client, scm_url=None):
     """The algorithms hop: OK, a warning when only the portal's browser SSH cannot talk to the
-    container, HopFailed when this machine's OpenSSH cannot."""
+    container, HopFailed when this machine's OpenSSH cannot. scm_url: the app's SCM site, whose
+    browser SSH page the warning names."""
     offered = f"offers ciphers {','.join(offer.ciphers)}; MACs {','.join(offer.macs)}"
     client = client or SimpleNamespace(ciphers=_kexinit.OPENSSH_DEFAULT_CIPHERS, macs=_kexinit.OPENSSH_DEFAULT_MACS,
                                        supported_ciphers=_kexinit.DOCUMENTED_CIPHERS,
@@ -443,17 +444,21 @@ def algorithms(offer, client):
     if portal[0] is None or portal[1] is None:
         return Outcome(WARN, f'The container {offered}. {local}; the portal\'s browser SSH does not (it offers '
                              f'ciphers {",".join(_kexinit.PORTAL_CIPHERS)} and MACs {",".join(_kexinit.PORTAL_MACS)})',
-                       f'For the browser SSH ({BROWSER_SSH}), add aes128-ctr or aes128-cbc to Ciphers and hmac-sha1 '
-                       'to MACs in the image\'s sshd_config.')
+                       f'For the browser SSH ({browser_ssh(scm_url)}), add aes128-ctr or aes128-cbc to Ciphers and '
+                       'hmac-sha1 to MACs in the image\'s sshd_config.')
     handshake_gap = _portal_handshake_gap(offer)
     if handshake_gap:
         return Outcome(WARN, f'The container {offered}. {local}; the portal\'s browser SSH does not: '
                              f'{handshake_gap[0]}',
-                       f'For the browser SSH ({BROWSER_SSH}), {handshake_gap[1]}')
+                       f'For the browser SSH ({browser_ssh(scm_url)}), {handshake_gap[1]}')
     return f'The container {offered}. {local}; the portal\'s browser SSH too ({portal[0]}, {portal[1]})'
 
 
-BROWSER_SSH = 'SSH in the portal, https://<app>.scm.azurewebsites.net/webssh/host, `az webapp remote-connection browse`'
+def browser_ssh(scm_url=None):
+    """Where the portal's browser SSH is: the app's own page (its SCM host is ARM's, whatever the cloud)."""
+    from azext_webapp._arm import webssh_url
+    page = webssh_url(scm_url) if scm_url else 'https://<scm-host>/webssh/host'
+    return f'SSH in the portal, {page}, `az webapp remote-connection browse`'
 
 
 def _portal_handshake_gap(offer):

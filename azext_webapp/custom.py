@@ -13,13 +13,12 @@ import sys
 import time
 from types import FrameType
 from typing import Any, List, Mapping, Optional, Sequence, cast
-from urllib.parse import quote
 
 from azure.cli.core.azclierror import CLIInternalError, ValidationError
 from knack.log import get_logger
 
 from azext_webapp import _fanout, ssh
-from azext_webapp._arm import Target
+from azext_webapp._arm import Target, webssh_url
 from azext_webapp._connection import locate, open_tunnel, resolve
 from azext_webapp._hops import Walk
 from azext_webapp._errors import debugging_message, describe
@@ -312,9 +311,6 @@ def _host_port(host: str, port: int) -> str:
     return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
 
 
-WEBSSH_PATH = '/webssh/host'
-
-
 def browse_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, name: Optional[str] = None,
                              slot: Optional[str] = None, instance: Optional[str] = None,
                              ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
@@ -326,12 +322,6 @@ def browse_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None
     logger.warning('No browser can be opened from here: open this URL in a browser where you can sign in '
                    'to Azure.')
     print(url)
-
-
-def webssh_url(scm_url: str, instance: Optional[str] = None) -> str:
-    """The SCM site's browser SSH page; ?instance= picks the container of a scaled-out app."""
-    url = scm_url.rstrip('/') + WEBSSH_PATH
-    return url + '?instance=' + quote(instance, safe='') if instance else url
 
 
 def open_in_browser(url: str) -> bool:

@@ -68,7 +68,7 @@ class AppInfo:
     name: str                     # the app (also for a slot)
     slot: str | None
     site: str                     # SCM site name: app, or app-slot
-    scm_host: str                 # 127.0.0.1:<port>
+    scm_host: str                 # 127.0.0.1:<port> (<site>.scm.<suffix>:<port> in another cloud)
     scm_url: str                  # https://127.0.0.1:<port>
     basic_user: str
     basic_password: str
@@ -193,7 +193,10 @@ class Sandbox:
 
     def _site_cert(self, spec: catalogue.AppSpec, site: str):
         certs = os.path.join(self.workdir, "certs")
-        if spec.cert == "untrusted":
+        if spec.host_suffix:       # the name ARM gives, only: a client must verify that name
+            crt, key = self._ca.issue(certs, f"scm-{site}", dns_names=[catalogue.scm_host_name(spec, site)],
+                                      ip_addresses=[])
+        elif spec.cert == "untrusted":
             crt, key = self._other_ca.issue(certs, f"scm-{site}")
         elif spec.cert == "wronghost":
             crt, key = self._ca.issue_wrong_host(certs, f"scm-{site}", WRONG_HOST)
@@ -356,9 +359,10 @@ class Sandbox:
         for site, (spec, slot, infos) in instances.items():
             port = self.scm.port(site)
             user, password = creds[site]
+            host = f"{catalogue.scm_host_name(spec, site)}:{port}"
             self._apps[(spec.name, slot)] = AppInfo(
-                name=spec.name, slot=slot, site=site, scm_host=f"127.0.0.1:{port}",
-                scm_url=f"https://127.0.0.1:{port}", basic_user=user, basic_password=password,
+                name=spec.name, slot=slot, site=site, scm_host=host,
+                scm_url=f"https://{host}", basic_user=user, basic_password=password,
                 basic_allowed=spec.basic_allowed, instances=tuple(infos),
                 default_port=spec.default_port, linux=spec.linux, state=spec.state,
                 remote_debugging=spec.remote_debugging, cert=spec.cert, what=spec.what)
@@ -466,6 +470,19 @@ class Sandbox:
         sid = (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
                f"/providers/Microsoft.Web/sites/{name}")
         return f"{sid}/slots/{slot}" if slot else sid
+
+    def hosts_entries(self) -> str:
+        """/etc/hosts lines that resolve the host names of the apps in other clouds (gov-app's
+        <site>.scm.azurewebsites.us) to loopback: for a private hosts file (tests bind-mount one
+        over /etc/hosts in a mount namespace), never for the machine's own."""
+        lines = []
+        for spec in APPS:
+            if spec.host_suffix and spec.scm:
+                for slot in (None,) + spec.slots:
+                    site = catalogue.site_name(spec.name, slot)
+                    lines.append(f"127.0.0.1 {catalogue.scm_host_name(spec, site)} "
+                                 f"{catalogue.default_host_name(spec, site)}")
+        return "".join(line + "\n" for line in lines)
 
     def sshd_instance(self, instance: str):
         return self._sshds.get(instance)

@@ -13,6 +13,11 @@ LOCATION = "Sandbox"
 PLAN = "sandbox-plan"
 
 WRONG_HOST = "wrong.sandbox.invalid"   # what wronghost-app's SCM certificate names
+# A cloud's suffix of app host names: the default host is <site>.<suffix>, the SCM host
+# <site>.scm.<suffix> (Azure Government's; Azure China's is chinacloudsites.cn). ARM says so in
+# hostNameSslStates and enabledHostNames; a client must read it there, never assume the public
+# cloud's azurewebsites.net.
+GOV_SUFFIX = "azurewebsites.us"
 SSH_PORT = 2222          # the container's sshd port (docs/CONTAINERS.md)
 DEBUG_PORT = 9229        # the container's debugger port for debug-app
 
@@ -54,6 +59,7 @@ class AppSpec:
     sshd_config: str = SSHD_IMAGES           # SSHD_IMAGES | SSHD_SEED | SSHD_NOSFTP | SSHD_MODERN
     root_password: str | None = None         # root's sshd password; None: "Docker!"
     exec_refusal: tuple | None = None        # (status, Message) the SCM site answers /exec/* with
+    host_suffix: str | None = None           # a cloud's host names (GOV_SUFFIX); None: 127.0.0.1:<port>
 
     @property
     def default_port(self) -> int:
@@ -105,6 +111,11 @@ APPS: tuple[AppSpec, ...] = (
             "(GetStatus canReachPort false)", instances=2, serves={SSH_PORT: SERVE_NOTHING}),
     AppSpec("noexec-app", "its SCM site refuses /exec/* (403, Azure's JSON shape); the tunnel works",
             exec_refusal=NOEXEC),
+    # Another cloud: the SCM host is a name ARM gives, which resolves only through a hosts entry
+    # (Sandbox.hosts_entries) and which its certificate names (not 127.0.0.1).
+    AppSpec("gov-app", f"Azure Government's host names: SCM host gov-app.scm.{GOV_SUFFIX}:<port> "
+            "(resolve it with sb.hosts_entries(); its certificate names that host only)",
+            host_suffix=GOV_SUFFIX),
 )
 
 APPS_BY_NAME = {a.name: a for a in APPS}
@@ -113,6 +124,17 @@ APPS_BY_NAME = {a.name: a for a in APPS}
 def site_name(app: str, slot: str | None = None) -> str:
     """The SCM site name of an app or slot (Azure's `{app}-{slot}` SCM host naming)."""
     return f"{app}-{slot}" if slot else app
+
+
+def scm_host_name(spec: AppSpec, site: str) -> str:
+    """The SCM host's name (without the port): <site>.scm.<suffix> in a cloud of host names, else
+    the loopback address every other site is reached at."""
+    return f"{site}.scm.{spec.host_suffix}" if spec.host_suffix else "127.0.0.1"
+
+
+def default_host_name(spec: AppSpec, site: str) -> str:
+    """The app's own host name (ARM's defaultHostName)."""
+    return f"{site}.{spec.host_suffix or 'sandbox.localhost'}"
 
 
 def kudu_name(site: str) -> str:
