@@ -280,9 +280,7 @@ class Sandbox:
                         ports[cport] = self._dead_port()
                 infos.append(InstanceInfo(name, ports, has_sshd))
             result[site] = (spec, slot, infos)
-        containers.write_map(self.workdir, {n: c.init_pid for n, c in self._containers.items()},
-                             {site: c.init_pid for site, c in self._kudus.items()},
-                             namespaces=not self.containers_unavailable_reason)
+        self._write_containers_map()
         return result
 
     def _idle_container(self, name: str, motd: str) -> containers.Container:
@@ -516,6 +514,31 @@ class Sandbox:
         """GetStatus reads STARTING for the next `seconds` seconds."""
         self._update(name, slot, starting_until=time.time() + seconds)
 
+    def restart_app(self, name: str, seconds: float, slot: str | None = None):
+        """Restart the app (or slot) as `az webapp restart` does, over `seconds` from now; returns at
+        once. Every instance's container goes away (its sshd and every session in it end) and comes
+        back with the same name, host keys and ports, its programs running again after `seconds`.
+        Meanwhile the SCM site answers as Azure's front end does while the site restarts: every
+        request gets 503 (an HTML page) for the first third, then GetStatus reads STARTING (with
+        canReachPort false, nothing listening yet) until the containers are back (PROTOCOL.md
+        section 2, "Restarts": inferred)."""
+        info = self.app(name, slot)
+        if not seconds > 0:
+            raise ValueError(f"restart: seconds must be positive, not {seconds!r}")
+        now = time.time()
+        self._update(name, slot, unavailable_until=now + seconds / 3, starting_until=now + seconds)
+        for instance in info.instances:
+            container = self._containers.get(instance.name)
+            if container is not None and container.name == instance.name:  # not another app's it shares
+                container.restart(seconds - (time.time() - now))
+        if self._containers:
+            self._write_containers_map()
+
+    def _write_containers_map(self):
+        containers.write_map(self.workdir, {n: c.init_pid for n, c in self._containers.items()},
+                             {site: c.init_pid for site, c in self._kudus.items()},
+                             namespaces=not self.containers_unavailable_reason)
+
     def set_state(self, name: str, state: str, slot: str | None = None):
         """SCM state: STARTED, STOPPED or STARTING (ARM's properties.state is unchanged)."""
         if state not in ("STARTED", "STOPPED", "STARTING"):
@@ -683,6 +706,7 @@ class Sandbox:
                   "   # drop_after_bytes=N, stall_after_bytes=N, none",
                   f"  python -m sandbox state linux-app STOPPED --workdir {workdir}    # STARTED, STARTING",
                   f"  python -m sandbox starting starting-app 30 --workdir {workdir}",
+                  f"  python -m sandbox restart restart-app 20 --workdir {workdir}     # back in 20 s",
                   f"  python -m sandbox basic linux-app off --workdir {workdir}        # on",
                   f"  python -m sandbox sshd linux-app down --workdir {workdir}        # up"]
         return "\n".join(lines)

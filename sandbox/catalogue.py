@@ -111,6 +111,8 @@ APPS: tuple[AppSpec, ...] = (
             "(GetStatus canReachPort false)", instances=2, serves={SSH_PORT: SERVE_NOTHING}),
     AppSpec("noexec-app", "its SCM site refuses /exec/* (403, Azure's JSON shape); the tunnel works",
             exec_refusal=NOEXEC),
+    AppSpec("restart-app", "running Linux app, one instance, for restarts (sb.restart_app: any app "
+            "can be restarted)"),
     # Another cloud: the SCM host is a name ARM gives, which resolves only through a hosts entry
     # (Sandbox.hosts_entries) and which its certificate names (not 127.0.0.1).
     AppSpec("gov-app", f"Azure Government's host names: SCM host gov-app.scm.{GOV_SUFFIX}:<port> "
