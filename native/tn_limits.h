@@ -29,6 +29,13 @@
 #define TN_LOCAL_CHUNK	65536
 /* decrypted bytes gathered per read of a busy WebSocket */
 #define TN_TLS_READ	65536
+/* with hold: bytes of a local client kept until the server's first byte, to
+ * send again when a held connection retries (a client that sent more is not
+ * held) */
+#define TN_HOLD_KEEP_MAX	65536
+/* with hold: times one connection is held before it ends as it would have
+ * without hold */
+#define TN_HOLD_TIMES_MAX	3
 
 #define TN_LIMITS(X) \
 	X(RING_CAP) \
@@ -40,6 +47,8 @@
 	X(EVENTS_MAX) \
 	X(PROBE_BODY_MAX) \
 	X(LOCAL_CHUNK) \
-	X(TLS_READ)
+	X(TLS_READ) \
+	X(HOLD_KEEP_MAX) \
+	X(HOLD_TIMES_MAX)
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * tn_relay.h - one local TCP connection relayed over one WebSocket (a
  * tn_link), and what all relays share: counters, the event queue, the
- * check() hand-over.
+ * check() hand-over, the connections held.
  */
 #ifndef TN_RELAY_H
 #define TN_RELAY_H
@@ -39,6 +39,7 @@ struct tn_relay_env {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	/* check.done */
 	struct tn_check check;
+	struct tn_relay *held;	/* the connections held, newest first (service thread only) */
 };
 
 struct tn_relay {
@@ -49,8 +50,12 @@ struct tn_relay {
 	uint64_t id;
 	uint64_t check_gen;	/* is_check: which request this answers */
 	uint64_t bytes_down;
+	unsigned char *kept;	/* hold: the client's bytes until the server's first (wiped when freed) */
+	size_t kept_len;
+	struct tn_relay *held_next;	/* while held: the next in env->held */
+	unsigned holds;		/* times held */
 	unsigned is_check:1, link_live:1, local_gone:1, local_paused:1, link_paused:1,
-		 reported:1, fail_counted:1;
+		 reported:1, fail_counted:1, heard:1, kept_over:1, held:1;
 	char peer[64];
 };
 
@@ -61,5 +66,8 @@ struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer);
 int tn_relay_start(struct tn_relay *r, int fd);
 /* Close the relay's WebSocket now (a check nobody waits for). */
 void tn_relay_abort(struct tn_relay *r);
+/* Every connection held retries, its kept bytes first on a new WebSocket,
+ * or (retry 0) ends as it would have without hold. Service thread. */
+void tn_relay_release_held(struct tn_relay_env *env, int retry);
 
 #endif
