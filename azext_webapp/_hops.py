@@ -28,6 +28,7 @@ from azext_webapp import _kexinit, _termination, ssh
 from azext_webapp._errors import (HOPS, describe, doctor_command, first_line, instance_message, restart_advice,
                                   starting_message, stopped_message, tunnel_error, unreachable_message,
                                   windows_message)
+from azext_webapp._restarts import RESTARTING_STATUS
 from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
 
 logger = get_logger(__name__)
@@ -198,27 +199,39 @@ def credentials(w):
 
 def status(w):
     """GetStatus: STARTED, and something answers on the container port. A command waits for a
-    starting app (about a minute, as the reference does); the doctor says it is starting."""
+    starting app (about a minute, as the reference does), and for one whose SCM site answers 502 or
+    503, as the front end does while the app restarts, and then until its container port answers
+    (STARTED may come a moment before sshd listens); the doctor says it is starting."""
     tunnel, target = w.tunnel, w.target
     started = time.monotonic()
     next_progress = started
+    waiting = False     # the app was (re)starting when first asked
     while True:
         try:
             result = tunnel.get_status(w.scm_url, w.authorization, instance=w.instance, timeout=w.timeout)
         except tunnel.TunnelError as err:
-            raise HopFailed(tunnel_error(err.reason, err.facts, w)) from None
-        state = (result.state or '').upper()
-        logger.debug('GetStatus: state=%s canReachPort=%s port=%s', state, result.can_reach_port, result.port)
-        if state == 'STARTED':
+            if w.thorough or err.reason != 'http_status' or err.status not in RESTARTING_STATUS:
+                raise HopFailed(tunnel_error(err.reason, err.facts, w)) from None
+            logger.debug('GetStatus: HTTP %s (the app is restarting)', err.status)
+            result = None
+        state = (result.state or '').upper() if result else 'RESTARTING'
+        if result:
+            logger.debug('GetStatus: state=%s canReachPort=%s port=%s', state, result.can_reach_port, result.port)
+        reachable = result is not None and (result.can_reach_port or bool(w.target_port and
+                                                                          w.target_port != result.port))
+        if state == 'STARTED' and (reachable or not waiting):
             break
         if state == 'STOPPED':
             raise HopFailed(ValidationError(stopped_message(target)))
         waited = time.monotonic() - started
+        if (w.thorough or waited >= STARTING_MAX_WAIT) and state == 'STARTED':
+            break           # started, but nothing answers: said below
         if w.thorough or waited >= STARTING_MAX_WAIT:
             raise HopFailed(ValidationError(starting_message(target, STARTING_MAX_WAIT)),
                             f'{describe(target, True)} is {state or "in an unknown state"} (GetStatus)',
                             f'Wait a minute and run `{doctor_command(target, w.instance)}` again. If it stays so: '
                             f'{restart_advice(target)}')
+        waiting = True
         if time.monotonic() >= next_progress:
             if waited < 1:
                 logger.warning('Waiting for %s to start up...', describe(target))
@@ -226,7 +239,7 @@ def status(w):
                 logger.warning('Still starting after %d seconds...', int(waited))
             next_progress += STARTING_PROGRESS_EVERY
         _termination.sleep(STARTING_POLL_INTERVAL)  # a recorded signal ends it
-    if result.can_reach_port or (w.target_port and w.target_port != result.port):
+    if reachable:
         w.remote_port = w.target_port or result.port
         detail = f'state STARTED, canReachPort true, port {result.port}'
         if w.thorough and result.port and result.port != SSH_PORT:  # remote debugging: the debugger's port
