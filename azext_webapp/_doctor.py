@@ -2,6 +2,8 @@
 checked in order (the hops of _hops.py, which the commands walk too); each works (OK), works with a
 warning (WARN: e.g. no sftp subsystem, so sftp fails and scp needs -O), or is broken (FAIL), and
 then the rest of that instance's hops are not checked. Only a broken hop makes the exit status 1.
+Whatever those found, each instance's exec channel is checked after them (``_exec_doctor``: the
+other way in, without sshd; its problems are warnings).
 """
 
 import shutil
@@ -53,6 +55,7 @@ def diagnose(cmd, target, instance=None):
     walk = _hops.Walk(cmd, target, instance, thorough=True)
     if not _hops.walk(walk, until='credentials', report=report):
         return report
+    from azext_webapp import _exec_doctor
     for name in walk.instances if instance is None and walk.instances else [instance]:
         one = walk.for_instance(name)
         try:
@@ -62,6 +65,7 @@ def diagnose(cmd, target, instance=None):
                 one.transport.close()
             if one.engine is not None:
                 one.engine.stop()
+        report.add('exec', *_exec_doctor.check(one, name), instance=name)
     return report
 
 

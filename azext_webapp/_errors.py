@@ -5,8 +5,9 @@ for the tunnel engines' failures (a reason of _reasons.def and its facts), chose
 import errno
 import os
 
-from azure.cli.core.azclierror import (AzureConnectionError, AzureResponseError, ForbiddenError,
-                                       InvalidArgumentValueError, ResourceNotFoundError, UnauthorizedError)
+from azure.cli.core.azclierror import (AzureConnectionError, AzureResponseError, FileOperationError,
+                                       ForbiddenError, InvalidArgumentValueError, ResourceNotFoundError,
+                                       UnauthorizedError, ValidationError)
 
 from azext_webapp._reasons import kind_of
 from azext_webapp.ssh import SSH_PORT
@@ -71,7 +72,7 @@ def restart_advice(target):
 
 
 def stopped_message(target):
-    return (f'{describe(target, True)} is stopped; it must be running before it can accept SSH connections. '
+    return (f'{describe(target, True)} is stopped; it must be running before anything can connect to its container. '
             f'Start it with `az webapp start -g {target.resource_group} -n {target.name}'
             f'{" --slot " + target.slot if target.slot else ""}`, then run this command again '
             '(review start-up problems with `az webapp log tail`).')
@@ -116,12 +117,86 @@ def unreachable_message(endpoint, port, answered_before):
         restart = restart_advice(target)
         if answered_before:
             return (f'SSH does not answer on {where}, though it did before (its host key is recorded): its sshd '
-                    f'has probably stopped or the container is restarting. {restart}')
+                    f'has probably stopped or the container is restarting. {restart} {exec_hint(target)}')
         return (f'Nothing answers on {where}. Either SSH is not set up in the container (a custom container '
                 'needs sshd on port 2222, see https://go.microsoft.com/fwlink/?linkid=2132395, then a redeploy), '
-                f'or its sshd has stopped. {restart}')
+                f'or its sshd has stopped. {restart} {exec_hint(target)}')
     return (f'Nothing answers on container port {port} of {describe(target)}. '
             'Check that the process listening on that port is running, or choose another with --target-port.')
+
+
+def exec_hint(target):
+    """Where sshd does not answer: the way in that needs none."""
+    slot = f' --slot {target.slot}' if target.slot else ''
+    return (f'Without sshd, `az webapp remote-connection exec -g {target.resource_group} -n {target.name}{slot}` '
+            'opens a shell in the container (and runs commands, and `cp` copies files) through the SCM site.')
+
+
+def exec_refused(reason, facts, endpoint, instance=None):
+    """The exec channel's WebSocket was not opened: the engine's reason and facts, and what the SCM
+    site said about it (its body's Message, the server_message fact) when it said anything."""
+    target, scm_url = endpoint.target, endpoint.scm_url
+    site = f'The SCM site {scm_url} of {describe(target)}{on_instance(instance)}'
+    message = first_line(facts.get('server_message') or '')
+    said = f' It said: {message}.' if message else ''
+    status = facts.get('status')
+    ssh_instead = ('`az webapp remote-connection ssh` works instead where the container runs sshd on port '
+                   f'{SSH_PORT}.')
+    if kind_of(reason) == 'auth' and status == 403 and message:
+        return ForbiddenError(f'{site} refused the exec channel (HTTP 403): {message}. If the exec channel is turned '
+                              f'off for this app, ask an owner of the app; {ssh_instead}')
+    if reason == 'http_status' and status == 404:
+        return ResourceNotFoundError(f'{site} has no exec channel (HTTP 404 for /exec/shell).{said} {ssh_instead}')
+    if reason == 'http_status':
+        return AzureResponseError(f'{site} refused the exec channel (HTTP {status}).{said} Try again in a minute; if '
+                                  f'it persists, restart the app (`az webapp restart -g {target.resource_group} -n '
+                                  f'{target.name}`).')
+    return tunnel_error(reason, facts, endpoint)
+
+
+def exec_failure(reason, said, target, instance=None):
+    """The shell behind the exec channel could not run the command (the marker protocol's F, or
+    no answer): what it lacks, with its last words."""
+    where = f'the container of {describe(target)}{on_instance(instance)}'
+    words = ' '.join(said.split())[-300:]
+    heard = f' The shell said: "{words}".' if words else ''
+    if reason == 'prepare':
+        return ValidationError(f'The shell in {where} cannot run commands for az: it needs /bin/sh, base64 and stty '
+                               f'(coreutils or busybox).{heard}')
+    if reason == 'start-timeout':
+        return AzureConnectionError(f'The shell in {where} did not answer within 30 seconds.{heard} If the image has '
+                                    'no /bin/sh at that path, name its shell with --shell.')
+    if reason == 'input':
+        return FileOperationError(f'Could not send the input to {where}: {words}.')
+    if reason in ('mktemp', 'mkfifo'):
+        return ValidationError(f'Could not create a temporary file in {where} ({reason} failed in /tmp: full or '
+                               'read-only?).')
+    return AzureConnectionError(f'The exec channel to {where} ended before the command finished.{heard} The '
+                                'container may have restarted; run the command again.')
+
+
+def copy_error(reason, path, target, instance=None):
+    """cp's container side could not do its part (the F marker's reason and detail)."""
+    where = f'the container of {describe(target)}{on_instance(instance)}'
+    word, _, detail = reason.partition(' ')
+    detail = first_line(detail)
+    if word == 'nofile':
+        return ResourceNotFoundError(f'{path} does not exist in {where}.')
+    if word == 'isdir':
+        return ValidationError(f'{path} is a directory in {where}; cp copies one file at a time (name the file, or '
+                               'a directory that does not hold a directory of the same name).')
+    if word == 'nodir':
+        return ResourceNotFoundError(f'The directory of {path} does not exist in {where}; create it first '
+                                     f'(`az webapp remote-connection exec ... -- mkdir -p DIR`).')
+    if word == 'denied':
+        return ValidationError(f'Permission denied for {path} in {where}.')
+    if word in ('write', 'move'):
+        return FileOperationError(f'Could not write {path} in {where}: {detail or "write failed"} (a full disk or '
+                                  'quota?). Nothing was replaced.')
+    if word in ('size', 'checksum'):
+        return FileOperationError(f'The copy of {path} arrived damaged in {where} ({word} differs); nothing was '
+                                  'replaced. Run the command again.')
+    return FileOperationError(f'Could not read {path} in {where}.')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +422,9 @@ HOPS = (
     ('login', "Root login with the password 'Docker!'"),
     ('sftp', 'sftp subsystem (sftp, scp)'),
 )
-HOP_TITLES = dict(HOPS)
+# Not a hop of that way but the other way in, which the doctor checks for every instance after them.
+EXEC_HOP = ('exec', 'Exec channel, no sshd needed (exec, cp)')
+HOP_TITLES = dict(HOPS + (EXEC_HOP,))
 
 # The hop an engine failure of this kind belongs to.
 _HOP_OF_KIND = {'auth': 'credentials', 'tls': 'scm', 'dns': 'scm', 'connect': 'scm', 'proxy': 'scm',

@@ -1,5 +1,6 @@
 """``az webapp remote-connection ssh --instance all -- CMD`` (or ``--instance NAME,NAME``): CMD on
-every chosen instance at once, one tunnel and one ssh each, and every instance's outcome back.
+every chosen instance at once, one tunnel and one ssh each, and every instance's outcome back;
+``exec --instance ...`` runs through the same ``FanOut`` (``_exec_command.ExecFanOut``).
 
 Each instance is an ordinary single-instance run (``_connection.open_tunnel`` with that instance,
 ssh with that instance's own HostKeyAlias); an instance that cannot be reached is a result with
@@ -104,69 +105,119 @@ class _Sink:
                 out.flush()
 
 
-class FanOut:
-    """Runs CMD on each instance; ``results`` holds one dict per instance, in the order given."""
+class Lines:
+    """Bytes that arrive in pieces, handed on a whole line at a time (the last one at close())."""
 
-    def __init__(self, endpoint, names, ssh_path, ssh_args, known_hosts, stream):
-        self.endpoint = endpoint
+    def __init__(self, emit):
+        self.emit = emit
+        self.pending = b''
+
+    def write(self, data):
+        data = self.pending + data
+        end = data.rfind(b'\n') + 1
+        for line in data[:end].splitlines(keepends=True):
+            self.emit(line)
+        self.pending = data[end:]
+
+    def close(self):
+        if self.pending:
+            self.emit(self.pending)
+            self.pending = b''
+
+
+class FanOut:
+    """Runs one command on each instance; ``results`` holds one dict per instance, in the order
+    given. A subclass runs it on one instance (``_run(name) -> (exit status, stdout, stderr)``,
+    output lines handed to ``self.line(name, stream, data)`` as they come) and ends them all on
+    Ctrl+C (``_cancel()``)."""
+
+    max_parallel = MAX_PARALLEL
+
+    def __init__(self, names, stream):
         self.names = names
-        self.ssh_path = ssh_path
-        self.ssh_args = ssh_args
-        self.known_hosts = known_hosts
         self.sink = _Sink() if stream else None
-        self.children = []
-        self.lock = threading.Lock()
         self.cancelled = threading.Event()
 
-    def run(self, askpass_path):
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(self.names)),
+    def line(self, name, stream, data):
+        if self.sink is not None:
+            self.sink.line(name, stream, data)
+
+    def run(self):
+        with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(self.names)),
                                 thread_name_prefix='webapp-instance') as pool:
-            futures = [pool.submit(self._one, name, askpass_path) for name in self.names]
+            futures = [pool.submit(self._one, name) for name in self.names]
             try:
                 # in slices: a recorded signal is raised here (_termination.py), and in the
                 # threads' own waits, which then end their tunnels
                 while concurrent.futures.wait(futures, SLICE).not_done:
                     raise_if_signalled()
                 return [future.result() for future in futures]
-            except BaseException:  # Ctrl+C, SIGTERM: end every ssh; each tunnel then closes in its thread
+            except BaseException:  # Ctrl+C, SIGTERM: end every instance's command
                 self.cancelled.set()
-                with self.lock:
-                    for child in self.children:
-                        if child.poll() is None:
-                            child.terminate()
+                self._cancel()
                 raise
 
-    def _one(self, name, askpass_path):
+    def _one(self, name):
         started = time.monotonic()
         result = {'instance': name, 'exitStatus': UNREACHABLE, 'stdout': '', 'stderr': '', 'seconds': 0.0,
                   'error': None}
-        endpoint = self.endpoint.for_instance(name)
         try:
             if self.cancelled.is_set():
                 raise ValidationError('cancelled')
-            with open_tunnel(endpoint) as (engine, _):
-                alias = ssh.host_key_alias(endpoint.scm_url, name)
-                argv = ssh.ssh_argv(self.ssh_path, engine.port, alias, self.known_hosts, self.ssh_args)
-                code, out, err = self._ssh(name, argv, askpass_path)
-                result.update(exitStatus=code, stdout=out, stderr=err)
-                if code == UNREACHABLE and ssh.host_key_changed(engine.port, alias, self.known_hosts):
-                    result['error'] = (
-                        f'Refused: the SSH host key of instance {name} is not the one recorded in '
-                        f'{self.known_hosts} (as {alias}). If you know why it changed, remove the old key with '
-                        f'`ssh-keygen -R {alias} -f {self.known_hosts}` and run the command again.')
+            code, out, err = self._run(name, result)
+            result.update(exitStatus=code, stdout=out, stderr=err)
         except AzCLIError as error:
             result['error'] = first_line(error) + '.'
         except Exception as error:  # pylint: disable=broad-except
             logger.debug('Instance %s failed', name, exc_info=True)
             result['error'] = f'{type(error).__name__}: {first_line(error)}.'
         result['seconds'] = round(time.monotonic() - started, 3)
-        if self.sink is not None and result['error']:
-            self.sink.line(name, 'stderr', f'ERROR: {result["error"]}'.encode('utf-8'))
+        if result['error']:
+            self.line(name, 'stderr', f'ERROR: {result["error"]}'.encode('utf-8'))
         return result
 
-    def _ssh(self, name, argv, askpass_path):
+    def _run(self, name, result):
+        raise NotImplementedError
+
+    def _cancel(self):
+        pass
+
+
+class SshFanOut(FanOut):
+    """One tunnel and one ssh per instance, with that instance's own HostKeyAlias."""
+
+    def __init__(self, endpoint, names, ssh_path, ssh_args, known_hosts, stream, askpass_path):
+        super().__init__(names, stream)
+        self.endpoint = endpoint
+        self.ssh_path = ssh_path
+        self.ssh_args = ssh_args
+        self.known_hosts = known_hosts
+        self.askpass_path = askpass_path
+        self.children = []
+        self.lock = threading.Lock()
+
+    def _cancel(self):
+        with self.lock:
+            for child in self.children:
+                if child.poll() is None:
+                    child.terminate()
+
+    def _run(self, name, result):
+        endpoint = self.endpoint.for_instance(name)
+        with open_tunnel(endpoint) as (engine, _):
+            alias = ssh.host_key_alias(endpoint.scm_url, name)
+            argv = ssh.ssh_argv(self.ssh_path, engine.port, alias, self.known_hosts, self.ssh_args)
+            code, out, err = self._ssh(name, argv)
+            if code == UNREACHABLE and ssh.host_key_changed(engine.port, alias, self.known_hosts):
+                result['error'] = (
+                    f'Refused: the SSH host key of instance {name} is not the one recorded in '
+                    f'{self.known_hosts} (as {alias}). If you know why it changed, remove the old key with '
+                    f'`ssh-keygen -R {alias} -f {self.known_hosts}` and run the command again.')
+        return code, out, err
+
+    def _ssh(self, name, argv):
         logger.info('Running on %s: %s', name, ' '.join(argv))
-        child = subprocess.Popen(argv, env=ssh.ssh_env(askpass_path),  # pylint: disable=consider-using-with
+        child = subprocess.Popen(argv, env=ssh.ssh_env(self.askpass_path),  # pylint: disable=consider-using-with
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         with self.lock:
             self.children.append(child)
@@ -185,15 +236,17 @@ class FanOut:
     def _read(self, name, stream, pipe, parts):
         for line in iter(pipe.readline, b''):
             parts.append(line)
-            if self.sink is not None:
-                self.sink.line(name, stream, line)
+            self.line(name, stream, line)
         pipe.close()
 
 
 def run(endpoint, names, ssh_path, ssh_args, known_hosts, structured):
     """Returns (results, worst exit status)."""
     options, _ = ssh.split_ssh_args(ssh_args)
-    fan_out = FanOut(endpoint, names, ssh_path, ssh_args, known_hosts, stream=not structured)
     with ssh.AskpassDir(wanted=not ssh.has_own_identity(options)) as askpass:
-        results = fan_out.run(askpass.path)
-    return results, max(result['exitStatus'] for result in results)
+        results = SshFanOut(endpoint, names, ssh_path, ssh_args, known_hosts, not structured, askpass.path).run()
+    return results, worst(results)
+
+
+def worst(results):
+    return max(result['exitStatus'] for result in results)

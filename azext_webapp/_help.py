@@ -4,12 +4,84 @@ from knack.help_files import helps  # pylint: disable=unused-import
 
 helps['webapp remote-connection'] = """
 type: group
-short-summary: Open TCP tunnels to the containers of App Service on Linux apps.
+short-summary: Open TCP tunnels, SSH sessions and shells to the containers of App Service on Linux apps.
 long-summary: >
-    The tunnel runs over the app's SCM (Kudu) site, authenticated with the app's publishing
+    Everything runs over the app's SCM (Kudu) site, authenticated with the app's publishing
     credentials or, when Basic auth is disabled for SCM, with the Microsoft Entra token that
-    az holds. Every local connection gets its own WebSocket, so several ssh, scp or sftp
-    sessions (or a debugger) can share one tunnel.
+    az holds. `create`, `ssh` and `ssh-config` tunnel to the container's sshd (port 2222): every
+    local connection gets its own WebSocket, so several ssh, scp or sftp sessions (or a debugger)
+    can share one tunnel. `exec` and `cp` need no sshd: a shell, commands with their exit status
+    and file copies through the SCM site's exec channel. `browse` opens the portal's browser SSH
+    page; `doctor` tells which way works and why another does not.
+"""
+
+helps['webapp remote-connection exec'] = """
+type: command
+short-summary: Open a shell, or run a command, in the container of a Linux web app without sshd, through its SCM site.
+long-summary: >
+    Uses the SCM site's exec channel (wss://<scm-host>/exec/shell, the one `az webapp exec` uses), so
+    the container needs no SSH server: use it for custom containers without sshd, `ssh` for port
+    forwarding, scp, sftp and your own keys, `browse` for a shell in a browser. Without a command:
+    an interactive shell in a raw terminal: every key goes to the remote shell, Ctrl+C included;
+    `exit` (or Ctrl+D) ends it, Enter then ~. leaves it from this side; window resizes follow; the
+    terminal is restored however it ends. With a command after `--`: it runs by /bin/sh -c (or
+    --shell) and its standard output streams to yours, its standard error comes once it has ended,
+    and az exits with its exit status. Its standard input is yours when yours is a pipe or a file,
+    else empty. With --instance all (or NAME,NAME) it runs on each instance (8 at a time): output
+    lines prefixed with the instance name, or one record per instance with --output; the exit
+    status is the worst instance's, and an instance that cannot be reached is reported with status
+    255. Ctrl+C interrupts the remote command (exit status 130). Needs /bin/sh, base64 and stty in
+    the container for commands (coreutils or busybox).
+examples:
+  - name: Open an interactive shell in the container.
+    text: |
+        az webapp remote-connection exec -g MyResourceGroup -n MyWebApp
+  - name: A shell in the SCM (Kudu) site's own container, or with another shell.
+    text: |
+        az webapp remote-connection exec -g MyResourceGroup -n MyWebApp --target kudu
+        az webapp remote-connection exec -g MyResourceGroup -n MyWebApp --shell /bin/sh
+  - name: Run one command; its output and exit status are the command's.
+    text: |
+        az webapp remote-connection exec -g MyResourceGroup -n MyWebApp -- cat /home/LogFiles/docker.log
+  - name: Feed the command your standard input.
+    text: |
+        az webapp remote-connection exec -g MyResourceGroup -n MyWebApp -- 'cat > /home/site/config.json' < config.json
+  - name: Run one command on every instance; each output line starts with the instance name.
+    text: |
+        az webapp remote-connection exec -g MyResourceGroup -n MyWebApp --instance all -- df -h /home
+  - name: One JSON record per instance (instance, exitStatus, stdout, stderr, seconds, error).
+    text: |
+        az webapp remote-connection exec -g MyResourceGroup -n MyWebApp --instance INSTANCE1,INSTANCE2 -o json -- uptime
+"""
+
+helps['webapp remote-connection cp'] = """
+type: command
+short-summary: Copy a file to or from the container of a Linux web app without sshd, through its SCM site.
+long-summary: >
+    One of SOURCE and DESTINATION is in the container: `:/path` (in the app named by --name or
+    --ids) or `APP:/path`; the other is local (`C:\\file` and `C:/file` are local paths on Windows:
+    an app name has at least two characters; write a local name that starts with a colon as
+    `./:name`). Container paths are absolute. A directory as DESTINATION takes the file under its
+    own name. The bytes go as base64 through the exec channel's terminal and are checked on arrival
+    (size, and SHA-256 where the container has sha256sum); they are written to a temporary file
+    beside the destination and renamed into place only when complete, so a failed copy leaves no
+    partial file. A progress bar is shown on standard error when it is a terminal. Uses the same
+    channel as `az webapp remote-connection exec` (no sshd; base64 and stty in the container); with
+    sshd, `scp` through `az webapp remote-connection ssh-config` is faster.
+examples:
+  - name: Upload a file into a directory of the container.
+    text: |
+        az webapp remote-connection cp -g MyResourceGroup -n MyWebApp ./app.zip :/home/site/
+  - name: Download a file (APP:/path names the app).
+    text: |
+        az webapp remote-connection cp -g MyResourceGroup MyWebApp:/home/LogFiles/docker.log ./docker.log
+  - name: From one instance of a scaled-out app, or from a slot.
+    text: |
+        az webapp remote-connection cp -g MyResourceGroup -n MyWebApp --instance INSTANCE_NAME :/tmp/dump.bin .
+        az webapp remote-connection cp -g MyResourceGroup -n MyWebApp --slot staging :/home/site/wwwroot/web.config .
+  - name: On Windows, to a local drive path.
+    text: |
+        az webapp remote-connection cp -g MyResourceGroup -n MyWebApp :/home/LogFiles/app.log C:\\logs\\app.log
 """
 
 helps['webapp remote-connection create'] = """

@@ -1,6 +1,6 @@
 """Arguments of ``az webapp remote-connection``'s commands."""
 
-from azure.cli.core.commands.parameters import get_three_state_flag, resource_group_name_type
+from azure.cli.core.commands.parameters import get_enum_type, get_three_state_flag, resource_group_name_type
 
 
 def load_arguments(self, _):
@@ -80,3 +80,28 @@ def load_arguments(self, _):
         c.argument('file', options_list=['--file', '-f'],
                    help='ssh_config file to add the block to (replaced in place when it is already there), '
                         'e.g. ~/.ssh/config. Default: print the block.')
+
+    with self.argument_context('webapp remote-connection exec') as c:
+        c.argument('instance', options_list=['--instance', '-i'],
+                   help='Instance of a scaled-out app (see `az webapp list-instances`); with a command after `--`, '
+                        'also `all` or several names separated by commas: the command runs on each (8 at a time), '
+                        'its output lines prefixed with the instance name (one record per instance with --output '
+                        'json), and the exit status is the worst instance\'s. Default: the instance the front end '
+                        'picks.')
+        c.argument('target', options_list=['--target'], arg_type=get_enum_type(['app', 'kudu']),
+                   help="Whose container: the app's, or the SCM (Kudu) site's own.")
+        c.argument('shell', options_list=['--shell'],
+                   help='Absolute path of the shell in the container. An interactive session runs it (default: '
+                        "the SCM site's, /bin/bash); a command is run by it with -c (default: /bin/sh).")
+        c.positional('command_args', nargs='*',
+                     help='The command to run after `--`, with its arguments; joined with spaces and run by the '
+                          'shell, as ssh runs a command. Without one: an interactive shell.')
+
+    with self.argument_context('webapp remote-connection cp') as c:
+        c.argument('instance', options_list=['--instance', '-i'],
+                   help='Instance of a scaled-out app to copy to or from (see `az webapp list-instances`). '
+                        'Default: the instance the front end picks.')
+        c.positional('paths', nargs='+', metavar='SOURCE DESTINATION',
+                     help='What to copy, then where to. One is in the container, as `:/path` (the app named by '
+                          '--name) or `APP:/path`; the other is local. A directory as the destination takes the '
+                          'file under its own name.')

@@ -63,6 +63,12 @@ def signalled_error(signum: int) -> BaseException:
     return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
+def signalled() -> Optional[int]:
+    """The recorded signal's number, or None: for a loop that answers a signal before it raises it
+    (the exec channel first interrupts the remote command)."""
+    return _record.signum
+
+
 def raise_if_signalled() -> None:
     """Raise the recorded signal's exception (see signalled_error); nothing when none was recorded.
     Called by every wait between its slices, from any thread (the fan-out's threads end too)."""

@@ -58,6 +58,63 @@ def validate_remote_connection_browse(namespace):
     _validate_instance_and_slot(namespace)
 
 
+def validate_remote_connection_exec(namespace):
+    _validate_ids(namespace)
+    _validate_instance_and_slot(namespace)
+    _validate_shell(namespace)
+    value = namespace.instance
+    if value is not None and (value.strip().lower() == 'all' or ',' in value) and not namespace.command_args:
+        raise InvalidArgumentValueError(
+            f'--instance {value} runs one command on several instances, so it needs the command after `--` (for '
+            f'example `--instance {value} -- uptime`). An interactive shell reaches one instance: name it with '
+            '--instance NAME (list them with `az webapp list-instances`), or leave --instance out.')
+
+
+def _validate_shell(namespace):
+    if namespace.shell is not None and (not namespace.shell.startswith('/') or any(
+            c.isspace() or not c.isprintable() for c in namespace.shell)):
+        raise InvalidArgumentValueError(
+            f'--shell {namespace.shell!r} is not an absolute path. Give the path of the shell in the container, '
+            'such as /bin/sh or /bin/bash.')
+
+
+def validate_remote_connection_cp(namespace):
+    """SOURCE and DESTINATION: exactly one of them in the container (`:/path` or `APP:/path`); the
+    APP part names the app when --name does not (or must agree with it)."""
+    from azext_webapp._copy import parse_location
+    if len(namespace.paths or []) != 2:
+        raise InvalidArgumentValueError(
+            f'cp takes two paths, SOURCE and DESTINATION ({len(namespace.paths or [])} given), for example '
+            '`cp -g GROUP -n APP ./app.log :/home/LogFiles/`.')
+    remote = [(which, parse_location(text)) for which, text in zip(('SOURCE', 'DESTINATION'), namespace.paths)]
+    remote = [(which, location) for which, location in remote if location is not None]
+    example = ('for example `cp -g GROUP -n APP ./app.log :/home/LogFiles/app.log` (upload) or `cp -g GROUP '
+               'APP:/home/site/wwwroot/app.py .` (download)')
+    if len(remote) != 1:
+        words = 'Both are' if remote else 'Neither is'
+        raise InvalidArgumentValueError(
+            f'{words} a path in the container: name exactly one of SOURCE and DESTINATION as `:/path` or '
+            f'`APP:/path`, {example}.')
+    which, location = remote[0]
+    if not location.path.startswith('/'):
+        raise InvalidArgumentValueError(
+            f'{which} {location!r} is not an absolute path in the container: write it as `:/path` or `APP:/path`, '
+            f'{example}.')
+    if location.app:
+        if namespace.name and namespace.name != location.app and not getattr(namespace, 'ids', None):
+            raise InvalidArgumentValueError(
+                f'{which} names the app {location.app!r} but --name is {namespace.name!r}. Name one app: leave '
+                f'--name out, or write the container path as `:{location.path}`.')
+        namespace.name = namespace.name or location.app
+    elif not namespace.name and not getattr(namespace, 'ids', None):
+        raise InvalidArgumentValueError(
+            f'{which} `:{location.path}` is in the container of the app named by --name (or --ids); give it, or '
+            f'write `APP:{location.path}`.')
+    _validate_ids(namespace)
+    _validate_one_instance(namespace, 'cp copies to or from one instance')
+    _validate_instance_and_slot(namespace)
+
+
 def _validate_ids(namespace):
     """--ids: one app or slot ID becomes --resource-group, --name, --slot and the subscription."""
     ids = getattr(namespace, 'ids', None)

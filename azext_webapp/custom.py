@@ -1,5 +1,5 @@
-"""The commands of ``az webapp remote-connection``: ``create``, ``close``, ``ssh``, ``ssh-config`` and
-``browse`` (``doctor`` is ``_doctor.py``'s).
+"""The commands of ``az webapp remote-connection``: ``create``, ``close``, ``ssh``, ``ssh-config``,
+``browse``, and ``exec`` and ``cp`` through the SCM site's exec channel (``doctor`` is ``_doctor.py``'s).
 
 The flow follows azure-cli's ``create_tunnel`` (appservice module): ARM look-ups (``_arm.py``),
 then a started and checked tunnel (``_connection.py``); failures become one line that says what to
@@ -8,12 +8,13 @@ engine sends to the SCM site: they are not logged, not shown under --debug and n
 other program.
 """
 
+import contextlib
 import signal
 import subprocess
 import sys
 import time
 from types import FrameType
-from typing import Any, Dict, List, Mapping, Optional, Sequence, cast
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, cast
 
 from azure.cli.core.azclierror import CLIInternalError, ValidationError
 from knack.log import get_logger
@@ -22,8 +23,8 @@ from azext_webapp import _background, _fanout, ssh
 from azext_webapp._arm import Target, webssh_url
 from azext_webapp._connection import locate, open_tunnel, resolve
 from azext_webapp._hops import Walk
-from azext_webapp._errors import debugging_message, describe
-from azext_webapp._termination import Terminated, call_in_thread, terminate_on
+from azext_webapp._errors import debugging_message, describe, first_line
+from azext_webapp._termination import Terminated, call_in_thread, raise_if_signalled, terminate_on
 from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
 
 logger = get_logger(__name__)
@@ -67,6 +68,21 @@ def create_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None
 
 
 CTRL_C_STATUS = 130  # 128 + SIGINT, what a shell reports for a program ended by Ctrl+C
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(what: str, *signals: str) -> Iterator[None]:
+    """Within the block signals are recorded (the waits raise them, _termination.py); the one that
+    ends it is said, `Stopped (Ctrl+C): <what>`, and az exits with 128 + its number."""
+    with terminate_on(*(signals or ('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'))):
+        try:
+            yield
+        except KeyboardInterrupt:
+            logger.warning('Stopped (Ctrl+C): %s', what)
+            sys.exit(CTRL_C_STATUS)
+        except Terminated as ended:
+            logger.warning('Stopped (%s): %s', ended.signal_name, what)
+            sys.exit(128 + ended.signum)
 
 
 def _remote_connection(cmd: Cmd, target: Target, port: Optional[int], instance: Optional[str],
@@ -210,28 +226,27 @@ def _ssh_every_instance(cmd: Cmd, target: Target, wanted: List[str], ssh_path: s
         raise ValidationError(debugging_message(target, 'ssh'))
     known_hosts = ssh.known_hosts_file(cmd.cli_ctx.config.config_dir)
     structured = _output_given(cmd)
-    with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
-        try:
-            results, worst = _fanout.run(endpoint, names, ssh_path, ssh_args, known_hosts, structured)
-        except KeyboardInterrupt:
-            logger.warning('Stopped (Ctrl+C): the command was ended on every instance.')
-            sys.exit(CTRL_C_STATUS)
-        except Terminated as ended:
-            logger.warning('Stopped (%s): the command was ended on every instance.', ended.signal_name)
-            sys.exit(128 + ended.signum)
-    if structured and cmd.cli_ctx.invocation.data['output'] != 'none':
-        # Printed here, as az would print a result (--query applied by its own handler), because az
-        # cannot also exit with a status of ours after printing a returned result.
-        from knack.events import EVENT_INVOKER_FILTER_RESULT
-        from knack.util import CommandResultItem
-        event_data = {'result': results}
-        cmd.cli_ctx.raise_event(EVENT_INVOKER_FILTER_RESULT, event_data=event_data)
-        output = cmd.cli_ctx.output
-        output.out(CommandResultItem(event_data['result']),
-                   formatter=output.get_formatter(cmd.cli_ctx.invocation.data['output']), out_file=sys.stdout)
-        sys.stdout.flush()
+    with _stopped_by_signals('the command was ended on every instance.', 'SIGINT', 'SIGTERM', 'SIGBREAK'):
+        results, worst = _fanout.run(endpoint, names, ssh_path, ssh_args, known_hosts, structured)
+    _print_records(cmd, results, structured)
     if worst:
         sys.exit(worst)
+
+
+def _print_records(cmd: Cmd, results: List[dict], structured: bool) -> None:
+    """A fan-out's records, with an explicit --output. Printed here, as az would print a result
+    (--query applied by its own handler), because az cannot also exit with a status of ours after
+    printing a returned result."""
+    if not structured or cmd.cli_ctx.invocation.data['output'] == 'none':
+        return
+    from knack.events import EVENT_INVOKER_FILTER_RESULT
+    from knack.util import CommandResultItem
+    event_data = {'result': results}
+    cmd.cli_ctx.raise_event(EVENT_INVOKER_FILTER_RESULT, event_data=event_data)
+    output = cmd.cli_ctx.output
+    output.out(CommandResultItem(event_data['result']),
+               formatter=output.get_formatter(cmd.cli_ctx.invocation.data['output']), out_file=sys.stdout)
+    sys.stdout.flush()
 
 
 def _output_given(cmd: Cmd) -> bool:
@@ -413,3 +428,109 @@ def open_in_browser(url: str) -> bool:
     if isinstance(opened, int):  # powershell.exe's exit status (WSL)
         return opened == 0
     return True  # a started `open` process (macOS)
+
+
+def exec_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, name: Optional[str] = None,
+                           slot: Optional[str] = None, instance: Optional[str] = None, target: str = 'app',
+                           shell: Optional[str] = None, command_args: Optional[List[str]] = None,
+                           ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
+    """A shell, or a command with its output and exit status, through the SCM site's exec channel:
+    no sshd needed (see _exec_shell, _exec_command)."""
+    from azext_webapp._exec_channel import resolve_exec
+    from azext_webapp._exec_command import command_line
+    app = _target(resource_group_name, name, slot)
+    kudu = (target or 'app').lower() == 'kudu'
+    wanted = _fanout.wanted_instances(instance)
+    if wanted:
+        _exec_every_instance(cmd, app, wanted, kudu, shell, command_line(command_args or []))
+        return
+    endpoint = resolve_exec(cmd, app, instance)
+    # a recorded signal interrupts the remote side first, then ends the command
+    with _stopped_by_signals('the remote side was ended.'):
+        if command_args:
+            code = _exec_command(endpoint, instance, kudu, shell, command_line(command_args))
+        else:
+            code = _exec_shell(endpoint, instance, kudu, shell)
+    if code:
+        sys.exit(code)
+
+
+def _exec_command(endpoint: Walk, instance: Optional[str], kudu: bool, shell: Optional[str], command: str) -> int:
+    from azext_webapp._exec_command import local_input, run_one
+    return run_one(endpoint, instance, kudu, shell, command, _writer(sys.stdout), _writer(sys.stderr),
+                   source=local_input())
+
+
+def _writer(stream: Any) -> Any:
+    target = getattr(stream, 'buffer', None)
+
+    def write(data: bytes) -> None:
+        if target is not None:
+            target.write(data)
+            target.flush()
+        else:  # a text-only stream (tests replacing sys.stdout)
+            stream.write(data.decode('utf-8', 'replace'))
+            stream.flush()
+    return write
+
+
+def _exec_shell(endpoint: Walk, instance: Optional[str], kudu: bool, shell: Optional[str]) -> int:
+    import os
+    from azext_webapp import _exec_terminal
+    from azext_webapp._exec_channel import open_channel
+    from azext_webapp._exec_shell import interactive
+    no_terminal = ValidationError(
+        'An interactive shell needs a terminal on standard input and output. To run a command instead, give it '
+        'after `--` (for example `-- ls /home`): its output and exit status come back.')
+    if not (os.isatty(0) and os.isatty(1)):
+        raise no_terminal
+    terminal = _exec_terminal.for_platform()()
+    with open_channel(endpoint, instance, kudu, shell, terminal.size()) as channel:
+        logger.warning('Connected to %s%s through its SCM site. Every key goes to the remote shell, Ctrl+C '
+                       'included: `exit` ends the session; Enter then ~. leaves it from here.',
+                       describe(endpoint.target), f' (instance {instance})' if instance else '')
+        try:
+            with terminal:
+                why = interactive(channel, terminal)
+        except _exec_terminal.NoTerminalError:
+            raise no_terminal from None
+        failure = channel.failure()
+    if why == 'signal':
+        raise_if_signalled()
+    if why == 'remote' and failure is not None:
+        logger.warning('The connection to the shell broke: %s', first_line(failure))
+    return 0
+
+
+def _exec_every_instance(cmd: Cmd, app: Target, wanted: List[str], kudu: bool, shell: Optional[str],
+                         command: str) -> None:
+    """exec --instance all / NAME,NAME -- CMD: at most _exec_command.MAX_PARALLEL at once; records
+    with an explicit --output; az exits with the worst status."""
+    from azext_webapp._exec_channel import resolve_exec
+    from azext_webapp._exec_command import ExecFanOut
+    names = _fanout.choose_instances(cmd, app, wanted)
+    endpoint = resolve_exec(cmd, app)
+    structured = _output_given(cmd)
+    with _stopped_by_signals('the command was ended on every instance.'):
+        results = ExecFanOut(endpoint, names, kudu, shell, command, not structured).run()
+    _print_records(cmd, results, structured)
+    worst = _fanout.worst(results)
+    if worst:
+        sys.exit(worst)
+
+
+def cp_remote_connection(cmd: Cmd, paths: List[str], resource_group_name: Optional[str] = None,
+                         name: Optional[str] = None, slot: Optional[str] = None, instance: Optional[str] = None,
+                         ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
+    """A file to or from the container through the exec channel (see _copy)."""
+    from azext_webapp import _copy
+    from azext_webapp._exec_channel import resolve_exec
+    app = _target(resource_group_name, name, slot)
+    source, destination = paths
+    remote_source, remote_destination = _copy.parse_location(source), _copy.parse_location(destination)
+    endpoint = resolve_exec(cmd, app, instance)
+    with _stopped_by_signals('nothing was copied.'):
+        if remote_destination is not None:
+            _copy.upload(endpoint, instance, source, remote_destination.path)
+        elif remote_source is not None:
+            _copy.download(endpoint, instance, remote_source.path, destination)

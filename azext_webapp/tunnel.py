@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -48,7 +49,8 @@ class Engine(Protocol):
     # positional-only (/): the native methods take no keywords
     def start(self) -> int: ...  # the bound port (0 without a listener)
     def check(self, timeout: float = 15.0, /) -> None: ...
-    def adopt(self, fd: int, /) -> None: ...
+    def adopt(self, fd: int, /) -> int: ...  # the connection's id
+    def send_text(self, conn_id: int, text: str, /) -> None: ...
     def stop(self) -> None: ...
     def stats(self) -> Dict[str, int]: ...
     def running(self) -> bool: ...
@@ -73,7 +75,8 @@ class EngineFactory(Protocol):
     def __call__(self, host: str, port: int, authorization: str, bind: str = ..., bind_port: int = ...,
                  instance: Optional[str] = ..., target_port: int = ..., ping_interval: float = ...,
                  ca_file: Optional[str] = ..., verify: bool = ..., proxy: Optional[str] = ...,
-                 proxy_auth: Optional[str] = ..., listen: bool = ..., hold: bool = ...) -> Engine: ...
+                 proxy_auth: Optional[str] = ..., listen: bool = ..., path: Optional[str] = ...,
+                 hold: bool = ...) -> Engine: ...
 
 
 class PumpFactory(Protocol):
@@ -117,6 +120,10 @@ class EngineModule(Protocol):
     def SERVER_MESSAGE_MAX(self) -> int: ...
     @property
     def BODY_SCAN(self) -> int: ...
+    @property
+    def REFUSAL_SECS(self) -> int: ...
+    @property
+    def TEXTS_MAX(self) -> int: ...
 
 
 def _select_engine() -> Tuple[EngineModule, str, str]:
@@ -208,6 +215,11 @@ class TunnelError(Exception):
     @property
     def host(self) -> Optional[str]:
         return self.facts.get("host")  # type: ignore[return-value]
+
+    @property
+    def server_message(self) -> Optional[str]:
+        """What a refusing server said (its body's JSON Message, or its first text line), or None."""
+        return self.facts.get("server_message") or None  # type: ignore[return-value]
 
 
 class AuthenticationError(TunnelError):
@@ -425,12 +437,13 @@ class Tunnel:
     def __init__(self, scm_url: str, authorization: str, bind: str = "127.0.0.1", port: int = 0,
                  instance: Optional[str] = None, target_port: Optional[int] = None, ping_interval: float = 30.0,
                  on_event: Optional[Callable[[TunnelEvent], None]] = None, listen: bool = True,
-                 hold: bool = False) -> None:
+                 path: str = TUNNEL_PATH, hold: bool = False) -> None:
         self.host, self.scm_port = _parse_scm_url(scm_url)
         self.scm_url = f"https://{self.host}" + ("" if self.scm_port == 443 else f":{self.scm_port}")
         self.bind = bind or "127.0.0.1"
         self.instance = instance
         self.target_port = target_port
+        self.path = path
         self.on_event = on_event
         self.auth_scheme = _scheme_of(authorization)
         ca_file, verify = _tls_settings()
@@ -441,7 +454,7 @@ class Tunnel:
                                           target_port=int(target_port or 0),
                                           ping_interval=float(ping_interval), ca_file=ca_file,
                                           verify=verify, listen=bool(listen), hold=bool(hold),
-                                          **_proxy_arguments(self.host, self.scm_port))
+                                          **_path_argument(path), **_proxy_arguments(self.host, self.scm_port))
         except _tunnel.Error as err:
             raise _typed(err, self.auth_scheme) from None
         self._lock = threading.Lock()
@@ -450,7 +463,7 @@ class Tunnel:
         self.port = 0   # the bound port, once start() has bound it
 
     def __repr__(self) -> str:
-        return (f"<Tunnel {self.bind}:{self.port} -> {self.scm_url}{TUNNEL_PATH} "
+        return (f"<Tunnel {self.bind}:{self.port} -> {self.scm_url}{self.path.split('?')[0]} "
                 f"auth={self.auth_scheme} started={self._started} stopped={self._stopped}>")
 
     def __enter__(self) -> "Tunnel":
@@ -480,12 +493,25 @@ class Tunnel:
         except _tunnel.Error as err:
             raise _typed(err, self.auth_scheme) from None
 
-    def adopt(self, fd: int) -> None:
-        """Relay an already-connected socket as one more local connection (the engine owns fd)."""
+    def adopt(self, fd: int) -> int:
+        """Relay an already-connected socket as one more local connection (the engine owns fd);
+        returns its connection id."""
         try:
-            self._engine.adopt(fd)
+            return self._engine.adopt(fd)
         except _tunnel.Error as err:
             raise _typed(err, self.auth_scheme) from None
+
+    def send_text(self, conn_id: int, text: str) -> None:
+        """A Text frame on connection conn_id: once its WebSocket is open, before the local data
+        not yet sent by then; dropped when the connection is gone or ending."""
+        try:
+            self._engine.send_text(conn_id, text)
+        except _tunnel.Error as err:
+            raise _typed(err, self.auth_scheme) from None
+
+    def event_error(self, event: TunnelEvent) -> TunnelError:
+        """The typed error of a "failed" event (a refusal's server_message among its facts)."""
+        return failure(event.reason, event.facts, self.auth_scheme)
 
     def relay_stdio(self, in_fd: int = 0, out_fd: int = 1, poll_interval: float = 0.5) -> Tuple[int, int]:
         """stdio mode (OpenSSH's ProxyCommand): relay in_fd and out_fd through one WebSocket until
@@ -543,6 +569,11 @@ class Tunnel:
     def poll_events(self) -> List[TunnelEvent]:
         return [TunnelEvent(*ev) for ev in self._engine.poll_events()]
 
+    def wait(self, timeout: float) -> bool:
+        """Block up to timeout seconds for events or the engine's end; a recorded signal ends the
+        wait (KeyboardInterrupt, Terminated)."""
+        return self._engine.wait(timeout)
+
     def _deliver(self, events: Sequence[TunnelEvent]) -> None:
         if not self.on_event:
             return
@@ -568,6 +599,88 @@ class Tunnel:
             self._deliver(self.poll_events())
         self._deliver(self.poll_events())
         raise_if_signalled()
+
+
+class Channel:
+    """One WebSocket to another endpoint of the SCM site (``/exec/shell``), seen as a local socket.
+
+    ``open()`` starts an engine without a listener, adopts one end of a socket pair and waits for
+    the upgrade's answer: a refusal raises the typed error, its facts holding the site's
+    ``server_message`` when it said why. Then bytes written to ``sock`` go out as Binary frames, the
+    server's Text and Binary frames arrive on ``sock`` as one byte stream in order, and
+    ``send_text()`` sends a Text frame; the engine's thread moves the bytes with back-pressure both
+    ways. The server's end of the WebSocket is EOF on ``sock`` (``failure()`` then says whether it
+    broke). Nothing is checked beforehand with a handshake of its own: the channel's own upgrade is
+    the check. A recorded signal ends the wait for the upgrade, as every wait."""
+
+    def __init__(self, scm_url: str, authorization: str, path: str, instance: Optional[str] = None,
+                 ping_interval: float = 30.0) -> None:
+        self._tunnel = Tunnel(scm_url, authorization, instance=instance, ping_interval=ping_interval,
+                              listen=False, path=path)
+        self.sock: Optional["socket.socket"] = None
+        self.conn_id = 0
+        self._events: List[TunnelEvent] = []
+
+    def __enter__(self) -> "Channel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self, first_text: Optional[str] = None, timeout: float = 30.0) -> "Channel":
+        """Connect; ``first_text`` is the first frame the server gets (before any byte of sock)."""
+        self._tunnel.start()
+        ours, theirs = socket.socketpair()
+        try:
+            self.conn_id = self._tunnel.adopt(theirs.detach())
+            if first_text is not None:
+                self._tunnel.send_text(self.conn_id, first_text)
+            self._wait_for_upgrade(timeout)
+        except BaseException:
+            ours.close()
+            raise
+        self.sock = ours
+        return self
+
+    def send_text(self, text: str) -> None:
+        self._tunnel.send_text(self.conn_id, text)
+
+    def failure(self) -> Optional[TunnelError]:
+        """After EOF on sock: the typed error when the WebSocket broke rather than ended, else None."""
+        self._take_events()
+        failed = [ev for ev in self._events if ev.kind == "failed"]
+        return self._tunnel.event_error(failed[0]) if failed else None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self._tunnel.stop()
+
+    def _take_events(self) -> None:
+        self._events += [ev for ev in self._tunnel.poll_events() if ev.conn_id == self.conn_id]
+
+    def _wait_for_upgrade(self, timeout: float) -> None:
+        where = _reasons.facts(host=self._tunnel.host, port=self._tunnel.scm_port, phase="upgrade")
+        deadline = time.monotonic() + timeout
+        while True:
+            self._take_events()
+            for ev in self._events:
+                if ev.kind == "failed":
+                    raise self._tunnel.event_error(ev)
+                if ev.kind == "closed":
+                    raise failure("connect_closed", where)
+                if ev.kind == "opened":
+                    return
+            raise_if_signalled()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise failure("timeout_handshake", dict(where, timeout_ms=int(timeout * 1000)))
+            self._tunnel.wait(min(0.5, left))
+
+
+def _path_argument(path: str) -> Dict[str, str]:
+    """The engine's path argument: none for the tunnel's own path (the engines' default)."""
+    return {} if path == TUNNEL_PATH else {"path": path}
 
 
 # ---------------------------------------------------------------------------------------------

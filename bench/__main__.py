@@ -7,8 +7,12 @@ All three reach the same target through the same sandbox SCM server over verifie
   reference  azure-cli's `TunnelServer`, driven as `az webapp create-remote-connection` drives it
 Each measurement runs --repeat times, each time in a fresh tunnel process, and reports the median
 and the spread.  Results go to bench/RESULTS.md and bench/results.png, and the table is printed.
+Where sshd runs (root), files are also copied into its container both ways: with scp through each
+tunnel, and with `cp` through the SCM site's exec channel (bench/exec_copy.py: each engine; Azure's
+own exec client has no copy) into the same container.
 """
 import argparse
+import hashlib
 import os
 import platform
 import secrets
@@ -21,7 +25,8 @@ import time
 
 from bench import report, workloads
 from bench.targets import TargetServer
-from sandbox import pki, sshd
+from sandbox import containers, pki, sshd
+from sandbox.exec_service import ExecService
 from sandbox.scm_process import ScmServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,9 +107,15 @@ class Bench:
         self.user, self.password = "$bench", secrets.token_urlsafe(24)
         self.sshd = self._start_sshd()
         sites = [self._site("bench", self.target.port)]
+        self.exec = None
         if self.sshd:
             sites.append(self._site("bench-ssh", self.sshd.port))
-        self.scm = ScmServer(os.path.join(workdir, "scm"), sites, ca=ca).start()
+            # the exec channel's shells run in the same container as its sshd
+            self.exec = ExecService(containers.write_map(workdir, {"bench-ssh-i0": self.sshd.init_pid}, {}, True),
+                                    log_path=os.path.join(workdir, "logs", "exec.log")).start()
+        self.scm = ScmServer(os.path.join(workdir, "scm"), sites, ca=ca,
+                             exec_port=self.exec.port if self.exec else None,
+                             exec_token=self.exec.token if self.exec else None).start()
 
     def _site(self, name, port):
         return {"name": name, "basic": [self.user, self.password], "bearer": [],
@@ -124,6 +135,8 @@ class Bench:
 
     def close(self):
         self.scm.stop()
+        if self.exec:
+            self.exec.stop()
         if self.sshd:
             self.sshd.stop()
         self.target.close()
@@ -132,16 +145,22 @@ class Bench:
     def way(self, name, site="bench"):
         if name == "raw":
             return NoTunnel(self.target.port if site == "bench" else self.sshd.port)
-        env = dict(os.environ, WEBAPP_SCM_USER=self.user, WEBAPP_SCM_PASSWORD=self.password,
-                   REQUESTS_CA_BUNDLE=self.ca_file, WEBSOCKET_CLIENT_CA_BUNDLE=self.ca_file)
-        env.pop("WEBAPP_SCM_TOKEN", None)
+        env = self._engine_env(name)
         url = self.scm.url(site)
         if name in ("webapp", "portable"):
-            env["WEBAPP_ENGINE"] = "native" if name == "webapp" else "portable"
             argv = [sys.executable, "-m", "azext_webapp.tunnel", url]
         else:
             argv = [sys.executable, os.path.join(ROOT, "bench", "reference_tunnel.py"), url]
         return Tunnel(argv, env)
+
+    def _engine_env(self, name):
+        """The environment of a process of ours with the engine of way `name`, or the reference's."""
+        env = dict(os.environ, WEBAPP_SCM_USER=self.user, WEBAPP_SCM_PASSWORD=self.password,
+                   REQUESTS_CA_BUNDLE=self.ca_file, WEBSOCKET_CLIENT_CA_BUNDLE=self.ca_file)
+        env.pop("WEBAPP_SCM_TOKEN", None)
+        if name in ("webapp", "portable"):
+            env["WEBAPP_ENGINE"] = "native" if name == "webapp" else "portable"
+        return env
 
     def record(self, metric, way, value, note=None):
         self.results.setdefault((metric, way), []).append(value)
@@ -203,26 +222,37 @@ class Bench:
                 sock.close()
         self.record("RSS per idle connection KiB", way, (after - before) / count / 1024)
 
-    def scp(self, way):
-        if not self.sshd:
-            return
-        size = self.args.scp_mib << 20
-        src = os.path.join(self.workdir, "scp-source.bin")
+    def _source(self, mib):
+        """A file of `mib` MiB of random bytes (made once per size) and its SHA-256."""
+        src = os.path.join(self.workdir, f"source-{mib}.bin")
         if not os.path.exists(src):
             with open(src, "wb") as f:
-                for _ in range(self.args.scp_mib):
+                for _ in range(mib):
                     f.write(os.urandom(1 << 20))
-        dest = f"/tmp/scp-dest-{way}.bin"              # in the container: its own /tmp
-        landed = self.sshd.host_path(dest)
+        return src, self._sha256(src)
+
+    def scp(self, way):
+        if self.sshd:
+            self._scp(way, self.args.scp_mib, "upload")
+
+    def _scp(self, way, mib, direction):
+        """One scp through the tunnel of `way` into (or out of) the sshd's container."""
+        size = mib << 20
+        src, _ = self._source(mib)
+        remote = f"/tmp/scp-{direction}-{way}.bin"        # in the container: its own /tmp
+        landed = self.sshd.host_path(remote) if direction == "upload" else os.path.join(self.workdir, "scp-down.bin")
+        if direction == "download":
+            shutil.copyfile(src, self.sshd.host_path(remote))
         with self.way(way, site="bench-ssh") as tunnel:
             askpass = os.path.join(self.workdir, "askpass.sh")
             with open(askpass, "w") as f:
                 f.write("#!/bin/sh\necho 'Docker!'\n")
             os.chmod(askpass, 0o700)
             env = dict(os.environ, SSH_ASKPASS=askpass, SSH_ASKPASS_REQUIRE="force", DISPLAY=":0")
+            there = f"root@127.0.0.1:{remote}"
             argv = ["scp", "-q", "-P", str(tunnel.port), "-o", "StrictHostKeyChecking=no",
                     "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                    src, f"root@127.0.0.1:{dest}"]
+                    *((src, there) if direction == "upload" else (there, landed))]
             start = time.perf_counter()
             try:
                 proc = subprocess.run(argv, env=env, capture_output=True, text=True,
@@ -232,13 +262,58 @@ class Bench:
             except (subprocess.TimeoutExpired, OSError) as exc:
                 ok, why = False, f"scp did not finish: {exc.__class__.__name__}"
             seconds = time.perf_counter() - start
-        if os.path.exists(landed):
-            os.unlink(landed)
-        self.record(f"scp {self.args.scp_mib} MiB upload MB/s", way, size / seconds / 1e6 if ok else None,
+        for path in (landed, self.sshd.host_path(remote)):
+            if os.path.exists(path):
+                os.unlink(path)
+        self.record(f"scp {mib} MiB {direction} MB/s", way, size / seconds / 1e6 if ok else None,
                     None if ok else why)
 
+    def copies(self, way):
+        """64 MiB (--copy-mib) into the sshd's container and back: scp through this way's tunnel,
+        and `cp` through the exec channel with this way's engine (no raw or reference cp)."""
+        if not self.sshd or way == "raw":
+            return
+        mib = self.args.copy_mib
+        for direction in ("upload", "download"):
+            self._scp(way, mib, direction)
+            if way in ("webapp", "portable"):
+                self._exec_cp(way, mib, direction)
+
+    def _exec_cp(self, way, mib, direction):
+        size = mib << 20
+        src, digest = self._source(mib)
+        remote = f"/tmp/cp-{direction}-{way}.bin"
+        there = self.sshd.host_path(remote)
+        back = os.path.join(self.workdir, "cp-down.bin")
+        if direction == "download":
+            shutil.copyfile(src, there)
+        argv = [sys.executable, "-m", "bench.exec_copy", "up" if direction == "upload" else "down",
+                self.scm.url("bench-ssh"), "bench-ssh-i0", src if direction == "upload" else back, remote]
+        try:
+            proc = subprocess.run(argv, env=self._engine_env(way), capture_output=True, text=True, cwd=ROOT,
+                                  stdin=subprocess.DEVNULL, timeout=self.args.deadline * 30)
+            landed = there if direction == "upload" else back
+            ok = proc.returncode == 0 and self._sha256(landed) == digest
+            why = (proc.stderr.strip().splitlines() or ["checksum mismatch"])[-1]
+            seconds = float(proc.stdout.split()[-1]) if ok else None
+        except (subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:
+            ok, why = False, f"cp did not finish: {exc.__class__.__name__}"
+        for path in (there, back):
+            if os.path.exists(path):
+                os.unlink(path)
+        self.record(f"cp {mib} MiB {direction} (exec channel) MB/s", way, size / seconds / 1e6 if ok else None,
+                    None if ok else why)
+
+    @staticmethod
+    def _sha256(path):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
     def run(self):
-        steps = [self.round_trips, self.concurrency, self.idle_memory, self.scp, self.bulk]
+        steps = [self.round_trips, self.concurrency, self.idle_memory, self.scp, self.copies, self.bulk]
         for step in steps:
             for way in self.args.ways:
                 for _ in range(self.args.repeat):
@@ -287,6 +362,8 @@ def parse_args(argv):
                    default=[1, 10, 100, 1000])
     p.add_argument("--idle", type=int, default=500, help="idle connections held for the RSS figure")
     p.add_argument("--scp-mib", type=int, default=256)
+    p.add_argument("--copy-mib", type=int, default=64,
+                   help="MiB copied each way by scp and by cp through the exec channel")
     p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds a concurrency run may take before unfinished connections count as lost")
     p.add_argument("--out", default=os.path.join(ROOT, "bench"))

@@ -18,6 +18,7 @@ struct tn_config {
 	char *authorization;	/* full header value; wiped on free; under auth_mu once running */
 	char *bind_addr;	/* local listen address; NULL: no listener (tn_engine_adopt only) */
 	int bind_port;		/* 0: the kernel picks */
+	char *path;		/* request path and query; NULL: the tunnel's (TN_TUNNEL_PATH) */
 	char *instance;		/* ARRAffinity cookie value, or NULL */
 	int target_port;	/* AppsvcTunnelPort, or 0 */
 	int ping_secs;		/* client keep-alive */

@@ -35,6 +35,7 @@ void tn_config_free(struct tn_config *cfg)
 	free(cfg->host);
 	free(cfg->bind_addr);
 	free(cfg->instance);
+	free(cfg->path);
 	free(cfg->ca_file);
 	free(cfg->proxy);
 	memset(cfg, 0, sizeof(*cfg));
@@ -337,7 +338,7 @@ void tn_engine_set_authorization(struct tn_engine *eng, char *value)
 	tn_config_secret_free(old);
 }
 
-int tn_engine_adopt(struct tn_engine *eng, int fd, struct tn_err *err)
+int tn_engine_adopt(struct tn_engine *eng, int fd, uint64_t *id, struct tn_err *err)
 {
 	pthread_mutex_lock(&eng->env.mu);
 	if (!tn_engine_accepting_locked(eng)) {
@@ -351,6 +352,7 @@ int tn_engine_adopt(struct tn_engine *eng, int fd, struct tn_err *err)
 		return TN_FAIL(err, TN_R_INTERNAL, .detail = "another connection is being adopted");
 	}
 	eng->adopt_fd = fd;	/* taken by the service thread, as an accept would be */
+	eng->adopt_id = *id = atomic_fetch_add(&eng->env.next_id, 1) + 1;
 	tn_wake_locked(eng);
 	pthread_mutex_unlock(&eng->env.mu);
 	return 0;
@@ -359,14 +361,82 @@ int tn_engine_adopt(struct tn_engine *eng, int fd, struct tn_err *err)
 /* Service thread: a socket posted by tn_engine_adopt() becomes a relay. */
 static void tn_launch_adopt(struct tn_engine *eng)
 {
+	uint64_t id;
 	int fd;
 
 	pthread_mutex_lock(&eng->env.mu);
 	fd = eng->adopt_fd;
+	id = eng->adopt_id;
 	eng->adopt_fd = -1;
 	pthread_mutex_unlock(&eng->env.mu);
 	if (fd >= 0)
-		tn_listen_relay_fd(&eng->env, fd, "stdio");
+		tn_listen_relay_fd(&eng->env, fd, "stdio", id);
+}
+
+int tn_engine_send_text(struct tn_engine *eng, uint64_t id, const char *p, size_t n,
+			struct tn_err *err)
+{
+	struct tn_text *t = malloc(sizeof(*t) + n);
+
+	if (!t)
+		return tn_err_resource(err, ENOMEM, NULL);
+	t->next = NULL;
+	t->conn_id = id;
+	t->len = n;
+	memcpy(t->data, p, n);
+	pthread_mutex_lock(&eng->env.mu);
+	if (!tn_engine_accepting_locked(eng) || eng->texts_bytes + n > TN_TEXTS_MAX) {
+		int closed = !tn_engine_accepting_locked(eng);
+
+		pthread_mutex_unlock(&eng->env.mu);
+		free(t);
+		if (closed)
+			return tn_err_set(err, TN_R_CLOSED_NOT_RUNNING, NULL);
+		/* a caller far ahead of the loop: memory, bounded */
+		return TN_FAIL(err, TN_R_RESOURCE_MEMORY, .limit = TN_TEXTS_MAX);
+	}
+	if (eng->texts_tail)
+		eng->texts_tail->next = t;
+	else
+		eng->texts = t;
+	eng->texts_tail = t;
+	eng->texts_bytes += n;
+	tn_wake_locked(eng);
+	pthread_mutex_unlock(&eng->env.mu);
+	return 0;
+}
+
+static void tn_texts_free(struct tn_text *t)
+{
+	while (t) {
+		struct tn_text *next = t->next;
+
+		free(t);
+		t = next;
+	}
+}
+
+/* Service thread: posted Text frames go to their links (after the adopt
+ * posted before them, so a connection's first frame finds its relay). */
+static void tn_launch_texts(struct tn_engine *eng)
+{
+	struct tn_text *t;
+
+	pthread_mutex_lock(&eng->env.mu);
+	t = eng->texts;
+	eng->texts = eng->texts_tail = NULL;
+	eng->texts_bytes = 0;
+	pthread_mutex_unlock(&eng->env.mu);
+	while (t) {
+		struct tn_text *next = t->next;
+		struct tn_relay *r = tn_relay_find(&eng->env, t->conn_id);
+
+		if (r && r->link_live)
+			tn_link_text(&r->link, t);
+		else
+			free(t);	/* gone, or failed before its WebSocket opened */
+		t = next;
+	}
 }
 
 void tn_engine_release(struct tn_engine *eng, int retry)
@@ -421,7 +491,7 @@ static void tn_launch_check(struct tn_engine *eng)
 	if (!requested)
 		return;
 
-	r = tn_relay_new(&eng->env, "check");
+	r = tn_relay_new(&eng->env, "check", 0);
 	if (!r) {
 		pthread_mutex_lock(&eng->env.mu);
 		if (gen == c->gen)
@@ -444,6 +514,7 @@ static void tn_engine_woken(void *ctx)
 		return;
 	tn_launch_check(eng);
 	tn_launch_adopt(eng);
+	tn_launch_texts(eng);
 	tn_launch_release(eng);
 }
 
@@ -459,6 +530,7 @@ void tn_engine_free(struct tn_engine *eng)
 	pthread_mutex_destroy(&eng->life_mu);
 	pthread_mutex_destroy(&eng->auth_mu);
 	tn_events_destroy(&eng->env.events);
+	tn_texts_free(eng->texts);
 	free(eng->env.link.txbuf);
 	free(eng->env.link.rxbuf);
 	tn_tls_ctx_free(eng->env.link.ssl_ctx);

@@ -37,6 +37,11 @@ struct tn_engine {
 	 * from any thread: read and swapped under auth_mu */
 	pthread_mutex_t auth_mu;
 	int adopt_fd;		/* tn_engine_adopt: a connected socket to relay, or -1 (env.mu) */
+	uint64_t adopt_id;	/* and the connection id it was given (env.mu) */
+	/* tn_engine_send_text: Text frames for the service thread to hand to
+	 * their links, in order (env.mu) */
+	struct tn_text *texts, *texts_tail;
+	size_t texts_bytes;
 	int release;		/* tn_engine_release: 0 none, else TN_RELEASE_* (env.mu) */
 };
 
@@ -57,8 +62,14 @@ void tn_engine_check_abandon(struct tn_engine *eng, uint64_t gen);
 void tn_engine_set_authorization(struct tn_engine *eng, char *value);
 /* Any thread, any number at once; idempotent. */
 void tn_engine_stop(struct tn_engine *eng);
-/* Relay an already-connected socket (the engine owns fd from here on, even on failure). */
-int tn_engine_adopt(struct tn_engine *eng, int fd, struct tn_err *err);
+/* Relay an already-connected socket (the engine owns fd from here on, even
+ * on failure); *id is its connection id (its events, send_text). */
+int tn_engine_adopt(struct tn_engine *eng, int fd, uint64_t *id, struct tn_err *err);
+/* A Text frame (n <= TN_FRAME_MAX) on connection id, sent once its
+ * WebSocket is open, before the local data queued by then; dropped when
+ * the connection is gone or ending. Any thread. */
+int tn_engine_send_text(struct tn_engine *eng, uint64_t id, const char *p, size_t n,
+			struct tn_err *err);
 /* The connections held (cfg.hold) retry, or end as they would have. Any
  * thread; the service thread acts on the latest word. */
 void tn_engine_release(struct tn_engine *eng, int retry);

@@ -29,6 +29,12 @@
 #define TN_LOCAL_CHUNK	65536
 /* decrypted bytes gathered per read of a busy WebSocket */
 #define TN_TLS_READ	65536
+/* seconds to wait for the rest of a refused upgrade's body (its Content-
+ * Length, its last chunk, or the connection's end end it sooner) */
+#define TN_REFUSAL_SECS	2
+/* bytes of Text frames given to send_text() and not yet handed to their
+ * connections; more is a resource error */
+#define TN_TEXTS_MAX	262144
 /* with hold: bytes of a local client kept until the server's first byte, to
  * send again when a held connection retries (a client that sent more is not
  * held) */
@@ -48,6 +54,8 @@
 	X(PROBE_BODY_MAX) \
 	X(LOCAL_CHUNK) \
 	X(TLS_READ) \
+	X(REFUSAL_SECS) \
+	X(TEXTS_MAX) \
 	X(HOLD_KEEP_MAX) \
 	X(HOLD_TIMES_MAX)
 

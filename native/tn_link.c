@@ -217,6 +217,7 @@ static int tn_link_tls_step(struct tn_link *l)
 	pthread_mutex_lock(l->env->auth_mu);
 	q.host = c->host;
 	q.port = c->port;
+	q.path = c->path;
 	q.authorization = c->authorization;
 	q.instance = c->instance;
 	q.target_port = c->target_port;
@@ -246,7 +247,7 @@ static void tn_link_opened(struct tn_link *l)
 	tn_loop_deadline(l->w, 0);
 	tn_loop_timer(l->w, (int64_t)l->env->ping_secs * 1000000);
 	l->ops->opened(l->ctx);	/* may ask to close at once (check) */
-	if (tn_ring_used(&l->up) || l->close_wanted)
+	if (tn_ring_used(&l->up) || l->close_wanted || l->txt)
 		tn_link_want_write(l);
 }
 
@@ -313,9 +314,22 @@ static int tn_link_frames(struct tn_link *l, unsigned char *buf, size_t n)
 static int tn_link_rx(struct tn_link *l, unsigned char *buf, size_t n)
 {
 	l->rx_seen = 1;
+	if (l->refusal_timed) {	/* the refusal is err already: only its body is read */
+		if (!tn_ws_body_rx(&l->ws, buf, n))
+			return 0;
+		tn_ws_body_message(&l->ws, &l->err);
+		return -1;
+	}
 	if (l->phase == TN_PH_UPGRADE) {
 		ssize_t used = tn_ws_handshake_rx(&l->ws, buf, n, &l->err);
 
+		if (used < 0 && tn_ws_body_more(&l->ws)) {
+			/* the rest of a refusal's body (the site says why there):
+			 * worth a moment, not the whole handshake deadline */
+			l->refusal_timed = 1;
+			tn_loop_deadline(l->w, TN_REFUSAL_SECS);
+			return 0;
+		}
 		if (used <= 0)
 			return (int)used;
 		tn_link_opened(l);
@@ -370,7 +384,7 @@ static int tn_link_drain(struct tn_link *l)
 			return 0;
 		}
 		if (io == TN_IO_EOF || io == TN_IO_ERROR) {
-			tn_link_io_end(l, io, &e);
+			tn_link_io_end(l, io, &e);	/* a refusal is err already */
 			if (l->phase == TN_PH_UPGRADE && l->err.reason == TN_R_OK) {
 				struct tn_facts f = tn_link_facts(l);
 
@@ -392,7 +406,7 @@ ssize_t tn_link_send(struct tn_link *l, const unsigned char *p, size_t n)
 	const struct tn_link_env *env = l->env;
 	size_t done = 0, k;
 
-	if (l->w && l->opened && !tn_ring_used(&l->up) && !l->tx_pend && !l->close_sent &&
+	if (l->w && l->opened && !tn_ring_used(&l->up) && !l->tx_pend && !l->txt && !l->close_sent &&
 	    !l->peer_closed) {
 		while (done < n && !l->tx_pend) {	/* nothing queued: frame it now */
 			k = n - done > TN_FRAME_MAX ? TN_FRAME_MAX : n - done;
@@ -414,6 +428,33 @@ ssize_t tn_link_send(struct tn_link *l, const unsigned char *p, size_t n)
 	if (k && l->opened)
 		tn_link_want_write(l);
 	return (ssize_t)done;
+}
+
+void tn_link_text(struct tn_link *l, struct tn_text *t)
+{
+	if (!l->w || l->close_sent || l->close_wanted || l->peer_closed) {
+		free(t);
+		return;
+	}
+	t->next = NULL;
+	if (l->txt_tail)
+		l->txt_tail->next = t;
+	else
+		l->txt = t;
+	l->txt_tail = t;
+	if (l->opened)
+		tn_link_want_write(l);
+}
+
+static void tn_link_texts_free(struct tn_link *l)
+{
+	while (l->txt) {
+		struct tn_text *t = l->txt;
+
+		l->txt = t->next;
+		free(t);
+	}
+	l->txt_tail = NULL;
 }
 
 size_t tn_link_room(const struct tn_link *l)
@@ -474,6 +515,17 @@ static int tn_link_writeable_open(struct tn_link *l)
 	}
 	if (l->peer_closed && !l->close_sent && tn_link_send_close(l))	/* echo the server's close */
 		return -1;
+	while (l->txt && !l->tx_pend && !l->close_sent) {
+		struct tn_text *t = l->txt;
+
+		l->txt = t->next;
+		if (!l->txt)
+			l->txt_tail = NULL;
+		rc = tn_link_send_frame(l, TN_WS_OP_TEXT, t->data, t->len);
+		free(t);
+		if (rc)
+			return -1;
+	}
 	if (l->close_sent) {
 		if (l->tx_pend)
 			return 0;
@@ -618,6 +670,8 @@ static int tn_link_event(void *ctx, enum tn_loop_ev ev, unsigned char *in, size_
 		l->w = NULL;
 		if (!l->opened)
 			tn_link_note_handshake_end(l);
+		if (l->refusal_timed)	/* the body ended early (EOF, its deadline) */
+			tn_ws_body_message(&l->ws, &l->err);
 		tn_link_free(l);
 		l->ops->closed(l->ctx);	/* the owner may free l: nothing after this */
 		return 0;
@@ -635,5 +689,6 @@ void tn_link_free(struct tn_link *l)
 	free(l->tx_pend);
 	l->tx_pend = NULL;
 	l->tx_len = l->tx_off = 0;
+	tn_link_texts_free(l);
 	tn_ring_free(&l->up);
 }

@@ -36,6 +36,14 @@ struct tn_link_env {
 	unsigned hangup_secs;	/* hang up after this long without anything received */
 };
 
+/* A Text frame waiting to go out (owned by whoever holds it). */
+struct tn_text {
+	struct tn_text *next;
+	uint64_t conn_id;	/* whose (the engine's queue) */
+	size_t len;		/* at most TN_FRAME_MAX */
+	unsigned char data[];
+};
+
 /* What the link tells its owner (ctx). */
 struct tn_link_ops {
 	void (*opened)(void *ctx);	/* the upgrade succeeded */
@@ -69,12 +77,14 @@ struct tn_link {
 	int64_t hs_started;	/* when the first connect began (handshake deadline) */
 	unsigned char *tx_pend;	/* masked bytes TLS has not taken yet; later frames queue behind */
 	size_t tx_len, tx_off;
+	struct tn_text *txt, *txt_tail;	/* Text frames to send before more data */
 	uint16_t idle_secs;	/* keep-alive: seconds without anything received */
 	uint8_t pong_len;
 	unsigned char pong[125];
 	unsigned char close_code[2];	/* what our close frame says */
 	unsigned opened:1, paused:1, rx_seen:1, rx_kick:1, ping_due:1, pong_due:1,
 		 peer_closed:1, close_sent:1, close_wanted:1, linger:1,
+		 refusal_timed:1,	/* reading a refused upgrade's body (its own deadline) */
 		 remote_end:1;	/* the server ended it (close frame, EOF, reset) */
 	struct tn_err err;	/* why it failed, if it did */
 };
@@ -87,6 +97,9 @@ int tn_link_open(struct tn_link *l, const struct tn_link_env *env, const struct 
  * queued. Returns the bytes taken (fewer when the queue is full), or -1
  * when the link failed. */
 ssize_t tn_link_send(struct tn_link *l, const unsigned char *p, size_t n);
+/* A Text frame (t is taken over): sent once the WebSocket is open, before
+ * the data queued by then; dropped when the link is ending. */
+void tn_link_text(struct tn_link *l, struct tn_text *t);
 /* Room left in the queue. */
 size_t tn_link_room(const struct tn_link *l);
 /* Stop (1) or resume (0) reading from the server (back-pressure). */

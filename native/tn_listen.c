@@ -88,9 +88,9 @@ static void tn_peer_name(const struct sockaddr_storage *ss, char *out, size_t ou
 	snprintf(out, outlen, "%s:%d", host, port);
 }
 
-void tn_listen_relay_fd(struct tn_relay_env *env, int fd, const char *peer)
+void tn_listen_relay_fd(struct tn_relay_env *env, int fd, const char *peer, uint64_t id)
 {
-	struct tn_relay *r = tn_relay_new(env, peer);
+	struct tn_relay *r = tn_relay_new(env, peer, id);
 
 	if (!r) {
 		close(fd);
@@ -156,7 +156,7 @@ static int tn_listen_accept(struct tn_listen *l)
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		tn_peer_name(&ss, peer, sizeof(peer));
-		tn_listen_relay_fd(l->env, fd, peer);
+		tn_listen_relay_fd(l->env, fd, peer, 0);
 	}
 }
 

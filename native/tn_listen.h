@@ -28,6 +28,6 @@ int tn_listen_open(struct tn_listen *l, struct tn_relay_env *env, const char *ad
 int tn_listen_watch(struct tn_listen *l, struct tn_err *err);
 /* Service thread: relay one connected local socket (accepted, or adopted
  * through tn_engine_adopt). fd is owned from here on: closed on failure. */
-void tn_listen_relay_fd(struct tn_relay_env *env, int fd, const char *peer);
+void tn_listen_relay_fd(struct tn_relay_env *env, int fd, const char *peer, uint64_t id);
 
 #endif

@@ -182,13 +182,32 @@ static int tn_check_proxy(const char *proxy)
 	return 0;
 }
 
+/* The request path goes into the request line as it is: an absolute path
+ * of printable ASCII (query included, already percent-encoded). */
+static int tn_check_path(const char *path)
+{
+	const char *p;
+
+	if (!path)
+		return 0;
+	for (p = path; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			break;
+	if (path[0] != '/' || *p || p - path > 2048) {
+		PyErr_SetString(PyExc_ValueError,
+				"path must be an absolute request path of printable ASCII without spaces");
+		return -1;
+	}
+	return 0;
+}
+
 static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "host", "port", "authorization", "bind", "bind_port",
 				  "instance", "target_port", "ping_interval", "ca_file",
-				  "verify", "proxy", "proxy_auth", "listen", "hold", NULL };
+				  "verify", "proxy", "proxy_auth", "listen", "path", "hold", NULL };
 	const char *host, *auth, *bind = "127.0.0.1", *instance = NULL, *ca = NULL, *proxy = NULL;
-	const char *proxy_auth = NULL;
+	const char *proxy_auth = NULL, *path = NULL;
 	int port, bind_port = 0, target_port = 0, verify = 1, listen = 1, hold = 0, rc;
 	double ping = 30.0;
 	struct tn_config cfg;
@@ -196,12 +215,13 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	EngineObject *self;
 	allocfunc alloc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "sis|sizidzpzzpp", kwlist, &host, &port, &auth,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "sis|sizidzpzzpzp", kwlist, &host, &port, &auth,
 					 &bind, &bind_port, &instance, &target_port, &ping,
-					 &ca, &verify, &proxy, &proxy_auth, &listen, &hold))
+					 &ca, &verify, &proxy, &proxy_auth, &listen, &path, &hold))
 		return NULL;
 	if (tn_check_header_value(auth, "Authorization") ||
-	    tn_check_header_value(proxy_auth, "Proxy-Authorization") || tn_check_proxy(proxy))
+	    tn_check_header_value(proxy_auth, "Proxy-Authorization") || tn_check_proxy(proxy) ||
+	    tn_check_header_value(instance, "instance") || tn_check_path(path))
 		return NULL;
 	if (port <= 0 || port > 65535 || bind_port < 0 || bind_port > 65535 ||
 	    target_port < 0 || target_port > 65535) {
@@ -213,6 +233,7 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	cfg.authorization = strdup(auth);
 	cfg.bind_addr = listen ? strdup(bind) : NULL;	/* NULL: adopt() only */
 	cfg.instance = tn_dup_opt(instance);
+	cfg.path = tn_dup_opt(path);
 	cfg.ca_file = tn_dup_opt(ca);
 	cfg.proxy = tn_dup_opt(proxy);
 	cfg.proxy_auth = proxy ? tn_dup_opt(proxy_auth) : NULL;	/* for the proxy only */
@@ -223,6 +244,7 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	cfg.verify = verify;
 	cfg.hold = hold;
 	if (!cfg.host || !cfg.authorization || (listen && !cfg.bind_addr) || (instance && !cfg.instance) ||
+	    (path && !cfg.path) ||
 	    (ca && !cfg.ca_file) || (proxy && !cfg.proxy) || (proxy && proxy_auth && !cfg.proxy_auth)) {
 		tn_config_free(&cfg);
 		return PyErr_NoMemory();
@@ -430,6 +452,7 @@ static PyObject *Engine_wait(EngineObject *self, PyObject *args)
 static PyObject *Engine_adopt(EngineObject *self, PyObject *args)
 {
 	struct tn_err err;
+	uint64_t id = 0;
 	int fd, rc;
 
 	if (!PyArg_ParseTuple(args, "i", &fd))
@@ -439,7 +462,30 @@ static PyObject *Engine_adopt(EngineObject *self, PyObject *args)
 		return NULL;
 	}
 	Py_BEGIN_ALLOW_THREADS
-	rc = tn_engine_adopt(self->eng, fd, &err);	/* owns fd from here on */
+	rc = tn_engine_adopt(self->eng, fd, &id, &err);	/* owns fd from here on */
+	Py_END_ALLOW_THREADS
+	if (rc)
+		return tn_raise(tn_state_of_type(Py_TYPE(self)), &err);
+	return PyLong_FromUnsignedLongLong(id);
+}
+
+/* send_text(conn_id, text): one Text frame (UTF-8) on that connection. */
+static PyObject *Engine_send_text(EngineObject *self, PyObject *args)
+{
+	unsigned long long id;
+	struct tn_err err;
+	const char *text;
+	Py_ssize_t n;
+	int rc;
+
+	if (!PyArg_ParseTuple(args, "Ks#", &id, &text, &n))
+		return NULL;
+	if (n > TN_FRAME_MAX) {
+		PyErr_Format(PyExc_ValueError, "a text frame holds at most %d bytes", TN_FRAME_MAX);
+		return NULL;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	rc = tn_engine_send_text(self->eng, id, text, (size_t)n, &err);
 	Py_END_ALLOW_THREADS
 	if (rc)
 		return tn_raise(tn_state_of_type(Py_TYPE(self)), &err);
@@ -472,7 +518,10 @@ static PyMethodDef Engine_methods[] = {
 	{ "poll_events", (PyCFunction)Engine_poll_events, METH_NOARGS, "Drain the event queue." },
 	{ "wait", (PyCFunction)Engine_wait, METH_VARARGS, "Wait for events or stop, interruptible." },
 	{ "running", (PyCFunction)Engine_running, METH_NOARGS, "Whether the service thread runs." },
-	{ "adopt", (PyCFunction)Engine_adopt, METH_VARARGS, "Relay a connected socket (the engine owns the fd)." },
+	{ "adopt", (PyCFunction)Engine_adopt, METH_VARARGS,
+	  "Relay a connected socket (the engine owns the fd); returns its connection id." },
+	{ "send_text", (PyCFunction)Engine_send_text, METH_VARARGS,
+	  "A Text frame on a connection, before its local data not yet sent." },
 	{ "release", (PyCFunction)Engine_release, METH_VARARGS,
 	  "The connections held (hold=True) retry, or end as they would have." },
 	{ "set_authorization", (PyCFunction)Engine_set_authorization, METH_VARARGS,

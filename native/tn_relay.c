@@ -33,18 +33,32 @@
 #define TN_UP_LOW	(2 * TN_LOCAL_CHUNK)
 #define TN_DOWN_LOW	(2 * TN_TLS_READ)
 
-struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer)
+struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer, uint64_t id)
 {
 	struct tn_relay *r = calloc(1, sizeof(*r));
 
 	if (!r)
 		return NULL;
 	r->env = env;
-	r->id = ++env->next_id;
+	r->id = id ? id : atomic_fetch_add(&env->next_id, 1) + 1;
+	r->next = env->relays;
+	if (r->next)
+		r->next->prev = r;
+	env->relays = r;
 	tn_ring_init(&r->down, TN_RING_CAP);
 	tn_err_clear(&r->link.err);
 	snprintf(r->peer, sizeof(r->peer), "%s", peer);
 	return r;
+}
+
+struct tn_relay *tn_relay_find(struct tn_relay_env *env, uint64_t id)
+{
+	struct tn_relay *r;
+
+	for (r = env->relays; r; r = r->next)
+		if (r->id == id && !r->is_check)
+			return r;
+	return NULL;
 }
 
 /* --- hold */
@@ -75,20 +89,6 @@ static int tn_relay_keep(struct tn_relay *r, const unsigned char *in, size_t len
 	r->kept = p;
 	r->kept_len += len;
 	return 0;
-}
-
-/* Take r out of env->held. */
-static void tn_relay_unhold(struct tn_relay *r)
-{
-	struct tn_relay **p;
-
-	for (p = &r->env->held; *p; p = &(*p)->held_next)
-		if (*p == r) {
-			*p = r->held_next;
-			break;
-		}
-	r->held = 0;
-	r->held_next = NULL;
 }
 
 /* Why it failed: one record for both sides, the first reason found wins
@@ -148,8 +148,6 @@ static void tn_relay_finish(struct tn_relay *r)
 {
 	struct tn_relay_env *env = r->env;
 
-	if (r->held)
-		tn_relay_unhold(r);
 	if (r->is_check) {
 		tn_relay_report_check(r);
 		if (env->check.relay == r)
@@ -163,6 +161,12 @@ static void tn_relay_finish(struct tn_relay *r)
 		if (!atomic_load(&env->stopping))
 			tn_relay_emit(r, tn_relay_why(r)->reason != TN_R_OK ? TN_EV_FAILED : TN_EV_CLOSED);
 	}
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		env->relays = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
 	tn_link_free(&r->link);
 	tn_ring_free(&r->down);
 	tn_relay_forget(r);
@@ -292,12 +296,8 @@ static int tn_relay_may_hold(const struct tn_relay *r)
 /* The client stays, read on (its bytes kept) so that its leaving is seen. */
 static void tn_relay_hold(struct tn_relay *r)
 {
-	struct tn_relay_env *env = r->env;
-
 	r->held = 1;
 	r->holds++;
-	r->held_next = env->held;
-	env->held = r;
 	r->link_paused = 0;
 	tn_relay_emit(r, TN_EV_HELD);
 	if (r->local_paused && r->kept_len < TN_HOLD_KEEP_MAX) {
@@ -339,7 +339,7 @@ static const struct tn_link_ops tn_relay_link_ops = {
 static int tn_relay_held_rx(struct tn_relay *r, const unsigned char *in, size_t len)
 {
 	if (tn_relay_keep(r, in, len, (size_t)-1)) {
-		tn_relay_unhold(r);
+		r->held = 0;
 		tn_err_resource(&r->link.err, ENOMEM, &(const struct tn_facts){ .phase = TN_P_CONNECT });
 		return -1;
 	}
@@ -431,7 +431,7 @@ static int tn_relay_local_event(void *ctx, enum tn_loop_ev ev, unsigned char *in
 		r->local = NULL;
 		r->local_gone = 1;
 		if (r->held) {	/* its client stopped waiting: a plain close */
-			tn_relay_unhold(r);
+			r->held = 0;
 			tn_err_clear(&r->link.err);
 			r->link.remote_end = 0;
 		}
@@ -512,13 +512,12 @@ static void tn_relay_release(struct tn_relay *r, int retry)
 
 void tn_relay_release_held(struct tn_relay_env *env, int retry)
 {
-	struct tn_relay *r = env->held, *next;
+	struct tn_relay *r;
 
-	env->held = NULL;
-	for (; r; r = next) {
-		next = r->held_next;
-		r->held = 0;
-		r->held_next = NULL;
-		tn_relay_release(r, retry);
-	}
+	/* neither way frees a relay here: its end comes from the loop */
+	for (r = env->relays; r; r = r->next)
+		if (r->held) {
+			r->held = 0;
+			tn_relay_release(r, retry);
+		}
 }

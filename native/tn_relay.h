@@ -1,7 +1,7 @@
 /*
  * tn_relay.h - one local TCP connection relayed over one WebSocket (a
  * tn_link), and what all relays share: counters, the event queue, the
- * check() hand-over, the connections held.
+ * check() hand-over.
  */
 #ifndef TN_RELAY_H
 #define TN_RELAY_H
@@ -35,15 +35,16 @@ struct tn_relay_env {
 	struct tn_stats stats;
 	struct tn_events events;
 	atomic_int stopping;	/* the loop is going away: ask nothing of it */
-	uint64_t next_id;	/* service thread only */
+	atomic_uint_fast64_t next_id;	/* adopt() takes one from another thread */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	/* check.done */
 	struct tn_check check;
-	struct tn_relay *held;	/* the connections held, newest first (service thread only) */
+	struct tn_relay *relays;	/* every live relay (service thread only) */
 };
 
 struct tn_relay {
 	struct tn_relay_env *env;
+	struct tn_relay *prev, *next;	/* env->relays */
 	struct tn_watch *local;	/* the local socket, NULL once gone (or for a check) */
 	struct tn_link link;
 	struct tn_ring down;	/* ws -> local */
@@ -52,14 +53,16 @@ struct tn_relay {
 	uint64_t bytes_down;
 	unsigned char *kept;	/* hold: the client's bytes until the server's first (wiped when freed) */
 	size_t kept_len;
-	struct tn_relay *held_next;	/* while held: the next in env->held */
 	unsigned holds;		/* times held */
 	unsigned is_check:1, link_live:1, local_gone:1, local_paused:1, link_paused:1,
 		 reported:1, fail_counted:1, heard:1, kept_over:1, held:1;
 	char peer[64];
 };
 
-struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer);
+/* id 0: the next one. */
+struct tn_relay *tn_relay_new(struct tn_relay_env *env, const char *peer, uint64_t id);
+/* The live relay of a local connection, or NULL. */
+struct tn_relay *tn_relay_find(struct tn_relay_env *env, uint64_t id);
 /* Relay local socket fd (owned from here on), or with fd -1 run the
  * handshake alone (a check). Failures are reported through the relay,
  * which frees itself; -1 says it already did. */

@@ -46,6 +46,9 @@ void tn_ws_init(struct tn_ws *ws, const char *host, uint64_t seed)
 void tn_ws_free(struct tn_ws *ws)
 {
 	tn_http_head_free(&ws->ans);
+	free(ws->body);
+	ws->body = NULL;
+	ws->body_len = 0;
 }
 
 /* accept = base64(sha1(key + GUID)), RFC 6455 section 4.2.2 */
@@ -97,7 +100,7 @@ int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t
 			return -1;
 	}
 	n = snprintf(buf, cap,
-		     "GET " TN_TUNNEL_PATH " HTTP/1.1\r\n"
+		     "GET %s HTTP/1.1\r\n"
 		     "Host: %s\r\n"
 		     "Upgrade: websocket\r\n"
 		     "Connection: Upgrade\r\n"
@@ -107,7 +110,8 @@ int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t
 		     "Sec-WebSocket-Key: %s\r\n"
 		     "Sec-WebSocket-Version: 13\r\n"
 		     "Authorization: %s\r\n"
-		     "%s\r\n", host, host, key, q->authorization, extra);
+		     "%s\r\n", q->path ? q->path : TN_TUNNEL_PATH, host, host, key, q->authorization,
+		     extra);
 	if (n < 0 || (size_t)n >= cap)
 		return -1;
 	return n;
@@ -182,6 +186,110 @@ static int tn_ws_refused(struct tn_ws *ws, unsigned status, const unsigned char 
 	return -1;
 }
 
+/* The end of a chunked body: the last chunk (size 0) and no trailers. */
+static int tn_ws_chunks_done(const struct tn_ws *ws)
+{
+	const unsigned char *b = ws->body;
+	size_t n = ws->body_len;
+
+	return (n == 5 && !memcmp(b, "0\r\n\r\n", 5)) ||
+	       (n >= 7 && !memcmp(b + n - 7, "\r\n0\r\n\r\n", 7));
+}
+
+int tn_ws_body_more(const struct tn_ws *ws)
+{
+	return ws->body && ws->body_len < ws->body_want && !(ws->chunked && tn_ws_chunks_done(ws));
+}
+
+int tn_ws_body_rx(struct tn_ws *ws, const unsigned char *in, size_t len)
+{
+	size_t take;
+
+	if (!tn_ws_body_more(ws))
+		return 1;
+	take = ws->body_want - ws->body_len;
+	if (take > len)
+		take = len;
+	memcpy(ws->body + ws->body_len, in, take);
+	ws->body_len += take;
+	return !tn_ws_body_more(ws);
+}
+
+/* A chunked body's data, in place (never longer than the chunks): each
+ * chunk's hex size line (extensions after ';' ignored), its bytes, CRLF;
+ * it stops at the last chunk or at anything else. */
+static size_t tn_ws_dechunk(unsigned char *b, size_t n)
+{
+	size_t in = 0, out = 0;
+
+	while (in < n) {
+		size_t size = 0, digits = 0;
+
+		for (; in < n && digits < 8; in++, digits++) {
+			int c = b[in], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ?
+				c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+
+			if (d < 0)
+				break;
+			size = size * 16 + (size_t)d;
+		}
+		while (in < n && b[in] != '\n')	/* the rest of the size line */
+			in++;
+		if (!digits || !size || in++ >= n)
+			break;
+		if (size > n - in)
+			size = n - in;
+		memmove(b + out, b + in, size);
+		out += size;
+		in += size + 2;		/* and its CRLF */
+	}
+	return out;
+}
+
+void tn_ws_body_message(const struct tn_ws *ws, struct tn_err *err)
+{
+	unsigned char *copy;
+	size_t n = ws->body_len;
+
+	if (!ws->body || !n)
+		return;
+	copy = malloc(n);
+	if (!copy)
+		return;		/* the message of what came with the answer stays */
+	memcpy(copy, ws->body, n);
+	if (ws->chunked)
+		n = tn_ws_dechunk(copy, n);
+	tn_err_server_message(err, copy, n);
+	free(copy);
+}
+
+/* Not 101: keep what follows of the body (`rest`, the bytes of this read
+ * after the head) for the link to read on; the refusal is reported at
+ * once, with the message of what came so far. */
+static int tn_ws_refuse(struct tn_ws *ws, unsigned status, const unsigned char *rest, size_t n,
+			struct tn_err *err)
+{
+	size_t vlen, i, want = 0;
+	const char *v;
+
+	ws->body_want = TN_CAP_BODY_SCAN;
+	v = tn_ws_header(ws->ans.buf, "Content-Length", &vlen);
+	for (i = 0; v && i < vlen && v[i] >= '0' && v[i] <= '9' && want <= TN_CAP_BODY_SCAN; i++)
+		want = want * 10 + (size_t)(v[i] - '0');
+	if (v && vlen && i == vlen && want < TN_CAP_BODY_SCAN)
+		ws->body_want = want;
+	v = tn_ws_header(ws->ans.buf, "Transfer-Encoding", &vlen);
+	ws->chunked = v && vlen >= 7 && !strncasecmp(v + vlen - 7, "chunked", 7);
+	ws->body = malloc(TN_CAP_BODY_SCAN);
+	if (!ws->body)		/* the refusal is reported all the same */
+		return tn_ws_refused(ws, status, rest, n, err);
+	tn_ws_body_rx(ws, rest, n);
+	tn_ws_refused(ws, status, rest, n, err);
+	if (err)
+		tn_ws_body_message(ws, err);
+	return -1;
+}
+
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err)
 {
@@ -209,7 +317,7 @@ ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len
 	if (status < 100)
 		return tn_err_set(err, TN_R_HTTP_MALFORMED, &f);
 	if (status != 101)	/* the rest of this read is the start of the body */
-		return tn_ws_refused(ws, (unsigned)status, in + take, len - take, err);
+		return tn_ws_refuse(ws, (unsigned)status, in + take, len - take, err);
 	v = tn_ws_header(ws->ans.buf, "Sec-WebSocket-Accept", &vlen);
 	if (!v || vlen != 28 || memcmp(v, ws->accept, 28)) {
 		f.status = 101;

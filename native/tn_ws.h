@@ -18,6 +18,7 @@
 #define TN_WS_HDR_MAX	14		/* longest client frame header */
 #define TN_TUNNEL_PATH	"/AppServiceTunnel/Tunnel.ashx"
 
+#define TN_WS_OP_TEXT	0x1
 #define TN_WS_OP_BINARY	0x2
 #define TN_WS_OP_CLOSE	0x8
 #define TN_WS_OP_PING	0x9
@@ -32,6 +33,10 @@ struct tn_ws {
 	/* the upgrade */
 	char accept[29];	/* expected Sec-WebSocket-Accept */
 	struct tn_http_head ans;	/* the answer being collected, then freed */
+	/* a refused upgrade's body: up to TN_CAP_BODY_SCAN (tn_err.h) bytes */
+	unsigned char *body;
+	size_t body_len, body_want;
+	int chunked;
 	/* frames from the server */
 	uint64_t remain;	/* payload bytes left in the current frame */
 	uint8_t hdr[10];	/* header being collected (servers never mask) */
@@ -45,6 +50,7 @@ struct tn_ws {
 struct tn_ws_req {
 	const char *host;
 	int port;
+	const char *path;		/* with its query; NULL: TN_TUNNEL_PATH */
 	const char *authorization;	/* the header value */
 	const char *instance;		/* ARRAffinity, or NULL */
 	int target_port;		/* AppsvcTunnelPort, or 0 */
@@ -72,9 +78,17 @@ int tn_ws_request(struct tn_ws *ws, const struct tn_ws_req *q, char *buf, size_t
 /* The server's answer to it, in any split: 0 while incomplete, the bytes of
  * `in` that belonged to it once it said 101 (the rest are frames), or -1
  * with err (a refusal: auth_refused or http_status with the status and the
- * server_message of the body that came with it, or an http_* reason). */
+ * server_message of the body that came with it, or an http_* reason). A
+ * refusal's body is kept, as much of it as came so far. */
 ssize_t tn_ws_handshake_rx(struct tn_ws *ws, const unsigned char *in, size_t len,
 			   struct tn_err *err);
+/* After a refusal: 1 while more of its body is expected (up to its
+ * Content-Length, the end of its chunks or TN_CAP_BODY_SCAN bytes). */
+int tn_ws_body_more(const struct tn_ws *ws);
+/* More of it; 1 once nothing more is expected. */
+int tn_ws_body_rx(struct tn_ws *ws, const unsigned char *in, size_t len);
+/* err's server_message from the whole body kept (its chunks joined). */
+void tn_ws_body_message(const struct tn_ws *ws, struct tn_err *err);
 /* One masked frame: the payload is at `payload` (src NULL) or copied there
  * from src; TN_WS_HDR_MAX bytes before `payload` take the header. *out is
  * where the frame starts; returns its length. */

@@ -32,6 +32,19 @@ Behaviours (BEHAVIOURS):
   socket, sends a Ping then a Close, then reads everything the client sends until EOF and checks
   that it parses as valid masked client frames ending with a Close (the outcome is recorded in
   `served`: "frames ok: ..." or "frames bad: ...")
+
+The exec channel's (a WebSocket to another path, Text frames both ways, a refusal's body):
+- frame_echo: a correct 101, then GREETING (a UTF-8 text split inside a character: a Text frame
+  and a Binary one), then every data frame the client sends comes back with its kind swapped and
+  marked: Text "x" as Binary b"T:x", Binary b"y" as Text "B:y"; every frame received is recorded
+  in `frames` as (opcode, payload); a Close is answered and ends it
+- length_refusal: 403 with a JSON body {"Message": EXEC_REFUSAL_MESSAGE} and its Content-Length,
+  written after the head, then the connection is held open (the client must stop at the length,
+  not wait for the end)
+- chunked_refusal: 404 with the same body in chunks (Transfer-Encoding: chunked), written in two
+  parts a little apart, then held open
+- endless_refusal: 403 with neither length nor chunks, then body bytes without end
+- refusal_then_close: 401 with a plain-text body and no length, then the connection closed
 """
 from __future__ import annotations
 
@@ -68,6 +81,10 @@ FRAME_BEHAVIOURS = {
 ZERO_PAYLOAD = b"\x00zero\x00in\x00the\x00101 record\x00"
 # A data frame that goes first in the mid-stream behaviours (the client sees it arrive).
 HELLO = b"hello from the server"
+GREETING = "caf\u00e9 \u2713\n".encode("utf-8")
+GREETING_SPLIT = 4                  # inside the two bytes of "\u00e9"
+EXEC_REFUSAL_MESSAGE = "Exec is disabled for this site."
+EXEC_REFUSALS = ("length_refusal", "chunked_refusal", "endless_refusal", "refusal_then_close")
 MID_STREAM = ("reset_mid_stream", "tls_garbage_mid_stream", "close_1011")
 # What refuse_json and refuse_text say: control characters and a second line for the engines to drop.
 REFUSAL_MESSAGE = "Access to this site is restricted \u2013 ask its owner"
@@ -82,7 +99,7 @@ REFUSALS = {
 }
 BEHAVIOURS = ("huge_headers", "huge_status", "oversize_message", "no_http_answer", "partial_101",
               "no_tls", "frame_in_101", "ping_close_when_full", "bad_accept", "close_after_request",
-              "close_at_tls", *REFUSALS, *MID_STREAM, *FRAME_BEHAVIOURS)
+              "close_at_tls", "frame_echo", *REFUSALS, *EXEC_REFUSALS, *MID_STREAM, *FRAME_BEHAVIOURS)
 PING_PAYLOAD = b"are you there?"
 FULL_WAIT = 3.0     # seconds of not reading: enough for a busy upload to fill both socket buffers
 
@@ -125,6 +142,7 @@ class HostileServer:
         self._queue: queue.Queue = queue.Queue()
         self.served: list = []            # (behaviour, outcome) per hostile connection
         self.requests: list = []          # the upgrade requests' heads the hostile paths read
+        self.frames: list = []            # frame_echo: (opcode, payload) of every frame received
         self._stop = threading.Event()
         self._conns: list = []
         self._lock = threading.Lock()
@@ -229,6 +247,12 @@ class HostileServer:
                 else:
                     tls.sendall(wscodec.frame(wscodec.OP_CLOSE, (1011).to_bytes(2, "big") + b"Connection failure."))
                     self._hold(tls)
+            elif behaviour == "frame_echo":
+                tls.sendall(_good_101(request) + wscodec.frame(wscodec.OP_TEXT, GREETING[:GREETING_SPLIT])
+                            + wscodec.frame(wscodec.OP_BINARY, GREETING[GREETING_SPLIT:]))
+                self._echo_frames(tls)
+            elif behaviour in EXEC_REFUSALS:
+                self._refuse(tls, behaviour)
             elif behaviour == "ping_close_when_full":
                 tls.sendall(_good_101(request))
                 time.sleep(FULL_WAIT)       # not reading: the client's upload fills the socket
@@ -268,6 +292,55 @@ class HostileServer:
                 conn.close()
             except OSError:
                 pass
+
+    def _echo_frames(self, tls):
+        """frame_echo: answer every whole frame as it arrives (see the module docstring)."""
+        data = b""
+        tls.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                chunk = tls.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            frames, data = wscodec.split_frames(data + chunk, masked=True)
+            for found in frames:
+                self.frames.append((found.opcode, found.payload))
+                if found.opcode == wscodec.OP_CLOSE:
+                    tls.sendall(wscodec.frame(wscodec.OP_CLOSE, (1000).to_bytes(2, "big")))
+                    return
+                if found.opcode == wscodec.OP_TEXT:
+                    tls.sendall(wscodec.frame(wscodec.OP_BINARY, b"T:" + found.payload))
+                elif found.opcode == wscodec.OP_BINARY:
+                    tls.sendall(wscodec.frame(wscodec.OP_TEXT, b"B:" + found.payload))
+
+    def _refuse(self, tls, behaviour):
+        body = ('{"Code": "Forbidden", "Message": "%s"}' % EXEC_REFUSAL_MESSAGE).encode()
+        if behaviour == "length_refusal":
+            tls.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json; charset=utf-8\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body))
+            time.sleep(0.3)                 # the body in a read of its own
+            tls.sendall(body)
+        elif behaviour == "chunked_refusal":
+            tls.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % 10 + body[:10] + b"\r\n")
+            time.sleep(0.3)
+            tls.sendall(b"%x\r\n" % (len(body) - 10) + body[10:] + b"\r\n0\r\n\r\n")
+        elif behaviour == "endless_refusal":
+            tls.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n\r\n")
+            try:
+                while not self._stop.is_set():
+                    tls.sendall(b"endless " * 128)
+                    time.sleep(0.01)
+            except (OSError, ssl.SSLError):
+                return
+        else:
+            tls.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\n\r\n")
+            time.sleep(0.3)
+            tls.sendall(b"Sign in first.\nSecond line.")
+            return
+        self._hold(tls)
 
     def _read_frames(self, tls):
         """Everything the client sends until EOF, checked as client frames ending with a Close."""

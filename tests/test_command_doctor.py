@@ -7,7 +7,8 @@ import pytest
 
 from tests.test_command_tunnel import secrets_of
 
-HOPS = ['arm', 'app', 'scm', 'credentials', 'status', 'websocket', 'banner', 'algorithms', 'login', 'sftp']
+HOPS = ['arm', 'app', 'scm', 'credentials', 'status', 'websocket', 'banner', 'algorithms', 'login', 'sftp', 'exec']
+SSH_HOPS = HOPS[:-1]    # the exec channel is the other way in: checked after each instance's hops
 
 
 def doctor(webapp_az, *args, output=None):
@@ -36,7 +37,7 @@ def first_failure(record):
 def assert_stops_at(record, hop):
     failed = first_failure(record)
     assert failed['hop'] == hop, statuses(record)
-    after = record['checks'][record['checks'].index(failed) + 1:]
+    after = [c for c in record['checks'][record['checks'].index(failed) + 1:] if c['hop'] != 'exec']
     assert (hop == 'sftp' or after) and all(c['status'] == 'not checked' for c in after
                                             if c['instance'] == failed['instance'])
     return failed
@@ -49,7 +50,7 @@ def test_linux_app_every_hop_works_readable_table(webapp_az, sandbox_sshd):
     lines = result.stdout.splitlines()
     assert lines[0] == "Checking the way in to app 'linux-app' (resource group 'sandbox-rg'):"
     marks = [line.split()[0] for line in lines if line.startswith('  ') and not line.startswith('        ')]
-    assert marks == ['OK'] * 10, result.stdout
+    assert marks == ['OK'] * 11, result.stdout
     text = ' '.join(result.stdout.split())  # the details are wrapped to the terminal's width
     assert 'SSH-2.0-OpenSSH' in text
     assert 'OpenSSH here works with its defaults' in text
@@ -140,7 +141,7 @@ def test_stopped_and_windows_apps_fail_at_the_app_hop(webapp_az, sandbox):
 
 def test_forbidden_app_and_signed_out_fail_at_arm(webapp_az, signed_out_az, sandbox):
     code, _, hops, record, _ = checks(webapp_az, '-n', 'forbidden-app')
-    assert code == 1 and hops == HOPS
+    assert code == 1 and hops == SSH_HOPS      # no instance to check the exec channel of
     arm = assert_stops_at(record, 'arm')
     assert 'You have no permission to read' in arm['detail'] and 'AuthorizationFailed' in arm['detail']
     out = signed_out_az.run('webapp', 'remote-connection', 'doctor', '-g', 'sandbox-rg', '-n', 'linux-app')
@@ -186,7 +187,8 @@ def test_one_instance_failing_among_several(webapp_az, sandbox_sshd):
     assert all(table[(hop, 'scaled-app-i0')]['status'] == 'ok' for hop in HOPS[4:]), statuses(record)
     assert table[('status', 'scaled-app-i1')]['status'] == 'fail'
     assert "(instance 'scaled-app-i1')" in table[('status', 'scaled-app-i1')]['fix']
-    assert all(table[(hop, 'scaled-app-i1')]['status'] == 'not checked' for hop in HOPS[5:])
+    assert all(table[(hop, 'scaled-app-i1')]['status'] == 'not checked' for hop in SSH_HOPS[5:])
+    assert table[('exec', 'scaled-app-i1')]['status'] == 'ok'      # the way in without sshd still works
 
 
 @pytest.mark.root

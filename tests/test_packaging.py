@@ -106,7 +106,8 @@ def test_libwebsockets_is_linked_in_not_a_runtime_dependency(engine_file):
 STABLE_ABI_PRIVATE = {'_Py_Dealloc', '_Py_NoneStruct', '_Py_TrueStruct', '_Py_FalseStruct',
                       '_Py_NotImplementedStruct', '_Py_EllipsisObject', '_PyArg_ParseTuple_SizeT',
                       '_PyArg_ParseTupleAndKeywords_SizeT', '_Py_BuildValue_SizeT', '_PyArg_VaParse_SizeT',
-                      '_PyArg_VaParseTupleAndKeywords_SizeT', '_Py_VaBuildValue_SizeT', '_Py_IncRef', '_Py_DecRef'}
+                      '_PyArg_VaParseTupleAndKeywords_SizeT', '_Py_VaBuildValue_SizeT', '_Py_IncRef', '_Py_DecRef',
+                      '_PyObject_CallMethod_SizeT'}
 
 
 def test_only_stable_abi_symbols_are_used(engine_file):

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from azext_webapp import _reasons
 from azext_webapp._portable import codec, connect, errors, limits, listener, pump, waits
 from azext_webapp._portable.errors import Error
 from sandbox import wscodec
@@ -493,3 +494,23 @@ def test_engine_selection(monkeypatch):
 def test_the_running_tunnel_module_says_which_engine_and_why():
     """The portable half (the native half needs the build: tests/test_engine_native.py)."""
     assert engine_and_why("portable") == ["portable", "WEBAPP_ENGINE=portable"]
+
+
+def test_a_refused_upgrades_body_ends_at_its_length_its_last_chunk_or_4_kib():
+    head = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\n"
+    body = codec.BodyCollector(head)
+    assert body.feed(b"abc") is None
+    assert body.feed(b"de and more") == (b"abcde", b"")
+    chunked = codec.BodyCollector(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert chunked.feed(b"3;x=1\r\nabc\r\n") is None
+    assert chunked.feed(b"a\r\n0123456789\r\n0\r\n\r\n") == (b"abc0123456789", b"")
+    assert codec.BodyCollector(b"HTTP/1.1 401 x\r\nContent-Length: 0\r\n\r\n").feed(b"") is not None
+    endless = codec.BodyCollector(b"HTTP/1.1 403 x\r\nContent-Length: 99999999999999999999\r\n\r\n")
+    assert endless.feed(b"y" * 4095) is None
+    assert len(endless.feed(b"yy")[0]) == _reasons.BODY_SCAN
+
+
+def test_upgrade_request_to_another_path():
+    req = codec.upgrade_request("h", 443, "Basic x", "k", "app-i0", 0, "/exec/shell?shell=%2Fbin%2Fsh").decode()
+    assert req.startswith("GET /exec/shell?shell=%2Fbin%2Fsh HTTP/1.1\r\n")
+    assert "Cookie: ARRAffinity=app-i0\r\n" in req and "AppsvcTunnelPort" not in req

@@ -237,6 +237,8 @@ def test_three_verdicts_and_only_a_broken_hop_exits_1(monkeypatch, capsys, sftp_
         return sftp_outcome
     walk = _walk_with(monkeypatch, {'sftp': sftp})
     monkeypatch.setattr(_hops, 'Walk', lambda *args, **kwargs: walk)
+    from azext_webapp import _exec_doctor     # the exec channel, after the hops: here it works
+    monkeypatch.setattr(_exec_doctor, 'check', lambda walk, name: (_hops.OK, 'a shell answered', ''))
     walk.instances = ['i0']
     walk.for_instance = lambda name: walk
     walk.transport = walk.engine = None

@@ -192,18 +192,18 @@ def test_fan_out_ends_every_instance_on_a_signal(monkeypatch):
     own wait (here: a model of open_tunnel's) ends with it."""
     ended = []
 
-    def one(self, name, askpass_path):  # pylint: disable=unused-argument
+    def one(self, name):  # pylint: disable=unused-argument
         try:
             waits.wait_event(threading.Event(), 30)     # an instance still starting up
         finally:
             ended.append(name)
 
     monkeypatch.setattr(_fanout.FanOut, '_one', one)
-    fan_out = _fanout.FanOut(None, ['i0', 'i1'], 'ssh', [], 'known_hosts', stream=True)
+    fan_out = _fanout.SshFanOut(None, ['i0', 'i1'], 'ssh', [], 'known_hosts', True, None)
     threading.Timer(0.3, signal.raise_signal, (signal.SIGTERM,)).start()
     with _termination.terminate_on('SIGTERM'):
         started = time.monotonic()
         with pytest.raises(Terminated):
-            fan_out.run(None)
+            fan_out.run()
     assert time.monotonic() - started < 0.3 + 2 * _termination.SLICE + 0.5
     assert sorted(ended) == ['i0', 'i1'] and fan_out.cancelled.is_set()

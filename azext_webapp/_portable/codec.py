@@ -11,6 +11,7 @@ import random
 import re
 import struct
 
+from .. import _reasons
 from .errors import fail, refused
 from .sizes import FRAME_MAX, HS_MAX, RX_FRAME_MAX
 
@@ -23,6 +24,7 @@ CLOSE_NORMAL = 1000
 # RFC 7230 3.1.2: the version, one space, three digits, then a space or the line's end
 _STATUS_RE = re.compile(rb"HTTP/1\.[01] (\d{3})[ \r]")
 _FOLD_RE = re.compile(rb"\r\n[ \t]")
+_DIGITS = re.compile("[0-9]+")
 _rng = random.Random(int.from_bytes(os.urandom(16), "little"))
 
 
@@ -111,15 +113,16 @@ def accept_for(key):
     return base64.b64encode(hashlib.sha1(key.encode("ascii") + GUID).digest()).decode("ascii")
 
 
-def upgrade_request(host, port, authorization, key, instance=None, target_port=0):
-    """The upgrade request, byte for byte the native engine's (tn_ws_request)."""
+def upgrade_request(host, port, authorization, key, instance=None, target_port=0, path=None):
+    """The upgrade request, byte for byte the native engine's (tn_ws_request). ``path``: the
+    request path with its query (default: the tunnel's)."""
     hostport = host if port == 443 else f"{host}:{port}"
     extra = ""
     if instance:
         extra += f"Cookie: ARRAffinity={instance}\r\n"
     if target_port:
         extra += f"AppsvcTunnelPort: {int(target_port)}\r\n"
-    return (f"GET {TUNNEL_PATH} HTTP/1.1\r\n"
+    return (f"GET {path or TUNNEL_PATH} HTTP/1.1\r\n"
             f"Host: {hostport}\r\n"
             "Upgrade: websocket\r\n"
             "Connection: Upgrade\r\n"
@@ -159,6 +162,43 @@ class HeadCollector:
         rest = bytes(self.buf[end + 4:]) + bytes(data[take:])
         self.buf = bytearray()
         return head, rest
+
+
+class BodyCollector:
+    """The body of a refused upgrade, after its head (tn_ws.c's rules): feed(data) -> None while more is
+    expected, else (its data, b""). It ends at its Content-Length, at its last chunk, or at BODY_SCAN
+    bytes; ``data()`` is what came so far, its chunks joined."""
+
+    def __init__(self, head):
+        length = header_value(head, "Content-Length") or ""
+        short = _DIGITS.fullmatch(length) and len(length) <= len(str(_reasons.BODY_SCAN))
+        self.want = int(length) if short and int(length) < _reasons.BODY_SCAN else _reasons.BODY_SCAN
+        self.chunked = (header_value(head, "Transfer-Encoding") or "").lower().endswith("chunked")
+        self.body = bytearray()
+
+    def feed(self, data):
+        self.body += data[:self.want - len(self.body)]
+        done = len(self.body) >= self.want or (self.chunked and (
+            self.body == b"0\r\n\r\n" or (len(self.body) >= 7 and self.body.endswith(b"\r\n0\r\n\r\n"))))
+        return (self.data(), b"") if done else None
+
+    def data(self):
+        return _dechunked(bytes(self.body)) if self.chunked else bytes(self.body)
+
+
+def _dechunked(body):
+    """A chunked body's data (tn_ws_dechunk): each chunk's hex size line (extensions after ';'), its
+    bytes, CRLF; it stops at the last chunk or at anything else."""
+    out, pos = bytearray(), 0
+    while pos < len(body):
+        digits = re.match(rb"[0-9A-Fa-f]{1,8}", body[pos:pos + 8])
+        line_end = body.find(b"\n", pos)
+        if not digits or line_end < 0 or not int(digits.group(), 16):
+            break
+        size, pos = int(digits.group(), 16), line_end + 1
+        out += body[pos:pos + size]
+        pos += size + 2
+    return bytes(out)
 
 
 def status_of(head):

@@ -5,7 +5,9 @@ run_coroutine_threadsafe only.
 """
 import asyncio
 import collections
+import itertools
 import logging
+import re
 import socket
 import threading
 
@@ -14,33 +16,35 @@ from .connect import Route, tls_context
 from .errors import Error, check_header_value, check_proxy, errno_of as _errno_of, fail, resource_error
 from .listener import open_listener
 from .relay import Local, Relay
-from .sizes import EVENTS_MAX, HS_SECS
+from .sizes import EVENTS_MAX, FRAME_MAX, HS_SECS, TEXTS_MAX
 
 logger = logging.getLogger("azext_webapp.tunnel.portable")
+_PATH = re.compile(r"/[!-~]{0,2047}")   # an absolute request path of printable ASCII, as tn_module.c checks
 
 
 class _Core:
     """What the loop thread's relays share: settings, counters, the event queue."""
 
-    def __init__(self, engine, host, port, instance, target_port, ping_interval, route, hold=False):
+    def __init__(self, engine, host, port, instance, target_port, ping_interval, route, path, hold=False):
         self.engine = engine
         self.loop = None
         self.host, self.port = host, port
         self.instance, self.target_port = instance, target_port
+        self.path = path
         self.ping_interval = ping_interval
         # a WebSocket paused by back-pressure cannot read its pong: generous hang-up (tn_engine.c)
         self.hangup = ping_interval + max(300.0, ping_interval)
         self.route = route
         self.stats = {"open": 0, "total": 0, "bytes_up": 0, "bytes_down": 0, "failures": 0}
         self.relays = set()
+        self.by_id = {}                # id -> live Relay (send_text), an adopted one from adopt() on
         self.hold = hold                # hold what a restarting app turns away (relay.py)
         self.held = set()
         self.stopping = False
-        self.next_id = 0
+        self._ids = itertools.count(1)  # adopt() takes ids on the caller's thread: next() is atomic
 
     def new_id(self):
-        self.next_id += 1
-        return self.next_id
+        return next(self._ids)
 
     def authorization(self):
         return self.engine._authorization_text()  # pylint: disable=protected-access
@@ -58,7 +62,7 @@ class Engine:
 
     def __init__(self, host, port, authorization, bind="127.0.0.1", bind_port=0, instance=None,
                  target_port=0, ping_interval=30.0, ca_file=None, verify=True, proxy=None, proxy_auth=None,
-                 listen=True, hold=False):
+                 listen=True, path=None, hold=False):
         if not isinstance(host, str) or not isinstance(authorization, str):
             raise TypeError("host and authorization must be str")
         port, bind_port, target_port = int(port), int(bind_port or 0), int(target_port or 0)
@@ -68,6 +72,8 @@ class Engine:
         check_header_value(proxy_auth, "Proxy-Authorization")
         check_header_value(instance, "instance")
         check_proxy(proxy)
+        if path is not None and not _PATH.fullmatch(path):
+            raise ValueError("path must be an absolute request path of printable ASCII without spaces")
         ping = float(ping_interval)
         ping = 30.0 if ping <= 0 else max(1.0, min(ping, 30000.0))
         self._bind = bind if listen else None
@@ -75,7 +81,7 @@ class Engine:
         self._auth_lock = threading.Lock()
         self._auth = bytearray(authorization.encode("latin-1"))
         route = Route(host, port, proxy or None, proxy_auth or None, tls_context(ca_file, verify), ca_file=ca_file)
-        self._core = _Core(self, host, port, instance or None, target_port, ping, route, bool(hold))
+        self._core = _Core(self, host, port, instance or None, target_port, ping, route, path, bool(hold))
         self._events = collections.deque()
         self._events_lock = threading.Lock()
         self._dropped = 0
@@ -88,6 +94,8 @@ class Engine:
         self._listener = None
         self._checks = set()
         self._accept_failed_at = float("-inf")
+        self._texts_lock = threading.Lock()
+        self._texts_waiting = 0         # send_text() bytes the loop has not handed on yet
         self.port = 0
 
     def __repr__(self):
@@ -317,7 +325,8 @@ class Engine:
             self._checks.discard(result)
 
     def adopt(self, fd):
-        """Relay an already connected socket; the engine owns fd from here on (closed on failure)."""
+        """Relay an already connected socket; the engine owns fd from here on (closed on failure).
+        Returns its connection id (its events, send_text)."""
         fd = int(fd)
         if fd < 0:
             raise ValueError("adopt() needs an open file descriptor")
@@ -330,25 +339,52 @@ class Engine:
         if not self.running():
             sock.close()
             raise fail("closed_not_running")
+        conn_id = self._core.new_id()
         try:
-            self._loop.call_soon_threadsafe(self._adopt, sock)
+            self._loop.call_soon_threadsafe(self._adopt, sock, conn_id)
         except RuntimeError:
             sock.close()
             raise fail("closed_not_running") from None
+        return conn_id
 
-    def _adopt(self, sock):
+    def _adopt(self, sock, conn_id):
         core = self._core
         if core.stopping:
             sock.close()
             return
-        relay = Relay(core, core.new_id(), peer="stdio")
+        relay = Relay(core, conn_id, peer="stdio")     # a send_text() right after adopt() finds it
         task = core.loop.create_task(core.loop.connect_accepted_socket(lambda: Local(relay), sock))
 
         def adopted(t):
             if t.cancelled() or t.exception() is not None:
                 sock.close()
+                core.by_id.pop(conn_id, None)
                 core.stats["failures"] += 1
         task.add_done_callback(adopted)
+
+    def send_text(self, conn_id, text):
+        """A Text frame on connection conn_id: sent once its WebSocket is open, before the local data
+        queued by then; dropped when the connection is gone or ending (tn_engine_send_text)."""
+        data = text.encode("utf-8")
+        if len(data) > FRAME_MAX:
+            raise ValueError(f"a text frame holds at most {FRAME_MAX} bytes")
+        if not self.running():
+            raise fail("closed_not_running")
+        with self._texts_lock:
+            if self._texts_waiting + len(data) > TEXTS_MAX:     # a caller far ahead of the loop
+                raise fail("resource_memory", limit=TEXTS_MAX)
+            self._texts_waiting += len(data)
+        try:
+            self._loop.call_soon_threadsafe(self._send_text, int(conn_id), data)
+        except RuntimeError:
+            raise fail("closed_not_running") from None
+
+    def _send_text(self, conn_id, data):
+        with self._texts_lock:
+            self._texts_waiting -= len(data)
+        relay = self._core.by_id.get(conn_id)
+        if relay is not None:
+            relay.send_text(data)
 
 
 def _close_fd(fd):

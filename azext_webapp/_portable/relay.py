@@ -21,7 +21,7 @@ import asyncio
 from . import codec
 from .connect import READ_BULK, READ_MAX, HeadProtocol
 from .errors import Error, fail, resource_error, stream_failure
-from .sizes import CLOSE_WAIT_SECS, HOLD_KEEP_MAX, HOLD_TIMES_MAX, HS_SECS, RING_CAP
+from .sizes import CLOSE_WAIT_SECS, HOLD_KEEP_MAX, HOLD_TIMES_MAX, HS_SECS, REFUSAL_SECS, RING_CAP
 
 # A transport's write buffer pauses the other side's reading at half of it: what is read while the
 # pause takes effect (one read, at most 64 KiB of TLS or 256 KiB of local data) stays within it.
@@ -128,6 +128,7 @@ class Relay:
         self.timer = None
         self.pending = []                   # local bytes that arrived before the WebSocket opened
         self.pending_size = 0
+        self.pending_text = []              # Text frames given before it opened: they go first
         self.bytes_up = self.bytes_down = 0
         self.err = None
         self.finished = False
@@ -135,6 +136,8 @@ class Relay:
         self.kept = None                    # hold: the client's bytes until the server's first
         self.kept_over = self.heard = self.held = False
         self.holds = 0
+        if check is None:
+            core.by_id[conn_id] = self
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self):
@@ -183,12 +186,30 @@ class Relay:
         head = link.expect_head(codec.upgrade_collector(core.host, core.port),
                                 fail("connect_closed", **self.where()))
         request = codec.upgrade_request(core.host, core.port, core.authorization(), key, core.instance,
-                                        core.target_port)
+                                        core.target_port, core.path)
         link.send(request)
         del request
         answer, rest = await head
+        status = codec.status_of(answer)
+        if status is not None and status >= 100 and status != 101:
+            rest = await self._refusal_body(answer, rest)
         codec.check_upgrade(answer, rest, key, core.host, core.port)
         return rest
+
+    async def _refusal_body(self, head, rest):
+        """The body of a refused upgrade, its chunks joined, for its server_message (the SCM site says
+        why there): up to its end, BODY_SCAN bytes, the connection's end or REFUSAL_SECS."""
+        link = self.link
+        collector = codec.BodyCollector(head)
+        data, link.early = rest + b"".join(link.early), []
+        transport = link.transport
+        if collector.feed(data) is None and transport is not None and not transport.is_closing():
+            more = link.expect_head(collector, fail("connect_closed", **self.where()))
+            try:
+                await asyncio.wait_for(more, REFUSAL_SECS)
+            except (Error, asyncio.TimeoutError):
+                pass            # what came is what there is
+        return collector.data()
 
     def where(self):
         """The facts every failure of this relay's WebSocket carries, in the phase it is in."""
@@ -233,6 +254,9 @@ class Relay:
             return
         core.emit(self, "opened")
         self.timer = core.loop.call_later(core.ping_interval, self._tick)
+        for text in self.pending_text:
+            link.send(text)
+        self.pending_text = []
         if self.pending:
             data, self.pending, self.pending_size = b"".join(self.pending), [], 0
             self._send_data(data)
@@ -328,6 +352,17 @@ class Relay:
                 self.pause_local_reading("pending")
             return
         self._send_data(data)
+
+    def send_text(self, data):
+        """A Text frame (UTF-8 bytes): now when the WebSocket is open, else first once it opens;
+        dropped when it is ending (tn_link_text)."""
+        if self.ws_gone or self.close_sent or self.local_gone:
+            return
+        frame = codec.frame(codec.OP_TEXT, data)
+        if self.ws_up:
+            self.link.send(frame)
+        else:
+            self.pending_text.append(frame)
 
     def _send_data(self, data):
         self.link.send(codec.data_frames(data))
@@ -490,6 +525,7 @@ class Relay:
         core = self.core
         core.relays.discard(self)
         core.held.discard(self)
+        core.by_id.pop(self.id, None)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -500,6 +536,7 @@ class Relay:
         if not core.stopping:
             core.emit(self, "failed" if self.err is not None else "closed")
         self.pending, self.kept = [], None
+        self.pending_text = []
         self.link.parser = None      # it holds this relay's methods: no cycle left to collect
 
     def abort(self):

@@ -1,0 +1,247 @@
+"""``az webapp remote-connection cp``: a file to or from the container through the exec channel, no
+sshd needed.
+
+Paths: the remote side is ``:/abs/path`` (the app named by -n/--ids) or ``APP:/abs/path``; anything
+else is local. An app name has at least two characters, so ``C:\\x`` and ``C:/x`` stay local paths
+on Windows; a local path that starts with a colon is written ``./:name``.
+
+The bytes travel as base64 lines through the shell's terminal (the marker protocol,
+``_exec_marker``), so they arrive byte for byte whatever the terminal and the server do to text.
+Upload: the local file's size and SHA-256 are known before it goes; the container writes it to a
+temporary file beside the destination, checks size and checksum (sha256sum where it has one, else
+the size alone), and only then renames it into place, so a failed or interrupted copy leaves no
+partial file. Download: the container says the size first and the checksum after the data; the
+local side writes a temporary file beside the destination and renames it into place once both
+match. A progress bar goes to standard error when it is a terminal.
+"""
+
+import hashlib
+import os
+import re
+import shlex
+import sys
+import tempfile
+import time
+
+from azure.cli.core.azclierror import FileOperationError, ValidationError
+from knack.log import get_logger
+
+from azext_webapp._exec_channel import open_channel
+from azext_webapp._exec_run import ExecFailure, ProgramRun, base64_stream
+
+logger = get_logger(__name__)
+
+REMOTE = re.compile(r'^(?P<app>[A-Za-z0-9][A-Za-z0-9-]+)?:(?P<path>.*)$', re.DOTALL)
+SHELL = '/bin/sh'
+EXEC_REASONS = ('prepare', 'start-timeout', 'ended', 'input', 'mktemp')    # the channel's, not the copy's
+HASH_CHUNK = 1 << 20
+
+
+class Remote:  # pylint: disable=too-few-public-methods
+    """A remote path: ``app`` (None: the one named by -n) and ``path`` (absolute)."""
+
+    def __init__(self, app, path):
+        self.app, self.path = app, path
+
+    def __repr__(self):
+        return f'{self.app or ""}:{self.path}'
+
+
+def parse_location(text):
+    """A Remote for ``:/path`` or ``APP:/path``, else None (a local path)."""
+    match = REMOTE.match(text)
+    if not match:
+        return None
+    app, path = match.group('app'), match.group('path')
+    if app is not None and not path.startswith('/'):
+        return None             # name:thing is a local file of that name
+    return Remote(app, path)
+
+
+def upload_program(path, size, sha256, name):
+    """Write what arrives to a temporary file beside path (into path when it is a directory, under
+    ``name``), check it, rename it into place."""
+    return '\n'.join([
+        f'dst={shlex.quote(path)} n={size} h={sha256} base={shlex.quote(name)}',
+        '[ -d "$dst" ] && dst="${dst%/}/$base"',
+        'case $dst in */) m Fnodir; exit 1;; esac',
+        'dir=$(dirname "$dst")',
+        '[ -d "$dir" ] || { m Fnodir; exit 1; }',
+        '[ -d "$dst" ] && { m Fisdir; exit 1; }',
+        't=$(mktemp "$dir/.azx.XXXXXX" 2>/dev/null) || { m Fdenied; exit 1; }',
+        "trap 'rm -f \"$t\"' EXIT",
+        "trap 'exit 129' HUP",
+        "trap 'exit 143' TERM",
+        "trap 'exit 130' INT",
+        'mode=$(stat -c %a "$dst" 2>/dev/null) || mode=$(printf %o $(( 0666 & ~0$(umask) )))',
+        'm S',
+        'e=$(base64 -d 2>&1 >"$t") || { m "Fwrite $(printf %s "$e" | head -n 1)"; exit 1; }',
+        'got=$(wc -c <"$t" | tr -d " ")',
+        '[ "$got" = "$n" ] || { m "Fsize $got"; exit 1; }',
+        'v=size',
+        'if command -v sha256sum >/dev/null 2>&1; then',
+        '  [ "$(sha256sum <"$t" | cut -c1-64)" = "$h" ] || { m Fchecksum; exit 1; }',
+        '  v=sha256',
+        'fi',
+        'chmod "$mode" "$t" 2>/dev/null',
+        'e=$(mv -f "$t" "$dst" 2>&1) || { m "Fmove $(printf %s "$e" | head -n 1)"; exit 1; }',
+        "trap - EXIT",
+        'm "E0 $v $dst"',
+        'm Z', ''])
+
+
+def download_program(path):
+    """The file's size (S), its bytes as base64, then its checksum (E) when sha256sum is there."""
+    return '\n'.join([
+        f'src={shlex.quote(path)}',
+        '[ -e "$src" ] || { m Fnofile; exit 1; }',
+        '[ -d "$src" ] && { m Fisdir; exit 1; }',
+        '[ -r "$src" ] || { m Fdenied; exit 1; }',
+        'n=$(wc -c <"$src" | tr -d " ")',
+        'm "S$n"',
+        'base64 <"$src" || { m Fread; exit 1; }',
+        'h=$(sha256sum <"$src" 2>/dev/null | cut -c1-64)',
+        'm "E0 $h"',
+        'm Z', ''])
+
+
+class Progress:
+    """A one-line progress bar on a terminal (nothing elsewhere), at most ten updates a second."""
+
+    def __init__(self, label, total, stream=None, clock=time.monotonic):
+        self.stream = stream or sys.stderr
+        self.label, self.total, self.clock = label, total, clock
+        self.shown = self.stream.isatty() if hasattr(self.stream, 'isatty') else False
+        self.started = self.last = self.moved = clock()
+        self.done = 0
+
+    def update(self, done):
+        now = self.clock()
+        if done != self.done:
+            self.done, self.moved = done, now
+        if self.shown and now - self.last >= 0.1:
+            self.last = now
+            self._draw()
+
+    def _draw(self):
+        rate = self.done / max(self.moved - self.started, 1e-3) / 1e6
+        percent = 100 * self.done // self.total if self.total else 100
+        self.stream.write(f'\r{self.label}  {percent:3d}%  {self.done / 1048576:8.1f} of '
+                          f'{self.total / 1048576:.1f} MiB  {rate:6.1f} MB/s ')
+        self.stream.flush()
+
+    def finish(self):
+        if self.shown:
+            self._draw()
+            self.stream.write('\n')
+            self.stream.flush()
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as source:
+        for block in iter(lambda: source.read(HASH_CHUNK), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _run(endpoint, instance, remote_path, program, **options):
+    """One side of a copy through a channel of its own: its E marker's text. The channel's or the
+    shell's failure is said as exec's, the copy's own as cp's."""
+    from azext_webapp._errors import copy_error, exec_failure
+    with open_channel(endpoint, instance, shell=SHELL) as channel:
+        try:
+            return ProgramRun(channel.sock, program, **options).run()
+        except ExecFailure as failure:
+            if failure.reason in EXEC_REASONS:
+                raise exec_failure(failure.reason, failure.said, endpoint.target, instance) from None
+            raise copy_error(failure.reason, remote_path, endpoint.target, instance) from None
+
+
+def upload(endpoint, instance, local, remote_path):
+    """Returns the container path written."""
+    if os.path.isdir(local):
+        raise ValidationError(f'{local} is a directory; cp copies one file at a time.')
+    try:
+        size, sha256 = os.path.getsize(local), file_sha256(local)
+        source = open(local, 'rb')  # pylint: disable=consider-using-with
+    except OSError as err:
+        raise FileOperationError(f'Cannot read {local}: {err.strerror or err}.') from None
+    progress = Progress(os.path.basename(local), size)
+    program = upload_program(remote_path, size, sha256, os.path.basename(local))
+    with source:
+        ended = _run(endpoint, instance, remote_path, program, out=lambda data: None, source=source,
+                     sent=progress.update)
+    progress.finish()
+    _, _, written = (ended or '').partition(' ')
+    how, _, where = written.partition(' ')
+    logger.info('Copied %d bytes to %s (checked: %s)', size, where, how)
+    return where or remote_path
+
+
+def download(endpoint, instance, remote_path, local):
+    """Returns the local path written."""
+    destination = local_destination(local, remote_path)
+    folder = os.path.dirname(os.path.abspath(destination))
+    try:
+        handle, temporary = tempfile.mkstemp(prefix='.azx-', dir=folder)
+    except OSError as err:
+        raise FileOperationError(f'Cannot write in {folder}: {err.strerror or err}.') from None
+    state = {'size': None, 'got': 0, 'digest': hashlib.sha256()}
+    decode = base64_stream()
+    progress = Progress(os.path.basename(destination), 0)
+    try:
+        with os.fdopen(handle, 'wb') as sink:
+            def out(text):
+                data = decode(text)
+                sink.write(data)
+                state['digest'].update(data)
+                state['got'] += len(data)
+                progress.update(state['got'])
+
+            def on_marker(letter, text):
+                if letter == 'S':
+                    state['size'] = int(text) if text.isdigit() else None
+                    progress.total = state['size'] or 0
+
+            ended = _run(endpoint, instance, remote_path, download_program(remote_path), out=out, on_marker=on_marker)
+        progress.finish()
+        _check_download(state, ended, remote_path)
+        os.chmod(temporary, _mode_for(destination))
+        os.replace(temporary, destination)
+        temporary = None
+    finally:
+        if temporary is not None:
+            os.unlink(temporary)
+    return destination
+
+
+def _check_download(state, ended, remote_path):
+    _, _, remote_hash = (ended or '').partition(' ')
+    if state['size'] is None or state['got'] != state['size']:
+        raise FileOperationError(f'The copy of {remote_path} arrived incomplete ({state["got"]} of '
+                                 f'{state["size"]} bytes); nothing was written. Run the command again.')
+    if remote_hash and remote_hash != state['digest'].hexdigest():
+        raise FileOperationError(f'The copy of {remote_path} arrived damaged (its SHA-256 differs); nothing was '
+                                 'written. Run the command again (did the file change meanwhile?).')
+
+
+def _mode_for(path):
+    """The replaced file's mode, or what the umask gives a new file (mkstemp's is 0600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def local_destination(local, remote_path):
+    """Where a download goes: into local when it is a directory (under the remote file's name)."""
+    name = remote_path.rstrip('/').rsplit('/', 1)[-1]
+    if os.path.isdir(local):
+        return os.path.join(local, name)
+    folder = os.path.dirname(os.path.abspath(local))
+    if not os.path.isdir(folder):
+        raise FileOperationError(f'Cannot write {local}: the directory {folder} does not exist.')
+    return local
