@@ -4,6 +4,7 @@ its instances and the SCM site's credential (the calls; what they mean for the w
 import base64
 import time
 from typing import Any, Callable, List, NamedTuple, Optional, Tuple, TypeVar
+from urllib.parse import quote
 
 from azure.cli.core.azclierror import AzureConnectionError, ResourceNotFoundError
 
@@ -63,13 +64,29 @@ def arm_call(target: Target, action: Optional[str], call: Callable[[], T]) -> T:
 
 
 def scm_url_of(site: Any, target: Target) -> str:
-    """The SCM (Kudu) host from the Repository host-name state: right for slots, ASEs and clouds."""
+    """The SCM (Kudu) host as ARM names it, never a suffix of our own: the Repository host-name state,
+    else the enabled host name whose second label is ``scm`` (``<app>.scm.azurewebsites.us`` in Azure
+    Government, ``<app>.scm.chinacloudsites.cn`` in Azure China, ``<app>.scm.<ase>.appserviceenvironment.net``
+    in an App Service Environment). Right for slots, App Service Environments and every cloud."""
     for state in site.host_name_ssl_states or []:
         if (state.host_type or '').lower() == 'repository' and state.name:
             return 'https://' + state.name
+    for name in site.enabled_host_names or []:
+        labels = name.lower().split('.')
+        if len(labels) > 2 and labels[1] == 'scm':
+            return 'https://' + name
     raise ResourceNotFoundError(
         f'{describe(target, True)} has no SCM (Repository) host name, so it cannot be reached for a remote '
         'connection. Check the app in the Azure portal.')
+
+
+WEBSSH_PATH = '/webssh/host'
+
+
+def webssh_url(scm_url: str, instance: Optional[str] = None) -> str:
+    """The SCM site's browser SSH page; ?instance= picks the container of a scaled-out app."""
+    url = scm_url.rstrip('/') + WEBSSH_PATH
+    return url + '?instance=' + quote(instance, safe='') if instance else url
 
 
 def instance_names(client: Client, target: Target) -> List[str]:

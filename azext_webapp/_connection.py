@@ -1,6 +1,7 @@
 """From an app to a running, checked tunnel: the hops of _hops.py up to the credentials (``resolve``),
 then the engine, its container's readiness (GetStatus) and one real handshake (``open_tunnel``), token
-renewal, and what the tunnel says about its connections once open."""
+renewal, connections that wait out a restart of the app (``_restarts``), and what the tunnel says about
+its connections once open."""
 
 import contextlib
 import signal
@@ -15,6 +16,7 @@ from azext_webapp import _hops
 from azext_webapp._errors import bind_error, first_line, tunnel_error
 from azext_webapp._events import EventReporter
 from azext_webapp._renewal import TokenRenewal
+from azext_webapp._restarts import PROBE_TIMEOUT, RestartWatch
 from azext_webapp.ssh import SSH_PORT
 
 if TYPE_CHECKING:
@@ -58,18 +60,21 @@ def load_engine() -> ModuleType:
 
 @contextlib.contextmanager
 def open_tunnel(endpoint: _hops.Walk, bind: str = '127.0.0.1', port: Optional[int] = None,
-                listen: bool = True) -> Iterator[Tuple['Tunnel', Optional[int]]]:
+                listen: bool = True, hold: bool = False) -> Iterator[Tuple['Tunnel', Optional[int]]]:
     """Start the engine (a busy --port fails before any waiting), then the instance's hops: the
     container ready (GetStatus) and one real handshake; yield (engine, container port); always stop.
-    endpoint: the Walk of resolve() (or of one instance of it)."""
+    endpoint: the Walk of resolve() (or of one instance of it). hold: connections the SCM site turns
+    away while the app restarts wait for it (for a caller whose waits deliver the engine's events:
+    serve(), relay_stdio())."""
     tunnel = endpoint.tunnel
-    engine = renewal = None
+    engine = renewal = watch = None
     try:
         try:
             options = {'bind': bind, 'port': port or 0} if listen else {'listen': False}
+            reporter = event_reporter(endpoint)
             engine = tunnel.Tunnel(scm_url=endpoint.scm_url, authorization=endpoint.authorization,
                                    instance=endpoint.instance, target_port=endpoint.target_port,
-                                   on_event=event_reporter(endpoint), **options)
+                                   on_event=reporter, hold=hold, **options)
             engine.start()
         except tunnel.TunnelError as err:
             if err.kind == 'bind' and listen:
@@ -78,18 +83,41 @@ def open_tunnel(endpoint: _hops.Walk, bind: str = '127.0.0.1', port: Optional[in
             raise tunnel_error(err.reason, err.facts, endpoint) from None
         if listen:
             logger.info('Listening on %s port %d', bind, engine.port)
+        if hold:
+            watch = restart_watch(endpoint, engine)
+            reporter.on_held = watch.held
         endpoint.engine = engine
         _hops.walk(endpoint, start='status', until='websocket')
         endpoint.authorization = None
-        if endpoint.credential.renew:
-            renewal = TokenRenewal(endpoint.credential.renew, engine.set_authorization,
-                                   endpoint.credential.expires_on).start()
+        credential = endpoint.credential
+        if credential.renew:
+            def renewed(authorization: str) -> None:
+                engine.set_authorization(authorization)
+                credential.authorization = authorization    # the restart watch's probes too
+            renewal = TokenRenewal(credential.renew, renewed, credential.expires_on).start()
         yield engine, endpoint.remote_port
     finally:
         if renewal is not None:
             renewal.stop()
+        if watch is not None:
+            watch.stop()
         if engine is not None:
             stop_tunnel(engine)
+
+
+def restart_watch(endpoint: _hops.Walk, engine: 'Tunnel') -> RestartWatch:
+    """What becomes of the connections the engine holds while the app restarts (_restarts.py)."""
+    from azext_webapp._errors import restart_words
+    tunnel, credential = endpoint.tunnel, endpoint.credential
+
+    def probe() -> Any:
+        return tunnel.get_status(endpoint.scm_url, credential.authorization, instance=endpoint.instance,
+                                 timeout=PROBE_TIMEOUT)
+
+    def say(what: str, seconds: float) -> str:
+        return restart_words(endpoint.target, endpoint.instance, what, seconds)
+
+    return RestartWatch(engine.release, probe, say, tunnel.TunnelError)
 
 
 def stop_tunnel(engine: 'Tunnel') -> None:

@@ -664,6 +664,26 @@ def after_start_warning(hop, instance, text, target):
             f'(`{doctor_command(target, instance)}` checks every hop.)')
 
 
+def restart_words(target, instance, what, seconds):
+    """What a tunnel says about a restart of the instance it reaches (_restarts.py): 'restarting',
+    'back', 'gave up' (after `seconds`) or 'stopped'."""
+    who = (f"Instance '{instance}' of {describe(target)}" if instance else
+           f'The instance of {describe(target)} this tunnel reaches')
+    slot = f' --slot {target.slot}' if target.slot else ''
+    if what == 'restarting':
+        return (f'{who} is restarting: new connections wait until it answers again (at most {int(seconds)} '
+                'seconds), then go through.')
+    if what == 'back':
+        return f'{who} is back after {int(seconds)} seconds: the connections that waited go through.'
+    if what == 'gave up':
+        return (f'{who} did not come back within {int(seconds)} seconds: the connections that waited were closed, '
+                'and new ones wait again. See why it does not start with '
+                f'`az webapp log tail -g {target.resource_group} -n {target.name}{slot}`.')
+    return (f'{describe(target, True)} was stopped: the connections that waited were closed. Start it with '
+            f'`az webapp start -g {target.resource_group} -n {target.name}{slot}`; new connections go through once '
+            'it runs.')
+
+
 def silent_container_message(target, instance, port):
     """Nothing answered on the container port of a tunnel that worked (doctor: the banner hop)."""
     return (f'Container port {port} of {describe(target)}{on_instance(instance)} stopped answering: new '

@@ -18,16 +18,24 @@ class EventReporter:  # pylint: disable=too-few-public-methods
     """Callable for the tunnel's on_event.
 
     describe(reason, facts) -> the warning for a failed connection of that reason;
-    silent_container() -> the warning for a container port that no longer answers."""
+    silent_container() -> the warning for a container port that no longer answers;
+    on_held(event): a connection the engine holds (_restarts.RestartWatch.held), or None."""
 
-    def __init__(self, describe, silent_container):
+    def __init__(self, describe, silent_container, on_held=None):
         self._describe = describe
         self._silent_container = silent_container
+        self.on_held = on_held
         self._reported = set()
 
     def __call__(self, event):
         if event.kind == 'opened':
             logger.info('Connection %d from %s opened', event.conn_id, event.peer)
+            return
+        if event.kind == 'held':
+            logger.info('Connection %d from %s waits: %s', event.conn_id, event.peer,
+                        event.message or 'the container port closed it before a byte')
+            if self.on_held is not None:
+                self.on_held(event)
             return
         if event.kind == 'closed':
             logger.info('Connection %d from %s closed: %d bytes sent, %d bytes received',

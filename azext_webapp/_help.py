@@ -98,7 +98,10 @@ long-summary: >
     port until Ctrl+C, SIGTERM or --timeout (which closes the tunnel with every session still
     open through it). Connect with `ssh root@127.0.0.1 -p PORT` (password `Docker!` on the
     built-in images). Add --verbose to log each connection. Ctrl+C before the tunnel is ready
-    exits with status 130.
+    exits with status 130. Across a restart of the app the tunnel stays: connections made meanwhile
+    wait for the container (at most 120 seconds) and then go through. With --background the tunnel
+    runs in a process of its own and the command returns once the port is open (for scripts and
+    CI); `az webapp remote-connection close` ends it.
 examples:
   - name: Open a tunnel on a free local port, then connect with ssh.
     text: |
@@ -130,9 +133,39 @@ examples:
   - name: Tunnel to another port in the container, listening on all local IPv4 addresses.
     text: |
         az webapp remote-connection create -g MyResourceGroup -n MyWebApp --target-port 9229 --bind 0.0.0.0 -p 9229
+  - name: In a script or CI job, open a tunnel in the background, use it, and close it.
+    text: |
+        port=$(az webapp remote-connection create -g MyResourceGroup -n MyWebApp --background --query port -o tsv)
+        scp -P $port ./app.log root@127.0.0.1:/home/
+        az webapp remote-connection close --port $port
+  - name: Start it with & and wait for its ready file, which holds the port and pid as JSON.
+    text: |
+        az webapp remote-connection create -g MyResourceGroup -n MyWebApp --ready-file /tmp/tunnel.json &
+        while [ ! -s /tmp/tunnel.json ]; do sleep 1; done
   - name: Relay standard input and output instead of a port, as OpenSSH's ProxyCommand (ssh-config writes this line).
     text: |
         ssh -o ProxyCommand="az webapp remote-connection create -g MyResourceGroup -n MyWebApp --stdio" root@MyWebApp
+"""
+
+helps['webapp remote-connection close'] = """
+type: command
+short-summary: Close a tunnel that `az webapp remote-connection create --background` started.
+long-summary: >
+    Finds the background tunnel by its local port or process id among those started with this az
+    configuration (AZURE_CONFIG_DIR), checks that the process is still that tunnel (a process id the
+    system has reused is never signalled), ends it as Ctrl+C would (SIGTERM; on Windows Ctrl+Break to
+    its process group), waits for it to exit and says so. A port or process id that is no background
+    tunnel of this configuration is an error that lists those running.
+examples:
+  - name: Close the background tunnel on local port 21382.
+    text: |
+        az webapp remote-connection close --port 21382
+  - name: Close it by the process id `create --background` printed.
+    text: |
+        az webapp remote-connection close --pid 12345
+  - name: Close every background tunnel of this az configuration (at the end of a CI job).
+    text: |
+        az webapp remote-connection close --all
 """
 
 helps['webapp remote-connection ssh'] = """

@@ -29,6 +29,7 @@ from azext_webapp import _kexinit, _termination, _walls, ssh
 from azext_webapp._errors import (HOPS, containers_outcome, describe, doctor_command, first_line, instance_message,
                                   restart_advice, ssh_off, starting_message, stopped_message, tunnel_error,
                                   unreachable_message, windows_message)
+from azext_webapp._restarts import RESTARTING_STATUS
 from azext_webapp.ssh import SSH_PASSWORD, SSH_PORT, SSH_USER
 
 logger = get_logger(__name__)
@@ -296,27 +297,39 @@ def containers(w):
 
 def status(w):
     """GetStatus: STARTED, and something answers on the container port. A command waits for a
-    starting app (about a minute, as the reference does); the doctor says it is starting."""
+    starting app (about a minute, as the reference does), and for one whose SCM site answers 502 or
+    503, as the front end does while the app restarts, and then until its container port answers
+    (STARTED may come a moment before sshd listens); the doctor says it is starting."""
     tunnel, target = w.tunnel, w.target
     started = time.monotonic()
     next_progress = started
+    waiting = False     # the app was (re)starting when first asked
     while True:
         try:
             result = tunnel.get_status(w.scm_url, w.authorization, instance=w.instance, timeout=w.timeout)
         except tunnel.TunnelError as err:
-            raise HopFailed(scm_failure(w, err)) from None
-        state = (result.state or '').upper()
-        logger.debug('GetStatus: state=%s canReachPort=%s port=%s', state, result.can_reach_port, result.port)
-        if state == 'STARTED':
+            if w.thorough or err.reason != 'http_status' or err.status not in RESTARTING_STATUS:
+                raise HopFailed(scm_failure(w, err)) from None
+            logger.debug('GetStatus: HTTP %s (the app is restarting)', err.status)
+            result = None
+        state = (result.state or '').upper() if result else 'RESTARTING'
+        if result:
+            logger.debug('GetStatus: state=%s canReachPort=%s port=%s', state, result.can_reach_port, result.port)
+        reachable = result is not None and (result.can_reach_port or bool(w.target_port and
+                                                                          w.target_port != result.port))
+        if state == 'STARTED' and (reachable or not waiting):
             break
         if state == 'STOPPED':
             raise HopFailed(ValidationError(stopped_message(target)))
         waited = time.monotonic() - started
+        if (w.thorough or waited >= STARTING_MAX_WAIT) and state == 'STARTED':
+            break           # started, but nothing answers: said below
         if w.thorough or waited >= STARTING_MAX_WAIT:
             raise HopFailed(ValidationError(starting_message(target, STARTING_MAX_WAIT)),
                             f'{describe(target, True)} is {state or "in an unknown state"} (GetStatus)',
                             f'Wait a minute and run `{doctor_command(target, w.instance)}` again. If it stays so: '
                             f'{restart_advice(target)}')
+        waiting = True
         if time.monotonic() >= next_progress:
             if waited < 1:
                 logger.warning('Waiting for %s to start up...', describe(target))
@@ -324,7 +337,7 @@ def status(w):
                 logger.warning('Still starting after %d seconds...', int(waited))
             next_progress += STARTING_PROGRESS_EVERY
         _termination.sleep(STARTING_POLL_INTERVAL)  # a recorded signal ends it
-    if result.can_reach_port or (w.target_port and w.target_port != result.port):
+    if reachable:
         w.remote_port = w.target_port or result.port
         detail = f'state STARTED, canReachPort true, port {result.port}'
         if w.thorough and result.port and result.port != SSH_PORT:  # remote debugging: the debugger's port
@@ -397,7 +410,7 @@ def banner(w):
 
 
 def algorithms_hop(w):
-    return algorithms(w.offer, local_openssh())
+    return algorithms(w.offer, local_openssh(), w.scm_url)
 
 
 def login(w):
@@ -535,9 +548,10 @@ def local_openssh(ssh_path=None, run=subprocess.run):
                            supported_macs=tuple(query('-Q', 'mac').split()) or _kexinit.DOCUMENTED_MACS)
 
 
-def algorithms(offer, client):
+def algorithms(offer, client, scm_url=None):
     """The algorithms hop: OK, a warning when only the portal's browser SSH cannot talk to the
-    container, HopFailed when this machine's OpenSSH cannot."""
+    container, HopFailed when this machine's OpenSSH cannot. scm_url: the app's SCM site, whose
+    browser SSH page the warning names."""
     offered = f"offers ciphers {','.join(offer.ciphers)}; MACs {','.join(offer.macs)}"
     client = client or SimpleNamespace(ciphers=_kexinit.OPENSSH_DEFAULT_CIPHERS, macs=_kexinit.OPENSSH_DEFAULT_MACS,
                                        supported_ciphers=_kexinit.DOCUMENTED_CIPHERS,
@@ -558,17 +572,21 @@ def algorithms(offer, client):
     if portal[0] is None or portal[1] is None:
         return Outcome(WARN, f'The container {offered}. {local}; the portal\'s browser SSH does not (it offers '
                              f'ciphers {",".join(_kexinit.PORTAL_CIPHERS)} and MACs {",".join(_kexinit.PORTAL_MACS)})',
-                       f'For the browser SSH ({BROWSER_SSH}), add aes128-ctr or aes128-cbc to Ciphers and hmac-sha1 '
-                       'to MACs in the image\'s sshd_config.')
+                       f'For the browser SSH ({browser_ssh(scm_url)}), add aes128-ctr or aes128-cbc to Ciphers and '
+                       'hmac-sha1 to MACs in the image\'s sshd_config.')
     handshake_gap = _portal_handshake_gap(offer)
     if handshake_gap:
         return Outcome(WARN, f'The container {offered}. {local}; the portal\'s browser SSH does not: '
                              f'{handshake_gap[0]}',
-                       f'For the browser SSH ({BROWSER_SSH}), {handshake_gap[1]}')
+                       f'For the browser SSH ({browser_ssh(scm_url)}), {handshake_gap[1]}')
     return f'The container {offered}. {local}; the portal\'s browser SSH too ({portal[0]}, {portal[1]})'
 
 
-BROWSER_SSH = 'SSH in the portal, https://<app>.scm.azurewebsites.net/webssh/host, `az webapp remote-connection browse`'
+def browser_ssh(scm_url=None):
+    """Where the portal's browser SSH is: the app's own page (its SCM host is ARM's, whatever the cloud)."""
+    from azext_webapp._arm import webssh_url
+    page = webssh_url(scm_url) if scm_url else 'https://<scm-host>/webssh/host'
+    return f'SSH in the portal, {page}, `az webapp remote-connection browse`'
 
 
 def _portal_handshake_gap(offer):

@@ -36,6 +36,22 @@ def load_arguments(self, _):
                    help="Relay standard input and output through one WebSocket instead of listening on a port: "
                         "for OpenSSH's ProxyCommand (see `az webapp remote-connection ssh-config`). Only tunnel "
                         "bytes go to standard output; warnings and errors go to standard error.")
+        c.argument('background', options_list=['--background'], arg_type=get_three_state_flag(),
+                   help='Run the tunnel in a process of its own, detached from this terminal, and return once its '
+                        'port is open: prints the port, the process id and the log file its output goes to '
+                        '(-o json: as a record). End it with `az webapp remote-connection close --port N`.')
+        c.argument('ready_file', options_list=['--ready-file'],
+                   help='Once the port is open, write a JSON record of the tunnel (port, pid, app, ...) to this '
+                        'file, atomically, and remove it when the tunnel ends: for scripts that start '
+                        '`create` with `&` and wait for the file.')
+
+    with self.argument_context('webapp remote-connection close') as c:
+        c.argument('port', options_list=['--port', '-p'], type=int,
+                   help='Local port of the background tunnel to close.')
+        c.argument('pid', options_list=['--pid'], type=int,
+                   help='Process id of the background tunnel to close (as `create --background` printed it).')
+        c.argument('close_all', options_list=['--all'], arg_type=get_three_state_flag(),
+                   help='Close every background tunnel started with this az configuration.')
 
     with self.argument_context('webapp remote-connection ssh') as c:
         c.argument('instance', options_list=['--instance', '-i'],

@@ -1,6 +1,7 @@
 """Argument checks for ``az webapp remote-connection``; each error says what to do next."""
 
 import ipaddress
+import os
 
 from azure.cli.core.azclierror import InvalidArgumentValueError, RequiredArgumentMissingError
 from knack.log import get_logger
@@ -17,8 +18,22 @@ def validate_remote_connection_create(namespace):
     _validate_port(namespace.target_port, '--target-port', allow_zero=False)
     _validate_timeout(namespace)
     _validate_stdio(namespace)
+    _validate_background(namespace)
     _validate_bind(namespace)
     _validate_instance_and_slot(namespace)
+
+
+def validate_remote_connection_close(namespace):
+    chosen = [option for option, value in (('--port', namespace.port), ('--pid', namespace.pid),
+                                           ('--all', namespace.close_all or None)) if value is not None]
+    if len(chosen) != 1:
+        raise RequiredArgumentMissingError(
+            'Name the background tunnel to close with one of --port, --pid or --all'
+            + (f', not {" and ".join(chosen)} together.' if chosen else '.'))
+    _validate_port(namespace.port, '--port', allow_zero=False)
+    if namespace.pid is not None and namespace.pid <= 0:
+        raise InvalidArgumentValueError(f'--pid {namespace.pid} is not a process id. Use the pid '
+                                        '`create --background` printed.')
 
 
 def validate_remote_connection_ssh(namespace):
@@ -168,6 +183,25 @@ def _validate_stdio(namespace):
         raise InvalidArgumentValueError(
             f'--stdio relays standard input and output and opens no local port, so {", ".join(given)} '
             'cannot be used with it. Leave them out, or leave out --stdio to listen on a port.')
+
+
+def _validate_background(namespace):
+    if namespace.stdio and (namespace.background or namespace.ready_file):
+        option = '--background' if namespace.background else '--ready-file'
+        raise InvalidArgumentValueError(
+            f'--stdio relays standard input and output and opens no local port, so {option} cannot be used '
+            'with it.')
+    if namespace.background and namespace.ready_file:
+        raise InvalidArgumentValueError(
+            '--background keeps the tunnel\'s record in its own place (`az webapp remote-connection close` finds '
+            'it there), so --ready-file cannot be used with it. With -o json, --background prints the record.')
+    if namespace.ready_file:
+        directory = os.path.dirname(os.path.abspath(namespace.ready_file))
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            raise InvalidArgumentValueError(
+                f'--ready-file {namespace.ready_file}: the directory {directory} does not exist or cannot be '
+                'written to.')
+        namespace.ready_file = os.path.abspath(namespace.ready_file)
 
 
 def _validate_port(value, option, allow_zero):

@@ -1,5 +1,5 @@
-"""The commands of ``az webapp remote-connection``: ``create``, ``ssh``, ``ssh-config``, ``browse``, and
-``exec`` and ``cp`` through the SCM site's exec channel.
+"""The commands of ``az webapp remote-connection``: ``create``, ``close``, ``ssh``, ``ssh-config``,
+``browse``, and ``exec`` and ``cp`` through the SCM site's exec channel (``doctor`` is ``_doctor.py``'s).
 
 The flow follows azure-cli's ``create_tunnel`` (appservice module): ARM look-ups (``_arm.py``),
 then a started and checked tunnel (``_connection.py``); failures become one line that says what to
@@ -14,14 +14,13 @@ import subprocess
 import sys
 import time
 from types import FrameType
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, cast
-from urllib.parse import quote
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, cast
 
 from azure.cli.core.azclierror import CLIInternalError, ValidationError
 from knack.log import get_logger
 
-from azext_webapp import _fanout, ssh
-from azext_webapp._arm import Target
+from azext_webapp import _background, _fanout, ssh
+from azext_webapp._arm import Target, webssh_url
 from azext_webapp._connection import locate, open_tunnel, resolve
 from azext_webapp._hops import Walk
 from azext_webapp._errors import debugging_message, describe, first_line
@@ -41,18 +40,23 @@ def _target(resource_group_name: Optional[str], name: Optional[str], slot: Optio
 def create_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, name: Optional[str] = None,
                              port: Optional[int] = None, slot: Optional[str] = None, instance: Optional[str] = None,
                              timeout: Optional[int] = None, bind: str = '127.0.0.1', target_port: Optional[int] = None,
-                             stdio: bool = False,
-                             ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
+                             stdio: bool = False, background: bool = False, ready_file: Optional[str] = None,
+                             ids: Optional[List[str]] = None  # pylint: disable=unused-argument
+                             ) -> Optional[Dict[str, Any]]:
     # ids: resolved into resource_group_name, name, slot and the subscription by the validator.
     target = _target(resource_group_name, name, slot)
     if stdio:
         _stdio_connection(cmd, target, instance, target_port)
-        return
+        return None
+    if background:
+        options = {'resource_group_name': target.resource_group, 'name': target.name, 'slot': slot,
+                   'instance': instance, 'port': port, 'bind': bind, 'target_port': target_port, 'timeout': timeout}
+        return _background_connection(cmd, options)
     ready: List[bool] = []
     # Signals are only recorded; the waits raise them (KeyboardInterrupt, Terminated): _termination.py.
     with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
         try:
-            _remote_connection(cmd, target, port, instance, timeout, bind, target_port, ready)
+            _remote_connection(cmd, target, port, instance, timeout, bind, target_port, ready, ready_file)
         except KeyboardInterrupt:
             if not ready:  # nothing was served: not a success, as a shell's 130 says
                 logger.warning('Cancelled (Ctrl+C) before the tunnel was ready.')
@@ -60,6 +64,7 @@ def create_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None
             logger.warning('Closed (Ctrl+C).')
         except Terminated as ended:
             logger.warning('Closed (%s).', ended.signal_name)
+    return None
 
 
 CTRL_C_STATUS = 130  # 128 + SIGINT, what a shell reports for a program ended by Ctrl+C
@@ -81,21 +86,82 @@ def _stopped_by_signals(what: str, *signals: str) -> Iterator[None]:
 
 
 def _remote_connection(cmd: Cmd, target: Target, port: Optional[int], instance: Optional[str],
-                       timeout: Optional[int], bind: str, target_port: Optional[int], ready: List[bool]) -> None:
+                       timeout: Optional[int], bind: str, target_port: Optional[int], ready: List[bool],
+                       ready_file: Optional[str] = None) -> None:
     endpoint = call_in_thread(resolve, cmd, target, instance, target_port)
-    with open_tunnel(endpoint, bind=bind, port=port) as (engine, remote_port):
-        _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port,
-                     _ssh_options_for(engine.port, bind, remote_port, endpoint))
+    with open_tunnel(endpoint, bind=bind, port=port, hold=True) as (engine, remote_port):
+        ssh_options = _ssh_options_for(engine.port, bind, remote_port, endpoint)
+        _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port, ssh_options)
         ready.append(True)
-        # Returns on --timeout; Ctrl+C (KeyboardInterrupt) and SIGTERM (Terminated) leave it by exception,
-        # raised by its wait.
-        serving_since = time.monotonic()
-        engine.serve(timeout=timeout)
-        if timeout and time.monotonic() - serving_since >= timeout - 0.5:
-            logger.warning('Closing the tunnel: the --timeout of %d seconds has passed.', timeout)
-        else:
-            raise CLIInternalError('The tunnel stopped unexpectedly. Run the command again; add --debug to see '
-                                   'why, and report it if it happens again.')
+        if ready_file:
+            from azure.cli.core.commands.client_factory import get_subscription_id
+            leads_to_ssh = remote_port == SSH_PORT and not (endpoint.debugging and not target_port)
+            _background.write_ready(ready_file, _background.ready_record(
+                engine.port, bind, target, instance, get_subscription_id(cmd.cli_ctx),
+                _ssh_example(engine.port, bind, ssh_options) if leads_to_ssh else None))
+        try:
+            _serve(engine, timeout)
+        finally:
+            if ready_file:
+                _background.remove_file(ready_file)
+
+
+def _serve(engine: Any, timeout: Optional[int]) -> None:
+    """Returns on --timeout; Ctrl+C (KeyboardInterrupt) and SIGTERM (Terminated) leave it by exception,
+    raised by its wait."""
+    serving_since = time.monotonic()
+    engine.serve(timeout=timeout)
+    if timeout and time.monotonic() - serving_since >= timeout - 0.5:
+        logger.warning('Closing the tunnel: the --timeout of %d seconds has passed.', timeout)
+    else:
+        raise CLIInternalError('The tunnel stopped unexpectedly. Run the command again; add --debug to see '
+                               'why, and report it if it happens again.')
+
+
+def _background_connection(cmd: Cmd, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """--background: the same tunnel in a process of its own (_background.py); returns once its port
+    is open. With --output, its record is the result; otherwise what to do next is printed."""
+    from azure.cli.core.commands.client_factory import get_subscription_id
+    given = cmd.cli_ctx.data.get('safe_params') or []
+    verbosity = [flag for flag in ('--verbose', '--debug', '--only-show-errors') if flag in given]
+    with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
+        try:
+            record = _background.start(cmd.cli_ctx.config.config_dir, options, get_subscription_id(cmd.cli_ctx),
+                                       verbosity)
+        except KeyboardInterrupt:
+            logger.warning('Cancelled (Ctrl+C) before the tunnel was ready.')
+            sys.exit(CTRL_C_STATUS)
+        except Terminated as ended:
+            logger.warning('Cancelled (%s) before the tunnel was ready.', ended.signal_name)
+            sys.exit(128 + ended.signum)
+    if _output_given(cmd):
+        return record
+    port = record['port']
+    lines = [f"Port {port} is open, in the background (pid {record['pid']}); its output goes to {record['log']}"]
+    if record.get('ssh'):
+        lines += [f'SSH is available {{ username: {SSH_USER}, password: {SSH_PASSWORD} }}',
+                  f"For example: {record['ssh']}"]
+    else:
+        lines.append(f"Connect your client to {_host_port(_client_host(record['bind']), port)}")
+    lines.append(f'Close it with: az webapp remote-connection close --port {port}')
+    print('\n'.join(lines), flush=True)
+    return None
+
+
+def close_remote_connection(cmd: Cmd, port: Optional[int] = None, pid: Optional[int] = None,
+                            close_all: bool = False) -> None:
+    """End background tunnels of this az configuration (create --background), cleanly, and wait for them."""
+    chosen = _background.choose(cmd.cli_ctx.config.config_dir, port, pid, close_all)
+    if not chosen:
+        logger.warning('No background tunnel of this az configuration is running.')
+        return
+    with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
+        for entry in chosen:
+            if _background.close(entry):
+                logger.warning('Closed the background tunnel on %s.', entry.describe())
+            else:
+                logger.warning('The background tunnel on %s had already ended; its output: %s', entry.describe(),
+                               entry.log)
 
 
 def _stdio_connection(cmd: Cmd, target: Target, instance: Optional[str], target_port: Optional[int]) -> None:
@@ -106,7 +172,7 @@ def _stdio_connection(cmd: Cmd, target: Target, instance: Optional[str], target_
     with terminate_on('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'):
         try:
             endpoint = call_in_thread(resolve, cmd, target, instance, target_port)
-            with open_tunnel(endpoint, listen=False) as (engine, _):
+            with open_tunnel(endpoint, listen=False, hold=True) as (engine, _):
                 engine.relay_stdio(sys.stdin.fileno(), sys.stdout.fileno())
         except (KeyboardInterrupt, Terminated):
             pass
@@ -301,11 +367,10 @@ def _print_ready(port: int, bind: str, debugging: bool, target_port: Optional[in
                  f'The tunnel leads to container port {remote_port}',
                  f'Connect your client to {_host_port(host, port)}']
     else:
-        options = ''.join(f'{option} ' for option in ssh_options)
         lines = [f'Port {port} is open',
                  f'SSH is available {{ username: {SSH_USER}, password: {SSH_PASSWORD} }}',
                  f'Start your favorite client and connect to port {port}',
-                 f'For example: ssh {options}{SSH_USER}@{host} -p {port}']
+                 f'For example: {_ssh_example(port, bind, ssh_options)}']
         if ssh_options:
             lines.append(f'(the container offers only algorithms OpenSSH leaves out by default; give scp and '
                          f'sftp the same {" ".join(ssh_options)})')
@@ -315,6 +380,12 @@ def _print_ready(port: int, bind: str, debugging: bool, target_port: Optional[in
     lines.append('Ctrl + C to close')
     # User output, like the reference's; flushed so that `az ... &` and pipes show it at once.
     print('\n'.join(lines), flush=True)
+
+
+def _ssh_example(port: int, bind: str, ssh_options: Sequence[str]) -> str:
+    """The ssh command line for this tunnel, with the options the container needs."""
+    options = ''.join(f'{option} ' for option in ssh_options)
+    return f'ssh {options}{SSH_USER}@{_client_host(bind)} -p {port}'
 
 
 def _client_host(bind: str) -> str:
@@ -327,9 +398,6 @@ def _client_host(bind: str) -> str:
 
 def _host_port(host: str, port: int) -> str:
     return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
-
-
-WEBSSH_PATH = '/webssh/host'
 
 
 def browse_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None, name: Optional[str] = None,
@@ -367,12 +435,6 @@ def _warn_about_walls(app: Walk) -> None:
     warning = rights_warning(app)
     if warning:
         logger.warning(warning)
-
-
-def webssh_url(scm_url: str, instance: Optional[str] = None) -> str:
-    """The SCM site's browser SSH page; ?instance= picks the container of a scaled-out app."""
-    url = scm_url.rstrip('/') + WEBSSH_PATH
-    return url + '?instance=' + quote(instance, safe='') if instance else url
 
 
 def open_in_browser(url: str) -> bool:

@@ -38,7 +38,7 @@ from azext_webapp._termination import Terminated, raise_if_signalled, terminate_
 
 Facts = Dict[str, object]
 # (kind, conn_id, peer, bytes_up, bytes_down, reason, facts, remote_closed): "opened" | "closed" |
-# "failed"; reason "" and facts None unless it failed.
+# "failed" | "held"; reason "" and facts None unless it failed (or was held for a refusal).
 EventTuple = Tuple[str, int, str, int, int, str, Optional[Facts], bool]
 
 
@@ -57,6 +57,7 @@ class Engine(Protocol):
     def wait(self, timeout: float = -1.0, /) -> bool: ...
     def poll_events(self) -> List[EventTuple]: ...
     def set_authorization(self, value: str, /) -> None: ...
+    def release(self, retry: bool, /) -> None: ...
 
 
 @runtime_checkable
@@ -74,7 +75,8 @@ class EngineFactory(Protocol):
     def __call__(self, host: str, port: int, authorization: str, bind: str = ..., bind_port: int = ...,
                  instance: Optional[str] = ..., target_port: int = ..., ping_interval: float = ...,
                  ca_file: Optional[str] = ..., verify: bool = ..., proxy: Optional[str] = ...,
-                 proxy_auth: Optional[str] = ..., listen: bool = ..., path: Optional[str] = ...) -> Engine: ...
+                 proxy_auth: Optional[str] = ..., listen: bool = ..., path: Optional[str] = ...,
+                 hold: bool = ...) -> Engine: ...
 
 
 class PumpFactory(Protocol):
@@ -435,7 +437,7 @@ class Tunnel:
     def __init__(self, scm_url: str, authorization: str, bind: str = "127.0.0.1", port: int = 0,
                  instance: Optional[str] = None, target_port: Optional[int] = None, ping_interval: float = 30.0,
                  on_event: Optional[Callable[[TunnelEvent], None]] = None, listen: bool = True,
-                 path: str = TUNNEL_PATH) -> None:
+                 path: str = TUNNEL_PATH, hold: bool = False) -> None:
         self.host, self.scm_port = _parse_scm_url(scm_url)
         self.scm_url = f"https://{self.host}" + ("" if self.scm_port == 443 else f":{self.scm_port}")
         self.bind = bind or "127.0.0.1"
@@ -451,7 +453,7 @@ class Tunnel:
                                           bind_port=int(port or 0), instance=instance,
                                           target_port=int(target_port or 0),
                                           ping_interval=float(ping_interval), ca_file=ca_file,
-                                          verify=verify, listen=bool(listen),
+                                          verify=verify, listen=bool(listen), hold=bool(hold),
                                           **_path_argument(path), **_proxy_arguments(self.host, self.scm_port))
         except _tunnel.Error as err:
             raise _typed(err, self.auth_scheme) from None
@@ -541,6 +543,11 @@ class Tunnel:
         except _tunnel.Error as err:
             raise _typed(err, self.auth_scheme) from None
         self.auth_scheme = _scheme_of(authorization)
+
+    def release(self, retry: bool) -> None:
+        """hold=True: the connections held ("held" events) retry on a new WebSocket, what their
+        clients sent first, or (False) end as they would have without hold."""
+        self._engine.release(bool(retry))
 
     def stop(self) -> None:
         """Close every connection and join the native thread. Idempotent."""

@@ -26,6 +26,7 @@ struct tn_config {
 	int verify;		/* 0 only when the user turned it off */
 	char *proxy;		/* "host:port" HTTP CONNECT proxy, or NULL; never credentials */
 	char *proxy_auth;	/* Proxy-Authorization value for CONNECT, or NULL; wiped on free */
+	int hold;		/* hold connections the server turned away before its first byte (tn_relay.c) */
 };
 
 #endif

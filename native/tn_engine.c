@@ -1,7 +1,7 @@
 /*
  * tn_engine.c - lifecycle of the tunnel engine: the loop, the one service
  * thread, and the cross-thread requests (stop, check, adopt,
- * set_authorization).
+ * release, set_authorization).
  *
  * The loop is single-threaded: the only call made on it from other
  * threads is tn_loop_wake(), under env.mu while eng->loop is set.
@@ -439,6 +439,29 @@ static void tn_launch_texts(struct tn_engine *eng)
 	}
 }
 
+void tn_engine_release(struct tn_engine *eng, int retry)
+{
+	pthread_mutex_lock(&eng->env.mu);
+	if (tn_engine_accepting_locked(eng)) {
+		eng->release = retry ? TN_RELEASE_RETRY : TN_RELEASE_END;
+		tn_wake_locked(eng);
+	}
+	pthread_mutex_unlock(&eng->env.mu);
+}
+
+/* Service thread: the held connections, as Python said. */
+static void tn_launch_release(struct tn_engine *eng)
+{
+	int release;
+
+	pthread_mutex_lock(&eng->env.mu);
+	release = eng->release;
+	eng->release = 0;
+	pthread_mutex_unlock(&eng->env.mu);
+	if (release)
+		tn_relay_release_held(&eng->env, release == TN_RELEASE_RETRY);
+}
+
 /* Service thread: close the handshake of a check() nobody waits for any
  * more (abandoned on a signal or a time-out, or replaced). */
 static void tn_close_stale_check(struct tn_engine *eng, uint64_t current)
@@ -492,6 +515,7 @@ static void tn_engine_woken(void *ctx)
 	tn_launch_check(eng);
 	tn_launch_adopt(eng);
 	tn_launch_texts(eng);
+	tn_launch_release(eng);
 }
 
 void tn_engine_free(struct tn_engine *eng)

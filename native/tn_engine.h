@@ -1,7 +1,7 @@
 /*
  * tn_engine.h - the tunnel engine: one loop run by one service thread,
  * the listener, and the requests other threads make (start, stop, check,
- * adopt, set_authorization).
+ * adopt, release, set_authorization).
  *
  * Only the service thread touches the loop and the relays; other threads
  * post a request under env.mu and wake it (tn_loop_wake) while the loop
@@ -42,8 +42,10 @@ struct tn_engine {
 	 * their links, in order (env.mu) */
 	struct tn_text *texts, *texts_tail;
 	size_t texts_bytes;
+	int release;		/* tn_engine_release: 0 none, else TN_RELEASE_* (env.mu) */
 };
 
+enum { TN_RELEASE_RETRY = 1, TN_RELEASE_END };
 
 int tn_engine_create(struct tn_engine **out, struct tn_config *cfg, struct tn_err *err);
 int tn_engine_start(struct tn_engine *eng, struct tn_err *err);
@@ -68,6 +70,9 @@ int tn_engine_adopt(struct tn_engine *eng, int fd, uint64_t *id, struct tn_err *
  * the connection is gone or ending. Any thread. */
 int tn_engine_send_text(struct tn_engine *eng, uint64_t id, const char *p, size_t n,
 			struct tn_err *err);
+/* The connections held (cfg.hold) retry, or end as they would have. Any
+ * thread; the service thread acts on the latest word. */
+void tn_engine_release(struct tn_engine *eng, int retry);
 /* Running and not stopping. Any thread. */
 int tn_engine_running(struct tn_engine *eng);
 void tn_engine_free(struct tn_engine *eng);

@@ -1,6 +1,6 @@
 /*
  * tn_events.h - bounded queue of per-connection events (opened / closed /
- * failed) from the service thread to Python.
+ * failed / held) from the service thread to Python.
  *
  * The producer never blocks and never allocates: when the queue is full the
  * event is counted as dropped. An eventfd wakes a Python thread waiting in
@@ -15,7 +15,7 @@
 #include "tn_err.h"
 #include "tn_limits.h"	/* TN_EVENTS_MAX */
 
-enum tn_event_kind { TN_EV_OPENED = 1, TN_EV_CLOSED, TN_EV_FAILED };
+enum tn_event_kind { TN_EV_OPENED = 1, TN_EV_CLOSED, TN_EV_FAILED, TN_EV_HELD };
 
 struct tn_event {
 	enum tn_event_kind kind;
@@ -23,7 +23,7 @@ struct tn_event {
 	uint64_t bytes_up, bytes_down;
 	int remote_closed;	/* the server ended it (close frame, EOF, reset) */
 	char peer[64];
-	struct tn_err err;	/* a failure's reason and facts; TN_R_OK otherwise */
+	struct tn_err err;	/* a failure's (or a hold's) reason and facts; TN_R_OK otherwise */
 };
 
 struct tn_events {

@@ -35,6 +35,13 @@
 /* bytes of Text frames given to send_text() and not yet handed to their
  * connections; more is a resource error */
 #define TN_TEXTS_MAX	262144
+/* with hold: bytes of a local client kept until the server's first byte, to
+ * send again when a held connection retries (a client that sent more is not
+ * held) */
+#define TN_HOLD_KEEP_MAX	65536
+/* with hold: times one connection is held before it ends as it would have
+ * without hold */
+#define TN_HOLD_TIMES_MAX	3
 
 #define TN_LIMITS(X) \
 	X(RING_CAP) \
@@ -48,6 +55,8 @@
 	X(LOCAL_CHUNK) \
 	X(TLS_READ) \
 	X(REFUSAL_SECS) \
-	X(TEXTS_MAX)
+	X(TEXTS_MAX) \
+	X(HOLD_KEEP_MAX) \
+	X(HOLD_TIMES_MAX)
 
 #endif

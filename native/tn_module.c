@@ -205,19 +205,19 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "host", "port", "authorization", "bind", "bind_port",
 				  "instance", "target_port", "ping_interval", "ca_file",
-				  "verify", "proxy", "proxy_auth", "listen", "path", NULL };
+				  "verify", "proxy", "proxy_auth", "listen", "path", "hold", NULL };
 	const char *host, *auth, *bind = "127.0.0.1", *instance = NULL, *ca = NULL, *proxy = NULL;
 	const char *proxy_auth = NULL, *path = NULL;
-	int port, bind_port = 0, target_port = 0, verify = 1, listen = 1, rc;
+	int port, bind_port = 0, target_port = 0, verify = 1, listen = 1, hold = 0, rc;
 	double ping = 30.0;
 	struct tn_config cfg;
 	struct tn_err err;
 	EngineObject *self;
 	allocfunc alloc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "sis|sizidzpzzpz", kwlist, &host, &port, &auth,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "sis|sizidzpzzpzp", kwlist, &host, &port, &auth,
 					 &bind, &bind_port, &instance, &target_port, &ping,
-					 &ca, &verify, &proxy, &proxy_auth, &listen, &path))
+					 &ca, &verify, &proxy, &proxy_auth, &listen, &path, &hold))
 		return NULL;
 	if (tn_check_header_value(auth, "Authorization") ||
 	    tn_check_header_value(proxy_auth, "Proxy-Authorization") || tn_check_proxy(proxy) ||
@@ -242,6 +242,7 @@ static PyObject *Engine_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	cfg.target_port = target_port;
 	cfg.ping_secs = ping < 1.0 ? 1 : (int)(ping + 0.5);
 	cfg.verify = verify;
+	cfg.hold = hold;
 	if (!cfg.host || !cfg.authorization || (listen && !cfg.bind_addr) || (instance && !cfg.instance) ||
 	    (path && !cfg.path) ||
 	    (ca && !cfg.ca_file) || (proxy && !cfg.proxy) || (proxy && proxy_auth && !cfg.proxy_auth)) {
@@ -367,18 +368,19 @@ static PyObject *Engine_stats(EngineObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* (kind, conn_id, peer, bytes_up, bytes_down, reason, facts, remote_closed);
- * reason "" and facts None unless it failed. */
+ * reason "" and facts None unless it failed or was held for one. */
 static PyObject *tn_event_tuple(tn_state *st, const struct tn_event *e)
 {
-	static const char *names[] = { "", "opened", "closed", "failed" };
-	PyObject *facts = e->kind == TN_EV_FAILED ? tn_facts_dict(st, &e->err) : Py_NewRef(Py_None);
+	static const char *names[] = { "", "opened", "closed", "failed", "held" };
+	int why = (e->kind == TN_EV_FAILED || e->kind == TN_EV_HELD) && e->err.reason != TN_R_OK;
+	PyObject *facts = why ? tn_facts_dict(st, &e->err) : Py_NewRef(Py_None);
 	PyObject *t;
 
 	if (!facts)
 		return NULL;
 	t = Py_BuildValue("(sKsKKOOO)", names[e->kind], (unsigned long long)e->conn_id, e->peer,
 			  (unsigned long long)e->bytes_up, (unsigned long long)e->bytes_down,
-			  PyTuple_GetItem(st->reasons, e->kind == TN_EV_FAILED ? e->err.reason : TN_R_OK),
+			  PyTuple_GetItem(st->reasons, why ? e->err.reason : TN_R_OK),
 			  facts, e->remote_closed ? Py_True : Py_False);
 	Py_DECREF(facts);
 	return t;
@@ -490,6 +492,19 @@ static PyObject *Engine_send_text(EngineObject *self, PyObject *args)
 	Py_RETURN_NONE;
 }
 
+/* release(retry): the connections held retry (True) or end (False). */
+static PyObject *Engine_release(EngineObject *self, PyObject *args)
+{
+	int retry;
+
+	if (!PyArg_ParseTuple(args, "p", &retry))
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	tn_engine_release(self->eng, retry);
+	Py_END_ALLOW_THREADS
+	Py_RETURN_NONE;
+}
+
 static PyObject *Engine_running(EngineObject *self, PyObject *Py_UNUSED(ignored))
 {
 	return PyBool_FromLong(tn_engine_running(self->eng));
@@ -507,6 +522,8 @@ static PyMethodDef Engine_methods[] = {
 	  "Relay a connected socket (the engine owns the fd); returns its connection id." },
 	{ "send_text", (PyCFunction)Engine_send_text, METH_VARARGS,
 	  "A Text frame on a connection, before its local data not yet sent." },
+	{ "release", (PyCFunction)Engine_release, METH_VARARGS,
+	  "The connections held (hold=True) retry, or end as they would have." },
 	{ "set_authorization", (PyCFunction)Engine_set_authorization, METH_VARARGS,
 	  "New handshakes send this Authorization value; open connections are untouched." },
 	{ NULL, NULL, 0, NULL }

@@ -10,6 +10,15 @@
  * is buffered to the local client and then closes it, so it sees EOF; the
  * local client going away lets the link send what it holds and close the
  * WebSocket with a normal close frame (WebSocket has no half-close).
+ *
+ * Hold (cfg->hold): a connection the server turns away before its first
+ * byte, the way a restarting app does (502/503 from the front end, a close
+ * before the upgrade's answer, a WebSocket ended at once because nothing
+ * listens in the container yet), is held instead: its client stays
+ * connected and what it sent is kept, a "held" event tells Python, and
+ * Python's word (tn_relay_release_held) makes it retry on a new WebSocket,
+ * the kept bytes first, or end as it would have. What decides when is
+ * Python's (GetStatus); the engine only waits.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -52,6 +61,36 @@ struct tn_relay *tn_relay_find(struct tn_relay_env *env, uint64_t id)
 	return NULL;
 }
 
+/* --- hold */
+
+static int tn_relay_holding(const struct tn_relay *r)
+{
+	return r->env->link.cfg->hold && !r->is_check;
+}
+
+static void tn_relay_forget(struct tn_relay *r)
+{
+	free(r->kept);
+	r->kept = NULL;
+	r->kept_len = 0;
+}
+
+/* Keep len more bytes of the client's, if the keep stays within cap. */
+static int tn_relay_keep(struct tn_relay *r, const unsigned char *in, size_t len, size_t cap)
+{
+	unsigned char *p;
+
+	if (r->kept_len + len > cap)
+		return -1;
+	p = realloc(r->kept, r->kept_len + len);
+	if (!p)
+		return -1;
+	memcpy(p + r->kept_len, in, len);
+	r->kept = p;
+	r->kept_len += len;
+	return 0;
+}
+
 /* Why it failed: one record for both sides, the first reason found wins
  * (a relay holds one, not two: every connection carries it). */
 static const struct tn_err *tn_relay_why(const struct tn_relay *r)
@@ -77,7 +116,7 @@ static void tn_relay_emit(struct tn_relay *r, enum tn_event_kind kind)
 	ev.bytes_up = r->link.bytes_up;
 	ev.bytes_down = r->bytes_down;
 	memcpy(ev.peer, r->peer, sizeof(ev.peer));
-	if (kind == TN_EV_FAILED)
+	if (kind == TN_EV_FAILED || kind == TN_EV_HELD)
 		ev.err = *why;
 	ev.remote_closed = kind != TN_EV_OPENED && r->link.remote_end;
 	tn_events_push(&r->env->events, &ev);
@@ -130,6 +169,7 @@ static void tn_relay_finish(struct tn_relay *r)
 		r->next->prev = r->prev;
 	tn_link_free(&r->link);
 	tn_ring_free(&r->down);
+	tn_relay_forget(r);
 	free(r);
 }
 
@@ -166,6 +206,10 @@ static int tn_relay_data(void *ctx, const struct iovec *runs, int nruns)
 	size_t skip = 0;
 	int i;
 
+	if (!r->heard) {	/* the server spoke: nothing will be sent again */
+		r->heard = 1;
+		tn_relay_forget(r);
+	}
 	if (!r->local)
 		return 0;	/* the WebSocket is being closed behind it */
 	if (!tn_ring_used(&r->down)) {
@@ -228,11 +272,49 @@ static void tn_relay_drained(void *ctx)
 	}
 }
 
+/* The server turned the connection away before its first byte, the way a
+ * restarting app does (see the top of the file). */
+static int tn_relay_may_hold(const struct tn_relay *r)
+{
+	const struct tn_err *e = &r->link.err;
+
+	if (!tn_relay_holding(r) || !r->local || r->heard || r->kept_over ||
+	    r->holds >= TN_HOLD_TIMES_MAX || atomic_load(&r->env->stopping))
+		return 0;
+	switch (e->reason) {
+	case TN_R_OK:
+		return r->link.opened && r->link.remote_end;
+	case TN_R_HTTP_STATUS:
+		return e->status == 502 || e->status == 503;
+	case TN_R_CONNECT_CLOSED:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* The client stays, read on (its bytes kept) so that its leaving is seen. */
+static void tn_relay_hold(struct tn_relay *r)
+{
+	r->held = 1;
+	r->holds++;
+	r->link_paused = 0;
+	tn_relay_emit(r, TN_EV_HELD);
+	if (r->local_paused && r->kept_len < TN_HOLD_KEEP_MAX) {
+		tn_loop_pause(r->local, 0);
+		r->local_paused = 0;
+	}
+}
+
 static void tn_relay_link_closed(void *ctx)
 {
 	struct tn_relay *r = ctx;
 
 	r->link_live = 0;
+	if (tn_relay_may_hold(r)) {
+		tn_relay_hold(r);
+		return;
+	}
 	if (!r->link.opened)	/* it never opened: a failure, with a reason */
 		tn_relay_link_failed(r);
 	if (!r->local) {
@@ -252,12 +334,36 @@ static const struct tn_link_ops tn_relay_link_ops = {
 
 /* --- the local socket */
 
+/* Held: what the client sends meanwhile is kept for the retry; past
+ * HOLD_KEEP_MAX it waits in the kernel (reading stops). */
+static int tn_relay_held_rx(struct tn_relay *r, const unsigned char *in, size_t len)
+{
+	if (tn_relay_keep(r, in, len, (size_t)-1)) {
+		r->held = 0;
+		tn_err_resource(&r->link.err, ENOMEM, &(const struct tn_facts){ .phase = TN_P_CONNECT });
+		return -1;
+	}
+	if (r->kept_len >= TN_HOLD_KEEP_MAX && !r->local_paused) {
+		tn_loop_pause(r->local, 1);
+		r->local_paused = 1;
+	}
+	return 0;
+}
+
 static int tn_relay_local_rx(struct tn_relay *r, unsigned char *in, size_t len)
 {
 	ssize_t sent;
 
+	if (r->held)
+		return tn_relay_held_rx(r, in, len);
 	if (!r->link_live)
 		return 0;	/* nowhere to send it; the local side is being closed */
+	/* kept before it goes: a link failing now may still be held */
+	if (tn_relay_holding(r) && !r->heard && !r->kept_over &&
+	    tn_relay_keep(r, in, len, TN_HOLD_KEEP_MAX)) {
+		r->kept_over = 1;	/* more than can be sent again: never held */
+		tn_relay_forget(r);
+	}
 	sent = tn_link_send(&r->link, in, len);
 	if (sent < 0)
 		return 0;	/* the link failed; its close ends the local side */
@@ -324,6 +430,11 @@ static int tn_relay_local_event(void *ctx, enum tn_loop_ev ev, unsigned char *in
 	case TN_LOOP_GONE:
 		r->local = NULL;
 		r->local_gone = 1;
+		if (r->held) {	/* its client stopped waiting: a plain close */
+			r->held = 0;
+			tn_err_clear(&r->link.err);
+			r->link.remote_end = 0;
+		}
 		if (!r->link_live) {
 			tn_relay_finish(r);
 			return 0;
@@ -366,4 +477,47 @@ int tn_relay_start(struct tn_relay *r, int fd)
 void tn_relay_abort(struct tn_relay *r)
 {
 	tn_link_abort(&r->link);
+}
+
+/* One held connection: a new WebSocket, the kept bytes first, or the end
+ * it was spared. */
+static void tn_relay_release(struct tn_relay *r, int retry)
+{
+	struct tn_relay_env *env = r->env;
+
+	if (!retry) {
+		if (!r->link.opened)
+			tn_relay_link_failed(r);
+		tn_loop_want_write(r->local);	/* flush, then EOF */
+		return;
+	}
+	atomic_fetch_sub(&env->stats.bytes_up, r->link.bytes_up);	/* they reached nobody */
+	tn_err_clear(&r->link.err);
+	if (tn_link_open(&r->link, &env->link, &tn_relay_link_ops, r)) {
+		tn_relay_link_failed(r);
+		tn_loop_want_write(r->local);
+		return;
+	}
+	r->link_live = 1;
+	if (r->kept_len && tn_link_send(&r->link, r->kept, r->kept_len) != (ssize_t)r->kept_len) {
+		tn_err_resource(&r->link.err, ENOMEM, &(const struct tn_facts){ .phase = TN_P_CONNECT });
+		tn_link_abort(&r->link);
+		return;
+	}
+	if (r->local_paused) {
+		tn_loop_pause(r->local, 0);
+		r->local_paused = 0;
+	}
+}
+
+void tn_relay_release_held(struct tn_relay_env *env, int retry)
+{
+	struct tn_relay *r;
+
+	/* neither way frees a relay here: its end comes from the loop */
+	for (r = env->relays; r; r = r->next)
+		if (r->held) {
+			r->held = 0;
+			tn_relay_release(r, retry);
+		}
 }

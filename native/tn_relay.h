@@ -51,8 +51,11 @@ struct tn_relay {
 	uint64_t id;
 	uint64_t check_gen;	/* is_check: which request this answers */
 	uint64_t bytes_down;
+	unsigned char *kept;	/* hold: the client's bytes until the server's first (wiped when freed) */
+	size_t kept_len;
+	unsigned holds;		/* times held */
 	unsigned is_check:1, link_live:1, local_gone:1, local_paused:1, link_paused:1,
-		 reported:1, fail_counted:1;
+		 reported:1, fail_counted:1, heard:1, kept_over:1, held:1;
 	char peer[64];
 };
 
@@ -66,5 +69,8 @@ struct tn_relay *tn_relay_find(struct tn_relay_env *env, uint64_t id);
 int tn_relay_start(struct tn_relay *r, int fd);
 /* Close the relay's WebSocket now (a check nobody waits for). */
 void tn_relay_abort(struct tn_relay *r);
+/* Every connection held retries, its kept bytes first on a new WebSocket,
+ * or (retry 0) ends as it would have without hold. Service thread. */
+void tn_relay_release_held(struct tn_relay_env *env, int retry);
 
 #endif

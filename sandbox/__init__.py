@@ -68,7 +68,8 @@ class AppInfo:
     name: str                     # the app (also for a slot)
     slot: str | None
     site: str                     # SCM site name: app, or app-slot
-    scm_host: str                 # 127.0.0.1:<port> (private-app: <its name>:<port>, never resolving)
+    # scm_host: 127.0.0.1:<port>; <site>.scm.<suffix>:<port> in another cloud; private-app's name never resolves
+    scm_host: str
     scm_url: str                  # https://<scm_host>
     basic_user: str
     basic_password: str
@@ -125,6 +126,7 @@ class Sandbox:
         self._containers: dict = {}     # instance name -> its containers.Container (sshds too)
         self._kudus: dict = {}          # site name -> its Kudu's containers.Container
         self._sidecars: dict = {}       # (instance, sidecar) -> its containers.Container
+        self._site_containers: dict = {}  # instance -> its site containers: main, state, pid (sidecar-app)
         self.containers_unavailable_reason: str | None = None
         self._aux: list = []            # Debugger / DeadPort objects
         self._apps: dict = {}           # (app, slot) -> AppInfo
@@ -196,12 +198,16 @@ class Sandbox:
 
     def _site_cert(self, spec: catalogue.AppSpec, site: str):
         certs = os.path.join(self.workdir, "certs")
-        if spec.cert == "untrusted":
+        if spec.host_suffix:       # the name ARM gives, only: a client must verify that name
+            crt, key = self._ca.issue(certs, f"scm-{site}", dns_names=[catalogue.scm_host_name(spec, site)],
+                                      ip_addresses=[])
+        elif spec.cert == "untrusted":
             crt, key = self._other_ca.issue(certs, f"scm-{site}")
         elif spec.cert == "wronghost":
             crt, key = self._ca.issue_wrong_host(certs, f"scm-{site}", WRONG_HOST)
-        elif spec.scm_host_name(site):
-            crt, key = self._ca.issue(certs, f"scm-{site}", dns_names=[spec.scm_host_name(site), "localhost"])
+        elif spec.private_endpoint:
+            names = [catalogue.scm_host_name(spec, site), "localhost"]
+            crt, key = self._ca.issue(certs, f"scm-{site}", dns_names=names)
         else:
             crt, key = self._ca.issue(certs, f"scm-{site}")
         return str(crt), str(key)
@@ -288,14 +294,12 @@ class Sandbox:
                         ports[cport] = self._dead_port()
                 infos.append(InstanceInfo(name, ports, has_sshd))
             result[site] = (spec, slot, infos)
-        site_containers = {
+        self._site_containers = {
             name: {c.name: {"main": c.is_main, "state": c.state,
                             "pid": getattr(self._sidecars.get((name, c.name)), "init_pid", None)}
                    for c in spec.containers}
             for spec, _, names in plan.values() if spec.containers for name in names}
-        containers.write_map(self.workdir, {n: c.init_pid for n, c in self._containers.items()},
-                             {site: c.init_pid for site, c in self._kudus.items()},
-                             namespaces=not self.containers_unavailable_reason, site_containers=site_containers)
+        self._write_containers_map()
         return result
 
     def _idle_container(self, name: str, motd: str) -> containers.Container:
@@ -376,7 +380,7 @@ class Sandbox:
         for site, (spec, slot, infos) in instances.items():
             port = self.scm.port(site)
             user, password = creds[site]
-            host = f"{spec.scm_host_name(site) or '127.0.0.1'}:{port}"
+            host = f"{catalogue.scm_host_name(spec, site)}:{port}"
             self._apps[(spec.name, slot)] = AppInfo(
                 name=spec.name, slot=slot, site=site, scm_host=host,
                 scm_url=f"https://{host}", basic_user=user, basic_password=password,
@@ -491,6 +495,19 @@ class Sandbox:
                f"/providers/Microsoft.Web/sites/{name}")
         return f"{sid}/slots/{slot}" if slot else sid
 
+    def hosts_entries(self) -> str:
+        """/etc/hosts lines that resolve the host names of the apps in other clouds (gov-app's
+        <site>.scm.azurewebsites.us) to loopback: for a private hosts file (tests bind-mount one
+        over /etc/hosts in a mount namespace), never for the machine's own."""
+        lines = []
+        for spec in APPS:
+            if spec.host_suffix and spec.scm:
+                for slot in (None,) + spec.slots:
+                    site = catalogue.site_name(spec.name, slot)
+                    lines.append(f"127.0.0.1 {catalogue.scm_host_name(spec, site)} "
+                                 f"{catalogue.default_host_name(spec, site)}")
+        return "".join(line + "\n" for line in lines)
+
     def sshd_instance(self, instance: str):
         return self._sshds.get(instance)
 
@@ -528,6 +545,32 @@ class Sandbox:
     def hold_starting(self, name: str, seconds: float, slot: str | None = None):
         """GetStatus reads STARTING for the next `seconds` seconds."""
         self._update(name, slot, starting_until=time.time() + seconds)
+
+    def restart_app(self, name: str, seconds: float, slot: str | None = None):
+        """Restart the app (or slot) as `az webapp restart` does, over `seconds` from now; returns at
+        once. Every instance's container goes away (its sshd and every session in it end) and comes
+        back with the same name, host keys and ports, its programs running again after `seconds`.
+        Meanwhile the SCM site answers as Azure's front end does while the site restarts: every
+        request gets 503 (an HTML page) for the first third, then GetStatus reads STARTING (with
+        canReachPort false, nothing listening yet) until the containers are back (PROTOCOL.md
+        section 2, "Restarts": inferred)."""
+        info = self.app(name, slot)
+        if not seconds > 0:
+            raise ValueError(f"restart: seconds must be positive, not {seconds!r}")
+        now = time.time()
+        self._update(name, slot, unavailable_until=now + seconds / 3, starting_until=now + seconds)
+        for instance in info.instances:
+            container = self._containers.get(instance.name)
+            if container is not None and container.name == instance.name:  # not another app's it shares
+                container.restart(seconds - (time.time() - now))
+        if self._containers:
+            self._write_containers_map()
+
+    def _write_containers_map(self):
+        containers.write_map(self.workdir, {n: c.init_pid for n, c in self._containers.items()},
+                             {site: c.init_pid for site, c in self._kudus.items()},
+                             namespaces=not self.containers_unavailable_reason,
+                             site_containers=self._site_containers)
 
     def set_state(self, name: str, state: str, slot: str | None = None):
         """SCM state: STARTED, STOPPED or STARTING (ARM's properties.state is unchanged)."""
@@ -696,6 +739,7 @@ class Sandbox:
                   "   # drop_after_bytes=N, stall_after_bytes=N, none",
                   f"  python -m sandbox state linux-app STOPPED --workdir {workdir}    # STARTED, STARTING",
                   f"  python -m sandbox starting starting-app 30 --workdir {workdir}",
+                  f"  python -m sandbox restart restart-app 20 --workdir {workdir}     # back in 20 s",
                   f"  python -m sandbox basic linux-app off --workdir {workdir}        # on",
                   f"  python -m sandbox sshd linux-app down --workdir {workdir}        # up"]
         return "\n".join(lines)

@@ -1,5 +1,5 @@
 """`python -m sandbox [--workdir D]`: start the sandbox, fill its extension index, print how to use it,
-run until Ctrl+C. `python -m sandbox fault|state|starting|basic|sshd APP VALUE --workdir D`: change
+run until Ctrl+C. `python -m sandbox fault|state|starting|restart|basic|sshd APP VALUE --workdir D`: change
 a running sandbox from another shell (sandbox/control.py)."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from . import Sandbox
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from . import control
-    if argv and argv[0] in ("fault", "state", "starting", "basic", "sshd"):
+    if argv and argv[0] in control.ACTIONS:
         return control.main(argv)
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--workdir", help="where configs, certificates and logs go "

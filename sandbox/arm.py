@@ -500,7 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
         spec = v.spec
         name = f"{spec.name}/{v.slot}" if v.slot else spec.name
         host_label = catalogue.site_name(spec.name, v.slot)
-        default_host = f"{host_label}.sandbox.localhost"
+        default_host = catalogue.default_host_name(spec, host_label)
         plan_id = (f"/subscriptions/{m.subscription}/resourceGroups/{m.resource_group}"
                    f"/providers/Microsoft.Web/serverfarms/{catalogue.PLAN}")
 

@@ -13,6 +13,11 @@ LOCATION = "Sandbox"
 PLAN = "sandbox-plan"
 
 WRONG_HOST = "wrong.sandbox.invalid"   # what wronghost-app's SCM certificate names
+# A cloud's suffix of app host names: the default host is <site>.<suffix>, the SCM host
+# <site>.scm.<suffix> (Azure Government's; Azure China's is chinacloudsites.cn). ARM says so in
+# hostNameSslStates and enabledHostNames; a client must read it there, never assume the public
+# cloud's azurewebsites.net.
+GOV_SUFFIX = "azurewebsites.us"
 SSH_PORT = 2222          # the container's sshd port (docs/CONTAINERS.md)
 DEBUG_PORT = 9229        # the container's debugger port for debug-app
 
@@ -80,6 +85,7 @@ class AppSpec:
     private_endpoint: bool = False           # publicNetworkAccess Disabled, one private endpoint
     publish_rights: bool = True              # False: the caller's roles lack sites/publish/Action
     containers: tuple = ()                   # SiteContainer (ARM sitecontainers); () for a classic app
+    host_suffix: str | None = None           # a cloud's host names (GOV_SUFFIX); None: 127.0.0.1:<port>
 
     @property
     def default_port(self) -> int:
@@ -94,10 +100,6 @@ class AppSpec:
         """The SCM site answers every request from here 403 Ip Forbidden: access rules that this
         machine is not in, or public network access disabled."""
         return bool(self.scm_rules) or self.private_endpoint
-
-    def scm_host_name(self, site: str) -> str | None:
-        """The SCM host's name where it is not 127.0.0.1: a private endpoint's never resolves."""
-        return f"{site}.{PRIVATE_SUFFIX}" if self.private_endpoint else None
 
     @property
     def sidecars(self) -> tuple:
@@ -161,6 +163,13 @@ APPS: tuple[AppSpec, ...] = (
             containers=(SiteContainer("main", "sandbox/app:1.0", "8080", is_main=True),
                         SiteContainer("otel", "otel/opentelemetry-collector:0.98.0", "4317"),
                         SiteContainer("cache", "redis:7.2", "6379", state="Failed"))),
+    AppSpec("restart-app", "running Linux app, one instance, for restarts (sb.restart_app: any app "
+            "can be restarted)"),
+    # Another cloud: the SCM host is a name ARM gives, which resolves only through a hosts entry
+    # (Sandbox.hosts_entries) and which its certificate names (not 127.0.0.1).
+    AppSpec("gov-app", f"Azure Government's host names: SCM host gov-app.scm.{GOV_SUFFIX}:<port> "
+            "(resolve it with sb.hosts_entries(); its certificate names that host only)",
+            host_suffix=GOV_SUFFIX),
 )
 
 APPS_BY_NAME = {a.name: a for a in APPS}
@@ -169,6 +178,19 @@ APPS_BY_NAME = {a.name: a for a in APPS}
 def site_name(app: str, slot: str | None = None) -> str:
     """The SCM site name of an app or slot (Azure's `{app}-{slot}` SCM host naming)."""
     return f"{app}-{slot}" if slot else app
+
+
+def scm_host_name(spec: AppSpec, site: str) -> str:
+    """The SCM host's name (without the port): <site>.scm.<suffix> in a cloud of host names, a private
+    endpoint's name (which never resolves), else the loopback address every other site is reached at."""
+    if spec.private_endpoint:
+        return f"{site}.{PRIVATE_SUFFIX}"
+    return f"{site}.scm.{spec.host_suffix}" if spec.host_suffix else "127.0.0.1"
+
+
+def default_host_name(spec: AppSpec, site: str) -> str:
+    """The app's own host name (ARM's defaultHostName)."""
+    return f"{site}.{spec.host_suffix or 'sandbox.localhost'}"
 
 
 def kudu_name(site: str) -> str:

@@ -61,6 +61,14 @@ exec "$@"
 IDLE_INIT = ["/bin/sh", "-c", 'trap "exit 0" TERM INT HUP; while :; do sleep 86400 & wait $!; done']
 
 
+def delayed(seconds: float, init: list) -> list:
+    """`init` after `seconds`: a container coming back from a restart, whose programs (its sshd) are
+    not up yet. Until then its first process is a shell that ends on SIGTERM (a namespace's init
+    ignores signals it has no handler for)."""
+    return ["/bin/sh", "-c", 'trap "exit 0" TERM INT HUP; sleep "$0" & wait $!; trap - TERM INT HUP; exec "$@"',
+            f"{max(seconds, 0):.3f}", *init]
+
+
 def unavailable_reason() -> str | None:
     """None if containers (namespaces) can be made here, else a one-line reason."""
     if os.geteuid() != 0:
@@ -85,10 +93,10 @@ class Container:
         self.proc = None
 
     def spawn(self, init: list | None = None):
-        """Start the namespaces; `init` (default: the idle init) runs in them once set up."""
+        """Start the namespaces; `init` (default: init_argv()) runs in them once set up."""
         argv = [UNSHARE, "--mount", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc",
                 "--propagation", "private", "--", "/bin/sh", "-c", _SETUP, "sandbox-container",
-                self.name, self.shadow, self.motd, self.bind_dir, *(init or IDLE_INIT)]
+                self.name, self.shadow, self.motd, self.bind_dir, *(init or self.init_argv())]
         self.proc = procs.spawn(argv, log_path=self.log_path)
 
     @property
@@ -121,6 +129,19 @@ class Container:
                 return True
             time.sleep(0.02)
         return False
+
+    def restart(self, seconds: float):
+        """A restart: the container goes away (every process in it ends), and a new one with the
+        same name, files and settings is there at once, its init running `seconds` from now. Returns
+        once the new one can be entered (its init pid is known)."""
+        self.stop()
+        Container.spawn(self, delayed(seconds, self.init_argv()))
+        if not Container.wait_ready(self):
+            raise RuntimeError(f"container {self.name} did not come back; see {self.log_path}")
+
+    def init_argv(self) -> list:
+        """What the container's init runs (the idle init; an sshd's container runs sshd)."""
+        return IDLE_INIT
 
     def start(self):
         self.spawn()

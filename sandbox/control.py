@@ -4,13 +4,14 @@
     python -m sandbox fault exec-app refuse_exec=503:TEXT --workdir DIR   # /exec/*: 503 {"Message": TEXT}
     python -m sandbox state linux-app STOPPED --workdir DIR         # STARTED | STOPPED | STARTING
     python -m sandbox starting starting-app 30 --workdir DIR        # GetStatus STARTING for 30 s
+    python -m sandbox restart linux-app 20 --workdir DIR            # az webapp restart, back in 20 s
     python -m sandbox basic linux-app off --workdir DIR             # on | off
     python -m sandbox sshd linux-app down --workdir DIR             # down | up: container port 2222 answers or not
                                                                     # (--instance NAME: one instance)
 
 The running sandbox is the only writer of its SCM config: a command is a request file in
 `<workdir>/control/`, which the sandbox's main loop applies through the same Python API tests use
-(`Sandbox.set_fault`, `set_state`, `hold_starting`, `set_basic`, `sshd_down`) and answers with a
+(`Sandbox.set_fault`, `set_state`, `hold_starting`, `restart_app`, `set_basic`, `sshd_down`) and answers with a
 response file. So faults set here and from Python never overwrite each other.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ import uuid
 REQUEST_SUFFIX = ".request.json"
 RESPONSE_SUFFIX = ".response.json"
 FAULT_KINDS = ("refuse", "drop_after_bytes", "stall_after_bytes", "refuse_exec")
+ACTIONS = ("fault", "state", "starting", "restart", "basic", "sshd")
 
 
 def control_dir(workdir: str) -> str:
@@ -120,6 +122,11 @@ class Controller:
         if action == "starting":
             sb.hold_starting(app, float(request["seconds"]), slot=slot)
             return f"{label}: GetStatus STARTING for {request['seconds']} s"
+        if action == "restart":
+            seconds = float(request["seconds"])
+            sb.restart_app(app, seconds, slot=slot)
+            return (f"{label}: restarting; its SCM site answers 503 for {seconds / 3:g} s, its containers are "
+                    f"back in {seconds:g} s")
         if action == "basic":
             sb.set_basic(app, bool(request["allowed"]), slot=slot)
             return f"{label}: Basic auth {'accepted' if request['allowed'] else 'refused'} by SCM"
@@ -139,15 +146,16 @@ class Controller:
 
 
 def main(argv) -> int:
-    """`python -m sandbox fault|state|starting|basic|sshd APP VALUE [--slot S] [--workdir D]`."""
+    """`python -m sandbox fault|state|starting|restart|basic|sshd APP VALUE [--slot S] [--workdir D]`."""
     import argparse
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("fault", "state", "starting", "basic", "sshd"))
+    parser.add_argument("action", choices=ACTIONS)
     parser.add_argument("app")
     parser.add_argument("value", help="fault: refuse=401|403|502, drop_after_bytes=N, stall_after_bytes=N, "
                                       "refuse_exec=STATUS[:MESSAGE], none; state: STARTED|STOPPED|STARTING; "
-                                      "starting: seconds; basic: on|off; sshd: down|up")
+                                      "starting: seconds; restart: seconds until it is back; basic: on|off; "
+                                      "sshd: down|up")
     parser.add_argument("--slot")
     parser.add_argument("--instance", help="sshd: only this instance of a scaled-out app")
     parser.add_argument("--workdir", default=os.environ.get("SANDBOX_WORKDIR"),
@@ -161,7 +169,7 @@ def main(argv) -> int:
             request["fault"] = parse_fault(args.value)
         elif args.action == "state":
             request["state"] = args.value.upper()
-        elif args.action == "starting":
+        elif args.action in ("starting", "restart"):
             request["seconds"] = float(args.value)
         elif args.action in ("basic", "sshd"):
             words = {"basic": ("on", "off"), "sshd": ("up", "down")}[args.action]

@@ -42,8 +42,8 @@ from pathlib import Path
 
 SCM_DIR = Path(__file__).resolve().parent / "scm"
 BINARY = SCM_DIR / "scm-server"
-_MUTABLE = {"basic", "bearer", "state", "starting_until", "fault", "default_port", "instances",
-            "exec_refusal", "ip_forbidden", "bearer_forbidden", "ssh_disabled", "sitecontainers"}
+_MUTABLE = {"basic", "bearer", "state", "starting_until", "unavailable_until", "fault", "default_port",
+            "instances", "exec_refusal", "ip_forbidden", "bearer_forbidden", "ssh_disabled", "sitecontainers"}
 
 
 class ScmServerError(RuntimeError):

@@ -131,9 +131,9 @@ class SshdInstance(containers.Container):
         self.motd_text = motd
         self.port = None
 
-    def _prepare(self, port: int) -> str:
-        """Keys, motd and sshd_config in the instance's directory; the config's path as sshd
-        sees it (the directory is bound at containers.BIND_AT)."""
+    def _prepare(self, port: int):
+        """Keys, motd and sshd_config in the instance's directory (bound at containers.BIND_AT,
+        where sshd reads them)."""
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         keys = []
         for kind in ("ed25519", "ecdsa"):
@@ -149,16 +149,19 @@ class SshdInstance(containers.Container):
             f.write(self.motd_text)
         with open(os.path.join(self.dir, "sshd_config"), "w") as f:
             f.write(config_text(port, keys, self.kind))
-        return f"{containers.BIND_AT}/sshd_config"
 
     def spawn(self, init: list | None = None):
         """Start the container with sshd as its init, without waiting (see wait_ready)."""
         port = free_port()
-        cfg = self._prepare(port)
+        self._prepare(port)
         self.port = port
         with open(self.log_path, "ab") as f:
             f.write(f"--- starting sshd for {self.name} on 127.0.0.1:{self.port}\n".encode())
-        super().spawn(init or [SSHD, "-D", "-e", "-f", cfg])
+        super().spawn(init)
+
+    def init_argv(self) -> list:
+        """sshd, with the config _prepare wrote (its port and host keys stay across restarts)."""
+        return [SSHD, "-D", "-e", "-f", f"{containers.BIND_AT}/sshd_config"]
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """True once sshd listens; False if it exited (e.g. the port was taken meanwhile)."""

@@ -30,21 +30,23 @@ import build_index  # noqa: E402  pylint: disable=wrong-import-position
 
 
 class AzRunner:
-    """The real az for one AZURE_CONFIG_DIR (extensions in a shared AZURE_EXTENSION_DIR)."""
+    """The real az for one AZURE_CONFIG_DIR (extensions in a shared AZURE_EXTENSION_DIR). prefix: what
+    runs az (and execs it, so that its pid is az's), e.g. a private mount namespace (hosts_namespace)."""
 
-    def __init__(self, env, cwd):
+    def __init__(self, env, cwd, prefix=()):
         self.env = env
         self.cwd = cwd
+        self.prefix = list(prefix)
 
     def run(self, *args, timeout=120, check=False):
-        proc = subprocess.run([AZ, *args], env=self.env, cwd=self.cwd, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run([*self.prefix, AZ, *args], env=self.env, cwd=self.cwd, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if check and proc.returncode != 0:
             raise AssertionError(f'az {" ".join(args)} failed ({proc.returncode}):\n{proc.stderr}')
         return proc
 
     def popen(self, *args):
-        return subprocess.Popen([AZ, *args], env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+        return subprocess.Popen([*self.prefix, AZ, *args], env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
     @contextlib.contextmanager
@@ -130,6 +132,17 @@ class TunnelRun:
         if self.proc.poll() is None:
             self.signal(signal.SIGINT)
         self.wait()
+
+
+UNSHARE = '/usr/bin/unshare'
+
+
+def hosts_namespace(hosts_file):
+    """A prefix (AzRunner's) that runs a program in a mount namespace of its own where hosts_file is
+    /etc/hosts: names resolve there as that file says, and the machine's /etc/hosts stays as it is.
+    unshare and sh exec in turn, so the program keeps their pid. Root only."""
+    return [UNSHARE, '--mount', '--propagation', 'private', '--', '/bin/sh', '-c',
+            'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts_file)]
 
 
 CLOSED_BY = {signal.SIGTERM: 'Closed (SIGTERM).', signal.SIGINT: 'Closed (Ctrl+C).'}

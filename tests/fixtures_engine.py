@@ -110,6 +110,10 @@ class ScmServer:
     def url(self, site="engine-site", host="localhost"):
         return f"https://{host}:{self.ports[site]}"
 
+    def update_site(self, site, **fields):
+        """Change a site's mutable fields (Contract 2) and wait until the server applied them."""
+        self._server.update_site(site, **fields)
+
     def stop(self):
         self._server.stop()
 
@@ -147,6 +151,7 @@ def scm(tmp_path_factory, engine_targets_running):
         site("wronghost-site", wrong_cert),
         site("untrusted-site", untrusted_cert),
         site("refuse-site", site_cert, {"refuse": 502}),
+        site("restart-site", site_cert),            # restarted by tests/test_engine_hold.py
     ])
     yield server
     server.stop()

@@ -19,7 +19,7 @@ tree (tunnel.py honours WEBAPP_TUNNEL_NATIVE_DIR). Child tunnels started by the 
 
 3. scm (.build-scm-*/): the sandbox's C SCM server, built with ASan+UBSan and then with TSan
    (it is threaded: one thread per connection, config reloads under a lock), under its own tests
-   and the engine's relay and keep-alive tests (SCM_SERVER_BINARY). Any report fails the pass.
+   and the engine's relay, keep-alive and hold tests (SCM_SERVER_BINARY). Any report fails the pass.
 
 `python tests/sanitize.py [asan|tsan|scm]...` runs only the named passes (default: all).
 """
@@ -154,7 +154,8 @@ def tsan():
 SCM_TESTS = ["tests/test_scm_server.py", "tests/test_scm_webssh.py", "tests/test_scm_exec.py",
              "tests/test_sandbox_walls.py",
              "tests/test_engine_relay.py",
-             "tests/test_engine_keepalive.py"]
+             "tests/test_engine_keepalive.py",
+             "tests/test_engine_hold.py"]        # a site restarting behind the front end (unavailable_until)
 
 
 def scm():

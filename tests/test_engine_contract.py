@@ -11,7 +11,7 @@ from azext_webapp import _reasons, tunnel
 from tests.fixtures_engine import basic_auth, engine_module, free_port
 
 ENGINE_KEYWORDS = dict(bind="127.0.0.1", bind_port=0, instance="i0", target_port=2222, ping_interval=30.0,
-                       ca_file=None, verify=True, proxy=None, proxy_auth=None, listen=True)
+                       ca_file=None, verify=True, proxy=None, proxy_auth=None, listen=True, hold=True)
 
 
 def _parameters(function):
@@ -35,6 +35,7 @@ def test_an_engine_takes_every_argument_by_name_and_has_every_method(engine):
         assert e.running() is False and isinstance(e.stats(), dict) and e.poll_events() == []
         e.set_authorization("Bearer renewed")
         assert e.wait(0.0) is False
+        assert e.release(True) is None and e.release(False) is None     # nothing held, not running
     finally:
         e.stop()
 

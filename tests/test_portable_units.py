@@ -217,7 +217,8 @@ def test_frames_that_arrive_before_the_relay_takes_the_101_are_kept():
     that speaks first) waits for the parser instead of being dropped."""
     import types
     from azext_webapp._portable import relay
-    link = relay.Link(types.SimpleNamespace(rx_seen=False, ws_gone=False))
+    owner = types.SimpleNamespace(rx_seen=False, ws_gone=False)
+    link = owner.link = relay.Link(owner)
     link.on_bytes(b"\x82\x03bye")
     link.on_bytes(b"\x88\x02\x03\xf3")
     assert link.early == [b"\x82\x03bye", b"\x88\x02\x03\xf3"]

@@ -115,3 +115,6 @@ def test_extension_index_filled_and_faults_from_the_command_line(running_sandbox
     down = sandbox('sshd', 'scaled-app', 'down', '--instance', 'scaled-app-i1')
     assert down.stdout.strip() == 'scaled-app instance scaled-app-i1: container port 2222 does not answer', down.stderr
     assert sandbox('sshd', 'scaled-app', 'up', '--instance', 'scaled-app-i1').returncode == 0
+    restarted = sandbox('restart', 'restart-app', '3')
+    assert restarted.stdout.strip() == ('restart-app: restarting; its SCM site answers 503 for 1 s, its containers '
+                                        'are back in 3 s'), restarted.stderr

@@ -121,7 +121,7 @@ def test_nothing_answering_on_2222_names_both_causes_unless_ssh_worked_before():
 
 def _create_args(**given):
     args = dict(resource_group_name='rg', name='app', slot=None, ids=None, instance=None, port=None,
-                target_port=None, timeout=None, stdio=False, bind=None)
+                target_port=None, timeout=None, stdio=False, bind=None, background=False, ready_file=None)
     args.update(given)
     return SimpleNamespace(**args)
 

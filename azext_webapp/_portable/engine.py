@@ -25,7 +25,7 @@ _PATH = re.compile(r"/[!-~]{0,2047}")   # an absolute request path of printable 
 class _Core:
     """What the loop thread's relays share: settings, counters, the event queue."""
 
-    def __init__(self, engine, host, port, instance, target_port, ping_interval, route, path):
+    def __init__(self, engine, host, port, instance, target_port, ping_interval, route, path, hold=False):
         self.engine = engine
         self.loop = None
         self.host, self.port = host, port
@@ -38,6 +38,8 @@ class _Core:
         self.stats = {"open": 0, "total": 0, "bytes_up": 0, "bytes_down": 0, "failures": 0}
         self.relays = set()
         self.by_id = {}                # id -> live Relay (send_text), an adopted one from adopt() on
+        self.hold = hold                # hold what a restarting app turns away (relay.py)
+        self.held = set()
         self.stopping = False
         self._ids = itertools.count(1)  # adopt() takes ids on the caller's thread: next() is atomic
 
@@ -48,7 +50,7 @@ class _Core:
         return self.engine._authorization_text()  # pylint: disable=protected-access
 
     def emit(self, relay, kind):
-        err = relay.err if kind == "failed" else None
+        err = relay.err if kind in ("failed", "held") else None
         event = (kind, relay.id, relay.peer, relay.bytes_up, relay.bytes_down,
                  err.reason if err else "", dict(err.facts) if err else None,
                  bool(relay.remote_closed) if kind != "opened" else False)
@@ -60,7 +62,7 @@ class Engine:
 
     def __init__(self, host, port, authorization, bind="127.0.0.1", bind_port=0, instance=None,
                  target_port=0, ping_interval=30.0, ca_file=None, verify=True, proxy=None, proxy_auth=None,
-                 listen=True, path=None):
+                 listen=True, path=None, hold=False):
         if not isinstance(host, str) or not isinstance(authorization, str):
             raise TypeError("host and authorization must be str")
         port, bind_port, target_port = int(port), int(bind_port or 0), int(target_port or 0)
@@ -79,7 +81,7 @@ class Engine:
         self._auth_lock = threading.Lock()
         self._auth = bytearray(authorization.encode("latin-1"))
         route = Route(host, port, proxy or None, proxy_auth or None, tls_context(ca_file, verify), ca_file=ca_file)
-        self._core = _Core(self, host, port, instance or None, target_port, ping, route, path)
+        self._core = _Core(self, host, port, instance or None, target_port, ping, route, path, bool(hold))
         self._events = collections.deque()
         self._events_lock = threading.Lock()
         self._dropped = 0
@@ -265,6 +267,20 @@ class Engine:
             if not fut.done():
                 fut.set_exception(fail("closed_stopped"))
         self._loop.call_soon(self._loop.stop)
+
+    def release(self, retry, /):
+        """The connections held retry (True) or end as they would have (False); the loop thread acts on it."""
+        retry = bool(retry)
+        if not self.running():
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._release, retry)
+        except RuntimeError:
+            pass      # the loop already ended: nothing is held any more
+
+    def _release(self, retry):
+        for relay in list(self._core.held):
+            relay.release(retry)
 
     # -- check, adopt --------------------------------------------------------------------------------
     def check(self, timeout=15.0):

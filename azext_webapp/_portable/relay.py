@@ -9,13 +9,19 @@ Ends: the WebSocket going away (a Close frame, 1011 included, or EOF) flushes wh
 the local client and then closes it, so it sees EOF; the local client going away sends a Close frame
 (WebSocket has no half-close) and waits a little for the server's answer. A handshake or protocol
 failure is a "failed" event with a reason; everything else is "closed".
+
+Hold (the engine's ``hold``, tn_relay.c's rules): a connection the server turns away before its first
+byte, the way a restarting app does (502/503 from the front end, a close before the upgrade's answer,
+a WebSocket ended at once because nothing listens in the container yet), is held instead: its client
+stays connected and what it sent is kept, a "held" event tells Python, and ``release`` makes it retry
+on a new WebSocket, the kept bytes first, or end as it would have.
 """
 import asyncio
 
 from . import codec
 from .connect import READ_BULK, READ_MAX, HeadProtocol
 from .errors import Error, fail, resource_error, stream_failure
-from .sizes import CLOSE_WAIT_SECS, HS_SECS, REFUSAL_SECS, RING_CAP
+from .sizes import CLOSE_WAIT_SECS, HOLD_KEEP_MAX, HOLD_TIMES_MAX, HS_SECS, REFUSAL_SECS, RING_CAP
 
 # A transport's write buffer pauses the other side's reading at half of it: what is read while the
 # pause takes effect (one read, at most 64 KiB of TLS or 256 KiB of local data) stays within it.
@@ -25,6 +31,8 @@ HIGH_WATER = RING_CAP // 2
 FEW_CONNECTIONS = 64
 # The relay's steps as the phases of _reasons.def (tn_link.c's tn_link_facts).
 _PHASES = {"tcp": "connect", "proxy": "proxy", "tls": "tls", "upgrade": "upgrade", "open": "frame"}
+# The answers to the upgrade that a restarting app gives (the front end's).
+_RESTARTING_STATUS = (502, 503)
 
 
 class Local(asyncio.Protocol):
@@ -66,6 +74,8 @@ class Link(HeadProtocol):
 
     def on_bytes(self, data):
         relay = self.relay
+        if relay.link is not self:
+            return              # a WebSocket the relay left for a new one (hold)
         relay.rx_seen = True
         if relay.ws_gone:
             return
@@ -81,16 +91,20 @@ class Link(HeadProtocol):
         if self._head is not None:
             super().ended()
             return
-        self.relay.link_eof()
+        if self.relay.link is self:
+            self.relay.link_eof()
 
     def lost(self, exc):
-        self.relay.link_lost(exc)
+        if self.relay.link is self:
+            self.relay.link_lost(exc)
 
     def pause_writing(self):
-        self.relay.pause_local_reading("link")
+        if self.relay.link is self:
+            self.relay.pause_local_reading("link")
 
     def resume_writing(self):
-        self.relay.resume_local_reading("link")
+        if self.relay.link is self:
+            self.relay.resume_local_reading("link")
 
 
 class Relay:
@@ -119,6 +133,9 @@ class Relay:
         self.err = None
         self.finished = False
         self.fail_counted = False
+        self.kept = None                    # hold: the client's bytes until the server's first
+        self.kept_over = self.heard = self.held = False
+        self.holds = 0
         if check is None:
             core.by_id[conn_id] = self
 
@@ -213,6 +230,9 @@ class Relay:
                 self.check.set_exception(self.err)
             self.finished = True
             return
+        if self._may_hold():
+            self._hold()
+            return
         if not self.fail_counted:
             self.fail_counted = True
             self.core.stats["failures"] += 1
@@ -247,10 +267,84 @@ class Relay:
         if self.local_gone and not self.close_sent:
             self._local_end_close()
 
+    # -- hold ----------------------------------------------------------------------------------
+    def _holding(self):
+        return self.core.hold and self.check is None
+
+    def _keep(self, data, cap):
+        """Keep the client's bytes, if the keep stays within cap."""
+        kept = self.kept if self.kept is not None else bytearray()
+        if len(kept) + len(data) > cap:
+            return False
+        kept += data
+        self.kept = kept
+        return True
+
+    def _may_hold(self):
+        """The server turned this connection away before its first byte, the way a restarting app does."""
+        if (not self._holding() or self.local is None or self.local_gone or self.heard or self.kept_over
+                or self.holds >= HOLD_TIMES_MAX or self.core.stopping):
+            return False
+        err = self.err
+        if err is None:
+            return self.ws_up and self.remote_closed
+        if err.reason == "http_status":
+            return err.facts.get("status") in _RESTARTING_STATUS
+        return err.reason == "connect_closed"
+
+    def _hold(self):
+        """The client stays, read on (its bytes kept) so that its leaving is seen."""
+        core = self.core
+        self.held = True
+        self.holds += 1
+        core.held.add(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        core.emit(self, "held")
+        self.pending, self.pending_size = [], 0
+        for why in ("pending", "link"):
+            self.resume_local_reading(why)
+        if self.kept is not None and len(self.kept) >= HOLD_KEEP_MAX:
+            self.pause_local_reading("held")
+
+    def release(self, retry):
+        """Held: a new WebSocket with what the client sent first, or the end it was spared."""
+        core = self.core
+        self.held = False
+        core.held.discard(self)
+        if self.local is None or self.local_gone:
+            return
+        if not retry:
+            if self.err is not None and not self.fail_counted:
+                self.fail_counted = True
+                core.stats["failures"] += 1
+            self.local.close()
+            return
+        core.stats["bytes_up"] -= self.bytes_up     # they reached nobody
+        self.link = Link(self)
+        self.step = "tcp"
+        self.ws_up = self.ws_gone = self.close_sent = self.peer_closed = self.remote_closed = False
+        self.link_paused = self.rx_seen = False
+        self.idle = 0.0
+        self.err = None
+        self.bytes_up = 0
+        if self.kept:
+            self.pending, self.pending_size = [bytes(self.kept)], len(self.kept)
+        self.resume_local_reading("held")
+        self.start()
+
     # -- data --------------------------------------------------------------------------------
     def up(self, data):
+        if self.held:           # kept for the retry; past HOLD_KEEP_MAX it waits in the kernel
+            self._keep(data, float("inf"))
+            if len(self.kept) >= HOLD_KEEP_MAX:
+                self.pause_local_reading("held")
+            return
         if self.ws_gone or self.close_sent:
             return
+        if self._holding() and not self.heard and not self.kept_over and not self._keep(data, HOLD_KEEP_MAX):
+            self.kept_over, self.kept = True, None      # more than can be sent again: never held
         if not self.ws_up:
             self.pending.append(data)
             self.pending_size += len(data)
@@ -277,6 +371,8 @@ class Relay:
         self.core.stats["bytes_up"] += n
 
     def _down(self, view):
+        if not self.heard:      # the server spoke: nothing will be sent again
+            self.heard, self.kept = True, None
         if self.local is None or self.local_gone:
             return
         self.local.write(view)
@@ -382,7 +478,13 @@ class Relay:
         self._end_local()
 
     def _end_local(self):
-        """The WebSocket is gone: what is buffered goes to the local client, then EOF."""
+        """The WebSocket is gone: what is buffered goes to the local client, then EOF (unless the
+        connection is held)."""
+        if self.held:
+            return
+        if self._may_hold():
+            self._hold()
+            return
         if self.local is not None and not self.local_gone:
             self.local.close()
         elif self.local_gone:
@@ -391,6 +493,10 @@ class Relay:
     def local_lost(self):
         self.local_gone = True
         self.local = None
+        if self.held:           # its client stopped waiting: a plain close
+            self.held = False
+            self.core.held.discard(self)
+            self.err, self.remote_closed = None, False
         if self.ws_gone or self.core.stopping:
             self._finish()
             return
@@ -418,6 +524,7 @@ class Relay:
         self.finished = True
         core = self.core
         core.relays.discard(self)
+        core.held.discard(self)
         core.by_id.pop(self.id, None)
         if self.timer is not None:
             self.timer.cancel()
@@ -428,7 +535,7 @@ class Relay:
             core.stats["failures"] += 1
         if not core.stopping:
             core.emit(self, "failed" if self.err is not None else "closed")
-        self.pending = []
+        self.pending, self.kept = [], None
         self.pending_text = []
         self.link.parser = None      # it holds this relay's methods: no cycle left to collect
 

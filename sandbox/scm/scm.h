@@ -128,6 +128,7 @@ struct scm_site {
 	size_t nbearer;
 	char *state;				/* STARTED / STOPPED / STARTING */
 	double starting_until;			/* Unix time */
+	double unavailable_until;		/* Unix time: the front end's 503 until then */
 	struct scm_fault fault;
 	unsigned exec_refusal_status;		/* 0: /exec/ is served */
 	char *exec_refusal_body;		/* its JSON body otherwise */
@@ -186,6 +187,8 @@ const char *config_state(const struct scm_site *site);
  * config_read_begin); -1 when the site has no such container. */
 int config_site_container(const struct scm_site *site, const char *name,
 			  char *out, size_t outlen);
+/* The site is restarting behind the front end (unavailable_until is ahead). */
+int config_unavailable(const struct scm_site *site);
 
 /* scm_ready.c */
 int ready_write(const struct scm_config *cfg, unsigned long generation,

@@ -65,6 +65,23 @@ config_int(const struct json *j, const char *what, long long lo, long long hi,
 	return 0;
 }
 
+/* A Unix time, or null/absent for none (0). */
+static int
+config_time(const struct json *j, const char *site, const char *what,
+	    double *out, char *err, size_t errlen)
+{
+	*out = 0;
+	if (!j || j->type == JSON_NULL)
+		return 0;
+	if (j->type != JSON_NUMBER) {
+		snprintf(err, errlen, "site %s: %s: expected a number", site,
+			 what);
+		return -1;
+	}
+	*out = j->number;
+	return 0;
+}
+
 static void
 config_free_instances(struct scm_instance *in, size_t n)
 {
@@ -350,15 +367,12 @@ config_site(const struct json *j, struct scm_site *s, char *err,
 		return -1;
 	}
 
-	v = json_get(j, "starting_until");
-	if (v && v->type != JSON_NULL) {
-		if (v->type != JSON_NUMBER) {
-			snprintf(err, errlen, "site %s: starting_until: "
-				 "expected a number", s->name);
-			return -1;
-		}
-		s->starting_until = v->number;
-	}
+	if (config_time(json_get(j, "starting_until"), s->name,
+			"starting_until", &s->starting_until, err, errlen) ||
+	    config_time(json_get(j, "unavailable_until"), s->name,
+			"unavailable_until", &s->unavailable_until, err,
+			errlen))
+		return -1;
 
 	v = json_get(j, "default_port");
 	s->default_port = 2222;
@@ -578,6 +592,7 @@ config_reload(struct scm_config *cur, const char *path, char *err,
 		CONFIG_SWAP(a->nbearer, b->nbearer);
 		CONFIG_SWAP(a->state, b->state);
 		a->starting_until = b->starting_until;
+		a->unavailable_until = b->unavailable_until;
 		a->fault = b->fault;
 		a->exec_refusal_status = b->exec_refusal_status;
 		CONFIG_SWAP(a->exec_refusal_body, b->exec_refusal_body);
@@ -641,13 +656,19 @@ config_loopback_port(const struct scm_instance *inst, int container_port)
 	return -1;
 }
 
-const char *
-config_state(const struct scm_site *site)
+static double
+config_now(void)
 {
 	struct timeval tv;
 
 	gettimeofday(&tv, NULL);
-	if ((double)tv.tv_sec + (double)tv.tv_usec / 1e6 < site->starting_until)
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+const char *
+config_state(const struct scm_site *site)
+{
+	if (config_now() < site->starting_until)
 		return "STARTING";
 	return site->state;
 }
@@ -664,4 +685,10 @@ config_site_container(const struct scm_site *site, const char *name,
 			return 0;
 		}
 	return -1;
+}
+
+int
+config_unavailable(const struct scm_site *site)
+{
+	return config_now() < site->unavailable_until;
 }

@@ -12,7 +12,8 @@
  * (ARRAffinity, AppsvcTunnelPort, AppsvcTunnelBuffer) and handed to
  * scm_relay.c on this same thread.  /webssh and /exec requests, plain or
  * upgrade, go to scm_webssh.c and scm_exec.c when the config names their
- * local services.
+ * local services.  While the site restarts (unavailable_until), every
+ * request gets the front end's 503 instead.
  */
 #include "scm.h"
 #include "scm_ws.h"
@@ -34,6 +35,16 @@
 #define HTTP_CONTAINERS_MAX (16 * 1024)
 /* the refusal of the tunnel to the SSH port of a site with SSH off */
 #define HTTP_SSH_OFF_BODY "{\"Message\":\"" SCM_SSH_DISABLED "\"}"
+/* What the front end answers while the site restarts (inferred: HTTP.sys's
+ * page for a site without a worker; PROTOCOL.md section 2, "Restarts") */
+#define HTTP_UNAVAILABLE_PAGE \
+	"<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\"" \
+	"\"http://www.w3.org/TR/html4/strict.dtd\">\r\n" \
+	"<HTML><HEAD><TITLE>Service Unavailable</TITLE>\r\n" \
+	"<META HTTP-EQUIV=\"Content-Type\" Content=\"text/html; " \
+	"charset=us-ascii\"></HEAD>\r\n<BODY><h2>Service Unavailable</h2>\r\n" \
+	"<hr><p>HTTP Error 503. The service is unavailable.</p>\r\n" \
+	"</BODY></HTML>\r\n"
 
 struct http_request {
 	char *method, *path, *query;	/* point into the head buffer */
@@ -80,6 +91,18 @@ http_authorized(const struct scm_conn *c, const struct http_request *rq)
 	ok = auth_check(c->site, rq->authorization);
 	config_read_end();
 	return ok;
+}
+
+/* The site restarts behind the front end: every request gets its 503. */
+static int
+http_site_unavailable(const struct scm_conn *c)
+{
+	int down;
+
+	config_read_begin();
+	down = config_unavailable(c->site);
+	config_read_end();
+	return down;
 }
 
 static int
@@ -468,6 +491,12 @@ http_serve(struct scm_conn *c, unsigned char *buf)
 		bad = http_parse((char *)buf, &rq);
 		if (!bad && walls_front(c, rq.authorization)) {
 			free(raw);
+			return;
+		}
+		if (!bad && http_site_unavailable(c)) {
+			free(raw);
+			http_respond(c, 503, "text/html; charset=us-ascii",
+				     HTTP_UNAVAILABLE_PAGE, 0, 1);
 			return;
 		}
 		proxied = !bad && http_proxied(c, &rq, raw, head_len, buf, have);

@@ -1,0 +1,291 @@
+"""Tunnels in the background, for scripts and CI: ``create --background`` and ``close``.
+
+``create --background`` runs the same ``create`` in a process of its own, detached from the terminal
+(POSIX: a session of its own; Windows: a process group of its own, with a console that no window
+shows), its output going to a log file, and returns once that process says its port is open. It says
+so through its ``--ready-file``: a record (port, pid, app, ...) written when the port is open, which
+for a background tunnel is also its entry in the registry of this az configuration's background
+tunnels, ``<az config dir>/webapp/tunnels/<name>.json``, its log beside it (``<name>.log``). The
+tunnel removes its entry when it ends; its log stays, for the reason.
+
+``close --port N | --pid P | --all`` finds the entry, checks that the process is still the one that
+wrote it (its pid and its start time, so that a pid the system has given to another program is never
+signalled), ends it as the tunnel ends cleanly (SIGTERM; on Windows Ctrl+Break to its process group,
+which a helper attached to the tunnel's console sends), waits for it to exit, and removes its files.
+"""
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, NamedTuple, Optional
+
+from azure.cli.core.azclierror import InvalidArgumentValueError, UnclassifiedUserFault, ValidationError
+from knack.log import get_logger
+
+from azext_webapp import _termination
+from azext_webapp.ssh import az_invocation
+
+logger = get_logger(__name__)
+
+START_MAX_WAIT = 300.0   # a tunnel that says neither "ready" nor why within this is stopped
+CLOSE_WAIT = 10.0        # a tunnel ends in well under a second; after this, say it did not
+SAME_START = 0.01        # seconds between two readings of one process's start time
+# Windows' process creation flags (subprocess has the names on Windows only)
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
+# A process group's Ctrl+Break reaches it through its console only: this helper leaves its own
+# console, attaches to the tunnel's, ignores the event itself and sends it (CTRL_BREAK_EVENT = 1).
+CTRL_BREAK_HELPER = ('import ctypes,sys;k=ctypes.windll.kernel32;pid=int(sys.argv[1]);k.FreeConsole();'
+                     'ok=k.AttachConsole(pid) and k.SetConsoleCtrlHandler(None,True) and '
+                     'k.GenerateConsoleCtrlEvent(1,pid);sys.exit(0 if ok else 1)')
+
+
+def registry_dir(config_dir: str) -> str:
+    return os.path.join(config_dir, 'webapp', 'tunnels')
+
+
+def process_started(pid: int) -> Optional[float]:
+    """When the process started (psutil, which az depends on), or None when it does not run (an exited
+    process its parent has not reaped yet included)."""
+    import psutil
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The tunnel's side: its ready record
+
+
+def ready_record(port: int, bind: str, target: Any, instance: Optional[str], subscription: Optional[str],
+                 ssh_command: Optional[str]) -> Dict[str, Any]:
+    """What --ready-file holds once the port is open (and `create --background -o json` shows)."""
+    pid = os.getpid()
+    return {'port': port, 'bind': bind, 'pid': pid, 'processStarted': process_started(pid),
+            'resourceGroup': target.resource_group, 'name': target.name, 'slot': target.slot,
+            'instance': instance, 'subscription': subscription, 'ssh': ssh_command,
+            'started': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+
+
+def write_ready(path: str, record: Dict[str, Any]) -> None:
+    """Atomically: a reader sees the whole record or none."""
+    temporary = f'{path}.{os.getpid()}.tmp'
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, 'w', encoding='utf-8') as handle:
+        json.dump(record, handle, indent=2)
+    os.replace(temporary, path)
+
+
+def remove_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _read(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path, encoding='utf-8') as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get('pid'), int) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# create --background
+
+
+def child_argv(options: Dict[str, Any], subscription: Optional[str], ready_file: str,
+               verbosity: List[str]) -> List[str]:
+    """The foreground `create` the background process runs: the same app and options, this
+    subscription, and --ready-file; never a credential."""
+    argv = az_invocation() + ['webapp', 'remote-connection', 'create', '-g', options['resource_group_name'],
+                              '-n', options['name']]
+    for option, key in (('--slot', 'slot'), ('--instance', 'instance'), ('--port', 'port'), ('--bind', 'bind'),
+                        ('--target-port', 'target_port'), ('--timeout', 'timeout')):
+        if options.get(key) is not None:
+            argv += [option, str(options[key])]
+    if subscription:
+        argv += ['--subscription', subscription]
+    return argv + ['--ready-file', ready_file] + verbosity
+
+
+def spawn(argv: List[str], log_path: str, cwd: str) -> 'subprocess.Popen[bytes]':
+    """Detached from this terminal: POSIX, a session of its own (no controlling terminal, so neither
+    Ctrl+C nor a closing terminal reaches it); Windows, a process group of its own (Ctrl+C in this
+    console does not reach it; close's Ctrl+Break does) and a console no window shows."""
+    descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        options: Dict[str, Any] = {'stdin': subprocess.DEVNULL, 'stdout': descriptor, 'stderr': descriptor,
+                                   'cwd': cwd, 'close_fds': True}
+        if sys.platform == 'win32':
+            options['creationflags'] = CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW
+        else:
+            options['start_new_session'] = True
+        return subprocess.Popen(argv, **options)  # pylint: disable=consider-using-with
+    finally:
+        os.close(descriptor)
+
+
+def start(config_dir: str, options: Dict[str, Any], subscription: Optional[str],
+          verbosity: List[str]) -> Dict[str, Any]:
+    """Start the tunnel in the background; its ready record (with `log`) once its port is open.
+    Its failure before that is raised with the tunnel's own words. A recorded signal (Ctrl+C) stops
+    it and is raised."""
+    directory = registry_dir(config_dir)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    stem = os.path.join(directory, f'tunnel-{secrets.token_hex(6)}')
+    ready_file, log_path = stem + '.json', stem + '.log'
+    child = spawn(child_argv(options, subscription, ready_file, verbosity), log_path, directory)
+    try:
+        record = _wait_ready(child, ready_file, log_path)
+    except BaseException as err:
+        _stop_child(child)
+        remove_file(ready_file)
+        if not isinstance(err, TimedOut):   # its failure is said in full; a time-out's message names the log
+            remove_file(log_path)
+        raise
+    record['log'] = log_path
+    return record
+
+
+class TimedOut(UnclassifiedUserFault):
+    """The background tunnel said neither "ready" nor why within START_MAX_WAIT."""
+
+
+def _wait_ready(child: 'subprocess.Popen[bytes]', ready_file: str, log_path: str) -> Dict[str, Any]:
+    deadline = time.monotonic() + START_MAX_WAIT
+    while True:
+        record = _read(ready_file)
+        if record is not None and record['pid'] == child.pid:
+            return record
+        if child.poll() is not None:
+            raise UnclassifiedUserFault(_failure_of(log_path, child.returncode))
+        if time.monotonic() > deadline:
+            raise TimedOut(f'The background tunnel did not open its port within {int(START_MAX_WAIT)} seconds, so '
+                           f'it was stopped. Its output: {log_path}')
+        _termination.sleep(0.1)
+
+
+def _failure_of(log_path: str, status: int) -> str:
+    """Why the background tunnel ended before its port was open: its own error lines."""
+    try:
+        with open(log_path, encoding='utf-8', errors='replace') as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        lines = []
+    errors = [line[len('ERROR: '):] for line in lines if line.startswith('ERROR: ')]
+    if errors:
+        return ' '.join(errors)
+    shown = ' | '.join(line for line in lines[-5:] if line.strip()) or 'no output'
+    return f'The background tunnel ended (exit status {status}) before its port was open: {shown}'
+
+
+def _stop_child(child: 'subprocess.Popen[bytes]') -> None:
+    """The tunnel that never became ready: ended (it is ours: we hold its handle)."""
+    if child.poll() is None:
+        try:
+            child.terminate()
+            child.wait(timeout=CLOSE_WAIT)
+        except (OSError, subprocess.TimeoutExpired):
+            child.kill()
+
+
+# ---------------------------------------------------------------------------------------------
+# close
+
+
+class Entry(NamedTuple):
+    """One background tunnel of the registry: its record, where it is kept, whether it still runs."""
+    path: str
+    record: Dict[str, Any]
+    running: bool
+
+    @property
+    def log(self) -> str:
+        return self.path[:-len('.json')] + '.log'
+
+    def describe(self) -> str:
+        record = self.record
+        slot = f" slot '{record['slot']}' of" if record.get('slot') else ''
+        return f"port {record.get('port')} (pid {record['pid']},{slot} app '{record.get('name')}')"
+
+
+def entries(config_dir: str) -> List[Entry]:
+    """The registry, in port order; `running` only where pid and start time still match."""
+    directory = registry_dir(config_dir)
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.endswith('.json'))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(directory, name)
+        record = _read(path)
+        if record is not None:
+            found.append(Entry(path, record, _same_process(record)))
+    return sorted(found, key=lambda entry: (entry.record.get('port') or 0, entry.record['pid']))
+
+
+def _same_process(record: Dict[str, Any]) -> bool:
+    started, recorded = process_started(record['pid']), record.get('processStarted')
+    return started is not None and isinstance(recorded, (int, float)) and abs(started - recorded) < SAME_START
+
+
+def choose(config_dir: str, port: Optional[int] = None, pid: Optional[int] = None,
+           everything: bool = False) -> List[Entry]:
+    """The entries close acts on; a port or pid that is no background tunnel of ours is an error."""
+    known = entries(config_dir)
+    if everything:
+        return known
+    chosen = [entry for entry in known if (port is not None and entry.record.get('port') == port)
+              or (pid is not None and entry.record['pid'] == pid)]
+    if chosen:
+        return chosen
+    what = f'port {port}' if port is not None else f'pid {pid}'
+    running = [entry.describe() for entry in known if entry.running]
+    raise InvalidArgumentValueError(
+        f'No background tunnel of this az configuration has {what} (`close` ends only tunnels started with '
+        '`az webapp remote-connection create --background`). '
+        + (f'Running: {"; ".join(running)}.' if running else 'None is running.'))
+
+
+def close(entry: Entry) -> bool:
+    """End one background tunnel and remove its files: True when it was running and has ended, False
+    when it had already ended. A process that no longer is the one that wrote the entry is never
+    signalled."""
+    if not entry.running:
+        remove_file(entry.path)
+        return False
+    pid = entry.record['pid']
+    interrupt(pid)
+    deadline = time.monotonic() + CLOSE_WAIT
+    while _same_process(entry.record):
+        if time.monotonic() > deadline:
+            raise ValidationError(
+                f'The background tunnel on {entry.describe()} did not end within {int(CLOSE_WAIT)} seconds. '
+                f'Its output: {entry.log}. End it with your system\'s tools (kill {pid}).')
+        _termination.sleep(0.05)
+    remove_file(entry.path)
+    remove_file(entry.log)
+    return True
+
+
+def interrupt(pid: int) -> None:
+    """How the tunnel is asked to end cleanly: SIGTERM; on Windows, Ctrl+Break to its process group
+    (its pid is the group's id), through a helper attached to its console."""
+    if sys.platform == 'win32':
+        done = subprocess.run([sys.executable, '-c', CTRL_BREAK_HELPER, str(pid)], check=False,
+                              stdin=subprocess.DEVNULL, creationflags=CREATE_NO_WINDOW, timeout=CLOSE_WAIT)
+        if done.returncode != 0:
+            raise ValidationError(f'Could not send Ctrl+Break to the background tunnel (pid {pid}).')
+        return
+    os.kill(pid, signal.SIGTERM)
