@@ -125,6 +125,14 @@ def unreachable_message(endpoint, port, answered_before):
             'Check that the process listening on that port is running, or choose another with --target-port.')
 
 
+def unavailable_note(status):
+    """What a 502 or 503 from the SCM host most often means."""
+    if status in (502, 503):
+        return (" Azure's front end answers so while the app restarts (a deployment, `az webapp restart`, a "
+                'crashed container) or cannot start.')
+    return ''
+
+
 def exec_hint(target):
     """Where sshd does not answer: the way in that needs none."""
     slot = f' --slot {target.slot}' if target.slot else ''
@@ -157,7 +165,8 @@ def exec_refused(reason, facts, endpoint, instance=None):
     if reason == 'http_status' and status == 404:
         return ResourceNotFoundError(f'{site} has no exec channel (HTTP 404 for /exec/shell).{said} {ssh_instead}')
     if reason == 'http_status':
-        return AzureResponseError(f'{site} refused the exec channel (HTTP {status}).{said} Try again in a minute; if '
+        return AzureResponseError(f'{site} refused the exec channel (HTTP {status}).{said}{unavailable_note(status)} '
+                                  'Try again in a minute; if '
                                   f'it persists, restart the app (`az webapp restart -g {target.resource_group} -n '
                                   f'{target.name}`).')
     return tunnel_error(reason, facts, endpoint)
@@ -401,7 +410,8 @@ def tunnel_error(reason, facts, endpoint):
             f'{target.resource_group} -n {target.name} --query "[kind, reserved]"`.')
     if kind == 'http':
         return AzureResponseError(
-            f'{site[0].upper()}{site[1:]} refused the tunnel: {detail}. Try again in a minute; if it persists, '
+            f'{site[0].upper()}{site[1:]} refused the tunnel: {detail}.{unavailable_note(facts.get("status"))} '
+            'Try again in a minute; if it persists, '
             f'restart the app (`az webapp restart -g {target.resource_group} -n {target.name}`).')
     return AzureResponseError(f'The tunnel to {site} failed: {detail}.')
 

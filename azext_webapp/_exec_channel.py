@@ -68,15 +68,26 @@ def open_channel(endpoint, instance=None, kudu=False, shell=None, size=(80, 24))
     """An open channel (``tunnel.Channel``) to the instance's shell; always closed on leaving.
     endpoint: a Walk past the credentials hop (``resolve_exec``)."""
     from azext_webapp._errors import exec_refused
+    from azext_webapp._restarts import RESTARTING_STATUS
     tunnel = endpoint.tunnel
+    path = shell_path(kudu, shell, getattr(endpoint, 'container', None))
     channel = None
+    progress = None
     try:
-        try:
-            path = shell_path(kudu, shell, getattr(endpoint, 'container', None))
+        while True:
             channel = tunnel.Channel(endpoint.scm_url, endpoint.credential.authorization, path, instance=instance)
-            channel.open(first_text=size_message(size), timeout=OPEN_TIMEOUT)
-        except tunnel.TunnelError as err:
-            raise exec_refused(err.reason, err.facts, endpoint, instance) from None
+            try:
+                channel.open(first_text=size_message(size), timeout=OPEN_TIMEOUT)
+                break
+            except tunnel.TunnelError as err:
+                channel.close()
+                channel = None
+                # 502/503: the front end's answer while the app restarts; wait for it as ssh does
+                restarting = err.reason == 'http_status' and (err.facts or {}).get('status') in RESTARTING_STATUS
+                if not restarting or (progress and progress.waited() >= _hops.STARTING_MAX_WAIT):
+                    raise exec_refused(err.reason, err.facts, endpoint, instance) from None
+                progress = progress or _hops.StartupProgress(endpoint.target)
+                progress.wait()
         logger.info('Exec channel open%s', f' to instance {instance}' if instance else '')
         yield channel
     finally:

@@ -295,14 +295,36 @@ def containers(w):
     return Outcome(WARN, detail + unread, fix) if fix else detail + unread
 
 
+class StartupProgress:
+    """A wait for a (re)starting app, as the reference waits: a poll a second (a recorded signal
+    ends it), 'Waiting for APP to start up...' at once and how long every few seconds."""
+
+    def __init__(self, target):
+        self.target = target
+        self.started = time.monotonic()
+        self.next_progress = self.started
+
+    def waited(self):
+        return time.monotonic() - self.started
+
+    def wait(self):
+        waited = self.waited()
+        if time.monotonic() >= self.next_progress:
+            if waited < 1:
+                logger.warning('Waiting for %s to start up...', describe(self.target))
+            else:
+                logger.warning('Still starting after %d seconds...', int(waited))
+            self.next_progress += STARTING_PROGRESS_EVERY
+        _termination.sleep(STARTING_POLL_INTERVAL)
+
+
 def status(w):
     """GetStatus: STARTED, and something answers on the container port. A command waits for a
     starting app (about a minute, as the reference does), and for one whose SCM site answers 502 or
     503, as the front end does while the app restarts, and then until its container port answers
     (STARTED may come a moment before sshd listens); the doctor says it is starting."""
     tunnel, target = w.tunnel, w.target
-    started = time.monotonic()
-    next_progress = started
+    progress = StartupProgress(target)
     waiting = False     # the app was (re)starting when first asked
     while True:
         try:
@@ -321,7 +343,7 @@ def status(w):
             break
         if state == 'STOPPED':
             raise HopFailed(ValidationError(stopped_message(target)))
-        waited = time.monotonic() - started
+        waited = progress.waited()
         if (w.thorough or waited >= STARTING_MAX_WAIT) and state == 'STARTED':
             break           # started, but nothing answers: said below
         if w.thorough or waited >= STARTING_MAX_WAIT:
@@ -330,13 +352,7 @@ def status(w):
                             f'Wait a minute and run `{doctor_command(target, w.instance)}` again. If it stays so: '
                             f'{restart_advice(target)}')
         waiting = True
-        if time.monotonic() >= next_progress:
-            if waited < 1:
-                logger.warning('Waiting for %s to start up...', describe(target))
-            else:
-                logger.warning('Still starting after %d seconds...', int(waited))
-            next_progress += STARTING_PROGRESS_EVERY
-        _termination.sleep(STARTING_POLL_INTERVAL)  # a recorded signal ends it
+        progress.wait()
     if reachable:
         w.remote_port = w.target_port or result.port
         detail = f'state STARTED, canReachPort true, port {result.port}'

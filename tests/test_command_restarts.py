@@ -99,3 +99,32 @@ def test_an_app_stopped_meanwhile_ends_the_waiting_connection(webapp_az, sandbox
         assert result.returncode == 255
     assert f"App '{APP}' was stopped: the connections that waited were closed. Start it with `az webapp start " \
         in run.stderr
+
+
+def test_ssh_exec_cp_started_during_a_restart_wait_for_the_app(webapp_az, sandbox_sshd, rg, tmp_path):
+    """Each command started while the SCM site answers 503 waits for the app, as create does; the
+    doctor, which does not wait, says what a 503 most often means."""
+    wait_back(sandbox_sshd)
+    local = tmp_path / 'sent-during-restart'
+    local.write_bytes(b'sent while the app restarted\n')
+    restart(sandbox_sshd)
+    commands = {'ssh': ('ssh', '-g', rg, '-n', APP, '--', 'hostname'),
+                'exec': ('exec', '-g', rg, '-n', APP, '--', 'hostname'),
+                'cp': ('cp', '-g', rg, '-n', APP, str(local), ':/tmp/'),
+                'doctor': ('doctor', '-g', rg, '-n', APP)}
+    procs = {name: webapp_az.popen('webapp', 'remote-connection', *args) for name, args in commands.items()}
+    said = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        said[name] = (proc.returncode, out.decode(), err.decode())
+    for name in ('ssh', 'exec', 'cp'):
+        code, out, err = said[name]
+        assert code == 0, (name, err)
+        assert f"Waiting for app '{APP}' to start up..." in err, (name, err)
+    assert said['ssh'][1].split() == said['exec'][1].split() == [f'{APP}-i0']
+    check = webapp_az.run('webapp', 'remote-connection', 'exec', '-g', rg, '-n', APP, '--',
+                          'cat /tmp/sent-during-restart')
+    assert check.returncode == 0 and check.stdout == 'sent while the app restarted\n', check.stderr
+    code, out, _ = said['doctor']
+    out = ' '.join(out.split())      # as the doctor wraps it
+    assert code == 1 and 'HTTP 503' in out and "Azure's front end answers so while the app restarts" in out, out

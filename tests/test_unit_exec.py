@@ -345,3 +345,72 @@ def test_fan_out_lines_are_whole():
 def test_exit_status_text():
     from azext_webapp._exec_command import exit_status
     assert [exit_status(t) for t in ("0", "130", " 7 ", "", None, "x", "999")] == [0, 130, 7, 255, 255, 255, 255]
+
+
+# -- opening the channel while the app restarts ---------------------------------------------------
+
+class _RefusingTunnels:
+    """A tunnel module whose Channel is refused with these HTTP statuses, one per attempt, then opens."""
+
+    from azext_webapp.tunnel import TunnelError
+
+    def __init__(self, statuses):
+        self.statuses = list(statuses)
+        self.attempts = self.closed = 0
+        tunnels = self
+
+        class Channel:
+            def __init__(self, scm_url, authorization, path, instance=None):
+                self.path = path
+
+            def open(self, first_text=None, timeout=30.0):
+                tunnels.attempts += 1
+                if tunnels.statuses:
+                    raise tunnels.TunnelError('http_status', {'host': 'scm.example', 'status': tunnels.statuses.pop(0)})
+                return self
+
+            def close(self):
+                tunnels.closed += 1
+
+        self.Channel = Channel
+
+
+def _endpoint(tunnels):
+    from types import SimpleNamespace
+    from azext_webapp._arm import Target
+    return SimpleNamespace(tunnel=tunnels, scm_url='https://app.scm.example', target=Target('rg', 'app', None),
+                           credential=SimpleNamespace(authorization='Basic x'))
+
+
+def test_the_channel_waits_while_the_front_end_answers_the_restarts_503(monkeypatch):
+    from azext_webapp import _exec_channel, _hops
+    monkeypatch.setattr(_hops, 'STARTING_POLL_INTERVAL', 0.01)
+    tunnels = _RefusingTunnels([503, 502, 503])
+    with _exec_channel.open_channel(_endpoint(tunnels)) as channel:
+        assert channel.path == '/exec/shell'
+    assert tunnels.attempts == 4 and tunnels.closed == 4       # each refused channel closed, then the open one
+
+
+@pytest.mark.parametrize('status', [403, 404, 500])
+def test_other_refusals_are_not_retried(monkeypatch, status):
+    from azure.cli.core.azclierror import AzCLIError
+    from azext_webapp import _exec_channel, _hops
+    monkeypatch.setattr(_hops, 'STARTING_POLL_INTERVAL', 0.01)
+    tunnels = _RefusingTunnels([status])
+    with pytest.raises(AzCLIError) as raised:
+        with _exec_channel.open_channel(_endpoint(tunnels)):
+            pass
+    assert tunnels.attempts == 1 and f'HTTP {status}' in str(raised.value)
+
+
+def test_a_restart_that_never_ends_is_given_up_with_what_503_means(monkeypatch):
+    from azure.cli.core.azclierror import AzCLIError
+    from azext_webapp import _exec_channel, _hops
+    monkeypatch.setattr(_hops, 'STARTING_POLL_INTERVAL', 0.01)
+    monkeypatch.setattr(_hops, 'STARTING_MAX_WAIT', 0.2)
+    tunnels = _RefusingTunnels([503] * 1000)
+    with pytest.raises(AzCLIError) as raised:
+        with _exec_channel.open_channel(_endpoint(tunnels)):
+            pass
+    assert 1 < tunnels.attempts < 1000
+    assert "HTTP 503" in str(raised.value) and "while the app restarts" in str(raised.value)
