@@ -311,7 +311,8 @@ def test_ssh_and_doctor_point_to_exec_where_sshd_does_not_answer(webapp_az, exec
                            'json', timeout=180)
     checks = {(c['hop'], c['instance']): c for c in json.loads(doctor.stdout)['checks']}
     assert checks[('status', 'exec-app-i0')]['status'] == 'fail'
-    assert checks[('exec', 'exec-app-i0')]['status'] == 'ok' and checks[('exec', 'exec-app-i1')]['status'] == 'ok'
+    for instance in ('exec-app-i0', 'exec-app-i1'):   # the detail says why, should one ever warn
+        assert checks[('exec', instance)]['status'] == 'ok', checks[('exec', instance)]
     doctor = webapp_az.run('webapp', 'remote-connection', 'doctor', '-g', 'sandbox-rg', '-n', 'noexec-app', '-o',
                            'json', timeout=180)
     exec_check = [c for c in json.loads(doctor.stdout)['checks'] if c['hop'] == 'exec'][0]
