@@ -12,6 +12,11 @@ tunnel removes its entry when it ends; its log stays, for the reason.
 wrote it (its pid and its start time, so that a pid the system has given to another program is never
 signalled), ends it as the tunnel ends cleanly (SIGTERM; on Windows Ctrl+Break to its process group,
 which a helper attached to the tunnel's console sends), waits for it to exit, and removes its files.
+
+On Windows the process started is not always the one that writes the record: a virtual environment's
+python.exe is a launcher that runs the real interpreter as its child (in the launcher's process
+group). So the record names both: ``pid``, the process that serves the tunnel (whose start time is
+checked), and ``processGroup``, the process started here, whose id is the group's.
 """
 import json
 import os
@@ -26,21 +31,25 @@ from azure.cli.core.azclierror import InvalidArgumentValueError, UnclassifiedUse
 from knack.log import get_logger
 
 from azext_webapp import _termination
-from azext_webapp.ssh import az_invocation
+from azext_webapp.ssh import az_invocation, write_atomically
 
 logger = get_logger(__name__)
 
 START_MAX_WAIT = 300.0   # a tunnel that says neither "ready" nor why within this is stopped
 CLOSE_WAIT = 10.0        # a tunnel ends in well under a second; after this, say it did not
-SAME_START = 0.01        # seconds between two readings of one process's start time
+# Two readings of one process's start time, in two processes, differ by up to a second: Linux derives
+# it from the boot time, which /proc/stat gives in whole seconds and NTP moves. A pid the system hands
+# to another program within two seconds of the tunnel's start is not a case to guard against.
+SAME_START = 2.0
+STOP_WAIT = 3.0          # a tunnel that never became ready: its grace after SIGTERM, before SIGKILL
 # Windows' process creation flags (subprocess has the names on Windows only)
 CREATE_NEW_PROCESS_GROUP = 0x00000200
 CREATE_NO_WINDOW = 0x08000000
 # A process group's Ctrl+Break reaches it through its console only: this helper leaves its own
 # console, attaches to the tunnel's, ignores the event itself and sends it (CTRL_BREAK_EVENT = 1).
-CTRL_BREAK_HELPER = ('import ctypes,sys;k=ctypes.windll.kernel32;pid=int(sys.argv[1]);k.FreeConsole();'
-                     'ok=k.AttachConsole(pid) and k.SetConsoleCtrlHandler(None,True) and '
-                     'k.GenerateConsoleCtrlEvent(1,pid);sys.exit(0 if ok else 1)')
+CTRL_BREAK_HELPER = ('import ctypes,sys;k=ctypes.windll.kernel32;pid,group=map(int,sys.argv[1:3]);'
+                     'k.FreeConsole();ok=k.AttachConsole(pid) and k.SetConsoleCtrlHandler(None,True) and '
+                     'k.GenerateConsoleCtrlEvent(1,group);sys.exit(0 if ok else 1)')
 
 
 def registry_dir(config_dir: str) -> str:
@@ -76,11 +85,7 @@ def ready_record(port: int, bind: str, target: Any, instance: Optional[str], sub
 
 def write_ready(path: str, record: Dict[str, Any]) -> None:
     """Atomically: a reader sees the whole record or none."""
-    temporary = f'{path}.{os.getpid()}.tmp'
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, 'w', encoding='utf-8') as handle:
-        json.dump(record, handle, indent=2)
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(record, indent=2))
 
 
 def remove_file(path: str) -> None:
@@ -147,6 +152,8 @@ def start(config_dir: str, options: Dict[str, Any], subscription: Optional[str],
     child = spawn(child_argv(options, subscription, ready_file, verbosity), log_path, directory)
     try:
         record = _wait_ready(child, ready_file, log_path)
+        record['processGroup'] = child.pid
+        write_ready(ready_file, record)
     except BaseException as err:
         _stop_child(child)
         remove_file(ready_file)
@@ -164,8 +171,10 @@ class TimedOut(UnclassifiedUserFault):
 def _wait_ready(child: 'subprocess.Popen[bytes]', ready_file: str, log_path: str) -> Dict[str, Any]:
     deadline = time.monotonic() + START_MAX_WAIT
     while True:
+        # The file's name is new and only this child writes it; its pid is the launcher's child on
+        # Windows (see the module docstring), so it is not compared with child.pid.
         record = _read(ready_file)
-        if record is not None and record['pid'] == child.pid:
+        if record is not None:
             return record
         if child.poll() is not None:
             raise UnclassifiedUserFault(_failure_of(log_path, child.returncode))
@@ -190,13 +199,30 @@ def _failure_of(log_path: str, status: int) -> str:
 
 
 def _stop_child(child: 'subprocess.Popen[bytes]') -> None:
-    """The tunnel that never became ready: ended (it is ours: we hold its handle)."""
-    if child.poll() is None:
+    """The tunnel that never became ready: ended with what it started (on Windows the launcher's
+    interpreter), within STOP_WAIT, and reaped. It is ours: we hold its handle. This runs while a
+    recorded signal unwinds, so its waits are bounded rather than sliced."""
+    import psutil
+    try:
+        processes = [psutil.Process(child.pid)]
+        processes += processes[0].children(recursive=True)
+    except psutil.Error:
+        processes = []
+    for process in processes:
         try:
-            child.terminate()
-            child.wait(timeout=CLOSE_WAIT)
-        except (OSError, subprocess.TimeoutExpired):
-            child.kill()
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=STOP_WAIT)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    try:
+        child.wait(timeout=STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        logger.warning('The background tunnel (pid %d) did not end; end it with your system\'s tools.', child.pid)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +292,9 @@ def close(entry: Entry) -> bool:
         remove_file(entry.path)
         return False
     pid = entry.record['pid']
-    interrupt(pid)
+    if not interrupt(pid, entry.record.get('processGroup') or pid):
+        remove_file(entry.path)
+        return False
     deadline = time.monotonic() + CLOSE_WAIT
     while _same_process(entry.record):
         if time.monotonic() > deadline:
@@ -279,13 +307,37 @@ def close(entry: Entry) -> bool:
     return True
 
 
-def interrupt(pid: int) -> None:
-    """How the tunnel is asked to end cleanly: SIGTERM; on Windows, Ctrl+Break to its process group
-    (its pid is the group's id), through a helper attached to its console."""
+def interrupt(pid: int, group: int) -> bool:
+    """How the tunnel is asked to end cleanly: SIGTERM to pid; on Windows, Ctrl+Break to its process
+    group (group: the id of the process that leads it), through a helper attached to pid's console.
+    False when the process had ended meanwhile."""
     if sys.platform == 'win32':
-        done = subprocess.run([sys.executable, '-c', CTRL_BREAK_HELPER, str(pid)], check=False,
-                              stdin=subprocess.DEVNULL, creationflags=CREATE_NO_WINDOW, timeout=CLOSE_WAIT)
-        if done.returncode != 0:
-            raise ValidationError(f'Could not send Ctrl+Break to the background tunnel (pid {pid}).')
-        return
-    os.kill(pid, signal.SIGTERM)
+        _send_ctrl_break(pid, group)
+        return True
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    except PermissionError as err:
+        raise ValidationError(f'Not allowed to end the background tunnel (pid {pid}): it runs as another user. '
+                              'Run close as that user.') from err
+    return True
+
+
+def _send_ctrl_break(pid: int, group: int) -> None:
+    helper = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, '-c', CTRL_BREAK_HELPER, str(pid), str(group)], stdin=subprocess.DEVNULL,
+        creationflags=CREATE_NO_WINDOW)
+    deadline = time.monotonic() + CLOSE_WAIT
+    try:
+        while helper.poll() is None:
+            if time.monotonic() > deadline:
+                raise ValidationError(f'Could not send Ctrl+Break to the background tunnel (pid {pid}): the helper '
+                                      f'did not finish within {int(CLOSE_WAIT)} seconds.')
+            _termination.sleep(0.05)
+    finally:
+        if helper.poll() is None:
+            helper.kill()
+            helper.wait()
+    if helper.returncode != 0:
+        raise ValidationError(f'Could not send Ctrl+Break to the background tunnel (pid {pid}).')

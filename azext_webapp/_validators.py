@@ -201,6 +201,10 @@ def _validate_background(namespace):
             raise InvalidArgumentValueError(
                 f'--ready-file {namespace.ready_file}: the directory {directory} does not exist or cannot be '
                 'written to.')
+        if os.path.isdir(namespace.ready_file):
+            raise InvalidArgumentValueError(
+                f'--ready-file {namespace.ready_file} is a directory: give the path of a file for the tunnel to '
+                'write once its port is open.')
         namespace.ready_file = os.path.abspath(namespace.ready_file)
 
 

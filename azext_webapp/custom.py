@@ -88,17 +88,17 @@ def _stopped_by_signals(what: str, *signals: str) -> Iterator[None]:
 def _remote_connection(cmd: Cmd, target: Target, port: Optional[int], instance: Optional[str],
                        timeout: Optional[int], bind: str, target_port: Optional[int], ready: List[bool],
                        ready_file: Optional[str] = None) -> None:
+    if ready_file:   # one left by an earlier run would tell a script waiting for it that this port is open
+        _background.remove_file(ready_file)
     endpoint = call_in_thread(resolve, cmd, target, instance, target_port)
     with open_tunnel(endpoint, bind=bind, port=port, hold=True) as (engine, remote_port):
         ssh_options = _ssh_options_for(engine.port, bind, remote_port, endpoint)
-        _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port, ssh_options)
+        ssh_example = _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port, ssh_options)
         ready.append(True)
         if ready_file:
             from azure.cli.core.commands.client_factory import get_subscription_id
-            leads_to_ssh = remote_port == SSH_PORT and not (endpoint.debugging and not target_port)
             _background.write_ready(ready_file, _background.ready_record(
-                engine.port, bind, target, instance, get_subscription_id(cmd.cli_ctx),
-                _ssh_example(engine.port, bind, ssh_options) if leads_to_ssh else None))
+                engine.port, bind, target, instance, get_subscription_id(cmd.cli_ctx), ssh_example))
         try:
             _serve(engine, timeout)
         finally:
@@ -155,13 +155,21 @@ def close_remote_connection(cmd: Cmd, port: Optional[int] = None, pid: Optional[
     if not chosen:
         logger.warning('No background tunnel of this az configuration is running.')
         return
+    failures: List[str] = []
     with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
-        for entry in chosen:
-            if _background.close(entry):
+        for entry in chosen:    # one that does not end does not keep the others open
+            try:
+                closed = _background.close(entry)
+            except ValidationError as err:
+                failures.append(str(err))
+                continue
+            if closed:
                 logger.warning('Closed the background tunnel on %s.', entry.describe())
             else:
                 logger.warning('The background tunnel on %s had already ended; its output: %s', entry.describe(),
                                entry.log)
+    if failures:
+        raise ValidationError(' '.join(failures))
 
 
 def _stdio_connection(cmd: Cmd, target: Target, instance: Optional[str], target_port: Optional[int]) -> None:
@@ -355,8 +363,10 @@ def _ssh_options_for(port: int, bind: str, remote_port: Optional[int], endpoint:
 
 
 def _print_ready(port: int, bind: str, debugging: bool, target_port: Optional[int], remote_port: Optional[int],
-                 ssh_options: Sequence[str] = ()) -> None:
+                 ssh_options: Sequence[str] = ()) -> Optional[str]:
+    """Prints what the open tunnel is for; returns the ssh command it shows, when it leads to SSH."""
     host = _client_host(bind)
+    example: Optional[str] = None
     if debugging and not target_port:
         lines = [f'Port {port} is open',
                  f'Remote debugging is enabled: this tunnel is for the debugger (container port {remote_port}), '
@@ -367,10 +377,11 @@ def _print_ready(port: int, bind: str, debugging: bool, target_port: Optional[in
                  f'The tunnel leads to container port {remote_port}',
                  f'Connect your client to {_host_port(host, port)}']
     else:
+        example = _ssh_example(port, bind, ssh_options)
         lines = [f'Port {port} is open',
                  f'SSH is available {{ username: {SSH_USER}, password: {SSH_PASSWORD} }}',
                  f'Start your favorite client and connect to port {port}',
-                 f'For example: {_ssh_example(port, bind, ssh_options)}']
+                 f'For example: {example}']
         if ssh_options:
             lines.append(f'(the container offers only algorithms OpenSSH leaves out by default; give scp and '
                          f'sftp the same {" ".join(ssh_options)})')
@@ -380,6 +391,7 @@ def _print_ready(port: int, bind: str, debugging: bool, target_port: Optional[in
     lines.append('Ctrl + C to close')
     # User output, like the reference's; flushed so that `az ... &` and pipes show it at once.
     print('\n'.join(lines), flush=True)
+    return example
 
 
 def _ssh_example(port: int, bind: str, ssh_options: Sequence[str]) -> str:

@@ -480,7 +480,11 @@ def _read(path):
 
 
 def _write(path, text, existing):
-    mode = stat.S_IMODE(os.stat(path).st_mode) if existing is not None else 0o600
+    write_atomically(path, text, stat.S_IMODE(os.stat(path).st_mode) if existing is not None else 0o600)
+
+
+def write_atomically(path, text, mode=0o600):
+    """A reader sees the whole old file or the whole new one, never half."""
     temp = f'{path}.az-{os.getpid()}.tmp'
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, 'w', encoding='utf-8') as handle:

@@ -147,13 +147,17 @@ def test_ctrl_c_while_waiting_for_the_port_stops_the_background_tunnel(webapp_az
 
 def test_ready_file_of_a_tunnel_started_with_an_ampersand(webapp_az, sandbox_sshd, ssh_client_env, tmp_path):
     ready = tmp_path / 'tunnel.json'
+    ready.write_text('{"pid": 1, "port": 1}')          # left by an earlier run that was killed
     proc = webapp_az.popen('webapp', 'remote-connection', 'create', '-g', 'sandbox-rg', '-n', APP,
                            '--ready-file', str(ready))
     try:
         deadline = time.monotonic() + 60
-        while not ready.exists():
+        stale_removed = False
+        while not (ready.exists() and json.loads(ready.read_text())['pid'] != 1):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.1)
+            stale_removed = stale_removed or not ready.exists()
+            time.sleep(0.01)
+        assert stale_removed, 'the stale ready file stood until the port was open'
         record = json.loads(ready.read_text())
         assert record['pid'] == proc.pid and oct(ready.stat().st_mode & 0o777) == '0o600'
         result = ssh(record['port'], 'hostname', env=ssh_client_env)

@@ -54,27 +54,72 @@ def test_close_asks_with_sigterm_on_posix(monkeypatch):
     sent = []
     monkeypatch.setattr(sys, 'platform', 'linux')
     monkeypatch.setattr(os, 'kill', lambda pid, sig: sent.append((pid, sig)))
-    _background.interrupt(4321)
+    assert _background.interrupt(4321, 4300) is True
     assert sent == [(4321, signal.SIGTERM)]
 
 
-def test_close_sends_ctrl_break_to_the_process_group_on_windows(monkeypatch):
-    runs = []
+class FakeHelper:
+    """The Ctrl+Break helper's process as subprocess.Popen gives it; ends with `returncode`."""
+    started = []
 
-    def run(argv, **kwargs):
-        runs.append((argv, kwargs))
-        return SimpleNamespace(returncode=0 if len(runs) == 1 else 1)
+    def __init__(self, argv, **kwargs):
+        self.started.append((argv, kwargs))
+        self.returncode = None
+        self.killed = False
+
+    def poll(self):
+        if self.returncode is None and not self.hangs:
+            self.returncode = self.exit_status
+        return self.returncode
+
+    def kill(self):
+        self.killed = True
+        self.returncode = -9
+
+    def wait(self):
+        return self.returncode
+
+
+def test_close_sends_ctrl_break_to_the_process_group_on_windows(monkeypatch):
+    """The helper attaches to the console of the process that serves the tunnel (pid) and sends the
+    event to the group the started process leads (with a venv's launcher, not the same process)."""
+    FakeHelper.started, FakeHelper.hangs, FakeHelper.exit_status = [], False, 0
     monkeypatch.setattr(sys, 'platform', 'win32')
-    monkeypatch.setattr(subprocess, 'run', run)
+    monkeypatch.setattr(subprocess, 'Popen', FakeHelper)
     monkeypatch.setattr(os, 'kill', lambda *args: pytest.fail('no os.kill on Windows'))
-    _background.interrupt(4321)
-    argv, kwargs = runs[0]
-    assert argv == [sys.executable, '-c', _background.CTRL_BREAK_HELPER, '4321']
+    assert _background.interrupt(4321, 4300) is True
+    argv, kwargs = FakeHelper.started[0]
+    assert argv == [sys.executable, '-c', _background.CTRL_BREAK_HELPER, '4321', '4300']
     assert kwargs['creationflags'] == 0x08000000
     compile(_background.CTRL_BREAK_HELPER, 'helper', 'exec')
-    assert 'AttachConsole(pid)' in argv[2] and 'GenerateConsoleCtrlEvent(1,pid)' in argv[2]
+    assert 'AttachConsole(pid)' in argv[2] and 'GenerateConsoleCtrlEvent(1,group)' in argv[2]
+    FakeHelper.exit_status = 1
     with pytest.raises(ValidationError, match='Ctrl\\+Break'):
-        _background.interrupt(4321)
+        _background.interrupt(4321, 4321)
+
+
+def test_a_ctrl_break_helper_that_hangs_is_ended_and_said(monkeypatch):
+    FakeHelper.started, FakeHelper.hangs = [], True
+    monkeypatch.setattr(sys, 'platform', 'win32')
+    monkeypatch.setattr(_background, 'CLOSE_WAIT', 0.2)
+    helpers = []
+    monkeypatch.setattr(subprocess, 'Popen', lambda *a, **k: helpers.append(FakeHelper(*a, **k)) or helpers[-1])
+    with pytest.raises(ValidationError, match='did not finish within 0 seconds'):
+        _background.interrupt(4321, 4321)
+    assert helpers[0].killed
+
+
+@pytest.mark.parametrize('error, result', [(ProcessLookupError, False), (PermissionError, ValidationError)])
+def test_a_tunnel_gone_or_not_ours_to_signal_on_posix(monkeypatch, error, result):
+    def kill(pid, sig):
+        raise error()
+    monkeypatch.setattr(sys, 'platform', 'linux')
+    monkeypatch.setattr(os, 'kill', kill)
+    if result is ValidationError:
+        with pytest.raises(ValidationError, match='runs as another user'):
+            _background.interrupt(4321, 4321)
+    else:
+        assert _background.interrupt(4321, 4321) is result
 
 
 def write_entry(config_dir, stem, **record):
@@ -115,7 +160,7 @@ def test_choose_by_port_or_pid_and_a_clear_error_otherwise(tmp_path):
 
 def test_a_record_of_another_process_is_removed_never_signalled(tmp_path, monkeypatch):
     path = write_entry(tmp_path, 'a', **this_process(processStarted=1.0))
-    monkeypatch.setattr(_background, 'interrupt', lambda pid: pytest.fail('signalled a process not ours'))
+    monkeypatch.setattr(_background, 'interrupt', lambda pid, group: pytest.fail('signalled a process not ours'))
     entry, = _background.entries(str(tmp_path))
     assert _background.close(entry) is False
     assert not os.path.exists(path)
@@ -123,7 +168,7 @@ def test_a_record_of_another_process_is_removed_never_signalled(tmp_path, monkey
 
 def test_a_tunnel_that_does_not_end_is_said_not_killed(tmp_path, monkeypatch):
     write_entry(tmp_path, 'a', **this_process())
-    monkeypatch.setattr(_background, 'interrupt', lambda pid: None)
+    monkeypatch.setattr(_background, 'interrupt', lambda pid, group: True)
     monkeypatch.setattr(_background, 'CLOSE_WAIT', 0.2)
     entry, = _background.entries(str(tmp_path))
     with pytest.raises(ValidationError, match=f'did not end within 0 seconds.*kill {os.getpid()}'):
@@ -200,3 +245,97 @@ def test_an_exited_process_not_yet_reaped_has_ended():
         assert _background.process_started(os.getpid()) == psutil.Process().create_time()
     finally:
         child.wait()
+
+
+def test_a_start_time_read_a_second_apart_is_the_same_process(tmp_path):
+    """Linux derives a start time from the boot time, which moves by a second between two readers."""
+    write_entry(tmp_path, 'a', **this_process(processStarted=psutil.Process().create_time() - 1.0))
+    entry, = _background.entries(str(tmp_path))
+    assert entry.running
+
+
+def test_a_tunnel_that_ended_between_the_look_and_the_signal_has_ended(tmp_path, monkeypatch):
+    path = write_entry(tmp_path, 'a', **this_process())
+    monkeypatch.setattr(_background, 'interrupt', lambda pid, group: False)
+    entry, = _background.entries(str(tmp_path))
+    assert _background.close(entry) is False and not os.path.exists(path)
+
+
+def test_the_group_to_signal_is_the_process_started(tmp_path, monkeypatch):
+    write_entry(tmp_path, 'a', **this_process(processGroup=1234))
+    asked = []
+    monkeypatch.setattr(_background, 'interrupt', lambda pid, group: asked.append((pid, group)) or True)
+    monkeypatch.setattr(_background, 'CLOSE_WAIT', 0.1)
+    entry, = _background.entries(str(tmp_path))
+    with pytest.raises(ValidationError):
+        _background.close(entry)            # this process does not end, which is what close then says
+    assert asked == [(os.getpid(), 1234)]
+
+
+def test_the_ready_record_of_a_launchers_child_is_taken(tmp_path, monkeypatch):
+    """On Windows a venv's python.exe starts the interpreter that writes the record: another pid."""
+    ready, log = tmp_path / 'tunnel.json', tmp_path / 'tunnel.log'
+    child = SimpleNamespace(pid=4300, poll=lambda: None, returncode=None)
+    _background.write_ready(str(ready), {'pid': 4321, 'port': 40001})
+    assert _background._wait_ready(child, str(ready), str(log))['pid'] == 4321  # pylint: disable=protected-access
+
+
+def test_start_records_the_group_beside_the_pid(tmp_path, monkeypatch):
+    class Child:
+        pid = 4300
+        returncode = None
+
+        def poll(self):
+            return None
+
+    def spawn(argv, log_path, cwd):
+        _background.write_ready(argv[argv.index('--ready-file') + 1], {'pid': 4321, 'port': 40001})
+        return Child()
+    monkeypatch.setattr(_background, 'spawn', spawn)
+    record = _background.start(str(tmp_path), OPTIONS, 'sub', [])
+    assert record['pid'] == 4321 and record['processGroup'] == 4300
+    stored, = _background.entries(str(tmp_path))
+    assert stored.record['processGroup'] == 4300 and record['log'] == stored.log
+
+
+def test_a_tunnel_that_never_became_ready_is_ended_with_what_it_started_and_reaped(monkeypatch):
+    """Its own children too (a venv launcher's interpreter on Windows), SIGKILL after the grace."""
+    import time
+    script = ('import signal,subprocess,sys,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);'
+              'subprocess.Popen([sys.executable,"-c","import time;time.sleep(60)"]);print(flush=True);time.sleep(60)')
+    argv = [sys.executable, '-c', script]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE)  # pylint: disable=consider-using-with
+    child.stdout.readline()
+    grandchild = psutil.Process(child.pid).children()[0]
+    monkeypatch.setattr(_background, 'STOP_WAIT', 0.5)
+    started = time.monotonic()
+    _background._stop_child(child)  # pylint: disable=protected-access
+    assert child.returncode is not None
+    assert not grandchild.is_running() or grandchild.status() == psutil.STATUS_ZOMBIE
+    assert time.monotonic() - started < _background.STOP_WAIT + 2
+    child.stdout.close()
+
+
+def test_a_directory_is_no_ready_file(tmp_path):
+    with pytest.raises(InvalidArgumentValueError, match='is a directory'):
+        _validators.validate_remote_connection_create(_create_args(ready_file=str(tmp_path)))
+
+
+def test_close_all_goes_on_past_one_that_does_not_end(monkeypatch, caplog):
+    from azext_webapp import custom
+    stuck = _background.Entry('/cfg/a.json', {'pid': 11, 'port': 40001, 'name': 'a'}, True)
+    fine = _background.Entry('/cfg/b.json', {'pid': 12, 'port': 40002, 'name': 'b'}, True)
+    closed = []
+
+    def close(entry):
+        closed.append(entry.record['port'])
+        if entry is stuck:
+            raise ValidationError('The background tunnel on port 40001 did not end within 10 seconds.')
+        return True
+    monkeypatch.setattr(_background, 'choose', lambda *args: [stuck, fine])
+    monkeypatch.setattr(_background, 'close', close)
+    cmd = SimpleNamespace(cli_ctx=SimpleNamespace(config=SimpleNamespace(config_dir='/cfg')))
+    with pytest.raises(ValidationError, match='port 40001 did not end'):
+        custom.close_remote_connection(cmd, close_all=True)
+    assert closed == [40001, 40002]
+    assert "Closed the background tunnel on port 40002 (pid 12, app 'b')." in caplog.text
