@@ -13,7 +13,7 @@ from azure.cli.core.azclierror import CLIInternalError, UnclassifiedUserFault
 from knack.log import get_logger
 
 from azext_webapp import _hops
-from azext_webapp._errors import bind_error, first_line, tunnel_error
+from azext_webapp._errors import bind_error, first_line, restart_words, tunnel_error
 from azext_webapp._events import EventReporter
 from azext_webapp._renewal import TokenRenewal
 from azext_webapp._restarts import PROBE_TIMEOUT, RestartWatch
@@ -107,7 +107,6 @@ def open_tunnel(endpoint: _hops.Walk, bind: str = '127.0.0.1', port: Optional[in
 
 def restart_watch(endpoint: _hops.Walk, engine: 'Tunnel') -> RestartWatch:
     """What becomes of the connections the engine holds while the app restarts (_restarts.py)."""
-    from azext_webapp._errors import restart_words
     tunnel, credential = endpoint.tunnel, endpoint.credential
 
     def probe() -> Any:

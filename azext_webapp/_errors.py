@@ -676,7 +676,7 @@ def after_start_warning(hop, instance, text, target):
 
 def restart_words(target, instance, what, seconds):
     """What a tunnel says about a restart of the instance it reaches (_restarts.py): 'restarting',
-    'back', 'gave up' (after `seconds`) or 'stopped'."""
+    'back', 'gave up' (after `seconds`), 'stopped' or 'failed' (the watch itself)."""
     who = (f"Instance '{instance}' of {describe(target)}" if instance else
            f'The instance of {describe(target)} this tunnel reaches')
     slot = f' --slot {target.slot}' if target.slot else ''
@@ -689,6 +689,10 @@ def restart_words(target, instance, what, seconds):
         return (f'{who} did not come back within {int(seconds)} seconds: the connections that waited were closed, '
                 'and new ones wait again. See why it does not start with '
                 f'`az webapp log tail -g {target.resource_group} -n {target.name}{slot}`.')
+    if what == 'failed':
+        return (f'Could not tell whether {describe(target)} restarts, so the connections that waited for it were '
+                'closed; new connections are tried as usual. Run the command with --debug to see why, and report '
+                'it.')
     return (f'{describe(target, True)} was stopped: the connections that waited were closed. Start it with '
             f'`az webapp start -g {target.resource_group} -n {target.name}{slot}`; new connections go through once '
             'it runs.')

@@ -333,7 +333,7 @@ def status(w):
             if w.thorough or err.reason != 'http_status' or err.status not in RESTARTING_STATUS:
                 raise HopFailed(scm_failure(w, err)) from None
             logger.debug('GetStatus: HTTP %s (the app is restarting)', err.status)
-            result = None
+            result, front_end_error = None, err
         state = (result.state or '').upper() if result else 'RESTARTING'
         if result:
             logger.debug('GetStatus: state=%s canReachPort=%s port=%s', state, result.can_reach_port, result.port)
@@ -346,6 +346,8 @@ def status(w):
         waited = progress.waited()
         if (w.thorough or waited >= STARTING_MAX_WAIT) and state == 'STARTED':
             break           # started, but nothing answers: said below
+        if waited >= STARTING_MAX_WAIT and result is None:     # the front end's answer never changed
+            raise HopFailed(scm_failure(w, front_end_error))
         if w.thorough or waited >= STARTING_MAX_WAIT:
             raise HopFailed(ValidationError(starting_message(target, STARTING_MAX_WAIT)),
                             f'{describe(target, True)} is {state or "in an unknown state"} (GetStatus)',

@@ -12,8 +12,10 @@ thread of its own it asks once a second (each answer within ``PROBE_TIMEOUT``) a
 - while the site restarts (502/503, STARTING, or STARTED with canReachPort false once either was
   seen), says once per restart that the instance is restarting, and asks again;
 - once the container answers (STARTED, canReachPort true), lets them retry, and says it is back;
-- when this is no restart (the app is stopped, nothing listens and nothing says it is starting, or the
-  probe fails otherwise), lets them end as they would have: the tunnel's usual warnings say why;
+- when this is no restart (the app is stopped, nothing has listened for ``SETTLE_PROBES`` answers and
+  nothing says it is starting, or the probe fails otherwise), lets them end as they would have: the
+  tunnel's usual warnings say why. Nothing listening gets a few answers because a restart can show
+  STARTED before the container's sshd listens, without a STARTING the probe saw;
 - after ``MAX_WAIT`` seconds of one restart, ends them (their clients see the connection close) and
   says so; the listener stays, and the next connection waits anew.
 
@@ -27,6 +29,8 @@ from typing import Any, Callable, Optional, Type
 
 from knack.log import get_logger
 
+from azext_webapp import _termination
+
 logger = get_logger(__name__)
 
 MAX_WAIT = 120.0        # seconds one restart may take before the waiting connections are closed
@@ -34,8 +38,10 @@ INTERVAL = 1.0          # between two GetStatus probes, as the reference polls a
 PROBE_TIMEOUT = 10.0
 RESTARTING_STATUS = (502, 503)  # the front end's answers while the site restarts
 STOP_WAIT = 0.5
+SETTLE_PROBES = 3       # answers of "started, nothing listens" before the connections end
 
 RESTARTING, BACK, NOT_RESTARTING, STOPPED = 'restarting', 'back', 'not restarting', 'stopped'
+NOT_LISTENING = 'not listening'
 
 
 def verdict(probe: Callable[[], Any], restart_seen: bool, tunnel_error: Type[Exception]) -> str:
@@ -55,13 +61,13 @@ def verdict(probe: Callable[[], Any], restart_seen: bool, tunnel_error: Type[Exc
         return STOPPED
     if status.can_reach_port:
         return BACK
-    return RESTARTING if restart_seen else NOT_RESTARTING
+    return RESTARTING if restart_seen else NOT_LISTENING
 
 
 class RestartWatch:
     """See the module docstring. release(retry) is the engine's; probe() -> ScmStatus raises the
     tunnel's errors (tunnel_error); say(what, seconds) words one of 'restarting', 'back', 'gave up',
-    'stopped' (_errors.restart_words)."""
+    'stopped', 'failed' (_errors.restart_words)."""
 
     def __init__(self, release: Callable[[bool], None], probe: Callable[[], Any], say: Callable[[str, float], str],
                  tunnel_error: Type[Exception], max_wait: float = MAX_WAIT, interval: float = INTERVAL,
@@ -107,14 +113,20 @@ class RestartWatch:
                         self._thread = None
                         return
                 # held meanwhile, perhaps after the release reached the engine: look again
-        except BaseException:  # pylint: disable=broad-except  # a recorded signal: the main thread ends the run
-            with self._lock:
-                self._thread = None
+        except (KeyboardInterrupt, _termination.Terminated):
+            pass    # a recorded signal, raised by a probe's wait: the main thread ends the tunnel
+        except Exception:  # pylint: disable=broad-except  # a thread's last guard: nothing is left held
+            logger.warning('%s', self._say('failed', 0.0))
+            logger.debug('The restart watch failed', exc_info=True)
+            self._release(False)
+        with self._lock:
+            self._thread = None
 
     def _one_restart(self) -> None:
         """Probe until the held connections may go, then release them (one way or the other)."""
         started = self._clock()
         said = False
+        not_listening = 0
         while not self._stopping.is_set():
             outcome = verdict(self._probe, said, self._tunnel_error)
             waited = self._clock() - started
@@ -123,6 +135,12 @@ class RestartWatch:
                     logger.warning('%s', self._say('back', waited))
                 self._release(True)
                 return
+            if outcome == NOT_LISTENING:
+                not_listening += 1
+                if not_listening < SETTLE_PROBES:
+                    self._stopping.wait(self._interval)
+                    continue
+                outcome = NOT_RESTARTING
             if outcome in (NOT_RESTARTING, STOPPED):
                 if outcome == STOPPED:
                     logger.warning('%s', self._say('stopped', waited))

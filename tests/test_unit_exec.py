@@ -414,3 +414,26 @@ def test_a_restart_that_never_ends_is_given_up_with_what_503_means(monkeypatch):
             pass
     assert 1 < tunnels.attempts < 1000
     assert "HTTP 503" in str(raised.value) and "while the app restarts" in str(raised.value)
+
+
+def test_a_status_probe_that_never_gets_past_the_front_end_says_what_it_answered(monkeypatch):
+    """A 503 that lasts the whole wait is the front end's answer, said with what it means, not "the app
+    is still starting" (which a STARTING GetStatus would say)."""
+    from types import SimpleNamespace
+    from azext_webapp import _hops, tunnel
+    from azext_webapp._arm import Target
+    monkeypatch.setattr(_hops, 'STARTING_POLL_INTERVAL', 0.01)
+    monkeypatch.setattr(_hops, 'STARTING_MAX_WAIT', 0.2)
+    asked = []
+
+    def get_status(*args, **kwargs):
+        asked.append(1)
+        raise tunnel.TunnelError('http_status', {'host': 'app.scm.example', 'status': 503})
+    w = SimpleNamespace(tunnel=SimpleNamespace(get_status=get_status, TunnelError=tunnel.TunnelError),
+                        scm_url='https://app.scm.example', authorization='Basic x', instance=None, timeout=5.0,
+                        thorough=False, target=Target('rg', 'app', None), target_port=None, access=None,
+                        auth_kind='Basic', rights=None)
+    with pytest.raises(_hops.HopFailed) as raised:
+        _hops.status(w)
+    said = str(raised.value.error)
+    assert len(asked) > 1 and 'HTTP 503' in said and 'while the app restarts' in said and 'start' in said

@@ -8,7 +8,7 @@ import pytest
 from azext_webapp import _errors, _restarts
 from azext_webapp._arm import Target
 from azext_webapp._events import EventReporter
-from azext_webapp._restarts import BACK, NOT_RESTARTING, RESTARTING, STOPPED, RestartWatch, verdict
+from azext_webapp._restarts import BACK, NOT_LISTENING, NOT_RESTARTING, RESTARTING, STOPPED, RestartWatch, verdict
 
 APP = Target('rg', 'app', None)
 
@@ -40,7 +40,7 @@ def answer(item):
     (status('Starting'), False, RESTARTING),
     (status('STARTED', True), True, BACK),
     (status('STARTED', False), True, RESTARTING),       # started, sshd not listening yet
-    (status('STARTED', False), False, NOT_RESTARTING),  # nothing says it restarts: nothing listens
+    (status('STARTED', False), False, NOT_LISTENING),   # nothing says it restarts: nothing listens (yet)
     (status('STOPPED'), True, STOPPED),
 ])
 def test_one_answer(item, seen, expected):
@@ -94,9 +94,39 @@ def test_a_restart_is_said_once_and_the_connections_go_through_when_it_is_back()
     assert words == [('restarting', 120), ('back', 5)]
 
 
-def test_nothing_listening_and_nothing_restarting_ends_them_at_once_quietly():
-    releases, words = run(Script(status('STARTED', False)))
-    assert releases == [False] and words == []
+def test_nothing_listening_and_nothing_restarting_ends_them_after_a_few_answers_quietly():
+    script = Script(status('STARTED', False))
+    releases, words = run(script)
+    assert releases == [False] and words == [] and script.probes == _restarts.SETTLE_PROBES
+
+
+def test_an_sshd_that_listens_a_moment_after_started_lets_them_through():
+    """A restart the probe first sees as "started, nothing listens" (sshd starts after the app)."""
+    releases, words = run(Script(status('STARTED', False), status('STARTED', False), status('STARTED', True)))
+    assert releases == [True] and words == []
+
+
+def test_nothing_listening_then_starting_is_a_restart():
+    releases, words = run(Script(status('STARTED', False), status('STARTING'), status('STARTED', False),
+                                 status('STARTED', False), status('STARTED', False), status('STARTED', True)))
+    assert releases == [True] and words == [('restarting', 120), ('back', 6)]
+
+
+def test_a_watch_that_fails_closes_what_it_held_and_says_so(caplog):
+    releases, ended = [], threading.Event()
+
+    def release(retry):
+        releases.append(retry)
+        ended.set()
+
+    def probe():
+        raise ValueError('a bug')
+    watch = RestartWatch(release, probe, lambda what, seconds: f'said {what}', TunnelError, interval=0.0)
+    watch.held(object())
+    assert ended.wait(5)
+    watch.stop()
+    assert releases == [False]
+    assert 'said failed' in [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
 
 
 def test_back_at_the_first_answer_retries_quietly():
@@ -186,6 +216,7 @@ def test_the_words():
     assert 'az webapp log tail -g rg -n app --slot staging' in _errors.restart_words(slot, None, 'gave up', 120)
     assert 'within 120 seconds' in _errors.restart_words(slot, None, 'gave up', 120)
     assert 'az webapp start -g rg -n app --slot staging' in _errors.restart_words(slot, None, 'stopped', 3)
+    assert 'Could not tell whether app \'app\' restarts' in _errors.restart_words(APP, None, 'failed', 0)
 
 
 def test_the_reporter_hands_held_connections_to_the_watch_and_warns_of_nothing(caplog):
