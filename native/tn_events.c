@@ -51,17 +51,21 @@ void tn_events_wake(struct tn_events *ev)
 		return;
 }
 
-void tn_events_push(struct tn_events *ev, const struct tn_event *e)
+int tn_events_push(struct tn_events *ev, const struct tn_event *e)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&ev->mu);
 	if (ev->len == TN_EVENTS_MAX) {
 		ev->dropped++;	/* never block the service thread */
+		rc = -1;
 	} else {
 		ev->q[(ev->head + ev->len) % TN_EVENTS_MAX] = *e;
 		ev->len++;
 	}
 	pthread_mutex_unlock(&ev->mu);
 	tn_events_wake(ev);
+	return rc;
 }
 
 unsigned tn_events_drain(struct tn_events *ev, struct tn_event *out, unsigned max)

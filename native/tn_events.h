@@ -36,7 +36,8 @@ struct tn_events {
 
 int tn_events_init(struct tn_events *ev);
 void tn_events_destroy(struct tn_events *ev);
-void tn_events_push(struct tn_events *ev, const struct tn_event *e);
+/* 0 queued, -1 dropped (the queue is full: counted, never waited for). */
+int tn_events_push(struct tn_events *ev, const struct tn_event *e);
 /* Copies up to max events into out; returns the count. */
 unsigned tn_events_drain(struct tn_events *ev, struct tn_event *out, unsigned max);
 /* Wakes any waiter (used on stop too). */

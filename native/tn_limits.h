@@ -42,6 +42,11 @@
 /* with hold: times one connection is held before it ends as it would have
  * without hold */
 #define TN_HOLD_TIMES_MAX	3
+/* with hold: milliseconds after the server's 101 within which its close,
+ * before a byte, turns the connection away as a restarting container does;
+ * a WebSocket that lasted longer ended for reasons of its own, and its
+ * client's bytes are never sent again */
+#define TN_HOLD_WINDOW_MS	2000
 
 #define TN_LIMITS(X) \
 	X(RING_CAP) \
@@ -57,6 +62,7 @@
 	X(REFUSAL_SECS) \
 	X(TEXTS_MAX) \
 	X(HOLD_KEEP_MAX) \
-	X(HOLD_TIMES_MAX)
+	X(HOLD_TIMES_MAX) \
+	X(HOLD_WINDOW_MS)
 
 #endif

@@ -129,7 +129,7 @@ static void tn_listen_back_off(struct tn_listen *l, int e)
 							      .phase = TN_P_ACCEPT });
 	ev.kind = TN_EV_FAILED;
 	snprintf(ev.peer, sizeof(ev.peer), "%s:%d", l->addr, l->port);
-	tn_events_push(&l->env->events, &ev);
+	(void)tn_events_push(&l->env->events, &ev);	/* a dropped one is counted */
 }
 
 /* Listener readable: accept everything pending. Failures of one accept

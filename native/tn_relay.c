@@ -26,7 +26,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "tn_limits.h"
 #include "tn_relay.h"
+#include "tn_time.h"
 
 /* pause a reader while less than two of its reads still fit (a local
  * read is at most TN_LOCAL_CHUNK, a link read TN_TLS_READ) */
@@ -70,6 +72,8 @@ static int tn_relay_holding(const struct tn_relay *r)
 
 static void tn_relay_forget(struct tn_relay *r)
 {
+	if (r->kept)	/* what a client sends first may be a secret */
+		explicit_bzero(r->kept, r->kept_len);
 	free(r->kept);
 	r->kept = NULL;
 	r->kept_len = 0;
@@ -78,16 +82,20 @@ static void tn_relay_forget(struct tn_relay *r)
 /* Keep len more bytes of the client's, if the keep stays within cap. */
 static int tn_relay_keep(struct tn_relay *r, const unsigned char *in, size_t len, size_t cap)
 {
+	size_t had = r->kept_len;
 	unsigned char *p;
 
-	if (r->kept_len + len > cap)
+	if (had + len > cap)
 		return -1;
-	p = realloc(r->kept, r->kept_len + len);
+	p = malloc(had + len);	/* not realloc: the old copy is wiped */
 	if (!p)
 		return -1;
-	memcpy(p + r->kept_len, in, len);
+	if (had)
+		memcpy(p, r->kept, had);
+	memcpy(p + had, in, len);
+	tn_relay_forget(r);
 	r->kept = p;
-	r->kept_len += len;
+	r->kept_len = had + len;
 	return 0;
 }
 
@@ -105,7 +113,8 @@ static void tn_relay_fail(struct tn_relay *r, const char *what)
 		TN_FAIL(&r->link.err, TN_R_INTERNAL, .detail = what);
 }
 
-static void tn_relay_emit(struct tn_relay *r, enum tn_event_kind kind)
+/* 0 queued, -1 dropped (tn_events_push). */
+static int tn_relay_emit(struct tn_relay *r, enum tn_event_kind kind)
 {
 	const struct tn_err *why = tn_relay_why(r);
 	struct tn_event ev;
@@ -119,7 +128,7 @@ static void tn_relay_emit(struct tn_relay *r, enum tn_event_kind kind)
 	if (kind == TN_EV_FAILED || kind == TN_EV_HELD)
 		ev.err = *why;
 	ev.remote_closed = kind != TN_EV_OPENED && r->link.remote_end;
-	tn_events_push(&r->env->events, &ev);
+	return tn_events_push(&r->env->events, &ev);
 }
 
 /* check(): hand the outcome to the waiting thread, once. */
@@ -159,7 +168,7 @@ static void tn_relay_finish(struct tn_relay *r)
 		if (tn_relay_why(r)->reason != TN_R_OK && !r->fail_counted)
 			atomic_fetch_add(&env->stats.failures, 1);
 		if (!atomic_load(&env->stopping))
-			tn_relay_emit(r, tn_relay_why(r)->reason != TN_R_OK ? TN_EV_FAILED : TN_EV_CLOSED);
+			(void)tn_relay_emit(r, tn_relay_why(r)->reason != TN_R_OK ? TN_EV_FAILED : TN_EV_CLOSED);
 	}
 	if (r->prev)
 		r->prev->next = r->next;
@@ -193,7 +202,8 @@ static void tn_relay_opened(void *ctx)
 		tn_link_close(&r->link, TN_WS_CLOSE_NORMAL, 0);	/* say goodbye */
 		return;
 	}
-	tn_relay_emit(r, TN_EV_OPENED);
+	r->opened_ms = tn_time_now_ms();
+	(void)tn_relay_emit(r, TN_EV_OPENED);	/* a dropped one is counted */
 }
 
 /* Data payload from the server: straight to the local socket (one
@@ -282,8 +292,9 @@ static int tn_relay_may_hold(const struct tn_relay *r)
 	    r->holds >= TN_HOLD_TIMES_MAX || atomic_load(&r->env->stopping))
 		return 0;
 	switch (e->reason) {
-	case TN_R_OK:
-		return r->link.opened && r->link.remote_end;
+	case TN_R_OK:	/* closed at once after its 101, not after a while */
+		return r->link.opened && r->link.remote_end &&
+		       tn_time_now_ms() - r->opened_ms <= TN_HOLD_WINDOW_MS;
 	case TN_R_HTTP_STATUS:
 		return e->status == 502 || e->status == 503;
 	case TN_R_CONNECT_CLOSED:
@@ -293,17 +304,21 @@ static int tn_relay_may_hold(const struct tn_relay *r)
 	}
 }
 
-/* The client stays, read on (its bytes kept) so that its leaving is seen. */
-static void tn_relay_hold(struct tn_relay *r)
+/* The client stays, read on (its bytes kept) so that its leaving is seen.
+ * 0, and nothing held, when the "held" event finds the queue full: Python
+ * would never release it. */
+static int tn_relay_hold(struct tn_relay *r)
 {
+	if (tn_relay_emit(r, TN_EV_HELD))
+		return 0;
 	r->held = 1;
 	r->holds++;
 	r->link_paused = 0;
-	tn_relay_emit(r, TN_EV_HELD);
 	if (r->local_paused && r->kept_len < TN_HOLD_KEEP_MAX) {
 		tn_loop_pause(r->local, 0);
 		r->local_paused = 0;
 	}
+	return 1;
 }
 
 static void tn_relay_link_closed(void *ctx)
@@ -311,10 +326,8 @@ static void tn_relay_link_closed(void *ctx)
 	struct tn_relay *r = ctx;
 
 	r->link_live = 0;
-	if (tn_relay_may_hold(r)) {
-		tn_relay_hold(r);
+	if (tn_relay_may_hold(r) && tn_relay_hold(r))
 		return;
-	}
 	if (!r->link.opened)	/* it never opened: a failure, with a reason */
 		tn_relay_link_failed(r);
 	if (!r->local) {

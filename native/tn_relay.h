@@ -54,6 +54,7 @@ struct tn_relay {
 	unsigned char *kept;	/* hold: the client's bytes until the server's first (wiped when freed) */
 	size_t kept_len;
 	unsigned holds;		/* times held */
+	int64_t opened_ms;	/* when its WebSocket last opened (tn_time_now_ms) */
 	unsigned is_check:1, link_live:1, local_gone:1, local_paused:1, link_paused:1,
 		 reported:1, fail_counted:1, heard:1, kept_over:1, held:1;
 	char peer[64];

@@ -26,11 +26,17 @@ def restart_site(engine_env):
             engine_env.update_site(SITE, unavailable_until=time.time() + AN_HOUR if on else 0)
 
         def container_port_down(self, down=True):
+            if down:
+                self.container_port_to(free_port())
+            else:
+                engine_env.update_site(SITE, instances=original)
+
+        def container_port_to(self, local_port):
             nonlocal original
             if original is None:
                 original = engine_env._server.sites[SITE]["instances"]  # pylint: disable=protected-access
-            instances = [dict(i, ports={**i["ports"], str(ECHO_PORT): free_port()}) for i in original]
-            engine_env.update_site(SITE, instances=instances if down else original)
+            instances = [dict(i, ports={**i["ports"], str(ECHO_PORT): local_port}) for i in original]
+            engine_env.update_site(SITE, instances=instances)
     yield Site()
     engine_env.update_site(SITE, unavailable_until=0)
     if original is not None:
@@ -198,3 +204,37 @@ def test_stop_with_connections_held_closes_them(make_tunnel, restart_site):
         sock.settimeout(5)
         assert sock.recv(1) == b""
         sock.close()
+
+
+def test_a_websocket_that_lasted_before_it_closed_is_not_held(make_tunnel, restart_site):
+    """A server that closes after a while without a byte (an idle time-out) did not turn the connection
+    away as a restarting container does (at once, within HOLD_WINDOW_MS): the client sees the close,
+    and what it sent is never sent again."""
+    import threading
+    from azext_webapp import tunnel as tunnel_module
+    window = tunnel_module._tunnel.HOLD_WINDOW_MS / 1000  # pylint: disable=protected-access
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve():
+        listener.settimeout(30)
+        conn, _ = listener.accept()
+        accepted.append(conn.recv(100))
+        time.sleep(window + 0.5)
+        conn.close()
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    restart_site.container_port_to(listener.getsockname()[1])
+    tunnel = make_tunnel(SITE, hold=True)
+    tunnel.start()
+    seen = []
+    try:
+        with client(tunnel.port, b"GET / HTTP/1.0\r\n\r\n") as sock:
+            sock.settimeout(window + 10)
+            assert sock.recv(1) == b""
+        events_of(tunnel, seen, "closed")
+        assert not [e for e in seen if e.kind == "held"]
+        assert accepted == [b"GET / HTTP/1.0\r\n\r\n"]
+    finally:
+        server.join(10)
+        listener.close()

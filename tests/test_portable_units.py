@@ -530,3 +530,18 @@ def test_upgrade_request_to_another_path():
     req = codec.upgrade_request("h", 443, "Basic x", "k", "app-i0", 0, "/exec/shell?shell=%2Fbin%2Fsh").decode()
     assert req.startswith("GET /exec/shell?shell=%2Fbin%2Fsh HTTP/1.1\r\n")
     assert "Cookie: ARRAffinity=app-i0\r\n" in req and "AppsvcTunnelPort" not in req
+
+
+def test_a_held_event_the_queue_cannot_take_holds_nothing():
+    """A "held" event dropped from a full queue would leave its connection held forever (Python
+    releases only what it heard of): the relay is not held and ends as without hold."""
+    from types import SimpleNamespace
+    from azext_webapp import _portable
+    from azext_webapp._portable import relay as relay_module
+    engine = _portable.Engine("localhost", 443, "Basic x", bind_port=0)
+    engine._events.extend([None] * _portable.EVENTS_MAX)  # pylint: disable=protected-access
+    assert engine._push_event(("closed",)) is False and engine._dropped == 1  # pylint: disable=protected-access
+    emitted = []
+    core = SimpleNamespace(emit=lambda relay, kind: emitted.append(kind) or False, held=set())
+    held = relay_module.Relay._hold(SimpleNamespace(core=core, held=False))  # pylint: disable=protected-access
+    assert held is False and emitted == ["held"] and core.held == set()

@@ -19,8 +19,8 @@ from .engine import Engine
 from .errors import Error
 from .probe import http_get
 from .pump import Pump
-from .sizes import (CLOSE_WAIT_SECS, EVENTS_MAX, FRAME_MAX, HOLD_KEEP_MAX, HOLD_TIMES_MAX, HS_MAX, HS_SECS,
-                    LOCAL_CHUNK, PROBE_BODY_MAX, REFUSAL_SECS, RING_CAP, RX_FRAME_MAX, TEXTS_MAX, TLS_READ)
+from .sizes import (CLOSE_WAIT_SECS, EVENTS_MAX, FRAME_MAX, HOLD_KEEP_MAX, HOLD_TIMES_MAX, HOLD_WINDOW_MS, HS_MAX,
+                    HS_SECS, LOCAL_CHUNK, PROBE_BODY_MAX, REFUSAL_SECS, RING_CAP, RX_FRAME_MAX, TEXTS_MAX, TLS_READ)
 
 REASONS = tuple((reason.name, reason.kind) for reason in _reasons.REASONS.values())
 KINDS, PHASES, FACTS = _reasons.KINDS, _reasons.PHASES, _reasons.FACTS
@@ -28,4 +28,5 @@ SERVER_MESSAGE_MAX, BODY_SCAN = _reasons.SERVER_MESSAGE_MAX, _reasons.BODY_SCAN
 
 __all__ = ["Error", "Engine", "Pump", "http_get", "RING_CAP", "FRAME_MAX", "RX_FRAME_MAX", "HS_MAX", "HS_SECS",
            "CLOSE_WAIT_SECS", "EVENTS_MAX", "PROBE_BODY_MAX", "LOCAL_CHUNK", "TLS_READ", "REFUSAL_SECS", "TEXTS_MAX",
-           "HOLD_KEEP_MAX", "HOLD_TIMES_MAX", "REASONS", "KINDS", "PHASES", "FACTS", "SERVER_MESSAGE_MAX", "BODY_SCAN"]
+           "HOLD_KEEP_MAX", "HOLD_TIMES_MAX", "HOLD_WINDOW_MS", "REASONS", "KINDS", "PHASES", "FACTS",
+           "SERVER_MESSAGE_MAX", "BODY_SCAN"]

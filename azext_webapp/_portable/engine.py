@@ -50,11 +50,12 @@ class _Core:
         return self.engine._authorization_text()  # pylint: disable=protected-access
 
     def emit(self, relay, kind):
+        """False when the event queue was full and the event is counted as dropped."""
         err = relay.err if kind in ("failed", "held") else None
         event = (kind, relay.id, relay.peer, relay.bytes_up, relay.bytes_down,
                  err.reason if err else "", dict(err.facts) if err else None,
                  bool(relay.remote_closed) if kind != "opened" else False)
-        self.engine._push_event(event)  # pylint: disable=protected-access
+        return self.engine._push_event(event)  # pylint: disable=protected-access
 
 
 class Engine:
@@ -119,11 +120,13 @@ class Engine:
     # -- events ------------------------------------------------------------------------------------
     def _push_event(self, event):
         with self._events_lock:
-            if len(self._events) >= EVENTS_MAX:
-                self._dropped += 1      # never block the loop thread
-            else:
+            queued = len(self._events) < EVENTS_MAX
+            if queued:
                 self._events.append(event)
+            else:
+                self._dropped += 1      # never block the loop thread
         self._wake.set()
+        return queued
 
     def poll_events(self):
         with self._events_lock:
@@ -279,6 +282,8 @@ class Engine:
             pass      # the loop already ended: nothing is held any more
 
     def _release(self, retry):
+        if self._core.stopping:     # stop() ends what is held; a late word changes nothing
+            return
         for relay in list(self._core.held):
             relay.release(retry)
 

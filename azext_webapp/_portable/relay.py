@@ -17,11 +17,12 @@ stays connected and what it sent is kept, a "held" event tells Python, and ``rel
 on a new WebSocket, the kept bytes first, or end as it would have.
 """
 import asyncio
+import time
 
 from . import codec
 from .connect import READ_BULK, READ_MAX, HeadProtocol
 from .errors import Error, fail, resource_error, stream_failure
-from .sizes import CLOSE_WAIT_SECS, HOLD_KEEP_MAX, HOLD_TIMES_MAX, HS_SECS, REFUSAL_SECS, RING_CAP
+from .sizes import CLOSE_WAIT_SECS, HOLD_KEEP_MAX, HOLD_TIMES_MAX, HOLD_WINDOW_MS, HS_SECS, REFUSAL_SECS, RING_CAP
 
 # A transport's write buffer pauses the other side's reading at half of it: what is read while the
 # pause takes effect (one read, at most 64 KiB of TLS or 256 KiB of local data) stays within it.
@@ -136,6 +137,7 @@ class Relay:
         self.kept = None                    # hold: the client's bytes until the server's first
         self.kept_over = self.heard = self.held = False
         self.holds = 0
+        self.opened_at = 0.0                # time.monotonic() when its WebSocket last opened
         if check is None:
             core.by_id[conn_id] = self
 
@@ -230,8 +232,7 @@ class Relay:
                 self.check.set_exception(self.err)
             self.finished = True
             return
-        if self._may_hold():
-            self._hold()
+        if self._may_hold() and self._hold():
             return
         if not self.fail_counted:
             self.fail_counted = True
@@ -241,6 +242,7 @@ class Relay:
     def _opened(self, rest):
         core = self.core
         self.ws_up = True
+        self.opened_at = time.monotonic()
         self.step = "open"
         link = self.link
         link.parser = codec.FrameParser(core.host, self._down, self._control, port=core.port)
@@ -286,27 +288,31 @@ class Relay:
                 or self.holds >= HOLD_TIMES_MAX or self.core.stopping):
             return False
         err = self.err
-        if err is None:
-            return self.ws_up and self.remote_closed
+        if err is None:     # closed at once after its 101, not after a while
+            return (self.ws_up and self.remote_closed
+                    and time.monotonic() - self.opened_at <= HOLD_WINDOW_MS / 1000)
         if err.reason == "http_status":
             return err.facts.get("status") in _RESTARTING_STATUS
         return err.reason == "connect_closed"
 
     def _hold(self):
-        """The client stays, read on (its bytes kept) so that its leaving is seen."""
+        """The client stays, read on (its bytes kept) so that its leaving is seen. False, and nothing
+        held, when the "held" event finds the event queue full: Python would never release it."""
         core = self.core
+        if not core.emit(self, "held"):
+            return False
         self.held = True
         self.holds += 1
         core.held.add(self)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        core.emit(self, "held")
         self.pending, self.pending_size = [], 0
         for why in ("pending", "link"):
             self.resume_local_reading(why)
         if self.kept is not None and len(self.kept) >= HOLD_KEEP_MAX:
             self.pause_local_reading("held")
+        return True
 
     def release(self, retry):
         """Held: a new WebSocket with what the client sent first, or the end it was spared."""
@@ -482,8 +488,7 @@ class Relay:
         connection is held)."""
         if self.held:
             return
-        if self._may_hold():
-            self._hold()
+        if self._may_hold() and self._hold():
             return
         if self.local is not None and not self.local_gone:
             self.local.close()
