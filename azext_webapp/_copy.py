@@ -13,13 +13,23 @@ the size alone), and only then renames it into place, so a failed or interrupted
 partial file. Download: the container says the size first and the checksum after the data; the
 local side writes a temporary file beside the destination and renames it into place once both
 match. A progress bar goes to standard error when it is a terminal.
+
+``--recursive``: a directory travels as one tar archive (GNU format, owners left out, checked as a
+file is), so the container needs tar too. Upload: the archive is unpacked into a temporary directory
+beside the destination and renamed into place, or, where the directory is already there, unpacked
+over it (files replaced, the rest kept: what ``cp -r`` and ``scp -r`` do). Download: the container
+packs the directory into a temporary file and sends it as a file; the local side unpacks only what
+stays inside the destination (tarfile's ``data`` filter: no absolute paths, no ``..``, no links out,
+no devices) into a temporary directory, then renames or merges it into place.
 """
 
 import hashlib
 import os
 import re
 import shlex
+import shutil
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -90,15 +100,67 @@ def upload_program(path, size, sha256, name):
         'm Z', ''])
 
 
-def download_program(path):
-    """The file's size (S), its bytes as base64, then its checksum (E) when sha256sum is there."""
+def upload_tree_program(path, size, sha256, name):
+    """Write the archive to a temporary file beside the destination, check it, unpack it: into a
+    temporary directory then renamed into place, or over the directory already there."""
     return '\n'.join([
-        f'src={shlex.quote(path)}',
+        f'dst={shlex.quote(path)} n={size} h={sha256} base={shlex.quote(name)}',
+        'if [ -d "$dst" ]; then f="${dst%/}/$base"; else f="${dst%/}"; fi',
+        'dir=$(dirname "$f")',
+        '[ -d "$dir" ] || { m Fnodir; exit 1; }',
+        '[ -e "$f" ] && [ ! -d "$f" ] && { m Fnotdir; exit 1; }',
+        'command -v tar >/dev/null 2>&1 || { m Fnotar; exit 1; }',
+        't=$(mktemp "$dir/.azx.XXXXXX" 2>/dev/null) || { m Fdenied; exit 1; }',
+        'x=$(mktemp -d "$dir/.azx.XXXXXX" 2>/dev/null) || { rm -f "$t"; m Fdenied; exit 1; }',
+        "trap 'rm -rf \"$t\" \"$x\"' EXIT",
+        "trap 'exit 129' HUP",
+        "trap 'exit 143' TERM",
+        "trap 'exit 130' INT",
+        'm S',
+        'e=$(base64 -d 2>&1 >"$t") || { m "Fwrite $(printf %s "$e" | head -n 1)"; exit 1; }',
+        'got=$(wc -c <"$t" | tr -d " ")',
+        '[ "$got" = "$n" ] || { m "Fsize $got"; exit 1; }',
+        'v=size',
+        'if command -v sha256sum >/dev/null 2>&1; then',
+        '  [ "$(sha256sum <"$t" | cut -c1-64)" = "$h" ] || { m Fchecksum; exit 1; }',
+        '  v=sha256',
+        'fi',
+        'if [ -d "$f" ]; then',
+        '  e=$(tar -xof "$t" -C "$x" 2>&1 && cd "$x/$base" && tar -cf - . | tar -xof - -C "$f" 2>&1) '
+        '|| { m "Fwrite $(printf %s "$e" | head -n 1)"; exit 1; }',
+        'else',
+        '  e=$(tar -xof "$t" -C "$x" 2>&1 && mv "$x/$base" "$f" 2>&1) '
+        '|| { m "Fwrite $(printf %s "$e" | head -n 1)"; exit 1; }',
+        'fi',
+        'm "E0 $v $f"',
+        'm Z', ''])
+
+
+def download_program(path, recursive=False):
+    """The file's size (S), its bytes as base64, then its checksum (E) when sha256sum is there.
+    recursive: a directory is packed into a tar archive first and sent as that file (S says "tar")."""
+    if recursive:
+        directory = [
+            'if [ -d "$src" ]; then',
+            '  command -v tar >/dev/null 2>&1 || { m Fnotar; exit 1; }',
+            '  t=$(mktemp 2>/dev/null) || { m Fdenied; exit 1; }',
+            "  trap 'rm -f \"$t\"' EXIT",
+            "  trap 'exit 129' HUP",
+            "  trap 'exit 143' TERM",
+            "  trap 'exit 130' INT",
+            '  up=$(dirname "$src") top=$(basename "$src")',
+            '  e=$(cd "$up" && tar -cf "$t" "$top" 2>&1) || { m "Fpack $(printf %s "$e" | head -n 1)"; exit 1; }',
+            '  src=$t k=" tar"',
+            'fi']
+    else:
+        directory = ['[ -d "$src" ] && { m Fisdir; exit 1; }']
+    return '\n'.join([
+        f'src={shlex.quote(path)} k=',
         '[ -e "$src" ] || { m Fnofile; exit 1; }',
-        '[ -d "$src" ] && { m Fisdir; exit 1; }',
         '[ -r "$src" ] || { m Fdenied; exit 1; }',
+        *directory,
         'n=$(wc -c <"$src" | tr -d " ")',
-        'm "S$n"',
+        'm "S$n$k"',
         'base64 <"$src" || { m Fread; exit 1; }',
         'h=$(sha256sum <"$src" 2>/dev/null | cut -c1-64)',
         'm "E0 $h"',
@@ -158,20 +220,40 @@ def _run(endpoint, instance, remote_path, program, **options):
             raise copy_error(failure.reason, remote_path, endpoint.target, instance) from None
 
 
-def upload(endpoint, instance, local, remote_path):
+def upload(endpoint, instance, local, remote_path, recursive=False):
     """Returns the container path written."""
     if os.path.isdir(local):
-        raise ValidationError(f'{local} is a directory; cp copies one file at a time.')
+        if not recursive:
+            raise ValidationError(f'{local} is a directory: add --recursive to copy it with all it holds.')
+        return _upload_tree(endpoint, instance, local, remote_path)
     try:
         size, sha256 = os.path.getsize(local), file_sha256(local)
         source = open(local, 'rb')  # pylint: disable=consider-using-with
     except OSError as err:
         raise FileOperationError(f'Cannot read {local}: {err.strerror or err}.') from None
-    progress = Progress(os.path.basename(local), size)
     program = upload_program(remote_path, size, sha256, os.path.basename(local))
     with source:
-        ended = _run(endpoint, instance, remote_path, program, out=lambda data: None, source=source,
-                     sent=progress.update)
+        return _send(endpoint, instance, remote_path, program, source, os.path.basename(local), size)
+
+
+def _upload_tree(endpoint, instance, local, remote_path):
+    name = os.path.basename(os.path.normpath(os.path.abspath(local)))
+    with tempfile.TemporaryFile() as archive:
+        pack(local, name, archive)
+        size = archive.tell()
+        archive.seek(0)
+        digest = hashlib.sha256()
+        for block in iter(lambda: archive.read(HASH_CHUNK), b''):
+            digest.update(block)
+        archive.seek(0)
+        program = upload_tree_program(remote_path, size, digest.hexdigest(), name)
+        return _send(endpoint, instance, remote_path, program, archive, f'{name}/', size)
+
+
+def _send(endpoint, instance, remote_path, program, source, label, size):
+    progress = Progress(label, size)
+    ended = _run(endpoint, instance, remote_path, program, out=lambda data: None, source=source,
+                 sent=progress.update)
     progress.finish()
     _, _, written = (ended or '').partition(' ')
     how, _, where = written.partition(' ')
@@ -179,7 +261,25 @@ def upload(endpoint, instance, local, remote_path):
     return where or remote_path
 
 
-def download(endpoint, instance, remote_path, local):
+def pack(local, name, archive):
+    """The directory local as a tar archive whose top is name: regular files, directories and links,
+    without their owners (the container's user owns what it unpacks)."""
+    def plain(member):
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+            logger.warning('Left out %s: only files, directories and links are copied.', member.name)
+            return None
+        member.uid = member.gid = 0
+        member.uname = member.gname = ''
+        return member
+    try:
+        with tarfile.open(fileobj=archive, mode='w', format=tarfile.GNU_FORMAT) as tar:
+            tar.add(local, arcname=name, filter=plain)
+    except OSError as err:
+        raise FileOperationError(f'Cannot read {getattr(err, "filename", None) or local}: '
+                                 f'{err.strerror or err}.') from None
+
+
+def download(endpoint, instance, remote_path, local, recursive=False):
     """Returns the local path written."""
     destination = local_destination(local, remote_path)
     folder = os.path.dirname(os.path.abspath(destination))
@@ -187,7 +287,7 @@ def download(endpoint, instance, remote_path, local):
         handle, temporary = tempfile.mkstemp(prefix='.azx-', dir=folder)
     except OSError as err:
         raise FileOperationError(f'Cannot write in {folder}: {err.strerror or err}.') from None
-    state = {'size': None, 'got': 0, 'digest': hashlib.sha256()}
+    state = {'size': None, 'got': 0, 'digest': hashlib.sha256(), 'tar': False}
     decode = base64_stream()
     progress = Progress(os.path.basename(destination), 0)
     try:
@@ -201,12 +301,19 @@ def download(endpoint, instance, remote_path, local):
 
             def on_marker(letter, text):
                 if letter == 'S':
-                    state['size'] = int(text) if text.isdigit() else None
+                    size, _, kind = text.partition(' ')
+                    state['size'] = int(size) if size.isdigit() else None
+                    state['tar'] = kind == 'tar'
                     progress.total = state['size'] or 0
 
-            ended = _run(endpoint, instance, remote_path, download_program(remote_path), out=out, on_marker=on_marker)
+            program = download_program(remote_path, recursive)
+            ended = _run(endpoint, instance, remote_path, program, out=out, on_marker=on_marker)
         progress.finish()
         _check_download(state, ended, remote_path)
+        if state['tar']:
+            return unpack(temporary, _remote_name(remote_path), local)
+        if os.path.isdir(destination):
+            raise FileOperationError(f'Cannot write {destination}: it is a directory.')
         os.chmod(temporary, _mode_for(destination))
         os.replace(temporary, destination)
         temporary = None
@@ -214,6 +321,66 @@ def download(endpoint, instance, remote_path, local):
         if temporary is not None:
             os.unlink(temporary)
     return destination
+
+
+def unpack(archive_path, name, local):
+    """A downloaded directory, name at the archive's top, into local (under name when local is a
+    directory already, else as local); returns the path written. Only what stays inside is unpacked."""
+    final = os.path.join(local, name) if os.path.isdir(local) else local
+    if os.path.exists(final) and not os.path.isdir(final):
+        raise FileOperationError(f'Cannot write the directory {final}: a file of that name is there.')
+    parent = os.path.dirname(os.path.abspath(final))
+    staging = tempfile.mkdtemp(prefix='.azx-', dir=parent)
+    try:
+        with tarfile.open(archive_path) as tar:
+            members = tar.getmembers()
+            outside = [m.name for m in members if m.name != name and not m.name.startswith(name + '/')]
+            if outside:
+                raise FileOperationError(f'The archive of {name} holds {outside[0]!r}, outside {name}/; nothing '
+                                         'was written.')
+            _extract(tar, members, staging, name)
+        unpacked = os.path.join(staging, name)
+        if os.path.isdir(final):
+            _merge(unpacked, final)
+        else:
+            os.replace(unpacked, final)
+    except OSError as err:
+        raise FileOperationError(f'Cannot write {getattr(err, "filename", None) or final}: '
+                                 f'{err.strerror or err}.') from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _extract(tar, members, staging, name):
+    """tarfile's data filter where this Python has it (3.11.4 and later, and the fixed releases of
+    3.8 to 3.10); before that, only files and directories with plain relative names, links left out."""
+    if hasattr(tarfile, 'data_filter'):
+        try:
+            tar.extractall(staging, members=members, filter='data')
+        except tarfile.FilterError as err:
+            raise FileOperationError(f'The copy of {name} holds what cannot be written safely ({err}); nothing '
+                                     'was written.') from None
+        return
+    plain = []
+    for member in members:
+        if member.issym() or member.islnk():
+            logger.warning('Left out the link %s: this Python cannot unpack links safely.', member.name)
+        elif (member.isreg() or member.isdir()) and '..' not in member.name.split('/'):
+            plain.append(member)
+        else:
+            raise FileOperationError(f'The copy of {name} holds {member.name!r}, which cannot be written safely; '
+                                     'nothing was written.')
+    tar.extractall(staging, members=plain)  # nosec: plain relative names only, checked above
+
+
+def _merge(source, destination):
+    """source's tree over destination's: files replaced, directories made, the rest kept."""
+    for folder, directories, files in os.walk(source):
+        target = os.path.join(destination, os.path.relpath(folder, source))
+        os.makedirs(target, exist_ok=True)
+        for entry in files + [d for d in directories if os.path.islink(os.path.join(folder, d))]:
+            os.replace(os.path.join(folder, entry), os.path.join(target, entry))
 
 
 def _check_download(state, ended, remote_path):
@@ -236,9 +403,15 @@ def _mode_for(path):
         return 0o666 & ~umask
 
 
+def _remote_name(remote_path):
+    return remote_path.rstrip('/').rsplit('/', 1)[-1]
+
+
 def local_destination(local, remote_path):
     """Where a download goes: into local when it is a directory (under the remote file's name)."""
-    name = remote_path.rstrip('/').rsplit('/', 1)[-1]
+    name = _remote_name(remote_path)
+    if not name:
+        raise ValidationError('The container\'s root directory cannot be copied: name a directory below it.')
     if os.path.isdir(local):
         return os.path.join(local, name)
     folder = os.path.dirname(os.path.abspath(local))

@@ -201,13 +201,21 @@ def copy_error(reason, path, target, instance=None):
     if word == 'nofile':
         return ResourceNotFoundError(f'{path} does not exist in {where}.')
     if word == 'isdir':
-        return ValidationError(f'{path} is a directory in {where}; cp copies one file at a time (name the file, or '
-                               'a directory that does not hold a directory of the same name).')
+        return ValidationError(f'{path} is a directory in {where}: add --recursive to copy it with all it holds '
+                               '(or name a file, or a directory that does not hold a directory of the same name).')
     if word == 'nodir':
         return ResourceNotFoundError(f'The directory of {path} does not exist in {where}; create it first '
                                      f'(`az webapp remote-connection exec ... -- mkdir -p DIR`).')
     if word == 'denied':
         return ValidationError(f'Permission denied for {path} in {where}.')
+    if word == 'notdir':
+        return ValidationError(f'{path} is a file in {where}, not a directory: a directory is copied to a path '
+                               'that is a directory or does not exist yet.')
+    if word == 'notar':
+        return ValidationError(f'{where[0].upper()}{where[1:]} has no tar, which --recursive needs: copy the files '
+                               'one at a time, or add tar to the image.')
+    if word == 'pack':
+        return FileOperationError(f'Could not pack {path} in {where}: {detail or "tar failed"}.')
     if word in ('write', 'move'):
         return FileOperationError(f'Could not write {path} in {where}: {detail or "write failed"} (a full disk or '
                                   'quota?). Nothing was replaced.')

@@ -83,12 +83,15 @@ class Session:
                 f"printf '%s%s\\n' {first} {failed}\n").encode('ascii')
 
     def program(self, body):
-        """The program to send at READY: the prologue (marker halves, ``m LETTER[TEXT]`` prints a
-        marker line) and body, as base64 lines and Ctrl+D."""
+        """The program to send at READY: the script as base64 lines and Ctrl+D."""
+        return input_lines(self.script(body).encode('utf-8')) + END_OF_INPUT
+
+    def script(self, body):
+        """The prologue (marker halves in ``a`` and ``b``, which a body must leave alone; ``m
+        LETTER[TEXT]`` prints a marker line), then body."""
         first, second = (shlex.quote(half) for half in self._halves)
-        script = (f"a={first} b={second}\n"
-                  "m() { printf '%s%s%s\\n' \"$a\" \"$b\" \"$1\"; }\n" + body)
-        return input_lines(script.encode('utf-8')) + END_OF_INPUT
+        return (f"a={first} b={second}\n"
+                "m() { printf '%s%s%s\\n' \"$a\" \"$b\" \"$1\"; }\n" + body)
 
     # -- what the terminal says ------------------------------------------------------------------
     def feed(self, data):

@@ -62,7 +62,7 @@ examples:
 
 helps['webapp remote-connection cp'] = """
 type: command
-short-summary: Copy a file to or from the container of a Linux web app without sshd, through its SCM site.
+short-summary: Copy a file or directory to or from the container of a Linux web app without sshd, through its SCM site.
 long-summary: >
     One of SOURCE and DESTINATION is in the container: `:/path` (in the app named by --name or
     --ids) or `APP:/path`; the other is local (`C:\\file` and `C:/file` are local paths on Windows:
@@ -71,7 +71,10 @@ long-summary: >
     own name. The bytes go as base64 through the exec channel's terminal and are checked on arrival
     (size, and SHA-256 where the container has sha256sum); they are written to a temporary file
     beside the destination and renamed into place only when complete, so a failed copy leaves no
-    partial file. A progress bar is shown on standard error when it is a terminal. Uses the same
+    partial file. With --recursive a directory goes as one tar archive, checked the same way, and is
+    unpacked beside the destination and renamed into place (or over a directory already there); a
+    download unpacks only what stays inside the destination. A progress bar is shown on standard
+    error when it is a terminal. Uses the same
     channel as `az webapp remote-connection exec` (no sshd; base64 and stty in the container); with
     sshd, `scp` through `az webapp remote-connection ssh-config` is faster.
 examples:
@@ -85,6 +88,10 @@ examples:
     text: |
         az webapp remote-connection cp -g MyResourceGroup -n MyWebApp --instance INSTANCE_NAME :/tmp/dump.bin .
         az webapp remote-connection cp -g MyResourceGroup -n MyWebApp --slot staging :/home/site/wwwroot/web.config .
+  - name: A directory with all it holds, up and down.
+    text: |
+        az webapp remote-connection cp -g MyResourceGroup -n MyWebApp --recursive ./static :/home/site/wwwroot/
+        az webapp remote-connection cp -g MyResourceGroup -n MyWebApp -r :/home/LogFiles ./logs
   - name: On Windows, to a local drive path.
     text: |
         az webapp remote-connection cp -g MyResourceGroup -n MyWebApp :/home/LogFiles/app.log C:\\logs\\app.log

@@ -107,6 +107,9 @@ def load_arguments(self, _):
         c.argument('container', options_list=['--container'],
                    help="One of the app's site containers (a sidecar) to copy to or from instead of the main "
                         'container, where the SCM site lets you choose one.')
+        c.argument('recursive', options_list=['--recursive', '-r'], action='store_true',
+                   help='Copy a directory with everything it holds (as one tar archive: the container needs tar). '
+                        'Into a directory that exists it goes under its own name, over what is there.')
         c.positional('paths', nargs='+', metavar='SOURCE DESTINATION',
                      help='What to copy, then where to. One is in the container, as `:/path` (the app named by '
                           '--name) or `APP:/path`; the other is local. A directory as the destination takes the '

@@ -562,9 +562,10 @@ def _exec_every_instance(cmd: Cmd, app: Target, wanted: List[str], kudu: bool, s
 
 def cp_remote_connection(cmd: Cmd, paths: List[str], resource_group_name: Optional[str] = None,
                          name: Optional[str] = None, slot: Optional[str] = None, instance: Optional[str] = None,
-                         container: Optional[str] = None,
+                         container: Optional[str] = None, recursive: bool = False,
                          ids: Optional[List[str]] = None) -> None:  # pylint: disable=unused-argument
-    """A file to or from the container through the exec channel (see _copy)."""
+    """A file (or with recursive, a directory) to or from the container through the exec channel
+    (see _copy)."""
     from azext_webapp import _copy
     from azext_webapp._exec_channel import resolve_exec
     app = _target(resource_group_name, name, slot)
@@ -573,6 +574,6 @@ def cp_remote_connection(cmd: Cmd, paths: List[str], resource_group_name: Option
     endpoint = resolve_exec(cmd, app, instance, container)
     with _stopped_by_signals('nothing was copied.'):
         if remote_destination is not None:
-            _copy.upload(endpoint, instance, source, remote_destination.path)
+            _copy.upload(endpoint, instance, source, remote_destination.path, recursive)
         elif remote_source is not None:
-            _copy.download(endpoint, instance, remote_source.path, destination)
+            _copy.download(endpoint, instance, remote_source.path, destination, recursive)

@@ -1,7 +1,8 @@
 """`az webapp remote-connection cp` end to end (issue 21): files to and from a container without sshd
 through the exec channel, with the real az and the sandbox. Byte-exact both ways (64 MiB of random
-bytes, SHA-256 compared in the container too), nothing partial left behind by a failure, a
-progress bar only on a terminal, and a clear error for every bad path. Run again with the portable
+bytes, SHA-256 compared in the container too), a directory tree both ways with --recursive, nothing
+partial left behind by a failure, a progress bar only on a terminal, and a clear error for every bad
+path. Run again with the portable
 engine by `make test-portable`."""
 import hashlib
 import os
@@ -75,6 +76,30 @@ def test_into_an_existing_directory_and_over_an_existing_file(webapp_az, exec_sa
     assert (folder / 'notes.txt').read_bytes() == b'second\n'
 
 
+def test_a_directory_tree_both_ways_with_recursive(webapp_az, exec_sandbox, tmp_path):
+    from tests.test_unit_copy import make_tree, tree_of
+    source = make_tree(tmp_path / 'site')
+    remote(webapp_az, 'rm -rf /tmp/rtree && mkdir -p /tmp/rtree/site && echo kept > /tmp/rtree/site/kept.txt')
+    up = az_cp(webapp_az, '-n', 'exec-app', '--recursive', str(source), ':/tmp/rtree/new')   # a new name
+    assert up.returncode == 0, up.stderr
+    up = az_cp(webapp_az, '-n', 'exec-app', '-r', str(source), ':/tmp/rtree')            # over site/ there
+    assert up.returncode == 0, up.stderr
+    listing = remote(webapp_az, 'cd /tmp/rtree && find . | sort && readlink new/link && ls -a | grep -c azx || true')
+    below = [f'./{top}/{path}' for top in ('new', 'site') for path in tree_of(source)]
+    names = sorted(['.', './new', './site', './site/kept.txt'] + below)
+    assert listing.split('\n')[:-3] == names and listing.split('\n')[-3:-1] == ['a.txt', '0']
+    down = tmp_path / 'down'
+    down.mkdir()
+    result = az_cp(webapp_az, '-n', 'exec-app', '-r', ':/tmp/rtree/new/', str(down))       # into a directory
+    assert result.returncode == 0, result.stderr
+    assert tree_of(down / 'new') == tree_of(source)
+    result = az_cp(webapp_az, '-n', 'exec-app', '-r', ':/tmp/rtree/site', str(tmp_path / 'renamed'))
+    assert result.returncode == 0, result.stderr
+    merged = tree_of(tmp_path / 'renamed')
+    assert merged.pop('kept.txt') == ('file', b'kept\n') and merged == tree_of(source)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.azx')] == []
+
+
 def test_a_full_disk_leaves_nothing_behind(webapp_az, exec_sandbox, tmp_path):
     source = tmp_path / 'big.bin'
     source.write_bytes(os.urandom(1024 * 1024))        # /mnt/full holds 64 KiB
@@ -90,7 +115,9 @@ def test_bad_paths_are_clear_errors(webapp_az, exec_sandbox, tmp_path):
         (('-n', 'exec-app', ':/no/such/file', str(tmp_path / 'x')), 3, '/no/such/file does not exist in the container'),
         (('-n', 'exec-app', ':/tmp', str(tmp_path / 'x')), 1, '/tmp is a directory in the container'),
         (('-n', 'exec-app', str(tmp_path / 'missing'), ':/tmp/'), 1, 'Cannot read'),
-        (('-n', 'exec-app', str(tmp_path), ':/tmp/'), 1, 'is a directory; cp copies one file'),
+        (('-n', 'exec-app', str(tmp_path), ':/tmp/'), 1, 'is a directory: add --recursive'),
+        (('-n', 'exec-app', '-r', str(tmp_path), ':/etc/hostname'), 1, '/etc/hostname is a file in the container'),
+        (('-n', 'exec-app', '-r', ':/', str(tmp_path)), 1, "root directory cannot be copied"),
         (('-n', 'exec-app', ':/etc/hostname', str(tmp_path / 'no' / 'dir' / 'x')), 1, 'does not exist'),
         (('-n', 'exec-app', str(tmp_path / 'missing'), ':/no/dir/x'), 1, 'Cannot read'),
         (('-n', 'exec-app', './a', './b'), 1, 'Neither is a path in the container'),
