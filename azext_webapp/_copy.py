@@ -37,6 +37,7 @@ from azure.cli.core.azclierror import FileOperationError, ValidationError
 from knack.log import get_logger
 
 from azext_webapp._exec_channel import open_channel
+from azext_webapp._termination import raise_if_signalled
 from azext_webapp._exec_run import ExecFailure, ProgramRun, base64_stream
 
 logger = get_logger(__name__)
@@ -200,10 +201,16 @@ class Progress:
 
 
 def file_sha256(path):
-    digest = hashlib.sha256()
     with open(path, 'rb') as source:
-        for block in iter(lambda: source.read(HASH_CHUNK), b''):
-            digest.update(block)
+        return _sha256(source)
+
+
+def _sha256(source):
+    """Of what source holds from where it stands; Ctrl+C ends it between blocks."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: source.read(HASH_CHUNK), b''):
+        raise_if_signalled()
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -242,11 +249,9 @@ def _upload_tree(endpoint, instance, local, remote_path):
         pack(local, name, archive)
         size = archive.tell()
         archive.seek(0)
-        digest = hashlib.sha256()
-        for block in iter(lambda: archive.read(HASH_CHUNK), b''):
-            digest.update(block)
+        sha256 = _sha256(archive)
         archive.seek(0)
-        program = upload_tree_program(remote_path, size, digest.hexdigest(), name)
+        program = upload_tree_program(remote_path, size, sha256, name)
         return _send(endpoint, instance, remote_path, program, archive, f'{name}/', size)
 
 
@@ -265,6 +270,7 @@ def pack(local, name, archive):
     """The directory local as a tar archive whose top is name: regular files, directories and links,
     without their owners (the container's user owns what it unpacks)."""
     def plain(member):
+        raise_if_signalled()
         if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
             logger.warning('Left out %s: only files, directories and links are copied.', member.name)
             return None
@@ -355,15 +361,19 @@ def unpack(archive_path, name, local):
 def _extract(tar, members, staging, name):
     """tarfile's data filter where this Python has it (3.11.4 and later, and the fixed releases of
     3.8 to 3.10); before that, only files and directories with plain relative names, links left out."""
+    def checked(member, path):
+        raise_if_signalled()
+        return tarfile.data_filter(member, path)
     if hasattr(tarfile, 'data_filter'):
         try:
-            tar.extractall(staging, members=members, filter='data')
+            tar.extractall(staging, members=members, filter=checked)
         except tarfile.FilterError as err:
             raise FileOperationError(f'The copy of {name} holds what cannot be written safely ({err}); nothing '
                                      'was written.') from None
         return
     plain = []
     for member in members:
+        raise_if_signalled()
         if member.issym() or member.islnk():
             logger.warning('Left out the link %s: this Python cannot unpack links safely.', member.name)
         elif (member.isreg() or member.isdir()) and '..' not in member.name.split('/'):
@@ -380,6 +390,7 @@ def _merge(source, destination):
         target = os.path.join(destination, os.path.relpath(folder, source))
         os.makedirs(target, exist_ok=True)
         for entry in files + [d for d in directories if os.path.islink(os.path.join(folder, d))]:
+            raise_if_signalled()
             os.replace(os.path.join(folder, entry), os.path.join(target, entry))
 
 

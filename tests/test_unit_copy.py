@@ -206,3 +206,23 @@ def test_no_program_touches_the_marker_halves():
                 marker.command_program('true'), marker.command_program('true', with_input=True)]
     for program in programs:
         assert not re.search(r'(^|[\s;({])(a|b)=', program), program
+
+
+@pytest.mark.parametrize('step', ['pack', 'hash', 'unpack'])
+def test_ctrl_c_ends_the_local_work_between_files(tmp_path, monkeypatch, step):
+    """Packing, hashing and unpacking answer a recorded signal (the waits' rule), however big the tree."""
+    import signal
+    from azext_webapp import _termination
+    source = make_tree(tmp_path / 'site')
+    archive = tmp_path / 'site.tar'
+    archive.write_bytes(packed(source, 'site'))
+    monkeypatch.setattr(_termination._record, 'signum', signal.SIGINT)  # pylint: disable=protected-access
+    with pytest.raises(KeyboardInterrupt):
+        if step == 'pack':
+            _copy.pack(str(source), 'site', io.BytesIO())
+        elif step == 'hash':
+            _copy.file_sha256(str(archive))
+        else:
+            _copy.unpack(str(archive), 'site', str(tmp_path / 'copy'))
+    assert not (tmp_path / 'copy').exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.azx')] == []
