@@ -25,8 +25,8 @@ long-summary: >
     an interactive shell in a raw terminal: every key goes to the remote shell, Ctrl+C included;
     `exit` (or Ctrl+D) ends it, Enter then ~. leaves it from this side; window resizes follow; the
     terminal is restored however it ends. With a command after `--`: it runs by /bin/sh -c (or
-    --shell) and its standard output streams to yours, its standard error comes once it has ended,
-    and az exits with its exit status. Its standard input is yours when yours is a pipe or a file,
+    --shell) and its standard output streams to yours, its standard error comes once it has ended
+    (for progress written to standard error, run `-- 'CMD 2>&1'`), and az exits with its exit status. Its standard input is yours when yours is a pipe or a file,
     else empty. With --instance all (or NAME,NAME) it runs on each instance (8 at a time): output
     lines prefixed with the instance name, or one record per instance with --output; the exit
     status is the worst instance's, and an instance that cannot be reached is reported with status
