@@ -6,7 +6,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 DEBIAN_PACKAGES := build-essential pkg-config libwebsockets-dev libssl-dev libcurl4-openssl-dev \
 	openssh-server openssh-client python3-dev python3-venv util-linux procps iproute2 \
-	valgrind tmux rsync openssl curl clang libclang-rt-14-dev nftables \
+	valgrind tmux rsync openssl curl clang libclang-rt-14-dev nftables busybox \
 	node-xterm esbuild chromium libnss3-tools fonts-dejavu-core
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h) azext_webapp/_reasons.def
 MODULE_STAMP := $(VENV)/.stamp-module

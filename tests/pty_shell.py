@@ -13,11 +13,13 @@ import time
 class PtyShell:
     """``sock``: our end; the shell's terminal is the other. ``close()`` hangs the terminal up."""
 
-    def __init__(self, shell="/bin/sh", env=None):
+    def __init__(self, shell="/bin/sh", env=None, argv=None):
+        """argv: the program that gives the shell (its first item a path), instead of shell alone."""
+        argv = argv or [shell]
         self.pid, self.master = pty.fork()
         if self.pid == 0:   # the child: an interactive shell on the terminal
-            os.execve(shell, [shell], dict(env or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PS1": "$ ",
-                                                   "HOME": "/tmp", "TERM": "xterm"}))
+            os.execve(argv[0], argv, dict(env or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PS1": "$ ",
+                                                  "HOME": "/tmp", "TERM": "xterm"}))
         self.sock, self._far = socket.socketpair()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._pump, daemon=True)
