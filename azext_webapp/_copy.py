@@ -149,7 +149,8 @@ def download_program(path, recursive=False):
             "  trap 'exit 129' HUP",
             "  trap 'exit 143' TERM",
             "  trap 'exit 130' INT",
-            '  up=$(dirname "$src") top=$(basename "$src")',
+            '  real=$(cd "$src" && pwd -P) || { m Fdenied; exit 1; }',
+            '  up=$(dirname "$real") top=$(basename "$real")',
             '  e=$(cd "$up" && tar -cf "$t" "$top" 2>&1) || { m "Fpack $(printf %s "$e" | head -n 1)"; exit 1; }',
             '  src=$t k=" tar"',
             'fi']
@@ -279,7 +280,7 @@ def pack(local, name, archive):
         return member
     try:
         with tarfile.open(fileobj=archive, mode='w', format=tarfile.GNU_FORMAT) as tar:
-            tar.add(local, arcname=name, filter=plain)
+            tar.add(os.path.realpath(local), arcname=name, filter=plain)  # a link to a directory: its tree
     except OSError as err:
         raise FileOperationError(f'Cannot read {getattr(err, "filename", None) or local}: '
                                  f'{err.strerror or err}.') from None
@@ -330,8 +331,9 @@ def download(endpoint, instance, remote_path, local, recursive=False):
 
 
 def unpack(archive_path, name, local):
-    """A downloaded directory, name at the archive's top, into local (under name when local is a
-    directory already, else as local); returns the path written. Only what stays inside is unpacked."""
+    """A downloaded directory, one directory at the archive's top (the container names it as it is
+    on its disk: a link's target), into local: under name when local is a directory already, else
+    as local. Returns the path written. Only what stays inside that top directory is unpacked."""
     final = os.path.join(local, name) if os.path.isdir(local) else local
     if os.path.exists(final) and not os.path.isdir(final):
         raise FileOperationError(f'Cannot write the directory {final}: a file of that name is there.')
@@ -340,12 +342,14 @@ def unpack(archive_path, name, local):
     try:
         with tarfile.open(archive_path) as tar:
             members = tar.getmembers()
-            outside = [m.name for m in members if m.name != name and not m.name.startswith(name + '/')]
-            if outside:
-                raise FileOperationError(f'The archive of {name} holds {outside[0]!r}, outside {name}/; nothing '
+            top = members[0].name.split('/', 1)[0] if members else ''
+            outside = [m.name for m in members if m.name != top and not m.name.startswith(top + '/')]
+            if not members or not members[0].isdir() or top in ('', '.', '..') or outside:
+                shown = outside[0] if outside else top
+                raise FileOperationError(f'The archive of {name} holds {shown!r}, outside one directory; nothing '
                                          'was written.')
             _extract(tar, members, staging, name)
-        unpacked = os.path.join(staging, name)
+        unpacked = os.path.join(staging, top)
         if os.path.isdir(final):
             _merge(unpacked, final)
         else:

@@ -89,6 +89,9 @@ def test_a_file_in_the_way_is_an_error(tmp_path):
 
 def hostile_archive(path, member_name, **fields):
     with tarfile.open(path, 'w') as tar:
+        top = tarfile.TarInfo('site')
+        top.type = tarfile.DIRTYPE
+        tar.addfile(top)
         inside = tarfile.TarInfo('site/ok.txt')
         inside.size = 2
         tar.addfile(inside, io.BytesIO(b'ok'))
@@ -100,8 +103,8 @@ def hostile_archive(path, member_name, **fields):
 
 @pytest.mark.parametrize('member_name, fields, words', [
     ('site/../../evil', {'size': 1}, 'cannot be written safely'),
-    ('/etc/evil', {'size': 1}, 'outside site/'),
-    ('elsewhere/evil', {'size': 1}, 'outside site/'),
+    ('/etc/evil', {'size': 1}, 'outside one directory'),
+    ('elsewhere/evil', {'size': 1}, 'outside one directory'),
     ('site/out', {'type': tarfile.SYMTYPE, 'linkname': '../../../etc/passwd'}, 'cannot be written safely'),
     ('site/dev', {'type': tarfile.CHRTYPE, 'devmajor': 1, 'devminor': 3}, 'cannot be written safely'),
 ])
@@ -226,3 +229,20 @@ def test_ctrl_c_ends_the_local_work_between_files(tmp_path, monkeypatch, step):
             _copy.unpack(str(archive), 'site', str(tmp_path / 'copy'))
     assert not (tmp_path / 'copy').exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.azx')] == []
+
+
+@POSIX
+def test_a_link_to_a_directory_copies_its_tree_both_ways(tmp_path):
+    """As cp -r and scp -r do with a link named on the command line (links inside stay links)."""
+    source = make_tree(tmp_path / 'real-site')
+    os.symlink('real-site', tmp_path / 'site')
+    with tarfile.open(fileobj=io.BytesIO(packed(tmp_path / 'site', 'site'))) as tar:
+        assert tar.getmembers()[0].isdir() and tar.getmembers()[0].name == 'site'
+    markers, body = run_program(_copy.download_program(str(tmp_path / 'site'), recursive=True))
+    assert markers[0].endswith(' tar')
+    (tmp_path / 'got.tar').write_bytes(base64.decodebytes(body))
+    assert _copy.unpack(str(tmp_path / 'got.tar'), 'site', str(tmp_path / 'copy')) == str(tmp_path / 'copy')
+    assert tree_of(tmp_path / 'copy') == tree_of(source)
+    (tmp_path / 'into').mkdir()
+    assert _copy.unpack(str(tmp_path / 'got.tar'), 'site', str(tmp_path / 'into')) == str(tmp_path / 'into' / 'site')
+    assert tree_of(tmp_path / 'into' / 'site') == tree_of(source)
