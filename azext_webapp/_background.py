@@ -219,6 +219,7 @@ def _stop_child(child: 'subprocess.Popen[bytes]') -> None:
             process.kill()
         except psutil.Error:
             pass
+    psutil.wait_procs(alive, timeout=STOP_WAIT)
     try:
         child.wait(timeout=STOP_WAIT)
     except subprocess.TimeoutExpired:

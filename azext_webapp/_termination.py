@@ -115,8 +115,10 @@ def call_in_thread(function: Callable[..., T], *args: object) -> T:
 
 def _installable(signum: int) -> bool:
     # A background job of a non-interactive shell starts with SIGINT ignored, so that Ctrl+C in that
-    # terminal is not meant for it; Python leaves it ignored, and so does this.
-    return not (signum == signal.SIGINT and signal.getsignal(signum) == signal.SIG_IGN)
+    # terminal is not meant for it; Python leaves it ignored, and so does this. `nohup` ignores
+    # SIGHUP so that a closing terminal does not end the program: that stays too.
+    hangup = getattr(signal, 'SIGHUP', None)
+    return not (signum in (signal.SIGINT, hangup) and signal.getsignal(signum) == signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ def create_remote_connection(cmd: Cmd, resource_group_name: Optional[str] = None
         return _background_connection(cmd, options)
     ready: List[bool] = []
     # Signals are only recorded; the waits raise them (KeyboardInterrupt, Terminated): _termination.py.
-    with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
+    with terminate_on('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'):
         try:
             _remote_connection(cmd, target, port, instance, timeout, bind, target_port, ready, ready_file)
         except KeyboardInterrupt:
@@ -124,7 +124,7 @@ def _background_connection(cmd: Cmd, options: Dict[str, Any]) -> Optional[Dict[s
     from azure.cli.core.commands.client_factory import get_subscription_id
     given = cmd.cli_ctx.data.get('safe_params') or []
     verbosity = [flag for flag in ('--verbose', '--debug', '--only-show-errors') if flag in given]
-    with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
+    with terminate_on('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'):
         try:
             record = _background.start(cmd.cli_ctx.config.config_dir, options, get_subscription_id(cmd.cli_ctx),
                                        verbosity)
@@ -156,7 +156,7 @@ def close_remote_connection(cmd: Cmd, port: Optional[int] = None, pid: Optional[
         logger.warning('No background tunnel of this az configuration is running.')
         return
     failures: List[str] = []
-    with terminate_on('SIGINT', 'SIGTERM', 'SIGBREAK'):
+    with terminate_on('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'):
         for entry in chosen:    # one that does not end does not keep the others open
             try:
                 closed = _background.close(entry)

@@ -311,7 +311,16 @@ def test_a_tunnel_that_never_became_ready_is_ended_with_what_it_started_and_reap
     started = time.monotonic()
     _background._stop_child(child)  # pylint: disable=protected-access
     assert child.returncode is not None
-    assert not grandchild.is_running() or grandchild.status() == psutil.STATUS_ZOMBIE
+
+    def ended():
+        try:
+            return not grandchild.is_running() or grandchild.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+    deadline = time.monotonic() + 5      # SIGKILL takes effect a moment after it is sent
+    while not ended() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ended()
     assert time.monotonic() - started < _background.STOP_WAIT + 2
     child.stdout.close()
 

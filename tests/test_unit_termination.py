@@ -107,6 +107,18 @@ def test_sigint_ignored_by_a_shell_stays_ignored():
         signal.signal(signal.SIGINT, before)
 
 
+@pytest.mark.skipif(not hasattr(signal, 'SIGHUP'), reason='no SIGHUP on Windows')
+def test_sighup_ignored_by_nohup_stays_ignored():
+    """`nohup az webapp remote-connection create &`: a closing terminal must not end the tunnel."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with _termination.terminate_on('SIGINT', 'SIGTERM', 'SIGHUP'):
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_windows_signals_sigbreak_without_sighup(monkeypatch):
     """Windows has SIGBREAK (Ctrl+Break) and no SIGHUP: the block takes the ones there are; a SIGBREAK
     ends the waits as Terminated, like SIGTERM. (SIGUSR2 stands in for SIGBREAK's number here.)"""
