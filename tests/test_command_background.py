@@ -165,5 +165,5 @@ def test_ready_file_of_a_tunnel_started_with_an_ampersand(webapp_az, sandbox_ssh
     finally:
         os.kill(proc.pid, signal.SIGHUP)                # its terminal closed: a clean end too
         _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and 'Closed (SIGHUP).' in err, err
+    assert proc.returncode == 0 and b'Closed (SIGHUP).' in err, err
     assert not ready.exists()                           # removed when the tunnel ended
