@@ -711,11 +711,22 @@ def get_status(scm_url: str, authorization: str, instance: Optional[str] = None,
     host, port, body = _probe(scm_url, TUNNEL_PATH + "?GetStatus&GetStatusAPIVer=2", authorization, instance,
                               timeout)
     try:
-        doc = json.loads(body.decode("utf-8"))
-        return ScmStatus(str(doc.get("state", "")), bool(doc.get("canReachPort", False)),
-                         int(doc["port"]) if doc.get("port") is not None else None, str(doc.get("msg", "")))
+        return status_of(json.loads(body.decode("utf-8-sig")))
     except (ValueError, KeyError, AttributeError, TypeError):
         raise failure("http_not_json", _reasons.facts(host=host, port=port, status=200, phase="probe")) from None
+
+
+def status_of(doc: Any) -> ScmStatus:
+    """GetStatus's JSON as Kudu writes it ({"port": 2222, "state": "STARTED", "canReachPort": true,
+    "msg": ...}), and as other servers may: keys in any case, a boolean or port written as a string.
+    Raises ValueError, AttributeError or TypeError for what is not such an object."""
+    fields = {str(key).lower(): value for key, value in doc.items()}
+    reachable = fields.get("canreachport", False)
+    if isinstance(reachable, str):
+        reachable = reachable.strip().lower() in ("true", "1", "yes")
+    port = fields.get("port")
+    return ScmStatus(str(fields.get("state") or ""), bool(reachable), int(port) if port not in (None, "") else None,
+                     str(fields.get("msg") or ""))
 
 
 def warm_up(scm_url: str, authorization: str, timeout: float = 30.0) -> None:
