@@ -218,3 +218,18 @@ def test_the_architecture_document_lists_every_reason():
     with open(path, encoding='utf-8') as handle:
         text = handle.read()
     assert [reason for reason in _reasons.REASONS if f'`{reason}`' not in text] == []
+
+
+def test_every_help_entry_is_yaml_with_a_summary_and_each_command_examples():
+    """What `az ... --help` renders: a YAML typo shows up there only, so it is read here first."""
+    import yaml
+    from azext_webapp import _help  # pylint: disable=unused-import
+    from knack.help_files import helps
+    ours = {name: text for name, text in helps.items() if name.startswith('webapp')}
+    assert 'webapp remote-connection cp' in ours
+    for name, text in ours.items():
+        entry = yaml.safe_load(text)
+        assert entry['short-summary'], name
+        if entry['type'] == 'command':
+            assert entry.get('examples'), name
+            assert all(example['name'] and example['text'] for example in entry['examples']), name
