@@ -223,7 +223,7 @@ def test_the_architecture_document_lists_every_reason():
 def test_every_help_entry_is_yaml_with_a_summary_and_each_command_examples():
     """What `az ... --help` renders: a YAML typo shows up there only, so it is read here first."""
     import yaml
-    from azext_webapp import _help  # pylint: disable=unused-import
+    from azext_webapp import _help  # noqa: F401  # pylint: disable=unused-import  # fills knack's helps
     from knack.help_files import helps
     ours = {name: text for name, text in helps.items() if name.startswith('webapp')}
     assert 'webapp remote-connection cp' in ours
