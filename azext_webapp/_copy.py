@@ -69,6 +69,22 @@ def parse_location(text):
     return Remote(app, path)
 
 
+# A signal ends a program through its EXIT trap (which removes its temporary files).
+_TRAPS = ["trap 'exit 129' HUP", "trap 'exit 143' TERM", "trap 'exit 130' INT"]
+# After S: the base64 lines into "$t", then its size ($n) and, where sha256sum is, its SHA-256 ($h)
+# checked; $v says which check it passed.
+_RECEIVE_CHECKED = [
+    'm S',
+    'e=$(base64 -d 2>&1 >"$t") || { m "Fwrite $(printf %s "$e" | head -n 1)"; exit 1; }',
+    'got=$(wc -c <"$t" | tr -d " ")',
+    '[ "$got" = "$n" ] || { m "Fsize $got"; exit 1; }',
+    'v=size',
+    'if command -v sha256sum >/dev/null 2>&1; then',
+    '  [ "$(sha256sum <"$t" | cut -c1-64)" = "$h" ] || { m Fchecksum; exit 1; }',
+    '  v=sha256',
+    'fi']
+
+
 def upload_program(path, size, sha256, name):
     """Write what arrives to a temporary file beside path (into path when it is a directory, under
     ``name``), check it, rename it into place."""
@@ -81,19 +97,9 @@ def upload_program(path, size, sha256, name):
         '[ -d "$dst" ] && { m Fisdir; exit 1; }',
         't=$(mktemp "$dir/.azx.XXXXXX" 2>/dev/null) || { m Fdenied; exit 1; }',
         "trap 'rm -f \"$t\"' EXIT",
-        "trap 'exit 129' HUP",
-        "trap 'exit 143' TERM",
-        "trap 'exit 130' INT",
+        *_TRAPS,
         'mode=$(stat -c %a "$dst" 2>/dev/null) || mode=$(printf %o $(( 0666 & ~0$(umask) )))',
-        'm S',
-        'e=$(base64 -d 2>&1 >"$t") || { m "Fwrite $(printf %s "$e" | head -n 1)"; exit 1; }',
-        'got=$(wc -c <"$t" | tr -d " ")',
-        '[ "$got" = "$n" ] || { m "Fsize $got"; exit 1; }',
-        'v=size',
-        'if command -v sha256sum >/dev/null 2>&1; then',
-        '  [ "$(sha256sum <"$t" | cut -c1-64)" = "$h" ] || { m Fchecksum; exit 1; }',
-        '  v=sha256',
-        'fi',
+        *_RECEIVE_CHECKED,
         'chmod "$mode" "$t" 2>/dev/null',
         'e=$(mv -f "$t" "$dst" 2>&1) || { m "Fmove $(printf %s "$e" | head -n 1)"; exit 1; }',
         "trap - EXIT",
@@ -114,18 +120,8 @@ def upload_tree_program(path, size, sha256, name):
         't=$(mktemp "$dir/.azx.XXXXXX" 2>/dev/null) || { m Fdenied; exit 1; }',
         'x=$(mktemp -d "$dir/.azx.XXXXXX" 2>/dev/null) || { rm -f "$t"; m Fdenied; exit 1; }',
         "trap 'rm -rf \"$t\" \"$x\"' EXIT",
-        "trap 'exit 129' HUP",
-        "trap 'exit 143' TERM",
-        "trap 'exit 130' INT",
-        'm S',
-        'e=$(base64 -d 2>&1 >"$t") || { m "Fwrite $(printf %s "$e" | head -n 1)"; exit 1; }',
-        'got=$(wc -c <"$t" | tr -d " ")',
-        '[ "$got" = "$n" ] || { m "Fsize $got"; exit 1; }',
-        'v=size',
-        'if command -v sha256sum >/dev/null 2>&1; then',
-        '  [ "$(sha256sum <"$t" | cut -c1-64)" = "$h" ] || { m Fchecksum; exit 1; }',
-        '  v=sha256',
-        'fi',
+        *_TRAPS,
+        *_RECEIVE_CHECKED,
         'if [ -d "$f" ]; then',
         '  e=$(tar -xof "$t" -C "$x" 2>&1 && cd "$x/$base" && tar -cf - . | tar -xof - -C "$f" 2>&1) '
         '|| { m "Fwrite $(printf %s "$e" | head -n 1)"; exit 1; }',
@@ -146,9 +142,7 @@ def download_program(path, recursive=False):
             '  command -v tar >/dev/null 2>&1 || { m Fnotar; exit 1; }',
             '  t=$(mktemp 2>/dev/null) || { m Fdenied; exit 1; }',
             "  trap 'rm -f \"$t\"' EXIT",
-            "  trap 'exit 129' HUP",
-            "  trap 'exit 143' TERM",
-            "  trap 'exit 130' INT",
+            *_TRAPS,
             '  real=$(cd "$src" && pwd -P) || { m Fdenied; exit 1; }',
             '  up=$(dirname "$real") top=$(basename "$real")',
             '  e=$(cd "$up" && tar -cf "$t" "$top" 2>&1) || { m "Fpack $(printf %s "$e" | head -n 1)"; exit 1; }',
