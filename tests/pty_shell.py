@@ -70,3 +70,42 @@ class PtyShell:
                 return True
             time.sleep(0.02)
         return False
+
+
+def busybox_root(root):
+    """A root of BusyBox and its applets alone (an Alpine-style container's userland) at root, a
+    new directory; None, with why, where busybox or user namespaces are missing."""
+    import shutil
+    import subprocess
+    busybox, unshare = shutil.which("busybox"), shutil.which("unshare")
+    if not busybox or not unshare:
+        return None, "needs busybox and unshare (make deps installs them)"
+    if subprocess.run([unshare, "--user", "--map-root-user", "--mount", "--pid", "--fork", "true"], check=False,
+                      capture_output=True).returncode != 0:
+        return None, "user and PID namespaces are not available here"
+    for folder in ("bin", "tmp", "dev", "proc"):
+        os.makedirs(os.path.join(root, folder))
+    os.chmod(os.path.join(root, "tmp"), 0o1777)
+    open(os.path.join(root, "dev", "null"), "wb").close()     # a bind mount of the real one goes over it
+    shutil.copy2(busybox, os.path.join(root, "bin", "busybox"))
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.symlink("busybox", os.path.join(root, "bin", applet))
+    listing = subprocess.run(["ldd", busybox], capture_output=True, text=True, check=False).stdout
+    for library in [word for line in listing.splitlines() for word in line.split() if word.startswith("/")]:
+        os.makedirs(os.path.dirname(os.path.join(root, library.lstrip("/"))), exist_ok=True)
+        shutil.copy2(library, os.path.join(root, library.lstrip("/")))
+    return root, ""
+
+
+def busybox_shell(root):
+    """A PtyShell whose shell is BusyBox's ash in root (busybox_root), entered through user, mount and
+    PID namespaces of its own (no root needed), with /dev/null and /proc."""
+    import shutil
+    enter = ('mount --bind /dev/null "$1/dev/null" && mount -t proc proc "$1/proc" && '
+             'exec chroot "$1" /bin/sh -i')
+    argv = [shutil.which("unshare"), "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child",
+            "--", "/bin/sh", "-c", enter, "enter", str(root)]
+    return PtyShell(argv=argv, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PS1": "$ ", "HOME": "/tmp",
+                                    "TERM": "xterm"})

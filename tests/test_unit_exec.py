@@ -90,16 +90,32 @@ def test_input_lines_fit_the_terminals_line_limit_and_decode_back():
 
 # -- the marker protocol against a real shell behind a terminal ------------------------------------
 
-@pytest.fixture(params=["/bin/sh", "/bin/bash"])
+@pytest.fixture(scope="module")
+def busybox(tmp_path_factory):
+    """A root of BusyBox alone (tests/pty_shell.py): an Alpine-style container."""
+    from tests.pty_shell import busybox_root
+    root, why = busybox_root(str(tmp_path_factory.mktemp("busybox") / "root"))
+    if root is None:
+        pytest.skip(why)
+    return root
+
+
+@pytest.fixture(params=["/bin/sh", "/bin/bash", "busybox"])
 def shell(request):
-    """A factory of shells behind terminals (a program's end ends its shell): one per run."""
-    if not os.path.exists(request.param):
+    """A factory of shells behind terminals (a program's end ends its shell): one per run. "busybox":
+    its ash, in a root of BusyBox alone, through namespaces of its own."""
+    from tests.pty_shell import PtyShell, busybox_shell
+    if request.param == "busybox":
+        root = request.getfixturevalue("busybox")
+        start = lambda: busybox_shell(root)  # noqa: E731
+    elif os.path.exists(request.param):
+        start = lambda: PtyShell(request.param)  # noqa: E731
+    else:
         pytest.skip(f"no {request.param}")
-    from tests.pty_shell import PtyShell
     made = []
 
     def make():
-        made.append(PtyShell(request.param))
+        made.append(start())
         return made[-1]
     yield make
     for pty_shell in made:
