@@ -8,6 +8,11 @@ for a background tunnel is also its entry in the registry of this az configurati
 tunnels, ``<az config dir>/webapp/tunnels/<name>.json``, its log beside it (``<name>.log``). The
 tunnel removes its entry when it ends; its log stays, for the reason.
 
+A tunnel started in the foreground with ``--ready-file PATH`` (``az ... &`` in a script) writes its
+record there and also an entry of its own in the registry (``readyFile`` names PATH, no log, no
+process group), so that ``close`` ends it too; on Windows, where a console process is ended cleanly
+only through a process group of its own, close says to use Ctrl+C instead.
+
 ``close --port N | --pid P | --all`` finds the entry, checks that the process is still the one that
 wrote it (its pid and its start time, so that a pid the system has given to another program is never
 signalled), ends it as the tunnel ends cleanly (SIGTERM; on Windows Ctrl+Break to its process group,
@@ -86,6 +91,18 @@ def ready_record(port: int, bind: str, target: Any, instance: Optional[str], sub
 def write_ready(path: str, record: Dict[str, Any]) -> None:
     """Atomically: a reader sees the whole record or none."""
     write_atomically(path, json.dumps(record, indent=2))
+
+
+def register(config_dir: str, ready_file: str, record: Dict[str, Any]) -> Optional[str]:
+    """The registry entry of a tunnel started in the foreground with --ready-file, so that close finds
+    it; None for the background process, whose ready file is its entry already."""
+    directory = registry_dir(config_dir)
+    if os.path.dirname(os.path.abspath(ready_file)) == os.path.abspath(directory):
+        return None
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, f'tunnel-{secrets.token_hex(6)}.json')
+    write_ready(path, dict(record, readyFile=ready_file, processGroup=None))
+    return path
 
 
 def remove_file(path: str) -> None:
@@ -237,8 +254,9 @@ class Entry(NamedTuple):
     running: bool
 
     @property
-    def log(self) -> str:
-        return self.path[:-len('.json')] + '.log'
+    def log(self) -> Optional[str]:
+        """Its output's file; None for a tunnel started in the foreground (its output went there)."""
+        return None if self.record.get('readyFile') else self.path[:-len('.json')] + '.log'
 
     def describe(self) -> str:
         record = self.record
@@ -281,7 +299,7 @@ def choose(config_dir: str, port: Optional[int] = None, pid: Optional[int] = Non
     running = [entry.describe() for entry in known if entry.running]
     raise InvalidArgumentValueError(
         f'No background tunnel of this az configuration has {what} (`close` ends only tunnels started with '
-        '`az webapp remote-connection create --background`). '
+        '`az webapp remote-connection create --background` or `--ready-file`). '
         + (f'Running: {"; ".join(running)}.' if running else 'None is running.'))
 
 
@@ -293,26 +311,32 @@ def close(entry: Entry) -> bool:
         remove_file(entry.path)
         return False
     pid = entry.record['pid']
-    if not interrupt(pid, entry.record.get('processGroup') or pid):
+    if not interrupt(pid, entry.record.get('processGroup', pid)):
         remove_file(entry.path)
         return False
     deadline = time.monotonic() + CLOSE_WAIT
     while _same_process(entry.record):
         if time.monotonic() > deadline:
+            output = f' Its output: {entry.log}.' if entry.log else ''
             raise ValidationError(
-                f'The background tunnel on {entry.describe()} did not end within {int(CLOSE_WAIT)} seconds. '
-                f'Its output: {entry.log}. End it with your system\'s tools (kill {pid}).')
+                f'The background tunnel on {entry.describe()} did not end within {int(CLOSE_WAIT)} seconds.{output} '
+                f'End it with your system\'s tools (kill {pid}).')
         _termination.sleep(0.05)
     remove_file(entry.path)
-    remove_file(entry.log)
+    if entry.log:
+        remove_file(entry.log)
     return True
 
 
-def interrupt(pid: int, group: int) -> bool:
+def interrupt(pid: int, group: Optional[int]) -> bool:
     """How the tunnel is asked to end cleanly: SIGTERM to pid; on Windows, Ctrl+Break to its process
-    group (group: the id of the process that leads it), through a helper attached to pid's console.
-    False when the process had ended meanwhile."""
+    group (group: the id of the process that leads it; None for a tunnel started in the foreground,
+    which has none of its own), through a helper attached to pid's console. False when the process
+    had ended meanwhile."""
     if sys.platform == 'win32':
+        if group is None:
+            raise ValidationError(f'The tunnel with pid {pid} was started without --background: on Windows it '
+                                  'ends cleanly only with Ctrl+C (or Ctrl+Break) in the console that runs it.')
         _send_ctrl_break(pid, group)
         return True
     try:

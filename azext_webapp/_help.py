@@ -156,10 +156,11 @@ examples:
 
 helps['webapp remote-connection close'] = """
 type: command
-short-summary: Close a tunnel that `az webapp remote-connection create --background` started.
+short-summary: Close a tunnel that `az webapp remote-connection create --background` (or `--ready-file`) started.
 long-summary: >
     Finds the background tunnel by its local port or process id among those started with this az
-    configuration (AZURE_CONFIG_DIR), checks that the process is still that tunnel (a process id the
+    configuration (AZURE_CONFIG_DIR) with --background, or with --ready-file (`create ... &` in a
+    script; on Windows such a tunnel ends with Ctrl+C in its console instead), checks that the process is still that tunnel (a process id the
     system has reused is never signalled), ends it as Ctrl+C would (SIGTERM; on Windows Ctrl+Break to
     its process group), waits for it to exit and says so. A port or process id that is no background
     tunnel of this configuration is an error that lists those running.

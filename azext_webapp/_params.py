@@ -43,7 +43,8 @@ def load_arguments(self, _):
         c.argument('ready_file', options_list=['--ready-file'],
                    help='Once the port is open, write a JSON record of the tunnel (port, pid, app, ...) to this '
                         'file, atomically, and remove it when the tunnel ends: for scripts that start '
-                        '`create` with `&` and wait for the file.')
+                        '`create` with `&` and wait for the file. `az webapp remote-connection close --port N` '
+                        'ends it (on POSIX).')
 
     with self.argument_context('webapp remote-connection close') as c:
         c.argument('port', options_list=['--port', '-p'], type=int,

@@ -95,15 +95,19 @@ def _remote_connection(cmd: Cmd, target: Target, port: Optional[int], instance: 
         ssh_options = _ssh_options_for(engine.port, bind, remote_port, endpoint)
         ssh_example = _print_ready(engine.port, bind, endpoint.debugging, target_port, remote_port, ssh_options)
         ready.append(True)
+        registered = None
         if ready_file:
             from azure.cli.core.commands.client_factory import get_subscription_id
-            _background.write_ready(ready_file, _background.ready_record(
-                engine.port, bind, target, instance, get_subscription_id(cmd.cli_ctx), ssh_example))
+            record = _background.ready_record(engine.port, bind, target, instance, get_subscription_id(cmd.cli_ctx),
+                                              ssh_example)
+            _background.write_ready(ready_file, record)
+            registered = _background.register(cmd.cli_ctx.config.config_dir, ready_file, record)
         try:
             _serve(engine, timeout)
         finally:
-            if ready_file:
-                _background.remove_file(ready_file)
+            for path in (ready_file, registered):
+                if path:
+                    _background.remove_file(path)
 
 
 def _serve(engine: Any, timeout: Optional[int]) -> None:
@@ -164,10 +168,12 @@ def close_remote_connection(cmd: Cmd, port: Optional[int] = None, pid: Optional[
                 failures.append(str(err))
                 continue
             if closed:
-                logger.warning('Closed the background tunnel on %s.', entry.describe())
-            else:
+                logger.warning('Closed the %s on %s.', 'background tunnel' if entry.log else 'tunnel', entry.describe())
+            elif entry.log:
                 logger.warning('The background tunnel on %s had already ended; its output: %s', entry.describe(),
                                entry.log)
+            else:
+                logger.warning('The tunnel on %s had already ended.', entry.describe())
     if failures:
         raise ValidationError(' '.join(failures))
 

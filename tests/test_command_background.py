@@ -167,3 +167,28 @@ def test_ready_file_of_a_tunnel_started_with_an_ampersand(webapp_az, sandbox_ssh
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and b'Closed (SIGHUP).' in err, err
     assert not ready.exists()                           # removed when the tunnel ended
+
+
+def test_close_ends_a_tunnel_started_with_a_ready_file(webapp_az, sandbox_sshd, tmp_path):
+    """`create --ready-file PATH &` in a script, then `close --port N`: the same clean end as SIGTERM."""
+    ready = tmp_path / 'tunnel.json'
+    proc = webapp_az.popen('webapp', 'remote-connection', 'create', '-g', 'sandbox-rg', '-n', APP,
+                           '--ready-file', str(ready))
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        port = json.loads(ready.read_text())['port']
+        closed = webapp_az.run('webapp', 'remote-connection', 'close', '--port', str(port))
+        assert closed.returncode == 0, closed.stderr
+        assert f'Closed the tunnel on port {port} (pid {proc.pid}' in closed.stderr
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0 and b'Closed (SIGTERM).' in err, err
+    assert not ready.exists()
+    assert webapp_az.run('webapp', 'remote-connection', 'close', '--all').stderr.strip() == \
+        'WARNING: No background tunnel of this az configuration is running.'

@@ -153,7 +153,8 @@ def test_choose_by_port_or_pid_and_a_clear_error_otherwise(tmp_path):
     with pytest.raises(InvalidArgumentValueError) as info:
         _background.choose(str(tmp_path), port=40009)
     assert str(info.value) == ('No background tunnel of this az configuration has port 40009 (`close` ends only '
-                               'tunnels started with `az webapp remote-connection create --background`). Running: '
+                               'tunnels started with `az webapp remote-connection create --background` or '
+                               '`--ready-file`). Running: '
                                f"port 40001 (pid {os.getpid()}, app 'app').")
     assert _background.choose(str(tmp_path / 'none'), everything=True) == []
 
@@ -348,3 +349,36 @@ def test_close_all_goes_on_past_one_that_does_not_end(monkeypatch, caplog):
         custom.close_remote_connection(cmd, close_all=True)
     assert closed == [40001, 40002]
     assert "Closed the background tunnel on port 40002 (pid 12, app 'b')." in caplog.text
+
+
+def test_a_foreground_tunnel_with_a_ready_file_is_registered_for_close(tmp_path):
+    """`create --ready-file PATH &`: close finds it; the background process, whose ready file is its
+    registry entry, is not registered twice."""
+    config = tmp_path / 'config'
+    ready = tmp_path / 'ready.json'
+    record = this_process()
+    path = _background.register(str(config), str(ready), record)
+    entry, = _background.entries(str(config))
+    assert entry.path == path and entry.running and entry.log is None
+    assert entry.record['readyFile'] == str(ready) and entry.record['processGroup'] is None
+    inside = os.path.join(_background.registry_dir(str(config)), 'tunnel-abc.json')
+    assert _background.register(str(config), inside, record) is None
+    assert len(_background.entries(str(config))) == 1
+
+
+def test_close_ends_a_foreground_tunnel_on_posix_and_says_why_not_on_windows(tmp_path, monkeypatch):
+    config = tmp_path / 'config'
+    _background.register(str(config), str(tmp_path / 'ready.json'), this_process())
+    entry, = _background.entries(str(config))
+    signalled = []
+    monkeypatch.setattr(sys, 'platform', 'linux')
+    monkeypatch.setattr(os, 'kill', lambda pid, sig: signalled.append((pid, sig)))
+    monkeypatch.setattr(_background, 'CLOSE_WAIT', 0.1)
+    with pytest.raises(ValidationError) as raised:     # this process does not end: what close then says
+        _background.close(entry)
+    assert signalled == [(os.getpid(), signal.SIGTERM)] and 'Its output' not in str(raised.value)
+    monkeypatch.setattr(sys, 'platform', 'win32')
+    monkeypatch.setattr(subprocess, 'Popen', lambda *a, **k: pytest.fail('no Ctrl+Break without a group'))
+    with pytest.raises(ValidationError, match='started without --background: on Windows it ends cleanly only '
+                                              'with Ctrl\\+C'):
+        _background.close(entry)
